@@ -1,0 +1,3 @@
+//! Effects: each executor turns one planned action into calls on the host.
+
+pub mod docker;
