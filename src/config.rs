@@ -1,1 +1,162 @@
+//! The daemon's config file (`/etc/gitmoor/config.yaml`): typed, validated, with every default in
+//! one place. An unknown key is an error, so a typo never silently falls back to a default.
 
+use anyhow::{bail, Context};
+use croner::parser::{CronParser, Seconds};
+use croner::Cron;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/gitmoor/config.yaml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// ssh, https, file:// URL or a local path to a repository.
+    pub repo: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Deploy key for ssh remotes.
+    pub ssh_key: Option<PathBuf>,
+    /// File holding the deploy key's passphrase, if it has one.
+    pub ssh_key_passphrase_file: Option<PathBuf>,
+    /// known_hosts for ssh remotes (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// File holding an https token (sent as user `x-access-token`).
+    pub token_file: Option<PathBuf>,
+    /// Extra CA certificate for an https remote with a private CA.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_secrets_dir")]
+    pub secrets_dir: PathBuf,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Cron expression: 5 fields as crontab, or 6 with seconds.
+    #[serde(default = "default_poll")]
+    pub poll: String,
+    /// `unix:///var/run/docker.sock`, `tcp://…`; DOCKER_HOST and the default otherwise.
+    pub docker_host: Option<String>,
+    /// Where the status server listens (issue #3).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long to wait for a service that others depend on with `service_healthy`.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_secs: u64,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_secrets_dir() -> PathBuf {
+    "/etc/gitmoor/secrets".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/gitmoor".into()
+}
+fn default_poll() -> String {
+    "*/1 * * * *".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_health_timeout() -> u64 {
+    120
+}
+
+impl Config {
+    /// Reads and validates a config file; errors name the file and say what to fix.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let mut cfg: Config = serde_saphyr::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.schedule()
+            .with_context(|| format!("{}: poll", path.display()))?;
+        if cfg.branch.is_empty() || cfg.branch.starts_with('-') || cfg.branch.contains("..") {
+            bail!("{}: branch: {:?} is not a valid branch name", path.display(), cfg.branch);
+        }
+        if cfg.repo.trim().is_empty() {
+            bail!("{}: repo: empty; give an ssh, https or file:// URL or a local path", path.display());
+        }
+        // A relative local repo path is relative to the config file, not to wherever the daemon
+        // happens to start.
+        if !cfg.repo.contains("://") && !cfg.repo.contains('@') && Path::new(&cfg.repo).is_relative() {
+            if let Some(dir) = path.parent() {
+                cfg.repo = dir.join(&cfg.repo).to_string_lossy().into_owned();
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The poll schedule: standard crontab (5 fields, 0 and 7 = Sunday) or 6 fields with seconds.
+    pub fn schedule(&self) -> anyhow::Result<Cron> {
+        parse_schedule(&self.poll)
+    }
+
+    /// Where gitmoor keeps its bare clone of the managed repo.
+    pub fn repo_cache_dir(&self) -> PathBuf {
+        self.state_dir.join("repo.git")
+    }
+
+    /// Where stack folders are materialised so relative bind mounts have a stable host path.
+    pub fn bind_root(&self) -> PathBuf {
+        self.state_dir.join("stacks")
+    }
+}
+
+pub fn parse_schedule(expr: &str) -> anyhow::Result<Cron> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{expr:?} is not a cron expression ({e}); write 5 fields as crontab (\"*/5 * * * *\") or 6 with seconds first"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_the_repo() {
+        let cfg = Config::parse("repo: /srv/infra.git\n", Path::new("/etc/gitmoor/config.yaml")).unwrap();
+        assert_eq!(cfg.branch, "main");
+        assert_eq!(cfg.secrets_dir, PathBuf::from("/etc/gitmoor/secrets"));
+        assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/gitmoor"));
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(cfg.repo_cache_dir(), PathBuf::from("/var/lib/gitmoor/repo.git"));
+    }
+
+    #[test]
+    fn relative_repo_path_is_relative_to_the_config_file() {
+        let cfg = Config::parse("repo: infra\n", Path::new("/etc/gitmoor/config.yaml")).unwrap();
+        assert_eq!(cfg.repo, "/etc/gitmoor/infra");
+        let cfg = Config::parse("repo: git@github.com:acme/infra.git\n", Path::new("/x/c.yaml")).unwrap();
+        assert_eq!(cfg.repo, "git@github.com:acme/infra.git");
+    }
+
+    #[test]
+    fn crontab_five_fields_and_six_with_seconds_both_parse() {
+        for ok in ["*/1 * * * *", "0 3 * * 0", "0 3 * * 7", "*/10 * * * * *"] {
+            assert!(parse_schedule(ok).is_ok(), "{ok}");
+        }
+        let err = parse_schedule("every minute").unwrap_err().to_string();
+        assert!(err.contains("5 fields"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_and_bad_poll_are_errors_naming_the_file() {
+        let err = Config::parse("repo: x\nbrnach: main\n", Path::new("/c.yaml")).unwrap_err();
+        assert!(format!("{err:#}").contains("/c.yaml"), "{err:#}");
+        assert!(format!("{err:#}").contains("brnach"), "{err:#}");
+        let err = Config::parse("repo: x\npoll: nope\n", Path::new("/c.yaml")).unwrap_err();
+        assert!(format!("{err:#}").contains("poll"), "{err:#}");
+    }
+}

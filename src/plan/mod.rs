@@ -1,6 +1,12 @@
 //! Pure planning: `plan(desired, observed) -> Plan`. No socket, no file: everything clever about
 //! what changed, why, and in which order lives here and is tested with plain structs.
 
+mod diff;
+pub mod fingerprint;
+mod render;
+
+pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
+
 use crate::spec::model::{NetworkSpec, ServiceSpec, VolumeSpec};
 use std::collections::BTreeMap;
 
@@ -45,6 +51,8 @@ pub enum Action {
         service: String,
         id: String,
         name: String,
+        /// Another service waits for this one with `condition: service_healthy`.
+        wait_healthy: bool,
     },
     Remove {
         service: String,
@@ -76,3 +84,6 @@ pub struct ContainerToCreate {
     /// Another service waits for this one with `condition: service_completed_successfully`.
     pub wait_completed: bool,
 }
+
+#[cfg(test)]
+mod tests;

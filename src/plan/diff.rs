@@ -1,0 +1,345 @@
+//! The diff: pair desired and observed objects by name, decide create / recreate / start /
+//! remove, and order the actions so that dependencies come first and removals last.
+
+use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint};
+use super::{Action, ContainerToCreate, Plan, StackPlan};
+use crate::labels;
+use crate::observe::{Observed, ObservedContainer};
+use crate::spec::model::{DependsCondition, HostSpec, StackSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Facts the planner needs besides desired and observed state.
+#[derive(Debug, Clone)]
+pub struct PlanContext {
+    /// The commit being applied (goes on the containers it creates).
+    pub commit: String,
+    /// Where stack folders are materialised (shown by `docker compose ls` as the working dir).
+    pub bind_root: PathBuf,
+}
+
+/// A reason the plan cannot be carried out at all; nothing is done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Result<Plan, PlanError> {
+    let mut out = Plan::default();
+    let mut pulls = BTreeSet::new();
+    for stack in desired.stacks.values() {
+        for svc in stack.services.values() {
+            if !observed.images.contains_key(&normalize_image(&svc.image)) {
+                pulls.insert(svc.image.clone());
+            }
+        }
+    }
+    out.pulls = pulls.into_iter().collect();
+
+    for stack in desired.stacks.values() {
+        let sp = plan_stack(stack, observed, ctx)?;
+        if !sp.actions.is_empty() {
+            out.stacks.push(sp);
+        }
+    }
+
+    // Stacks that left the repo: containers and networks go, volumes stay (and are listed).
+    let gone: BTreeSet<&str> = observed
+        .containers
+        .iter()
+        .map(|c| c.stack.as_str())
+        .chain(observed.networks.iter().map(|n| n.stack.as_str()))
+        .filter(|s| !desired.stacks.contains_key(*s))
+        .collect();
+    for stack in gone {
+        let reason = format!("stack {stack} left the repo");
+        let mut actions: Vec<Action> = observed
+            .containers
+            .iter()
+            .filter(|c| c.stack == stack)
+            .map(|c| Action::Remove {
+                service: c.service.clone(),
+                id: c.id.clone(),
+                name: c.name.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        actions.extend(observed.networks.iter().filter(|n| n.stack == stack).map(|n| Action::RemoveNetwork {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            reason: reason.clone(),
+        }));
+        out.stacks.push(StackPlan { stack: stack.to_string(), actions });
+    }
+    let removed: BTreeSet<&str> =
+        observed.volumes.iter().map(|v| v.stack.as_str()).filter(|s| !desired.stacks.contains_key(*s)).collect();
+    out.kept_volumes =
+        observed.volumes.iter().filter(|v| removed.contains(v.stack.as_str())).map(|v| v.name.clone()).collect();
+    Ok(out)
+}
+
+fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Result<StackPlan, PlanError> {
+    let name = &stack.name;
+    let mut actions = Vec::new();
+    let live: Vec<&ObservedContainer> = observed.containers.iter().filter(|c| &c.stack == name).collect();
+
+    // Networks whose spec changed must be recreated, and every container on them with them.
+    let mut changed_nets = Vec::new();
+    for (key, net) in &stack.networks {
+        match observed.networks.iter().find(|n| n.name == net.name) {
+            None => actions.push(Action::CreateNetwork { network: with_hash(net) }),
+            Some(obs) if network_hash_label(obs) != Some(network_hash(net)) => {
+                changed_nets.push((key.clone(), obs.id.clone(), with_hash(net)))
+            }
+            Some(_) => {}
+        }
+    }
+    for vol in stack.volumes.values() {
+        if !observed.volumes.iter().any(|v| v.name == vol.name) {
+            actions.push(Action::CreateVolume { volume: vol.clone() });
+        }
+    }
+
+    let order = topo_order(stack);
+    let waited = waited_on(stack);
+    let mut creates = Vec::new();
+    let mut early_removals = Vec::new();
+    for svc_name in &order {
+        let svc = &stack.services[svc_name];
+        let cname = format!("{name}-{svc_name}-1");
+        let mine: Vec<&&ObservedContainer> = live.iter().filter(|c| &c.service == svc_name).collect();
+        if mine.is_empty() && observed.all_container_names.iter().any(|n| n == &cname) {
+            return Err(PlanError(format!(
+                "container name {cname} is taken by a container gitmoor does not manage; remove or rename it (docker rename {cname} {cname}-old)"
+            )));
+        }
+        let fp = fingerprint(svc, &stack.networks);
+        let hash = config_hash(svc, &stack.networks);
+        let container = ContainerToCreate {
+            name: cname.clone(),
+            stack: name.clone(),
+            service: svc_name.clone(),
+            spec: svc.clone(),
+            labels: container_labels(stack, svc_name, &svc.labels, &hash, &fp, ctx),
+            networks: svc
+                .networks
+                .iter()
+                .filter_map(|(k, a)| stack.networks.get(k).map(|n| (n.name.clone(), a.aliases.clone())))
+                .collect(),
+            wait_healthy: waited.get(svc_name) == Some(&DependsCondition::Healthy),
+            wait_completed: waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully),
+        };
+        // Extra containers of the same service (a leftover of an interrupted run) are removed.
+        let (keep, extra) = match mine.iter().position(|c| c.name == cname) {
+            Some(i) => (Some(mine[i]), mine.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, c)| *c).collect()),
+            None => (mine.first().copied(), mine.iter().skip(1).copied().collect::<Vec<_>>()),
+        };
+        for c in extra {
+            early_removals.push(Action::Remove {
+                service: svc_name.clone(),
+                id: c.id.clone(),
+                name: c.name.clone(),
+                reason: "extra container of the service".into(),
+            });
+        }
+        let Some(cur) = keep else {
+            creates.push(Action::Create { container });
+            continue;
+        };
+        let mut reasons = Vec::new();
+        if cur.labels.get(labels::CONFIG_HASH) != Some(&hash) {
+            match cur.labels.get(labels::FINGERPRINT).and_then(|s| serde_json::from_str::<Fingerprint>(s).ok()) {
+                Some(old) => reasons.extend(diff_reasons(&old, &fp)),
+                None => reasons.push("config changed (made without a gitmoor fingerprint)".into()),
+            }
+            if reasons.is_empty() {
+                reasons.push("config changed".into());
+            }
+        }
+        if cur.name != cname {
+            reasons.push(format!("renamed from {}", cur.name));
+        }
+        match observed.images.get(&normalize_image(&svc.image)) {
+            Some(id) if id != &cur.image_id => {
+                reasons.push(format!("image {} changed ({} → {})", svc.image, short_id(&cur.image_id), short_id(id)))
+            }
+            None => reasons.push(format!("image {} is pulled anew", svc.image)),
+            _ => {}
+        }
+        if reasons.is_empty() && changed_nets.iter().any(|(k, _, _)| svc.networks.contains_key(k)) {
+            reasons.push("its network changed".into());
+        }
+        if !reasons.is_empty() {
+            creates.push(Action::Recreate { old_id: cur.id.clone(), container, reasons });
+        } else if cur.state != "running" && !(container.wait_completed && cur.state == "exited") {
+            creates.push(Action::Start {
+                service: svc_name.clone(),
+                id: cur.id.clone(),
+                name: cur.name.clone(),
+                wait_healthy: container.wait_healthy,
+            });
+        }
+    }
+
+    // A changed network: remove its containers (they are all being recreated), then the network.
+    if !changed_nets.is_empty() {
+        let mut rewritten = Vec::new();
+        let mut removals = Vec::new();
+        for a in creates {
+            match a {
+                Action::Recreate { old_id, container, reasons } => {
+                    removals.push(Action::Remove {
+                        service: container.service.clone(),
+                        id: old_id,
+                        name: container.name.clone(),
+                        reason: reasons.join(", "),
+                    });
+                    rewritten.push(Action::Create { container });
+                }
+                other => rewritten.push(other),
+            }
+        }
+        removals.reverse();
+        actions.splice(0..0, removals);
+        let mut idx = actions.iter().position(|a| !matches!(a, Action::Remove { .. })).unwrap_or(actions.len());
+        for (key, id, net) in changed_nets {
+            let reason = format!("network {key} changed");
+            actions.insert(idx, Action::RemoveNetwork { id, name: net.name.clone(), reason });
+            actions.insert(idx + 1, Action::CreateNetwork { network: net });
+            idx += 2;
+        }
+        creates = rewritten;
+    }
+    actions.extend(early_removals);
+    actions.extend(creates);
+
+    // Services that left the file, then networks nobody declares any more.
+    for c in &live {
+        if !stack.services.contains_key(&c.service) {
+            actions.push(Action::Remove {
+                service: c.service.clone(),
+                id: c.id.clone(),
+                name: c.name.clone(),
+                reason: format!("service {} left {}", c.service, stack.compose_file),
+            });
+        }
+    }
+    for n in observed.networks.iter().filter(|n| &n.stack == name) {
+        if !stack.networks.values().any(|d| d.name == n.name) {
+            actions.push(Action::RemoveNetwork {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                reason: format!("network left {}", stack.compose_file),
+            });
+        }
+    }
+    Ok(StackPlan { stack: name.clone(), actions })
+}
+
+/// The labels a new container gets: the user's, then compose's and gitmoor's (which win).
+fn container_labels(
+    stack: &StackSpec,
+    service: &str,
+    user: &BTreeMap<String, String>,
+    hash: &str,
+    fp: &Fingerprint,
+    ctx: &PlanContext,
+) -> BTreeMap<String, String> {
+    let mut l = user.clone();
+    let dir = ctx.bind_root.join(&stack.name);
+    let file = stack.compose_file.rsplit('/').next().unwrap_or("compose.yaml");
+    for (k, v) in [
+        (labels::PROJECT, stack.name.clone()),
+        (labels::SERVICE, service.to_string()),
+        (labels::CONTAINER_NUMBER, "1".into()),
+        (labels::ONEOFF, "False".into()),
+        (labels::CONFIG_HASH, hash.to_string()),
+        (labels::WORKING_DIR, dir.to_string_lossy().into_owned()),
+        (labels::CONFIG_FILES, dir.join(file).to_string_lossy().into_owned()),
+        (labels::MANAGED, "true".into()),
+        (labels::COMMIT, ctx.commit.clone()),
+        (labels::FINGERPRINT, serde_json::to_string(fp).unwrap_or_default()),
+    ] {
+        l.insert(k.to_string(), v);
+    }
+    l
+}
+
+/// The hash label a network carries; set by the planner when it asks for the network.
+pub const NETWORK_HASH: &str = "io.gitmoor.network-hash";
+
+fn with_hash(net: &crate::spec::model::NetworkSpec) -> crate::spec::model::NetworkSpec {
+    let mut n = net.clone();
+    n.labels.insert(NETWORK_HASH.to_string(), network_hash(net));
+    n
+}
+
+fn network_hash_label(n: &crate::observe::ObservedNetwork) -> Option<String> {
+    n.labels.get(NETWORK_HASH).cloned()
+}
+
+/// Hash of what a network is made with (its labels minus the hash itself, and `internal`).
+pub fn network_hash(net: &crate::spec::model::NetworkSpec) -> String {
+    let mut n = net.clone();
+    n.labels.remove(NETWORK_HASH);
+    let s = serde_json::to_string(&n).unwrap_or_default();
+    hex::encode(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(s))[..8])
+}
+
+/// Services in an order where each comes after what it depends on (ties by name).
+pub fn topo_order(stack: &StackSpec) -> Vec<String> {
+    let mut done: Vec<String> = Vec::new();
+    let mut left: BTreeSet<&String> = stack.services.keys().collect();
+    while !left.is_empty() {
+        let ready: Vec<&String> = left
+            .iter()
+            .filter(|s| stack.services[**s].depends_on.keys().all(|d| done.contains(d) || !stack.services.contains_key(d)))
+            .copied()
+            .collect();
+        // A cycle is refused when the spec is read; if one slips through, keep name order.
+        let batch = if ready.is_empty() { left.iter().copied().collect() } else { ready };
+        for s in batch {
+            left.remove(s);
+            done.push(s.clone());
+        }
+    }
+    done
+}
+
+/// For each service some other service waits on: the strongest condition asked.
+fn waited_on(stack: &StackSpec) -> BTreeMap<String, DependsCondition> {
+    let mut out = BTreeMap::new();
+    for svc in stack.services.values() {
+        for (dep, cond) in &svc.depends_on {
+            let e = out.entry(dep.clone()).or_insert(*cond);
+            if *cond != DependsCondition::Started {
+                *e = *cond;
+            }
+        }
+    }
+    out
+}
+
+/// `postgres` → `postgres:latest`, `docker.io/library/x:1` → `x:1`: the form image listings use.
+pub fn normalize_image(image: &str) -> String {
+    let mut s = image.trim();
+    for p in ["docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"] {
+        if let Some(rest) = s.strip_prefix(p) {
+            s = rest;
+            break;
+        }
+    }
+    if s.contains('@') {
+        return s.to_string();
+    }
+    let last = s.rsplit('/').next().unwrap_or(s);
+    if last.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:latest")
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}

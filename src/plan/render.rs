@@ -1,0 +1,69 @@
+//! How a plan is shown: one line per action with its reason (`gitmoor plan`, the log, `/status`).
+//! Only names and reasons: no environment value can reach this output.
+
+use super::{Action, Plan};
+use serde::Serialize;
+
+/// One action as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionView {
+    pub stack: String,
+    /// `pull`, `create-network`, `create-volume`, `create`, `recreate`, `start`, `remove`,
+    /// `remove-network`.
+    pub action: String,
+    /// The container, network, volume or image it acts on.
+    pub target: String,
+    pub reasons: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.pulls.is_empty() && self.stacks.iter().all(|s| s.actions.is_empty())
+    }
+
+    /// The plan as a flat list of named actions with reasons.
+    pub fn views(&self) -> Vec<ActionView> {
+        let mut out: Vec<ActionView> = self
+            .pulls
+            .iter()
+            .map(|i| ActionView {
+                stack: String::new(),
+                action: "pull".into(),
+                target: i.clone(),
+                reasons: vec!["not present locally".into()],
+            })
+            .collect();
+        for sp in &self.stacks {
+            for a in &sp.actions {
+                let (action, target, reasons) = match a {
+                    Action::CreateNetwork { network } => ("create-network", network.name.clone(), vec![]),
+                    Action::CreateVolume { volume } => ("create-volume", volume.name.clone(), vec![]),
+                    Action::Create { container } => ("create", container.name.clone(), vec!["new service".into()]),
+                    Action::Recreate { container, reasons, .. } => ("recreate", container.name.clone(), reasons.clone()),
+                    Action::Start { name, .. } => ("start", name.clone(), vec!["not running".into()]),
+                    Action::Remove { name, reason, .. } => ("remove", name.clone(), vec![reason.clone()]),
+                    Action::RemoveNetwork { name, reason, .. } => ("remove-network", name.clone(), vec![reason.clone()]),
+                };
+                out.push(ActionView { stack: sp.stack.clone(), action: action.into(), target, reasons });
+            }
+        }
+        out
+    }
+
+    /// Text for a terminal: one line per action, then the volumes that are kept.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        if self.is_empty() {
+            s.push_str("no changes: the host matches the commit\n");
+        }
+        for v in self.views() {
+            let stack = if v.stack.is_empty() { String::new() } else { format!("[{}] ", v.stack) };
+            let why = if v.reasons.is_empty() { String::new() } else { format!(": {}", v.reasons.join(", ")) };
+            s.push_str(&format!("{stack}{} {}{why}\n", v.action, v.target));
+        }
+        for v in &self.kept_volumes {
+            s.push_str(&format!("keep volume {v} (its stack left the repo; remove it by hand if you mean to: docker volume rm {v})\n"));
+        }
+        s
+    }
+}

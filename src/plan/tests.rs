@@ -1,0 +1,231 @@
+//! Planner tests on plain structs: the seed's app (backend + postgres), and what each change to it
+//! must and must not touch.
+
+use super::*;
+use crate::observe::{Observed, ObservedContainer, ObservedNetwork, ObservedVolume};
+use crate::spec::model::*;
+
+fn seed() -> HostSpec {
+    let mut stack = StackSpec {
+        name: "app".into(),
+        compose_file: "compose/app/compose.yaml".into(),
+        services: Default::default(),
+        networks: Default::default(),
+        volumes: Default::default(),
+        has_secrets_file: true,
+    };
+    for (key, internal) in [("db", true), ("web", false)] {
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("com.docker.compose.project".to_string(), "app".to_string());
+        stack.networks.insert(key.into(), NetworkSpec { name: format!("app_{key}"), internal, labels });
+    }
+    stack.volumes.insert("pgdata".into(), VolumeSpec { name: "app_pgdata".into(), labels: Default::default() });
+    let mut db = ServiceSpec { image: "example-postgres:15".into(), ..Default::default() };
+    db.environment.insert("POSTGRES_PASSWORD".into(), Secret("s3cret-pw".into()));
+    db.networks.insert("db".into(), NetworkAttach { aliases: vec!["postgres".into()] });
+    db.volumes.push(MountSpec::Volume { source: "app_pgdata".into(), target: "/var/lib/postgresql/data".into(), read_only: false });
+    let mut backend = ServiceSpec { image: "example-backend:1".into(), ..Default::default() };
+    backend.environment.insert("GREETING".into(), Secret("hello".into()));
+    backend.networks.insert("db".into(), NetworkAttach { aliases: vec!["backend".into()] });
+    backend.networks.insert("web".into(), NetworkAttach { aliases: vec!["backend".into()] });
+    backend.depends_on.insert("postgres".into(), DependsCondition::Healthy);
+    backend.ports.push(PortSpec { host_ip: "127.0.0.1".into(), host_port: Some(3000), container_port: 3000, protocol: "tcp".into() });
+    stack.services.insert("postgres".into(), db);
+    stack.services.insert("backend".into(), backend);
+    let mut host = HostSpec::default();
+    host.stacks.insert("app".into(), stack);
+    host
+}
+
+fn ctx() -> PlanContext {
+    PlanContext { commit: "c0ffee".into(), bind_root: "/var/lib/gitmoor/stacks".into() }
+}
+
+fn images() -> Observed {
+    let mut o = Observed::default();
+    o.images.insert("example-postgres:15".into(), "sha256:pg".into());
+    o.images.insert("example-backend:1".into(), "sha256:be1".into());
+    o
+}
+
+/// What the host looks like after the plan ran: the planner's own view of a perfect executor.
+fn applied(plan: &Plan, before: &Observed) -> Observed {
+    let mut o = before.clone();
+    let mut n = 0;
+    for sp in &plan.stacks {
+        for a in &sp.actions {
+            n += 1;
+            match a {
+                Action::CreateNetwork { network } => o.networks.push(ObservedNetwork {
+                    id: format!("net{n}"),
+                    name: network.name.clone(),
+                    stack: sp.stack.clone(),
+                    labels: network.labels.clone(),
+                }),
+                Action::CreateVolume { volume } => {
+                    o.volumes.push(ObservedVolume { name: volume.name.clone(), stack: sp.stack.clone(), labels: volume.labels.clone() })
+                }
+                Action::Create { container } | Action::Recreate { container, .. } => {
+                    if let Action::Recreate { old_id, .. } = a {
+                        o.containers.retain(|c| &c.id != old_id);
+                    }
+                    o.containers.push(ObservedContainer {
+                        id: format!("c{n}"),
+                        name: container.name.clone(),
+                        stack: container.stack.clone(),
+                        service: container.service.clone(),
+                        image: container.spec.image.clone(),
+                        image_id: o.images[&normalize_image(&container.spec.image)].clone(),
+                        state: "running".into(),
+                        health: None,
+                        labels: container.labels.clone(),
+                    });
+                    o.all_container_names.push(container.name.clone());
+                }
+                Action::Start { id, .. } => {
+                    if let Some(c) = o.containers.iter_mut().find(|c| &c.id == id) {
+                        c.state = "running".into();
+                    }
+                }
+                Action::Remove { id, .. } => o.containers.retain(|c| &c.id != id),
+                Action::RemoveNetwork { id, .. } => o.networks.retain(|x| &x.id != id),
+            }
+        }
+    }
+    o
+}
+
+fn kinds(plan: &Plan) -> Vec<String> {
+    plan.views().into_iter().map(|v| format!("{} {}", v.action, v.target)).collect()
+}
+
+#[test]
+fn first_deploy_creates_networks_volume_then_db_before_backend() {
+    let plan = plan(&seed(), &images(), &ctx()).unwrap();
+    assert_eq!(
+        kinds(&plan),
+        vec![
+            "create-network app_db",
+            "create-network app_web",
+            "create-volume app_pgdata",
+            "create app-postgres-1",
+            "create app-backend-1",
+        ]
+    );
+    let Action::Create { container } = &plan.stacks[0].actions[3] else { panic!() };
+    assert!(container.wait_healthy, "backend waits for postgres to be healthy");
+    assert_eq!(container.labels["com.docker.compose.project"], "app");
+    assert_eq!(container.labels["com.docker.compose.service"], "postgres");
+    assert_eq!(container.labels["io.gitmoor.commit"], "c0ffee");
+    let all_labels = format!("{:?}", container.labels);
+    assert!(!all_labels.contains("s3cret-pw"), "no secret value in a label: {all_labels}");
+}
+
+#[test]
+fn applied_plan_leaves_nothing_to_do() {
+    let first = plan(&seed(), &images(), &ctx()).unwrap();
+    let host = applied(&first, &images());
+    let again = plan(&seed(), &host, &PlanContext { commit: "next".into(), ..ctx() }).unwrap();
+    assert!(again.is_empty(), "{}", again.render_text());
+    assert_eq!(again.render_text(), "no changes: the host matches the commit\n");
+}
+
+#[test]
+fn changing_one_service_recreates_only_it_and_says_why() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let mut spec = seed();
+    let backend = spec.stacks.get_mut("app").unwrap().services.get_mut("backend").unwrap();
+    backend.environment.insert("GREETING".into(), Secret("bonjour".into()));
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-backend-1"]);
+    assert_eq!(p.views()[0].reasons, vec!["environment.GREETING changed"]);
+    assert!(!p.render_text().contains("bonjour"));
+}
+
+#[test]
+fn a_moved_image_tag_recreates_with_the_image_as_reason() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let mut moved = host.clone();
+    moved.images.insert("example-backend:1".into(), "sha256:be2".into());
+    let p = plan(&seed(), &moved, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-backend-1"]);
+    assert!(p.views()[0].reasons[0].starts_with("image example-backend:1 changed"), "{:?}", p.views());
+}
+
+#[test]
+fn missing_image_is_pulled_before_anything() {
+    let mut o = images();
+    o.images.remove("example-backend:1");
+    let p = plan(&seed(), &o, &ctx()).unwrap();
+    assert_eq!(p.pulls, vec!["example-backend:1"]);
+    assert_eq!(p.views()[0].action, "pull");
+}
+
+#[test]
+fn removed_service_is_removed_and_others_untouched() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let mut spec = seed();
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.services.remove("backend");
+    st.networks.remove("web");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["remove app-backend-1", "remove-network app_web"]);
+    assert!(p.views()[0].reasons[0].contains("left compose/app/compose.yaml"));
+}
+
+#[test]
+fn removed_stack_keeps_its_volumes_and_lists_them() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let p = plan(&HostSpec::default(), &host, &ctx()).unwrap();
+    let k = kinds(&p);
+    assert!(k.contains(&"remove app-postgres-1".to_string()) && k.contains(&"remove app-backend-1".to_string()), "{k:?}");
+    assert!(k.iter().all(|a| !a.contains("volume")), "a volume is never removed: {k:?}");
+    assert_eq!(p.kept_volumes, vec!["app_pgdata"]);
+    assert!(p.render_text().contains("keep volume app_pgdata"));
+    // Containers go before the networks they sit on.
+    let first_net = k.iter().position(|a| a.starts_with("remove-network")).unwrap();
+    assert!(k[..first_net].iter().all(|a| a.starts_with("remove ")), "{k:?}");
+}
+
+#[test]
+fn stopped_container_is_started() {
+    let mut host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    host.containers.iter_mut().find(|c| c.service == "postgres").unwrap().state = "exited".into();
+    let p = plan(&seed(), &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["start app-postgres-1"]);
+}
+
+#[test]
+fn name_taken_by_an_unmanaged_container_is_refused() {
+    let mut o = images();
+    o.all_container_names.push("app-postgres-1".into());
+    let err = plan(&seed(), &o, &ctx()).unwrap_err().to_string();
+    assert!(err.contains("app-postgres-1") && err.contains("not manage"), "{err}");
+}
+
+#[test]
+fn a_network_that_changes_is_recreated_with_its_containers() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let mut spec = seed();
+    spec.stacks.get_mut("app").unwrap().networks.get_mut("web").unwrap().internal = true;
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["remove app-backend-1", "remove-network app_web", "create-network app_web", "create app-backend-1"]
+    );
+    let after = applied(&p, &host);
+    assert!(plan(&spec, &after, &ctx()).unwrap().is_empty());
+}
+
+#[test]
+fn topo_order_puts_dependencies_first() {
+    assert_eq!(topo_order(&seed().stacks["app"]), vec!["postgres", "backend"]);
+}
+
+#[test]
+fn normalizes_image_references_like_the_image_listing() {
+    assert_eq!(normalize_image("postgres"), "postgres:latest");
+    assert_eq!(normalize_image("docker.io/library/postgres:15"), "postgres:15");
+    assert_eq!(normalize_image("127.0.0.1:5000/test/bb"), "127.0.0.1:5000/test/bb:latest");
+    assert_eq!(normalize_image("127.0.0.1:5000/test/bb:1"), "127.0.0.1:5000/test/bb:1");
+}
