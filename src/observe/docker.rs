@@ -1,1 +1,244 @@
+//! Reads the host's Docker objects in four listing calls (containers, networks, volumes, images),
+//! whatever the number of stacks: one reconcile never inspects containers one by one.
 
+use super::{Observed, ObservedContainer, ObservedNetwork, ObservedVolume};
+use crate::labels;
+use anyhow::Context;
+use bollard::models::{ContainerSummary, ImageSummary, Network, Volume};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder,
+};
+use bollard::Docker;
+use std::collections::{BTreeMap, HashMap};
+
+/// What is on the host now. Exactly four API calls, run concurrently.
+pub async fn observe(docker: &Docker) -> anyhow::Result<Observed> {
+    let managed_filter: HashMap<&str, Vec<String>> =
+        HashMap::from([("label", vec![format!("{}=true", labels::MANAGED)])]);
+
+    let containers = async {
+        docker
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+            .await
+            .context("listing containers failed; is dockerd running and reachable?")
+    };
+    let networks = async {
+        docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new()
+                    .filters(&managed_filter)
+                    .build(),
+            ))
+            .await
+            .context("listing gitmoor's networks failed; is dockerd running and reachable?")
+    };
+    let volumes = async {
+        docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new()
+                    .filters(&managed_filter)
+                    .build(),
+            ))
+            .await
+            .context("listing gitmoor's volumes failed; is dockerd running and reachable?")
+    };
+    let images = async {
+        docker
+            .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
+            .await
+            .context("listing local images failed; is dockerd running and reachable?")
+    };
+    let (containers, networks, volumes, images) =
+        tokio::try_join!(containers, networks, volumes, images)?;
+
+    let mut observed = Observed::default();
+    for summary in &containers {
+        if let Some(name) = primary_name(summary) {
+            observed.all_container_names.push(name.to_string());
+        }
+        if let Some(container) = observed_container(summary) {
+            observed.containers.push(container);
+        }
+    }
+    observed.all_container_names.sort();
+    observed
+        .containers
+        .sort_by(|a, b| (&a.stack, &a.service, &a.name).cmp(&(&b.stack, &b.service, &b.name)));
+
+    observed.networks = networks.iter().filter_map(observed_network).collect();
+    observed
+        .networks
+        .sort_by(|a, b| (&a.stack, &a.name, &a.id).cmp(&(&b.stack, &b.name, &b.id)));
+
+    observed.volumes = volumes
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .filter_map(observed_volume)
+        .collect();
+    observed
+        .volumes
+        .sort_by(|a, b| (&a.stack, &a.name).cmp(&(&b.stack, &b.name)));
+
+    observed.images = image_tags(&images);
+    Ok(observed)
+}
+
+fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(labels::MANAGED).map(String::as_str) == Some("true")
+}
+
+fn sorted_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// The container's own name, without the leading `/`. The list also carries legacy link names
+/// (`/other/alias`); those contain a second `/` and are skipped.
+fn primary_name(summary: &ContainerSummary) -> Option<&str> {
+    summary
+        .names
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.strip_prefix('/').unwrap_or(n))
+        .find(|n| !n.contains('/'))
+}
+
+fn observed_container(summary: &ContainerSummary) -> Option<ObservedContainer> {
+    let labels = sorted_labels(summary.labels.as_ref());
+    if !is_managed(&labels) {
+        return None;
+    }
+    let id = summary.id.clone()?;
+    let status = summary.status.as_deref().unwrap_or_default();
+    Some(ObservedContainer {
+        name: primary_name(summary).unwrap_or(&id).to_string(),
+        id,
+        stack: labels.get(labels::PROJECT).cloned().unwrap_or_default(),
+        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+        image: summary.image.clone().unwrap_or_default(),
+        image_id: summary.image_id.clone().unwrap_or_default(),
+        state: summary.state.map(|s| s.to_string()).unwrap_or_default(),
+        health: parse_health(status).map(str::to_string),
+        labels,
+    })
+}
+
+fn observed_network(net: &Network) -> Option<ObservedNetwork> {
+    let labels = sorted_labels(net.labels.as_ref());
+    if !is_managed(&labels) {
+        return None;
+    }
+    Some(ObservedNetwork {
+        id: net.id.clone()?,
+        name: net.name.clone().unwrap_or_default(),
+        stack: labels.get(labels::PROJECT).cloned().unwrap_or_default(),
+        labels,
+    })
+}
+
+fn observed_volume(vol: &Volume) -> Option<ObservedVolume> {
+    let labels = sorted_labels(Some(&vol.labels));
+    if !is_managed(&labels) {
+        return None;
+    }
+    Some(ObservedVolume {
+        name: vol.name.clone(),
+        stack: labels.get(labels::PROJECT).cloned().unwrap_or_default(),
+        labels,
+    })
+}
+
+/// Every `repo:tag` of every local image -> its id. Untagged images (`<none>:<none>`) are left out.
+fn image_tags(images: &[ImageSummary]) -> BTreeMap<String, String> {
+    images
+        .iter()
+        .flat_map(|img| {
+            img.repo_tags
+                .iter()
+                .filter(|t| t.as_str() != "<none>:<none>")
+                .map(move |t| (t.clone(), img.id.clone()))
+        })
+        .collect()
+}
+
+/// Health as the container list's status string shows it: `Up 3 seconds (healthy)`,
+/// `Up 1 second (health: starting)`, `Up 2 minutes (unhealthy)`. None without a healthcheck
+/// (or when the container is not running).
+pub fn parse_health(status: &str) -> Option<&'static str> {
+    if status.contains("(health: starting)") {
+        Some("starting")
+    } else if status.contains("(unhealthy)") {
+        Some("unhealthy")
+    } else if status.contains("(healthy)") {
+        Some("healthy")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_from_status() {
+        assert_eq!(parse_health("Up 3 seconds (healthy)"), Some("healthy"));
+        assert_eq!(
+            parse_health("Up Less than a second (health: starting)"),
+            Some("starting")
+        );
+        assert_eq!(parse_health("Up 2 minutes (unhealthy)"), Some("unhealthy"));
+        assert_eq!(parse_health("Up 2 minutes"), None);
+        assert_eq!(parse_health("Exited (1) 3 seconds ago"), None);
+        assert_eq!(parse_health("Created"), None);
+        assert_eq!(parse_health(""), None);
+    }
+
+    #[test]
+    fn names_skip_links() {
+        let summary = ContainerSummary {
+            names: Some(vec!["/web/db-alias".into(), "/shop-db-1".into()]),
+            ..Default::default()
+        };
+        assert_eq!(primary_name(&summary), Some("shop-db-1"));
+    }
+
+    #[test]
+    fn only_managed_containers_are_observed() {
+        let mut summary = ContainerSummary {
+            id: Some("abc".into()),
+            names: Some(vec!["/shop-web-1".into()]),
+            status: Some("Up 5 seconds (healthy)".into()),
+            labels: Some(HashMap::from([
+                (labels::PROJECT.to_string(), "shop".to_string()),
+                (labels::SERVICE.to_string(), "web".to_string()),
+            ])),
+            ..Default::default()
+        };
+        assert!(observed_container(&summary).is_none());
+        if let Some(l) = summary.labels.as_mut() {
+            l.insert(labels::MANAGED.to_string(), "true".to_string());
+        }
+        let c = observed_container(&summary).expect("managed container observed");
+        assert_eq!(c.name, "shop-web-1");
+        assert_eq!(c.stack, "shop");
+        assert_eq!(c.service, "web");
+        assert_eq!(c.health.as_deref(), Some("healthy"));
+    }
+
+    #[test]
+    fn untagged_images_are_skipped() {
+        let images = vec![ImageSummary {
+            id: "sha256:1".into(),
+            repo_tags: vec!["a:1".into(), "a:latest".into(), "<none>:<none>".into()],
+            ..Default::default()
+        }];
+        let tags = image_tags(&images);
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags.get("a:1").map(String::as_str), Some("sha256:1"));
+    }
+}
