@@ -39,6 +39,10 @@ pub struct Config {
     /// Where the status server listens (issue #3).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Names this gitmoor among others on the same Docker engine: it sees, changes and prunes only
+    /// the objects labelled with its own instance name.
+    #[serde(default = "default_instance")]
+    pub instance: String,
     /// How long to wait for a service that others depend on with `service_healthy`.
     #[serde(default = "default_health_timeout")]
     pub health_timeout_secs: u64,
@@ -59,6 +63,9 @@ fn default_poll() -> String {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
+fn default_instance() -> String {
+    "default".into()
+}
 fn default_health_timeout() -> u64 {
     120
 }
@@ -72,19 +79,41 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
-        let mut cfg: Config = serde_saphyr::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut cfg: Config =
+            serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.schedule()
             .with_context(|| format!("{}: poll", path.display()))?;
         if cfg.branch.is_empty() || cfg.branch.starts_with('-') || cfg.branch.contains("..") {
-            bail!("{}: branch: {:?} is not a valid branch name", path.display(), cfg.branch);
+            bail!(
+                "{}: branch: {:?} is not a valid branch name",
+                path.display(),
+                cfg.branch
+            );
+        }
+        if cfg.instance.is_empty()
+            || !cfg
+                .instance
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            bail!(
+                "{}: instance: {:?} must be letters, digits, '-' or '_'",
+                path.display(),
+                cfg.instance
+            );
         }
         if cfg.repo.trim().is_empty() {
-            bail!("{}: repo: empty; give an ssh, https or file:// URL or a local path", path.display());
+            bail!(
+                "{}: repo: empty; give an ssh, https or file:// URL or a local path",
+                path.display()
+            );
         }
         // A relative local repo path is relative to the config file, not to wherever the daemon
         // happens to start.
-        if !cfg.repo.contains("://") && !cfg.repo.contains('@') && Path::new(&cfg.repo).is_relative() {
+        if !cfg.repo.contains("://")
+            && !cfg.repo.contains('@')
+            && Path::new(&cfg.repo).is_relative()
+        {
             if let Some(dir) = path.parent() {
                 cfg.repo = dir.join(&cfg.repo).to_string_lossy().into_owned();
             }
@@ -126,19 +155,30 @@ mod tests {
 
     #[test]
     fn defaults_fill_everything_but_the_repo() {
-        let cfg = Config::parse("repo: /srv/infra.git\n", Path::new("/etc/gitmoor/config.yaml")).unwrap();
+        let cfg = Config::parse(
+            "repo: /srv/infra.git\n",
+            Path::new("/etc/gitmoor/config.yaml"),
+        )
+        .unwrap();
         assert_eq!(cfg.branch, "main");
         assert_eq!(cfg.secrets_dir, PathBuf::from("/etc/gitmoor/secrets"));
         assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/gitmoor"));
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:9090");
-        assert_eq!(cfg.repo_cache_dir(), PathBuf::from("/var/lib/gitmoor/repo.git"));
+        assert_eq!(
+            cfg.repo_cache_dir(),
+            PathBuf::from("/var/lib/gitmoor/repo.git")
+        );
     }
 
     #[test]
     fn relative_repo_path_is_relative_to_the_config_file() {
         let cfg = Config::parse("repo: infra\n", Path::new("/etc/gitmoor/config.yaml")).unwrap();
         assert_eq!(cfg.repo, "/etc/gitmoor/infra");
-        let cfg = Config::parse("repo: git@github.com:acme/infra.git\n", Path::new("/x/c.yaml")).unwrap();
+        let cfg = Config::parse(
+            "repo: git@github.com:acme/infra.git\n",
+            Path::new("/x/c.yaml"),
+        )
+        .unwrap();
         assert_eq!(cfg.repo, "git@github.com:acme/infra.git");
     }
 

@@ -15,6 +15,10 @@ pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
 
 /// Present (value `true`) on every object gitmoor manages; the listing filter.
 pub const MANAGED: &str = "io.gitmoor.managed";
+/// The gitmoor instance (config `instance`, default `default`) that owns the object. A reconcile
+/// sees and prunes only its own instance's objects, so a second gitmoor (or a test) on the same
+/// engine can never remove what the first one made.
+pub const INSTANCE: &str = "io.gitmoor.instance";
 /// The commit the object was last created from.
 pub const COMMIT: &str = "io.gitmoor.commit";
 /// Per-field hashes of the service spec (JSON object), so the planner can say which field changed.

@@ -6,8 +6,48 @@
 
 pub mod apply;
 pub mod config;
+pub mod daemon;
 pub mod labels;
 pub mod observe;
 pub mod plan;
+pub mod reconcile;
 pub mod source;
 pub mod spec;
+pub mod state;
+
+/// `gitmoor status` for a terminal: the deployed commit, the last attempt, each stack.
+pub fn status_text(state: &state::State) -> String {
+    let mut s = String::new();
+    match &state.applied {
+        Some(c) => s.push_str(&format!(
+            "deployed: {} {} ({})\n",
+            reconcile::short(&c.sha),
+            c.subject,
+            c.author
+        )),
+        None => s.push_str("deployed: nothing yet\n"),
+    }
+    if let Some(a) = &state.last_attempt {
+        s.push_str(&format!(
+            "last attempt: {} {} → {}\n",
+            reconcile::short(&a.commit.sha),
+            a.commit.subject,
+            a.result
+        ));
+        if let Some(e) = &a.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    for (name, st) in &state.stacks {
+        let good = st
+            .last_good_commit
+            .as_deref()
+            .map(reconcile::short)
+            .unwrap_or("-");
+        s.push_str(&format!("stack {name}: {} (last good {good})\n", st.result));
+        if let Some(e) = &st.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    s
+}

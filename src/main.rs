@@ -1,1 +1,207 @@
-fn main() {}
+//! The CLI: parse arguments, load the config, call the library, map the outcome to an exit code
+//! (0: valid / the host matches the commit; 1: invalid or failed; 2: usage).
+
+use clap::{Parser, Subcommand};
+use gitmoor::config::{Config, DEFAULT_PATH};
+use gitmoor::reconcile::{Mode, Reconciler, Verdict};
+use gitmoor::source::snapshot::Snapshot;
+use gitmoor::spec::load::{load_host_spec, LoadOptions};
+use gitmoor::state::State;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gitmoor",
+    version,
+    about = "Keeps this host in the state a Git repository describes"
+)]
+struct Cli {
+    /// Log as JSON lines (for journald or a log shipper).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a checkout of the managed repo without touching the host (made for its own CI).
+    Validate {
+        /// The checkout (default: the current directory).
+        dir: Option<PathBuf>,
+        /// The secrets dir: with it, a missing variable is an error; without, a warning.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+    },
+    /// Fetch, then show what applying the branch head would change, and why. Changes nothing.
+    Plan {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Print the actions as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reconcile once to the branch head.
+    Apply {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// The daemon: reconcile at start, then on the poll schedule, until SIGTERM.
+    Run {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Show the last deployments from the state dir.
+    Status {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GITMOOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Validate { dir, secrets } => validate(dir.unwrap_or_else(|| ".".into()), secrets),
+        Cmd::Plan { config, json } => {
+            let rec = Reconciler::new(Config::load(&config)?, false).await?;
+            let o = rec.reconcile(Mode::Plan, true).await?;
+            println!(
+                "commit {} {}",
+                &o.commit.sha[..o.commit.sha.len().min(10)],
+                o.commit.subject
+            );
+            for w in &o.findings.warnings {
+                eprintln!("warning: {w}");
+            }
+            if let Some(err) = &o.error {
+                eprintln!("{err}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if let Some(plan) = &o.plan {
+                if json {
+                    let v = serde_json::json!({ "commit": o.commit.sha, "actions": plan.views(), "kept_volumes": plan.kept_volumes });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print!("{}", plan.render_text());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Apply { config } => {
+            let rec = Reconciler::new(Config::load(&config)?, true).await?;
+            let o = rec.reconcile(Mode::Apply, true).await?;
+            let sha = &o.commit.sha[..o.commit.sha.len().min(10)];
+            match o.verdict {
+                Verdict::Noop => println!("{sha}: no changes, the host matches the commit"),
+                Verdict::Applied => {
+                    if let Some(p) = &o.plan {
+                        print!("{}", p.render_text());
+                    }
+                    println!("{sha}: applied")
+                }
+                _ => {
+                    eprintln!("{}", o.error.as_deref().unwrap_or("failed"));
+                    eprintln!(
+                        "{sha}: not applied; the host keeps its last applied state where it could"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config } => {
+            let cfg = Config::load(&config)?;
+            gitmoor::daemon::run(cfg, gitmoor::daemon::Trigger::default(), shutdown_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { config } => {
+            let cfg = Config::load(&config)?;
+            print!("{}", gitmoor::status_text(&State::load(&cfg.state_dir)?));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(dir: PathBuf, secrets: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let snap = Snapshot::from_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+    let opts = LoadOptions {
+        secrets_dir: secrets,
+        bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
+    };
+    let (spec, findings) = load_host_spec(&snap, &opts);
+    for w in &findings.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &findings.errors {
+        eprintln!("error: {e}");
+    }
+    match spec {
+        Some(spec) if findings.is_ok() => {
+            let services: usize = spec.stacks.values().map(|s| s.services.len()).sum();
+            println!(
+                "valid: {} stack(s), {} service(s)",
+                spec.stacks.len(),
+                services
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("invalid: {} error(s)", findings.errors.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// SIGTERM (systemd) or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

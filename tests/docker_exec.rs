@@ -100,6 +100,7 @@ fn managed_labels(stack: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::PROJECT.to_string(), stack.to_string()),
         (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::INSTANCE.to_string(), "docker-exec-test".to_string()),
     ])
 }
 
@@ -250,7 +251,9 @@ async fn observe_finds_a_created_container_with_stack_service_and_health() {
         .await
         .expect("healthy");
 
-    let observed = observe(&ex.docker).await.expect("observe");
+    let observed = observe(&ex.docker, "docker-exec-test")
+        .await
+        .expect("observe");
     let found = observed
         .containers
         .iter()
@@ -300,7 +303,9 @@ async fn observe_skips_unmanaged_containers_but_lists_their_names() {
         )
         .await
         .expect("unmanaged container");
-    let observed = observe(&ex.docker).await.expect("observe");
+    let observed = observe(&ex.docker, "docker-exec-test")
+        .await
+        .expect("observe");
     assert!(observed.all_container_names.contains(&name));
     assert!(!observed.containers.iter().any(|c| c.name == name));
 }

@@ -12,8 +12,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 
-/// What is on the host now. Exactly four API calls, run concurrently.
-pub async fn observe(docker: &Docker) -> anyhow::Result<Observed> {
+/// What is on the host now, as far as gitmoor instance `instance` owns it (every container name
+/// is still listed, to report conflicts). Exactly four API calls, run concurrently.
+pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed> {
     let managed_filter: HashMap<&str, Vec<String>> =
         HashMap::from([("label", vec![format!("{}=true", labels::MANAGED)])]);
 
@@ -82,6 +83,12 @@ pub async fn observe(docker: &Docker) -> anyhow::Result<Observed> {
         .sort_by(|a, b| (&a.stack, &a.name).cmp(&(&b.stack, &b.name)));
 
     observed.images = image_tags(&images);
+    let mine = |l: &BTreeMap<String, String>| {
+        l.get(labels::INSTANCE).map(String::as_str) == Some(instance)
+    };
+    observed.containers.retain(|c| mine(&c.labels));
+    observed.networks.retain(|n| mine(&n.labels));
+    observed.volumes.retain(|v| mine(&v.labels));
     Ok(observed)
 }
 

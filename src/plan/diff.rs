@@ -16,6 +16,8 @@ pub struct PlanContext {
     pub commit: String,
     /// Where stack folders are materialised (shown by `docker compose ls` as the working dir).
     pub bind_root: PathBuf,
+    /// The gitmoor instance that owns what this plan creates (`io.gitmoor.instance`).
+    pub instance: String,
 }
 
 /// A reason the plan cannot be carried out at all; nothing is done.
@@ -63,30 +65,71 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
                 reason: reason.clone(),
             })
             .collect();
-        actions.extend(observed.networks.iter().filter(|n| n.stack == stack).map(|n| Action::RemoveNetwork {
-            id: n.id.clone(),
-            name: n.name.clone(),
-            reason: reason.clone(),
-        }));
-        out.stacks.push(StackPlan { stack: stack.to_string(), actions });
+        actions.extend(
+            observed
+                .networks
+                .iter()
+                .filter(|n| n.stack == stack)
+                .map(|n| Action::RemoveNetwork {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                    reason: reason.clone(),
+                }),
+        );
+        out.stacks.push(StackPlan {
+            stack: stack.to_string(),
+            actions,
+        });
     }
-    let removed: BTreeSet<&str> =
-        observed.volumes.iter().map(|v| v.stack.as_str()).filter(|s| !desired.stacks.contains_key(*s)).collect();
-    out.kept_volumes =
-        observed.volumes.iter().filter(|v| removed.contains(v.stack.as_str())).map(|v| v.name.clone()).collect();
+    let removed: BTreeSet<&str> = observed
+        .volumes
+        .iter()
+        .map(|v| v.stack.as_str())
+        .filter(|s| !desired.stacks.contains_key(*s))
+        .collect();
+    out.kept_volumes = observed
+        .volumes
+        .iter()
+        .filter(|v| removed.contains(v.stack.as_str()))
+        .map(|v| v.name.clone())
+        .collect();
     Ok(out)
 }
 
-fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Result<StackPlan, PlanError> {
+fn plan_stack(
+    stack: &StackSpec,
+    observed: &Observed,
+    ctx: &PlanContext,
+) -> Result<StackPlan, PlanError> {
+    // Networks and volumes carry the owning instance, like containers.
+    let owned = |l: &BTreeMap<String, String>| {
+        let mut l = l.clone();
+        l.insert(labels::INSTANCE.to_string(), ctx.instance.clone());
+        l
+    };
+    let mut stack_owned = stack.clone();
+    for n in stack_owned.networks.values_mut() {
+        n.labels = owned(&n.labels);
+    }
+    for v in stack_owned.volumes.values_mut() {
+        v.labels = owned(&v.labels);
+    }
+    let stack = &stack_owned;
     let name = &stack.name;
     let mut actions = Vec::new();
-    let live: Vec<&ObservedContainer> = observed.containers.iter().filter(|c| &c.stack == name).collect();
+    let live: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| &c.stack == name)
+        .collect();
 
     // Networks whose spec changed must be recreated, and every container on them with them.
     let mut changed_nets = Vec::new();
     for (key, net) in &stack.networks {
         match observed.networks.iter().find(|n| n.name == net.name) {
-            None => actions.push(Action::CreateNetwork { network: with_hash(net) }),
+            None => actions.push(Action::CreateNetwork {
+                network: with_hash(net),
+            }),
             Some(obs) if network_hash_label(obs) != Some(network_hash(net)) => {
                 changed_nets.push((key.clone(), obs.id.clone(), with_hash(net)))
             }
@@ -95,7 +138,9 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
     }
     for vol in stack.volumes.values() {
         if !observed.volumes.iter().any(|v| v.name == vol.name) {
-            actions.push(Action::CreateVolume { volume: vol.clone() });
+            actions.push(Action::CreateVolume {
+                volume: vol.clone(),
+            });
         }
     }
 
@@ -106,7 +151,8 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
     for svc_name in &order {
         let svc = &stack.services[svc_name];
         let cname = format!("{name}-{svc_name}-1");
-        let mine: Vec<&&ObservedContainer> = live.iter().filter(|c| &c.service == svc_name).collect();
+        let mine: Vec<&&ObservedContainer> =
+            live.iter().filter(|c| &c.service == svc_name).collect();
         if mine.is_empty() && observed.all_container_names.iter().any(|n| n == &cname) {
             return Err(PlanError(format!(
                 "container name {cname} is taken by a container gitmoor does not manage; remove or rename it (docker rename {cname} {cname}-old)"
@@ -123,15 +169,30 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
             networks: svc
                 .networks
                 .iter()
-                .filter_map(|(k, a)| stack.networks.get(k).map(|n| (n.name.clone(), a.aliases.clone())))
+                .filter_map(|(k, a)| {
+                    stack
+                        .networks
+                        .get(k)
+                        .map(|n| (n.name.clone(), a.aliases.clone()))
+                })
                 .collect(),
             wait_healthy: waited.get(svc_name) == Some(&DependsCondition::Healthy),
             wait_completed: waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully),
         };
         // Extra containers of the same service (a leftover of an interrupted run) are removed.
         let (keep, extra) = match mine.iter().position(|c| c.name == cname) {
-            Some(i) => (Some(mine[i]), mine.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, c)| *c).collect()),
-            None => (mine.first().copied(), mine.iter().skip(1).copied().collect::<Vec<_>>()),
+            Some(i) => (
+                Some(mine[i]),
+                mine.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, c)| *c)
+                    .collect(),
+            ),
+            None => (
+                mine.first().copied(),
+                mine.iter().skip(1).copied().collect::<Vec<_>>(),
+            ),
         };
         for c in extra {
             early_removals.push(Action::Remove {
@@ -147,7 +208,11 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
         };
         let mut reasons = Vec::new();
         if cur.labels.get(labels::CONFIG_HASH) != Some(&hash) {
-            match cur.labels.get(labels::FINGERPRINT).and_then(|s| serde_json::from_str::<Fingerprint>(s).ok()) {
+            match cur
+                .labels
+                .get(labels::FINGERPRINT)
+                .and_then(|s| serde_json::from_str::<Fingerprint>(s).ok())
+            {
                 Some(old) => reasons.extend(diff_reasons(&old, &fp)),
                 None => reasons.push("config changed (made without a gitmoor fingerprint)".into()),
             }
@@ -159,17 +224,28 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
             reasons.push(format!("renamed from {}", cur.name));
         }
         match observed.images.get(&normalize_image(&svc.image)) {
-            Some(id) if id != &cur.image_id => {
-                reasons.push(format!("image {} changed ({} → {})", svc.image, short_id(&cur.image_id), short_id(id)))
-            }
+            Some(id) if id != &cur.image_id => reasons.push(format!(
+                "image {} changed ({} → {})",
+                svc.image,
+                short_id(&cur.image_id),
+                short_id(id)
+            )),
             None => reasons.push(format!("image {} is pulled anew", svc.image)),
             _ => {}
         }
-        if reasons.is_empty() && changed_nets.iter().any(|(k, _, _)| svc.networks.contains_key(k)) {
+        if reasons.is_empty()
+            && changed_nets
+                .iter()
+                .any(|(k, _, _)| svc.networks.contains_key(k))
+        {
             reasons.push("its network changed".into());
         }
         if !reasons.is_empty() {
-            creates.push(Action::Recreate { old_id: cur.id.clone(), container, reasons });
+            creates.push(Action::Recreate {
+                old_id: cur.id.clone(),
+                container,
+                reasons,
+            });
         } else if cur.state != "running" && !(container.wait_completed && cur.state == "exited") {
             creates.push(Action::Start {
                 service: svc_name.clone(),
@@ -186,7 +262,11 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
         let mut removals = Vec::new();
         for a in creates {
             match a {
-                Action::Recreate { old_id, container, reasons } => {
+                Action::Recreate {
+                    old_id,
+                    container,
+                    reasons,
+                } => {
                     removals.push(Action::Remove {
                         service: container.service.clone(),
                         id: old_id,
@@ -200,10 +280,20 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
         }
         removals.reverse();
         actions.splice(0..0, removals);
-        let mut idx = actions.iter().position(|a| !matches!(a, Action::Remove { .. })).unwrap_or(actions.len());
+        let mut idx = actions
+            .iter()
+            .position(|a| !matches!(a, Action::Remove { .. }))
+            .unwrap_or(actions.len());
         for (key, id, net) in changed_nets {
             let reason = format!("network {key} changed");
-            actions.insert(idx, Action::RemoveNetwork { id, name: net.name.clone(), reason });
+            actions.insert(
+                idx,
+                Action::RemoveNetwork {
+                    id,
+                    name: net.name.clone(),
+                    reason,
+                },
+            );
             actions.insert(idx + 1, Action::CreateNetwork { network: net });
             idx += 2;
         }
@@ -232,7 +322,10 @@ fn plan_stack(stack: &StackSpec, observed: &Observed, ctx: &PlanContext) -> Resu
             });
         }
     }
-    Ok(StackPlan { stack: name.clone(), actions })
+    Ok(StackPlan {
+        stack: name.clone(),
+        actions,
+    })
 }
 
 /// The labels a new container gets: the user's, then compose's and gitmoor's (which win).
@@ -246,7 +339,11 @@ fn container_labels(
 ) -> BTreeMap<String, String> {
     let mut l = user.clone();
     let dir = ctx.bind_root.join(&stack.name);
-    let file = stack.compose_file.rsplit('/').next().unwrap_or("compose.yaml");
+    let file = stack
+        .compose_file
+        .rsplit('/')
+        .next()
+        .unwrap_or("compose.yaml");
     for (k, v) in [
         (labels::PROJECT, stack.name.clone()),
         (labels::SERVICE, service.to_string()),
@@ -254,10 +351,17 @@ fn container_labels(
         (labels::ONEOFF, "False".into()),
         (labels::CONFIG_HASH, hash.to_string()),
         (labels::WORKING_DIR, dir.to_string_lossy().into_owned()),
-        (labels::CONFIG_FILES, dir.join(file).to_string_lossy().into_owned()),
+        (
+            labels::CONFIG_FILES,
+            dir.join(file).to_string_lossy().into_owned(),
+        ),
         (labels::MANAGED, "true".into()),
+        (labels::INSTANCE, ctx.instance.clone()),
         (labels::COMMIT, ctx.commit.clone()),
-        (labels::FINGERPRINT, serde_json::to_string(fp).unwrap_or_default()),
+        (
+            labels::FINGERPRINT,
+            serde_json::to_string(fp).unwrap_or_default(),
+        ),
     ] {
         l.insert(k.to_string(), v);
     }
@@ -292,11 +396,20 @@ pub fn topo_order(stack: &StackSpec) -> Vec<String> {
     while !left.is_empty() {
         let ready: Vec<&String> = left
             .iter()
-            .filter(|s| stack.services[**s].depends_on.keys().all(|d| done.contains(d) || !stack.services.contains_key(d)))
+            .filter(|s| {
+                stack.services[**s]
+                    .depends_on
+                    .keys()
+                    .all(|d| done.contains(d) || !stack.services.contains_key(d))
+            })
             .copied()
             .collect();
         // A cycle is refused when the spec is read; if one slips through, keep name order.
-        let batch = if ready.is_empty() { left.iter().copied().collect() } else { ready };
+        let batch = if ready.is_empty() {
+            left.iter().copied().collect()
+        } else {
+            ready
+        };
         for s in batch {
             left.remove(s);
             done.push(s.clone());
@@ -322,7 +435,12 @@ fn waited_on(stack: &StackSpec) -> BTreeMap<String, DependsCondition> {
 /// `postgres` → `postgres:latest`, `docker.io/library/x:1` → `x:1`: the form image listings use.
 pub fn normalize_image(image: &str) -> String {
     let mut s = image.trim();
-    for p in ["docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"] {
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
         if let Some(rest) = s.strip_prefix(p) {
             s = rest;
             break;

@@ -83,9 +83,14 @@ mod tests {
     use crate::spec::model::Secret;
 
     fn svc() -> ServiceSpec {
-        let mut s = ServiceSpec { image: "example-backend:1".into(), ..Default::default() };
-        s.environment.insert("JWT_SECRET".into(), Secret("hunter2-very-secret".into()));
-        s.environment.insert("GREETING".into(), Secret("hello".into()));
+        let mut s = ServiceSpec {
+            image: "example-backend:1".into(),
+            ..Default::default()
+        };
+        s.environment
+            .insert("JWT_SECRET".into(), Secret("hunter2-very-secret".into()));
+        s.environment
+            .insert("GREETING".into(), Secret("hello".into()));
         s
     }
 
@@ -94,9 +99,13 @@ mod tests {
         let nets = BTreeMap::new();
         let a = svc();
         let mut b = svc();
-        b.environment.insert("GREETING".into(), Secret("bonjour".into()));
+        b.environment
+            .insert("GREETING".into(), Secret("bonjour".into()));
         assert_ne!(config_hash(&a, &nets), config_hash(&b, &nets));
-        assert_eq!(diff_reasons(&fingerprint(&a, &nets), &fingerprint(&b, &nets)), vec!["environment.GREETING changed"]);
+        assert_eq!(
+            diff_reasons(&fingerprint(&a, &nets), &fingerprint(&b, &nets)),
+            vec!["environment.GREETING changed"]
+        );
     }
 
     #[test]
@@ -104,7 +113,8 @@ mod tests {
         let nets = BTreeMap::new();
         let a = svc();
         let mut b = svc();
-        b.environment.insert("JWT_SECRET".into(), Secret("rotated".into()));
+        b.environment
+            .insert("JWT_SECRET".into(), Secret("rotated".into()));
         assert_ne!(config_hash(&a, &nets), config_hash(&b, &nets));
         let fp = serde_json::to_string(&fingerprint(&a, &nets)).unwrap();
         assert!(!fp.contains("hunter2"), "{fp}");

@@ -3,7 +3,7 @@
 
 mod diff;
 pub mod fingerprint;
-mod render;
+pub mod render;
 
 pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
 

@@ -2,10 +2,10 @@
 //! Only names and reasons: no environment value can reach this output.
 
 use super::{Action, Plan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One action as the user sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionView {
     pub stack: String,
     /// `pull`, `create-network`, `create-volume`, `create`, `recreate`, `start`, `remove`,
@@ -36,15 +36,34 @@ impl Plan {
         for sp in &self.stacks {
             for a in &sp.actions {
                 let (action, target, reasons) = match a {
-                    Action::CreateNetwork { network } => ("create-network", network.name.clone(), vec![]),
-                    Action::CreateVolume { volume } => ("create-volume", volume.name.clone(), vec![]),
-                    Action::Create { container } => ("create", container.name.clone(), vec!["new service".into()]),
-                    Action::Recreate { container, reasons, .. } => ("recreate", container.name.clone(), reasons.clone()),
-                    Action::Start { name, .. } => ("start", name.clone(), vec!["not running".into()]),
-                    Action::Remove { name, reason, .. } => ("remove", name.clone(), vec![reason.clone()]),
-                    Action::RemoveNetwork { name, reason, .. } => ("remove-network", name.clone(), vec![reason.clone()]),
+                    Action::CreateNetwork { network } => {
+                        ("create-network", network.name.clone(), vec![])
+                    }
+                    Action::CreateVolume { volume } => {
+                        ("create-volume", volume.name.clone(), vec![])
+                    }
+                    Action::Create { container } => {
+                        ("create", container.name.clone(), vec!["new service".into()])
+                    }
+                    Action::Recreate {
+                        container, reasons, ..
+                    } => ("recreate", container.name.clone(), reasons.clone()),
+                    Action::Start { name, .. } => {
+                        ("start", name.clone(), vec!["not running".into()])
+                    }
+                    Action::Remove { name, reason, .. } => {
+                        ("remove", name.clone(), vec![reason.clone()])
+                    }
+                    Action::RemoveNetwork { name, reason, .. } => {
+                        ("remove-network", name.clone(), vec![reason.clone()])
+                    }
                 };
-                out.push(ActionView { stack: sp.stack.clone(), action: action.into(), target, reasons });
+                out.push(ActionView {
+                    stack: sp.stack.clone(),
+                    action: action.into(),
+                    target,
+                    reasons,
+                });
             }
         }
         out
@@ -57,8 +76,16 @@ impl Plan {
             s.push_str("no changes: the host matches the commit\n");
         }
         for v in self.views() {
-            let stack = if v.stack.is_empty() { String::new() } else { format!("[{}] ", v.stack) };
-            let why = if v.reasons.is_empty() { String::new() } else { format!(": {}", v.reasons.join(", ")) };
+            let stack = if v.stack.is_empty() {
+                String::new()
+            } else {
+                format!("[{}] ", v.stack)
+            };
+            let why = if v.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", v.reasons.join(", "))
+            };
             s.push_str(&format!("{stack}{} {}{why}\n", v.action, v.target));
         }
         for v in &self.kept_volumes {

@@ -17,19 +17,67 @@ fn seed() -> HostSpec {
     for (key, internal) in [("db", true), ("web", false)] {
         let mut labels = std::collections::BTreeMap::new();
         labels.insert("com.docker.compose.project".to_string(), "app".to_string());
-        stack.networks.insert(key.into(), NetworkSpec { name: format!("app_{key}"), internal, labels });
+        stack.networks.insert(
+            key.into(),
+            NetworkSpec {
+                name: format!("app_{key}"),
+                internal,
+                labels,
+            },
+        );
     }
-    stack.volumes.insert("pgdata".into(), VolumeSpec { name: "app_pgdata".into(), labels: Default::default() });
-    let mut db = ServiceSpec { image: "example-postgres:15".into(), ..Default::default() };
-    db.environment.insert("POSTGRES_PASSWORD".into(), Secret("s3cret-pw".into()));
-    db.networks.insert("db".into(), NetworkAttach { aliases: vec!["postgres".into()] });
-    db.volumes.push(MountSpec::Volume { source: "app_pgdata".into(), target: "/var/lib/postgresql/data".into(), read_only: false });
-    let mut backend = ServiceSpec { image: "example-backend:1".into(), ..Default::default() };
-    backend.environment.insert("GREETING".into(), Secret("hello".into()));
-    backend.networks.insert("db".into(), NetworkAttach { aliases: vec!["backend".into()] });
-    backend.networks.insert("web".into(), NetworkAttach { aliases: vec!["backend".into()] });
-    backend.depends_on.insert("postgres".into(), DependsCondition::Healthy);
-    backend.ports.push(PortSpec { host_ip: "127.0.0.1".into(), host_port: Some(3000), container_port: 3000, protocol: "tcp".into() });
+    stack.volumes.insert(
+        "pgdata".into(),
+        VolumeSpec {
+            name: "app_pgdata".into(),
+            labels: Default::default(),
+        },
+    );
+    let mut db = ServiceSpec {
+        image: "example-postgres:15".into(),
+        ..Default::default()
+    };
+    db.environment
+        .insert("POSTGRES_PASSWORD".into(), Secret("s3cret-pw".into()));
+    db.networks.insert(
+        "db".into(),
+        NetworkAttach {
+            aliases: vec!["postgres".into()],
+        },
+    );
+    db.volumes.push(MountSpec::Volume {
+        source: "app_pgdata".into(),
+        target: "/var/lib/postgresql/data".into(),
+        read_only: false,
+    });
+    let mut backend = ServiceSpec {
+        image: "example-backend:1".into(),
+        ..Default::default()
+    };
+    backend
+        .environment
+        .insert("GREETING".into(), Secret("hello".into()));
+    backend.networks.insert(
+        "db".into(),
+        NetworkAttach {
+            aliases: vec!["backend".into()],
+        },
+    );
+    backend.networks.insert(
+        "web".into(),
+        NetworkAttach {
+            aliases: vec!["backend".into()],
+        },
+    );
+    backend
+        .depends_on
+        .insert("postgres".into(), DependsCondition::Healthy);
+    backend.ports.push(PortSpec {
+        host_ip: "127.0.0.1".into(),
+        host_port: Some(3000),
+        container_port: 3000,
+        protocol: "tcp".into(),
+    });
     stack.services.insert("postgres".into(), db);
     stack.services.insert("backend".into(), backend);
     let mut host = HostSpec::default();
@@ -38,13 +86,19 @@ fn seed() -> HostSpec {
 }
 
 fn ctx() -> PlanContext {
-    PlanContext { commit: "c0ffee".into(), bind_root: "/var/lib/gitmoor/stacks".into() }
+    PlanContext {
+        commit: "c0ffee".into(),
+        bind_root: "/var/lib/gitmoor/stacks".into(),
+        instance: "default".into(),
+    }
 }
 
 fn images() -> Observed {
     let mut o = Observed::default();
-    o.images.insert("example-postgres:15".into(), "sha256:pg".into());
-    o.images.insert("example-backend:1".into(), "sha256:be1".into());
+    o.images
+        .insert("example-postgres:15".into(), "sha256:pg".into());
+    o.images
+        .insert("example-backend:1".into(), "sha256:be1".into());
     o
 }
 
@@ -62,9 +116,11 @@ fn applied(plan: &Plan, before: &Observed) -> Observed {
                     stack: sp.stack.clone(),
                     labels: network.labels.clone(),
                 }),
-                Action::CreateVolume { volume } => {
-                    o.volumes.push(ObservedVolume { name: volume.name.clone(), stack: sp.stack.clone(), labels: volume.labels.clone() })
-                }
+                Action::CreateVolume { volume } => o.volumes.push(ObservedVolume {
+                    name: volume.name.clone(),
+                    stack: sp.stack.clone(),
+                    labels: volume.labels.clone(),
+                }),
                 Action::Create { container } | Action::Recreate { container, .. } => {
                     if let Action::Recreate { old_id, .. } = a {
                         o.containers.retain(|c| &c.id != old_id);
@@ -96,7 +152,10 @@ fn applied(plan: &Plan, before: &Observed) -> Observed {
 }
 
 fn kinds(plan: &Plan) -> Vec<String> {
-    plan.views().into_iter().map(|v| format!("{} {}", v.action, v.target)).collect()
+    plan.views()
+        .into_iter()
+        .map(|v| format!("{} {}", v.action, v.target))
+        .collect()
 }
 
 #[test]
@@ -112,30 +171,57 @@ fn first_deploy_creates_networks_volume_then_db_before_backend() {
             "create app-backend-1",
         ]
     );
-    let Action::Create { container } = &plan.stacks[0].actions[3] else { panic!() };
-    assert!(container.wait_healthy, "backend waits for postgres to be healthy");
+    let Action::Create { container } = &plan.stacks[0].actions[3] else {
+        panic!()
+    };
+    assert!(
+        container.wait_healthy,
+        "backend waits for postgres to be healthy"
+    );
     assert_eq!(container.labels["com.docker.compose.project"], "app");
     assert_eq!(container.labels["com.docker.compose.service"], "postgres");
     assert_eq!(container.labels["io.gitmoor.commit"], "c0ffee");
     let all_labels = format!("{:?}", container.labels);
-    assert!(!all_labels.contains("s3cret-pw"), "no secret value in a label: {all_labels}");
+    assert!(
+        !all_labels.contains("s3cret-pw"),
+        "no secret value in a label: {all_labels}"
+    );
 }
 
 #[test]
 fn applied_plan_leaves_nothing_to_do() {
     let first = plan(&seed(), &images(), &ctx()).unwrap();
     let host = applied(&first, &images());
-    let again = plan(&seed(), &host, &PlanContext { commit: "next".into(), ..ctx() }).unwrap();
+    let again = plan(
+        &seed(),
+        &host,
+        &PlanContext {
+            commit: "next".into(),
+            ..ctx()
+        },
+    )
+    .unwrap();
     assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(again.render_text(), "no changes: the host matches the commit\n");
+    assert_eq!(
+        again.render_text(),
+        "no changes: the host matches the commit\n"
+    );
 }
 
 #[test]
 fn changing_one_service_recreates_only_it_and_says_why() {
     let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
     let mut spec = seed();
-    let backend = spec.stacks.get_mut("app").unwrap().services.get_mut("backend").unwrap();
-    backend.environment.insert("GREETING".into(), Secret("bonjour".into()));
+    let backend = spec
+        .stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut("backend")
+        .unwrap();
+    backend
+        .environment
+        .insert("GREETING".into(), Secret("bonjour".into()));
     let p = plan(&spec, &host, &ctx()).unwrap();
     assert_eq!(kinds(&p), vec!["recreate app-backend-1"]);
     assert_eq!(p.views()[0].reasons, vec!["environment.GREETING changed"]);
@@ -146,10 +232,16 @@ fn changing_one_service_recreates_only_it_and_says_why() {
 fn a_moved_image_tag_recreates_with_the_image_as_reason() {
     let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
     let mut moved = host.clone();
-    moved.images.insert("example-backend:1".into(), "sha256:be2".into());
+    moved
+        .images
+        .insert("example-backend:1".into(), "sha256:be2".into());
     let p = plan(&seed(), &moved, &ctx()).unwrap();
     assert_eq!(kinds(&p), vec!["recreate app-backend-1"]);
-    assert!(p.views()[0].reasons[0].starts_with("image example-backend:1 changed"), "{:?}", p.views());
+    assert!(
+        p.views()[0].reasons[0].starts_with("image example-backend:1 changed"),
+        "{:?}",
+        p.views()
+    );
 }
 
 #[test]
@@ -169,7 +261,10 @@ fn removed_service_is_removed_and_others_untouched() {
     st.services.remove("backend");
     st.networks.remove("web");
     let p = plan(&spec, &host, &ctx()).unwrap();
-    assert_eq!(kinds(&p), vec!["remove app-backend-1", "remove-network app_web"]);
+    assert_eq!(
+        kinds(&p),
+        vec!["remove app-backend-1", "remove-network app_web"]
+    );
     assert!(p.views()[0].reasons[0].contains("left compose/app/compose.yaml"));
 }
 
@@ -178,19 +273,36 @@ fn removed_stack_keeps_its_volumes_and_lists_them() {
     let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
     let p = plan(&HostSpec::default(), &host, &ctx()).unwrap();
     let k = kinds(&p);
-    assert!(k.contains(&"remove app-postgres-1".to_string()) && k.contains(&"remove app-backend-1".to_string()), "{k:?}");
-    assert!(k.iter().all(|a| !a.contains("volume")), "a volume is never removed: {k:?}");
+    assert!(
+        k.contains(&"remove app-postgres-1".to_string())
+            && k.contains(&"remove app-backend-1".to_string()),
+        "{k:?}"
+    );
+    assert!(
+        k.iter().all(|a| !a.contains("volume")),
+        "a volume is never removed: {k:?}"
+    );
     assert_eq!(p.kept_volumes, vec!["app_pgdata"]);
     assert!(p.render_text().contains("keep volume app_pgdata"));
     // Containers go before the networks they sit on.
-    let first_net = k.iter().position(|a| a.starts_with("remove-network")).unwrap();
-    assert!(k[..first_net].iter().all(|a| a.starts_with("remove ")), "{k:?}");
+    let first_net = k
+        .iter()
+        .position(|a| a.starts_with("remove-network"))
+        .unwrap();
+    assert!(
+        k[..first_net].iter().all(|a| a.starts_with("remove ")),
+        "{k:?}"
+    );
 }
 
 #[test]
 fn stopped_container_is_started() {
     let mut host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
-    host.containers.iter_mut().find(|c| c.service == "postgres").unwrap().state = "exited".into();
+    host.containers
+        .iter_mut()
+        .find(|c| c.service == "postgres")
+        .unwrap()
+        .state = "exited".into();
     let p = plan(&seed(), &host, &ctx()).unwrap();
     assert_eq!(kinds(&p), vec!["start app-postgres-1"]);
 }
@@ -200,18 +312,32 @@ fn name_taken_by_an_unmanaged_container_is_refused() {
     let mut o = images();
     o.all_container_names.push("app-postgres-1".into());
     let err = plan(&seed(), &o, &ctx()).unwrap_err().to_string();
-    assert!(err.contains("app-postgres-1") && err.contains("not manage"), "{err}");
+    assert!(
+        err.contains("app-postgres-1") && err.contains("not manage"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_network_that_changes_is_recreated_with_its_containers() {
     let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
     let mut spec = seed();
-    spec.stacks.get_mut("app").unwrap().networks.get_mut("web").unwrap().internal = true;
+    spec.stacks
+        .get_mut("app")
+        .unwrap()
+        .networks
+        .get_mut("web")
+        .unwrap()
+        .internal = true;
     let p = plan(&spec, &host, &ctx()).unwrap();
     assert_eq!(
         kinds(&p),
-        vec!["remove app-backend-1", "remove-network app_web", "create-network app_web", "create app-backend-1"]
+        vec![
+            "remove app-backend-1",
+            "remove-network app_web",
+            "create-network app_web",
+            "create app-backend-1"
+        ]
     );
     let after = applied(&p, &host);
     assert!(plan(&spec, &after, &ctx()).unwrap().is_empty());
@@ -219,13 +345,25 @@ fn a_network_that_changes_is_recreated_with_its_containers() {
 
 #[test]
 fn topo_order_puts_dependencies_first() {
-    assert_eq!(topo_order(&seed().stacks["app"]), vec!["postgres", "backend"]);
+    assert_eq!(
+        topo_order(&seed().stacks["app"]),
+        vec!["postgres", "backend"]
+    );
 }
 
 #[test]
 fn normalizes_image_references_like_the_image_listing() {
     assert_eq!(normalize_image("postgres"), "postgres:latest");
-    assert_eq!(normalize_image("docker.io/library/postgres:15"), "postgres:15");
-    assert_eq!(normalize_image("127.0.0.1:5000/test/bb"), "127.0.0.1:5000/test/bb:latest");
-    assert_eq!(normalize_image("127.0.0.1:5000/test/bb:1"), "127.0.0.1:5000/test/bb:1");
+    assert_eq!(
+        normalize_image("docker.io/library/postgres:15"),
+        "postgres:15"
+    );
+    assert_eq!(
+        normalize_image("127.0.0.1:5000/test/bb"),
+        "127.0.0.1:5000/test/bb:latest"
+    );
+    assert_eq!(
+        normalize_image("127.0.0.1:5000/test/bb:1"),
+        "127.0.0.1:5000/test/bb:1"
+    );
 }

@@ -96,6 +96,7 @@ impl DockerExecutor {
         }
         if label(labels::PROJECT) != Some(c.stack.as_str())
             || label(labels::SERVICE) != Some(c.service.as_str())
+            || label(labels::INSTANCE) != c.labels.get(labels::INSTANCE).map(String::as_str)
         {
             bail!(
                 "a container named {} already exists for stack {} service {}, not stack {} \

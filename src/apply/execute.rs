@@ -1,0 +1,154 @@
+//! Runs a plan: pulls first (a failed pull changes nothing), then each stack's actions in the
+//! planner's order. A failure stops that stack, says which action failed and why, and lets the
+//! other stacks go on: one broken stack must not hold the rest of the host hostage.
+
+use super::docker::DockerExecutor;
+use crate::plan::{Action, ContainerToCreate, Plan};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tracing::{info, info_span, warn, Instrument};
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long to wait for a service that another one waits on.
+    pub health_timeout: Duration,
+    /// Seconds a container gets to stop before it is killed.
+    pub stop_grace_secs: i64,
+}
+
+/// What happened: one result per stack in the plan, or a failure before any stack was touched.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// A pull failed: nothing on the host was changed.
+    pub aborted: Option<String>,
+    pub stacks: BTreeMap<String, Result<(), String>>,
+}
+
+impl ApplyReport {
+    pub fn is_ok(&self) -> bool {
+        self.aborted.is_none() && self.stacks.values().all(|r| r.is_ok())
+    }
+
+    /// The first error, for a one-line summary.
+    pub fn first_error(&self) -> Option<String> {
+        self.aborted.clone().or_else(|| {
+            self.stacks
+                .iter()
+                .find_map(|(s, r)| r.as_ref().err().map(|e| format!("stack {s}: {e}")))
+        })
+    }
+}
+
+pub async fn execute(plan: &Plan, exec: &DockerExecutor, opts: &ApplyOptions) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    for image in &plan.pulls {
+        info!(image = %image, "pull");
+        if let Err(e) = exec.pull(image).await {
+            report.aborted = Some(format!("{e:#}"));
+            return report;
+        }
+    }
+    for sp in &plan.stacks {
+        let span = info_span!("stack", stack = %sp.stack);
+        let result = run_stack(&sp.actions, exec, opts).instrument(span).await;
+        if let Err(e) = &result {
+            warn!(stack = %sp.stack, error = %e, "stack failed; its remaining actions were skipped");
+        }
+        report.stacks.insert(sp.stack.clone(), result);
+    }
+    report
+}
+
+async fn run_stack(
+    actions: &[Action],
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+) -> Result<(), String> {
+    for action in actions {
+        run_action(action, exec, opts)
+            .await
+            .map_err(|e| format!("{}: {e:#}", describe(action)))?;
+    }
+    Ok(())
+}
+
+async fn run_action(
+    action: &Action,
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+) -> anyhow::Result<()> {
+    match action {
+        Action::CreateNetwork { network } => {
+            info!(network = %network.name, "create network");
+            exec.ensure_network(network).await.map(|_| ())
+        }
+        Action::CreateVolume { volume } => {
+            info!(volume = %volume.name, "create volume");
+            exec.ensure_volume(volume).await
+        }
+        Action::Create { container } => {
+            info!(container = %container.name, "create: new service");
+            create_and_wait(container, exec, opts).await
+        }
+        Action::Recreate {
+            old_id,
+            container,
+            reasons,
+        } => {
+            info!(container = %container.name, reasons = %reasons.join(", "), "recreate");
+            exec.stop_and_remove(old_id, opts.stop_grace_secs).await?;
+            create_and_wait(container, exec, opts).await
+        }
+        Action::Start {
+            id,
+            name,
+            wait_healthy,
+            ..
+        } => {
+            info!(container = %name, "start: not running");
+            exec.start(id).await?;
+            if *wait_healthy {
+                exec.wait_healthy(id, opts.health_timeout).await?;
+            }
+            Ok(())
+        }
+        Action::Remove {
+            id, name, reason, ..
+        } => {
+            info!(container = %name, reason = %reason, "remove");
+            exec.stop_and_remove(id, opts.stop_grace_secs).await
+        }
+        Action::RemoveNetwork { id, name, reason } => {
+            info!(network = %name, reason = %reason, "remove network");
+            exec.remove_network(id).await
+        }
+    }
+}
+
+async fn create_and_wait(
+    c: &ContainerToCreate,
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+) -> anyhow::Result<()> {
+    let id = exec.create_container(c).await?;
+    exec.start(&id).await?;
+    if c.wait_healthy {
+        exec.wait_healthy(&id, opts.health_timeout).await?;
+    }
+    if c.wait_completed {
+        exec.wait_exited_ok(&id, opts.health_timeout).await?;
+    }
+    Ok(())
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::CreateNetwork { network } => format!("create network {}", network.name),
+        Action::CreateVolume { volume } => format!("create volume {}", volume.name),
+        Action::Create { container } => format!("create {}", container.name),
+        Action::Recreate { container, .. } => format!("recreate {}", container.name),
+        Action::Start { name, .. } => format!("start {name}"),
+        Action::Remove { name, .. } => format!("remove {name}"),
+        Action::RemoveNetwork { name, .. } => format!("remove network {name}"),
+    }
+}

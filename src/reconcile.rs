@@ -1,0 +1,395 @@
+//! One reconcile, the loop body: fetch → spec → observe → plan → apply → record.
+//!
+//! It is level-triggered: it never learns why it runs (a poll, a webhook, a secret edit), only
+//! compares the branch head with the host, so running it twice is harmless. Bad input fails
+//! before the first effect; the same failing inputs are not tried again until they change.
+
+use crate::apply::docker::DockerExecutor;
+use crate::apply::execute::{execute, ApplyOptions, ApplyReport};
+use crate::config::Config;
+use crate::observe::docker::observe;
+use crate::plan::{plan, Plan, PlanContext};
+use crate::source::git::{CommitInfo, GitSource, RepoAuth};
+use crate::source::snapshot::Snapshot;
+use crate::spec::error::Findings;
+use crate::spec::load::{load_host_spec, LoadOptions};
+use crate::spec::model::HostSpec;
+use crate::state::{Attempt, CommitRef, State};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, info_span, warn, Instrument};
+
+/// Plan only, or plan and apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+/// How a reconcile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The host already matched the commit.
+    Noop,
+    /// Changes were made and all succeeded.
+    Applied,
+    /// `Mode::Plan`: nothing was done.
+    Planned,
+    /// Bad input (spec errors, an impossible plan): nothing on the host changed.
+    Invalid,
+    /// An effect failed; see the report.
+    Failed,
+    /// The same inputs failed before; not tried again until they change.
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub commit: CommitInfo,
+    pub verdict: Verdict,
+    pub findings: Findings,
+    pub plan: Option<Plan>,
+    pub report: Option<ApplyReport>,
+    pub error: Option<String>,
+}
+
+/// Holds what lives across reconciles: the Git cache, the Docker connection, the state dir lock.
+pub struct Reconciler {
+    pub cfg: Config,
+    source: Arc<Mutex<GitSource>>,
+    pub exec: DockerExecutor,
+    _lock: std::fs::File,
+}
+
+impl Reconciler {
+    /// Opens the state dir (taking its lock, so two gitmoor processes never apply at once), the
+    /// Git cache and the Docker connection.
+    /// `exclusive` takes the lock (apply, run); `gitmoor plan` reads without it.
+    pub async fn new(cfg: Config, exclusive: bool) -> anyhow::Result<Reconciler> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("cannot create state_dir {}", cfg.state_dir.display()))?;
+        let lock_path = cfg.state_dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if exclusive {
+            lock.try_lock().map_err(|_| {
+                anyhow::anyhow!(
+                    "another gitmoor process holds {}; stop it (systemctl stop gitmoor) or wait for it to finish",
+                    lock_path.display()
+                )
+            })?;
+        }
+        let auth = RepoAuth {
+            ssh_key: cfg.ssh_key.clone(),
+            ssh_key_passphrase_file: cfg.ssh_key_passphrase_file.clone(),
+            known_hosts: cfg.known_hosts.clone(),
+            token_file: cfg.token_file.clone(),
+            ca_file: cfg.ca_file.clone(),
+        };
+        let (url, cache) = (cfg.repo.clone(), cfg.repo_cache_dir());
+        let source =
+            tokio::task::spawn_blocking(move || GitSource::open(&url, auth, &cache)).await??;
+        let exec = DockerExecutor::connect(cfg.docker_host.as_deref()).await?;
+        Ok(Reconciler {
+            cfg,
+            source: Arc::new(Mutex::new(source)),
+            exec,
+            _lock: lock,
+        })
+    }
+
+    /// Fetches and returns the branch head.
+    pub async fn fetch(&self) -> anyhow::Result<CommitInfo> {
+        let src = self.source.clone();
+        let branch = self.cfg.branch.clone();
+        let head = tokio::task::spawn_blocking(move || {
+            let g = src
+                .lock()
+                .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
+            g.fetch(&branch).map_err(anyhow::Error::from)
+        })
+        .await??;
+        Ok(head)
+    }
+
+    async fn snapshot(&self, sha: &str) -> anyhow::Result<Snapshot> {
+        let src = self.source.clone();
+        let sha = sha.to_string();
+        tokio::task::spawn_blocking(move || {
+            let g = src
+                .lock()
+                .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
+            g.snapshot(&sha).map_err(anyhow::Error::from)
+        })
+        .await?
+    }
+
+    /// Fetch, then plan (and in `Mode::Apply` apply) the branch head. `retry` tries inputs that
+    /// failed before (the CLI's `apply` does; the daemon does not).
+    pub async fn reconcile(&self, mode: Mode, retry: bool) -> anyhow::Result<Outcome> {
+        let head = self.fetch().await?;
+        let span = info_span!("reconcile", commit = %short(&head.sha));
+        self.reconcile_commit(head, mode, retry)
+            .instrument(span)
+            .await
+    }
+
+    async fn reconcile_commit(
+        &self,
+        head: CommitInfo,
+        mode: Mode,
+        retry: bool,
+    ) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        let started_unix = chrono::Utc::now().timestamp();
+        let snap = self.snapshot(&head.sha).await?;
+        let inputs = inputs_hash(&head.sha, &self.cfg.secrets_dir);
+        let mut state = State::load(&self.cfg.state_dir)?;
+        let mut outcome = Outcome {
+            commit: head.clone(),
+            verdict: Verdict::Planned,
+            findings: Findings::default(),
+            plan: None,
+            report: None,
+            error: None,
+        };
+
+        if mode == Mode::Apply && !retry {
+            if let Some(prev) = &state.last_attempt {
+                if prev.inputs == inputs && should_wait(prev, started_unix) {
+                    outcome.verdict = Verdict::Skipped;
+                    outcome.error = prev.error.clone();
+                    return Ok(outcome);
+                }
+            }
+        }
+
+        let opts = LoadOptions {
+            secrets_dir: Some(self.cfg.secrets_dir.clone()),
+            bind_root: self.cfg.bind_root(),
+        };
+        let (spec, findings) = load_host_spec(&snap, &opts);
+        for w in &findings.warnings {
+            warn!("{w}");
+        }
+        outcome.findings = findings.clone();
+        let spec: HostSpec = match spec {
+            Some(s) if findings.is_ok() => s,
+            _ => {
+                let msg = findings
+                    .errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                outcome.verdict = Verdict::Invalid;
+                outcome.error = Some(msg);
+                if mode == Mode::Apply {
+                    self.record(
+                        &mut state,
+                        &outcome,
+                        &inputs,
+                        started_unix,
+                        started,
+                        &BTreeMap::new(),
+                    )?;
+                }
+                return Ok(outcome);
+            }
+        };
+
+        let observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        let ctx = PlanContext {
+            commit: head.sha.clone(),
+            bind_root: self.cfg.bind_root(),
+            instance: self.cfg.instance.clone(),
+        };
+        let plan = match plan(&spec, &observed, &ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                outcome.verdict = Verdict::Invalid;
+                outcome.error = Some(e.to_string());
+                if mode == Mode::Apply {
+                    self.record(
+                        &mut state,
+                        &outcome,
+                        &inputs,
+                        started_unix,
+                        started,
+                        &BTreeMap::new(),
+                    )?;
+                }
+                return Ok(outcome);
+            }
+        };
+        outcome.plan = Some(plan.clone());
+        if mode == Mode::Plan {
+            return Ok(outcome);
+        }
+        if plan.is_empty() {
+            outcome.verdict = Verdict::Noop;
+            let results = spec.stacks.keys().map(|k| (k.clone(), Ok(()))).collect();
+            self.record(
+                &mut state,
+                &outcome,
+                &inputs,
+                started_unix,
+                started,
+                &results,
+            )?;
+            return Ok(outcome);
+        }
+
+        for line in plan.render_text().lines() {
+            info!("plan: {line}");
+        }
+        materialise_stacks(&snap, &spec, &self.cfg.bind_root())?;
+        let apply_opts = ApplyOptions {
+            health_timeout: Duration::from_secs(self.cfg.health_timeout_secs),
+            stop_grace_secs: 10,
+        };
+        let report = execute(&plan, &self.exec, &apply_opts).await;
+        outcome.verdict = if report.is_ok() {
+            Verdict::Applied
+        } else {
+            Verdict::Failed
+        };
+        outcome.error = report.first_error();
+        let mut results = report.stacks.clone();
+        for k in spec.stacks.keys() {
+            if report.aborted.is_none() {
+                results.entry(k.clone()).or_insert(Ok(()));
+            }
+        }
+        outcome.report = Some(report);
+        self.record(
+            &mut state,
+            &outcome,
+            &inputs,
+            started_unix,
+            started,
+            &results,
+        )?;
+        match outcome.verdict {
+            Verdict::Applied => info!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "applied"
+            ),
+            _ => warn!(
+                error = outcome.error.as_deref().unwrap_or(""),
+                "apply failed"
+            ),
+        }
+        Ok(outcome)
+    }
+
+    fn record(
+        &self,
+        state: &mut State,
+        o: &Outcome,
+        inputs: &str,
+        started_unix: i64,
+        started: Instant,
+        results: &BTreeMap<String, Result<(), String>>,
+    ) -> anyhow::Result<()> {
+        let result = match o.verdict {
+            Verdict::Noop => "noop",
+            Verdict::Applied => "success",
+            Verdict::Invalid => "invalid",
+            _ => "failed",
+        };
+        let attempt = Attempt {
+            commit: CommitRef {
+                sha: o.commit.sha.clone(),
+                subject: o.commit.subject.clone(),
+                author: o.commit.author.clone(),
+                time: o.commit.time,
+            },
+            inputs: inputs.to_string(),
+            started: started_unix,
+            duration_ms: started.elapsed().as_millis() as u64,
+            result: result.into(),
+            actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
+            error: o.error.clone(),
+            failures: 0,
+        };
+        state.record(attempt, results);
+        state.save(&self.cfg.state_dir)
+    }
+}
+
+/// After a failure, the same inputs wait: bad input forever (it cannot fix itself), a failed
+/// effect with a backoff of 1, 2, 4 … 60 minutes (dockerd may come back).
+fn should_wait(prev: &Attempt, now: i64) -> bool {
+    match prev.result.as_str() {
+        "invalid" => true,
+        "failed" => {
+            let backoff = 60i64
+                .saturating_mul(1 << prev.failures.saturating_sub(1).min(6))
+                .min(3600);
+            now < prev.started + backoff
+        }
+        _ => false,
+    }
+}
+
+/// A hash of everything a reconcile reads: the commit and the secrets files' bytes.
+pub fn inputs_hash(sha: &str, secrets_dir: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(sha.as_bytes());
+    let mut files: Vec<_> = std::fs::read_dir(secrets_dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        if f.extension().is_some_and(|e| e == "env") {
+            h.update(f.to_string_lossy().as_bytes());
+            h.update(std::fs::read(&f).unwrap_or_default());
+        }
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Writes each stack's folder under `bind_root/<stack>` so relative bind mounts have a stable
+/// host path; a folder is rewritten only when its content changed, by swapping in a new copy.
+fn materialise_stacks(snap: &Snapshot, spec: &HostSpec, bind_root: &Path) -> anyhow::Result<()> {
+    for name in spec.stacks.keys() {
+        let prefix = format!("compose/{name}");
+        let Some(id) = snap.content_id(&prefix) else {
+            continue;
+        };
+        let dest = bind_root.join(name);
+        let marker = dest.join(".gitmoor-content");
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == id) {
+            continue;
+        }
+        let tmp = bind_root.join(format!(".{name}.new"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        snap.write_subtree(&prefix, &tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(tmp.join(".gitmoor-content"), &id)?;
+        let old = bind_root.join(format!(".{name}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if dest.exists() {
+            std::fs::rename(&dest, &old)?;
+        }
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(10)]
+}

@@ -1,0 +1,222 @@
+//! The conversion context of one compose file: where errors go, and typed reads of nodes that
+//! report a wrong type as `file:line: key: expected ..., found ...`.
+
+use crate::spec::error::{Findings, SpecError};
+use crate::spec::yaml::{Node, NodeValue};
+use std::collections::BTreeMap;
+
+/// Errors and warnings of one compose file, and its repo path.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a str,
+    pub findings: Findings,
+}
+
+pub(crate) const REMOVE_IT: &str = "remove it";
+
+impl<'a> Ctx<'a> {
+    pub fn new(file: &'a str) -> Self {
+        Ctx {
+            file,
+            findings: Findings::default(),
+        }
+    }
+
+    pub fn error(&mut self, node: &Node, key: &str, message: impl Into<String>, fix: &str) {
+        let mut e = SpecError::new(self.file, message)
+            .at_line(Some(node.line))
+            .key(key);
+        if !fix.is_empty() {
+            e = e.fix(fix);
+        }
+        self.findings.errors.push(e);
+    }
+
+    pub fn warn(&mut self, node: &Node, key: &str, message: impl Into<String>, fix: &str) {
+        let mut e = SpecError::new(self.file, message)
+            .at_line(Some(node.line))
+            .key(key);
+        if !fix.is_empty() {
+            e = e.fix(fix);
+        }
+        self.findings.warnings.push(e);
+    }
+
+    /// A key gitmoor does not know (and never silently ignores).
+    pub fn unsupported(&mut self, node: &Node, key: &str) {
+        self.error(node, key, "not supported by gitmoor", REMOVE_IT);
+    }
+
+    /// A key gitmoor means to support later.
+    pub fn not_yet(&mut self, node: &Node, key: &str) {
+        self.error(node, key, "not supported yet", REMOVE_IT);
+    }
+
+    fn wrong_type(&mut self, node: &Node, key: &str, expected: &str) {
+        let found = node.kind();
+        self.error(node, key, format!("expected {expected}, found {found}"), "");
+    }
+
+    /// A scalar read as text (numbers and booleans as compose writes them).
+    pub fn string(&mut self, node: &Node, key: &str) -> Option<String> {
+        match node.scalar_text() {
+            Some(s) => Some(s),
+            None => {
+                self.wrong_type(node, key, "a string");
+                None
+            }
+        }
+    }
+
+    /// `true`/`false`, also as the strings an interpolated `${VAR}` gives.
+    pub fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
+        match &node.value {
+            NodeValue::Bool(b) => Some(*b),
+            NodeValue::Str(s) if matches!(s.as_str(), "true" | "True" | "TRUE") => Some(true),
+            NodeValue::Str(s) if matches!(s.as_str(), "false" | "False" | "FALSE") => Some(false),
+            _ => {
+                self.wrong_type(node, key, "true or false");
+                None
+            }
+        }
+    }
+
+    /// An integer, also as a string of digits.
+    pub fn int(&mut self, node: &Node, key: &str) -> Option<i64> {
+        match &node.value {
+            NodeValue::Int(i) => Some(*i),
+            NodeValue::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
+            _ => {
+                self.wrong_type(node, key, "an integer");
+                None
+            }
+        }
+    }
+
+    /// The entries of a mapping; null counts as an empty mapping.
+    pub fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [(String, Node)]> {
+        match &node.value {
+            NodeValue::Map(entries) => Some(entries),
+            NodeValue::Null => Some(&[]),
+            _ => {
+                self.wrong_type(node, key, "a mapping");
+                None
+            }
+        }
+    }
+
+    /// The items of a list; null counts as an empty list.
+    pub fn seq<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            NodeValue::Seq(items) => Some(items),
+            NodeValue::Null => Some(&[]),
+            _ => {
+                self.wrong_type(node, key, "a list");
+                None
+            }
+        }
+    }
+
+    /// A list of strings.
+    pub fn strings(&mut self, node: &Node, key: &str) -> Vec<String> {
+        let Some(items) = self.seq(node, key) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| self.string(n, &format!("{key}[{i}]")))
+            .collect()
+    }
+
+    /// A string or a list of strings (`env_file`, `tmpfs`).
+    pub fn string_or_list(&mut self, node: &Node, key: &str) -> Vec<(String, Node)> {
+        match &node.value {
+            NodeValue::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let k = format!("{key}[{i}]");
+                    self.string(n, &k).map(|s| (s, n.clone()))
+                })
+                .collect(),
+            NodeValue::Null => Vec::new(),
+            _ => self
+                .string(node, key)
+                .map(|s| vec![(s, node.clone())])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A mapping of strings or a list of `k=v` (a bare `k` gives an empty value): `labels`.
+    pub fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            NodeValue::Map(entries) => {
+                for (k, v) in entries {
+                    let value = if v.is_null() {
+                        Some(String::new())
+                    } else {
+                        self.string(v, &format!("{key}.{k}"))
+                    };
+                    if let Some(value) = value {
+                        out.insert(k.clone(), value);
+                    }
+                }
+            }
+            NodeValue::Seq(items) => {
+                for (i, n) in items.iter().enumerate() {
+                    let Some(s) = self.string(n, &format!("{key}[{i}]")) else {
+                        continue;
+                    };
+                    let (k, v) = s.split_once('=').unwrap_or((s.as_str(), ""));
+                    if out.insert(k.to_string(), v.to_string()).is_some() {
+                        self.error(
+                            n,
+                            &format!("{key}[{i}]"),
+                            format!("`{k}` is set twice"),
+                            "keep one",
+                        );
+                    }
+                }
+            }
+            NodeValue::Null => {}
+            _ => self.wrong_type(node, key, "a mapping or a list of KEY=VALUE"),
+        }
+        out
+    }
+}
+
+/// `^[a-z0-9][a-z0-9_-]*$`: a stack (compose project) name.
+pub(crate) fn valid_stack_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`: a service, network or volume key.
+pub(crate) fn valid_object_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Label prefixes gitmoor (and compose) set themselves.
+pub(crate) fn reserved_label(key: &str) -> bool {
+    key.starts_with("com.docker.compose.") || key.starts_with("io.gitmoor.")
+}
+
+/// User labels, refusing the ones gitmoor sets itself.
+pub(crate) fn user_labels(ctx: &mut Ctx, node: &Node, key: &str) -> BTreeMap<String, String> {
+    let labels = ctx.string_map(node, key);
+    for k in labels.keys() {
+        if reserved_label(k) {
+            ctx.error(
+                node,
+                &format!("{key}.{k}"),
+                "this label is set by gitmoor",
+                REMOVE_IT,
+            );
+        }
+    }
+    labels
+}

@@ -1,0 +1,234 @@
+//! A service's environment: `env_file:` first (the stack's secrets file for `.env`, repo files
+//! otherwise), then `environment:` on top.
+
+use super::ctx::Ctx;
+use super::interp::{is_secret_name, literal_secret, missing_var, StackVars};
+use super::mounts::normalize;
+use crate::source::snapshot::Snapshot;
+use crate::spec::model::{Secret, ServiceSpec};
+use crate::spec::secrets::parse_dotenv;
+use crate::spec::yaml::{Node, NodeValue};
+
+pub(crate) struct EnvEnv<'a> {
+    pub stack: &'a str,
+    pub snap: &'a Snapshot,
+    pub vars: &'a StackVars,
+}
+
+/// `env_file:` as a string, a list of strings, or a list of `{path, required}`.
+pub(crate) fn env_files(
+    ctx: &mut Ctx,
+    env: &EnvEnv,
+    node: &Node,
+    key: &str,
+    svc: &mut ServiceSpec,
+) {
+    let items: Vec<&Node> = match &node.value {
+        NodeValue::Seq(items) => items.iter().collect(),
+        NodeValue::Null => Vec::new(),
+        _ => vec![node],
+    };
+    let many = matches!(node.value, NodeValue::Seq(_));
+    for (i, item) in items.into_iter().enumerate() {
+        let k = if many {
+            format!("{key}[{i}]")
+        } else {
+            key.to_string()
+        };
+        let (path, required) = match &item.value {
+            NodeValue::Map(entries) => {
+                let mut path = None;
+                let mut required = true;
+                for (ek, ev) in entries {
+                    let sub = format!("{k}.{ek}");
+                    match ek.as_str() {
+                        "path" => path = ctx.string(ev, &sub),
+                        "required" => required = ctx.bool(ev, &sub).unwrap_or(true),
+                        "format" => ctx.not_yet(ev, &sub),
+                        _ => ctx.unsupported(ev, &sub),
+                    }
+                }
+                let Some(path) = path else {
+                    ctx.error(item, &k, "missing path", "add path: ./app.env");
+                    continue;
+                };
+                (path, required)
+            }
+            _ => match ctx.string(item, &k) {
+                Some(p) => (p, true),
+                None => continue,
+            },
+        };
+        one_env_file(ctx, env, item, &k, &path, required, svc);
+    }
+}
+
+fn one_env_file(
+    ctx: &mut Ctx,
+    env: &EnvEnv,
+    item: &Node,
+    key: &str,
+    path: &str,
+    required: bool,
+    svc: &mut ServiceSpec,
+) {
+    if path == ".env" || path == "./.env" {
+        match (&env.vars.secrets_file, env.vars.has_secrets_file) {
+            (Some(_), true) => svc
+                .environment
+                .extend(env.vars.vars.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            (Some(file), false) if required => ctx.error(
+                item,
+                key,
+                format!("`.env` is the stack's secrets file {file}, which does not exist"),
+                &format!("create {file}, or remove this env_file entry"),
+            ),
+            _ => {}
+        }
+        return;
+    }
+    if path.starts_with('/') {
+        ctx.error(
+            item,
+            key,
+            format!("`{path}`: an absolute env_file path is not supported"),
+            "commit the file next to the compose file, or use .env (the stack's secrets file)",
+        );
+        return;
+    }
+    let Some(parts) = normalize(&["compose", env.stack], path) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{path}` leaves the repo"),
+            "fix the path",
+        );
+        return;
+    };
+    let repo_path = parts.join("/");
+    let Some(entry) = env.snap.get(&repo_path) else {
+        if required {
+            ctx.error(
+                item,
+                key,
+                format!("`{path}` does not exist in the repo ({repo_path})"),
+                "commit the file, fix the path, or mark it `required: false`",
+            );
+        }
+        return;
+    };
+    if entry.symlink {
+        ctx.error(
+            item,
+            key,
+            format!("`{path}` is a symlink"),
+            "commit the file itself",
+        );
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&entry.data) else {
+        ctx.error(item, key, format!("`{path}` is not UTF-8 text"), "");
+        return;
+    };
+    check_env_file_secrets(ctx, &repo_path, text, env.stack);
+    match parse_dotenv(text, &repo_path) {
+        Ok(vars) => svc.environment.extend(vars),
+        Err(e) => ctx.findings.errors.push(e),
+    }
+    if let Some(hash) = env.snap.content_id(&repo_path) {
+        svc.repo_inputs.insert(path.to_string(), hash);
+    }
+}
+
+/// A committed env file holding a literal secret (`DB_PASSWORD=hunter2`).
+fn check_env_file_secrets(ctx: &mut Ctx, repo_path: &str, text: &str, stack: &str) {
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim().trim_matches(|c| c == '"' || c == '\''));
+        if is_secret_name(k) && !v.is_empty() && !v.contains('$') {
+            let mut file_ctx = Ctx::new(repo_path);
+            let at = Node::new(i as u64 + 1, 1, NodeValue::Null);
+            literal_secret(&mut file_ctx, &at, k, k, stack);
+            ctx.findings.extend(file_ctx.findings);
+        }
+    }
+}
+
+/// `environment:` as a mapping or a list of `KEY=VALUE`; a bare `KEY` (or `KEY:` with no value)
+/// takes the value of the stack variable of that name.
+pub(crate) fn environment(
+    ctx: &mut Ctx,
+    env: &EnvEnv,
+    node: &Node,
+    key: &str,
+    svc: &mut ServiceSpec,
+) {
+    let mut set = |ctx: &mut Ctx, at: &Node, k: &str, v: Option<String>, seen: &mut Vec<String>| {
+        let sub = format!("{key}.{k}");
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            ctx.error(at, &sub, format!("`{k}` is not a variable name"), "");
+            return;
+        }
+        if seen.iter().any(|s| s == k) {
+            ctx.error(at, &sub, format!("{k} is set twice"), "keep one");
+            return;
+        }
+        seen.push(k.to_string());
+        let value = match v {
+            Some(v) => v,
+            None => match env.vars.lookup(k) {
+                Some(v) => v,
+                None => {
+                    missing_var(ctx, at, &sub, k, env.vars, env.stack);
+                    return;
+                }
+            },
+        };
+        svc.environment.insert(k.to_string(), Secret(value));
+    };
+    let mut seen = Vec::new();
+    match &node.value {
+        NodeValue::Map(entries) => {
+            for (k, v) in entries {
+                let value = match &v.value {
+                    NodeValue::Null => None,
+                    _ => match ctx.string(v, &format!("{key}.{k}")) {
+                        Some(s) => Some(s),
+                        None => continue,
+                    },
+                };
+                set(ctx, v, k, value, &mut seen);
+            }
+        }
+        NodeValue::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Some(s) = ctx.string(item, &format!("{key}[{i}]")) else {
+                    continue;
+                };
+                match s.split_once('=') {
+                    Some((k, v)) => set(ctx, item, k, Some(v.to_string()), &mut seen),
+                    None => set(ctx, item, &s, None, &mut seen),
+                }
+            }
+        }
+        NodeValue::Null => {}
+        _ => {
+            ctx.error(
+                node,
+                key,
+                format!(
+                    "expected a mapping or a list of KEY=VALUE, found {}",
+                    node.kind()
+                ),
+                "",
+            );
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The steps between parsing and conversion: the literal-secret check (on the raw text), then
+//! interpolation of every string value with the stack's variables.
+
+use super::ctx::Ctx;
+use crate::spec::interpolate::{interpolate, interpolate_detailed, InterpolateFailure};
+use crate::spec::model::Secret;
+use crate::spec::yaml::{Node, NodeValue};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The variables of one stack, and whether they were checked against a secrets file.
+pub struct StackVars {
+    pub vars: BTreeMap<String, Secret>,
+    /// Strict mode: the path of `<secrets_dir>/<stack>.env` (whether it exists or not). A missing
+    /// variable is then an error; without a secrets dir it is a warning.
+    pub secrets_file: Option<String>,
+    /// Whether the secrets file exists.
+    pub has_secrets_file: bool,
+}
+
+impl StackVars {
+    /// No secrets dir: variables are not checked (`gitmoor validate` in CI).
+    pub fn unchecked() -> StackVars {
+        StackVars {
+            vars: BTreeMap::new(),
+            secrets_file: None,
+            has_secrets_file: false,
+        }
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(|s| s.expose().to_string())
+    }
+}
+
+/// Key names whose value is a secret (matched case-insensitively, anywhere in the name).
+const SECRET_WORDS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "API_KEY",
+    "PRIVATE_KEY",
+];
+
+/// Names that hold a secret, except `*_FILE`: by the Docker-image convention those hold the
+/// path of a file with the secret (`POSTGRES_PASSWORD_FILE: /run/secrets/db`), not the secret.
+pub(crate) fn is_secret_name(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    !upper.ends_with("_FILE") && SECRET_WORDS.iter().any(|w| upper.contains(w))
+}
+
+/// The message for a literal secret; never quotes the value.
+pub(crate) fn literal_secret(ctx: &mut Ctx, node: &Node, key: &str, var: &str, stack: &str) {
+    ctx.error(
+        node,
+        key,
+        "literal secret in a committed file",
+        &format!(
+            "move the value to <secrets_dir>/{stack}.env and write {var}: ${{{var}}} (and rotate it: it is in the Git history)"
+        ),
+    );
+}
+
+/// Refuses `environment:` entries that look like secrets and hold a literal value.
+pub(crate) fn check_literal_secrets(ctx: &mut Ctx, root: &Node, stack: &str) {
+    let Some(NodeValue::Map(services)) = root.get("services").map(|s| &s.value) else {
+        return;
+    };
+    for (name, svc) in services {
+        let Some(env) = svc.get("environment") else {
+            continue;
+        };
+        let base = format!("services.{name}.environment");
+        match &env.value {
+            NodeValue::Map(entries) => {
+                for (k, v) in entries {
+                    let raw = v.scalar_text().unwrap_or_default();
+                    if is_secret_name(k) && !raw.is_empty() && !raw.contains('$') {
+                        literal_secret(ctx, v, &format!("{base}.{k}"), k, stack);
+                    }
+                }
+            }
+            NodeValue::Seq(items) => {
+                for item in items {
+                    let Some(text) = item.as_str() else { continue };
+                    let Some((k, raw)) = text.split_once('=') else {
+                        continue;
+                    };
+                    if is_secret_name(k) && !raw.is_empty() && !raw.contains('$') {
+                        literal_secret(ctx, item, &format!("{base}.{k}"), k, stack);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reports a variable that is not set: an error in strict mode, else a warning.
+pub(crate) fn missing_var(
+    ctx: &mut Ctx,
+    node: &Node,
+    key: &str,
+    var: &str,
+    vars: &StackVars,
+    stack: &str,
+) {
+    match &vars.secrets_file {
+        Some(file) => ctx.error(
+            node,
+            key,
+            format!("variable {var} is not set"),
+            &format!("add {var}=... to {file}"),
+        ),
+        None => ctx.warn(
+            node,
+            key,
+            format!("variable {var} is not set here (no secrets dir given, so it is not checked)"),
+            &format!("make sure the host's <secrets_dir>/{stack}.env sets it"),
+        ),
+    }
+}
+
+/// Interpolates every string value (not keys). `x-*` extensions are dropped at the levels where
+/// compose allows them (the root, the `services`/`networks`/`volumes` mappings and each entry of
+/// them): they are ignored anyway, and what they share through anchors is interpolated where it
+/// is used.
+pub(crate) fn interpolate_tree(ctx: &mut Ctx, root: &Node, vars: &StackVars, stack: &str) -> Node {
+    let mut seen = BTreeSet::new();
+    let mut it = Interp {
+        ctx,
+        vars,
+        stack,
+        seen: &mut seen,
+    };
+    let NodeValue::Map(entries) = &root.value else {
+        return it.node(root, "");
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        if k.starts_with("x-") {
+            continue;
+        }
+        let value = match (&v.value, k.as_str()) {
+            (NodeValue::Map(children), "services" | "networks" | "volumes") => {
+                let mut cs = Vec::new();
+                for (ck, cv) in children.iter().filter(|(ck, _)| !ck.starts_with("x-")) {
+                    let path = format!("{k}.{ck}");
+                    cs.push((ck.clone(), it.without_extensions(cv, &path)));
+                }
+                Node::new(v.line, v.col, NodeValue::Map(cs))
+            }
+            _ => it.node(v, k),
+        };
+        out.push((k.clone(), value));
+    }
+    Node::new(root.line, root.col, NodeValue::Map(out))
+}
+
+struct Interp<'c, 'a, 'v> {
+    ctx: &'c mut Ctx<'a>,
+    vars: &'v StackVars,
+    stack: &'v str,
+    /// (variable, line) pairs already reported.
+    seen: &'c mut BTreeSet<(String, u64)>,
+}
+
+impl Interp<'_, '_, '_> {
+    fn without_extensions(&mut self, node: &Node, path: &str) -> Node {
+        match &node.value {
+            NodeValue::Map(entries) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    if !k.starts_with("x-") {
+                        out.push((k.clone(), self.node(v, &format!("{path}.{k}"))));
+                    }
+                }
+                Node::new(node.line, node.col, NodeValue::Map(out))
+            }
+            _ => self.node(node, path),
+        }
+    }
+
+    fn node(&mut self, node: &Node, path: &str) -> Node {
+        let value = match &node.value {
+            NodeValue::Str(s) => NodeValue::Str(self.string(node, path, s)),
+            NodeValue::Seq(items) => NodeValue::Seq(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| self.node(n, &format!("{path}[{i}]")))
+                    .collect(),
+            ),
+            NodeValue::Map(entries) => NodeValue::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.node(v, &format!("{path}.{k}"))))
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        Node::new(node.line, node.col, value)
+    }
+
+    fn string(&mut self, node: &Node, path: &str, s: &str) -> String {
+        if !s.contains('$') {
+            return s.to_string();
+        }
+        let vars = self.vars;
+        match interpolate_detailed(s, &|name| vars.lookup(name)) {
+            Ok(done) => {
+                for var in done.missing {
+                    if self.seen.insert((var.clone(), node.line)) {
+                        missing_var(self.ctx, node, path, &var, vars, self.stack);
+                    }
+                }
+                done.value
+            }
+            Err(failure @ InterpolateFailure::MissingRequired { .. })
+                if vars.secrets_file.is_none() =>
+            {
+                // Unchecked mode: `${VAR:?msg}` fails only because no variable is known here.
+                self.ctx.warn(
+                    node,
+                    path,
+                    format!(
+                        "{} (no secrets dir given, so it is not checked)",
+                        failure.to_error(s)
+                    ),
+                    &format!(
+                        "make sure the host's <secrets_dir>/{}.env sets it",
+                        self.stack
+                    ),
+                );
+                interpolate(s, &|_| Some("unchecked".to_string()))
+                    .map(|d| d.value)
+                    .unwrap_or_default()
+            }
+            Err(failure @ InterpolateFailure::MissingRequired { .. }) => {
+                let fix = match (&vars.secrets_file, &failure) {
+                    (Some(f), InterpolateFailure::MissingRequired { variable, .. }) => {
+                        format!("add {variable}=... to {f}")
+                    }
+                    _ => String::new(),
+                };
+                self.ctx
+                    .error(node, path, failure.to_error(s).to_string(), &fix);
+                String::new()
+            }
+            Err(failure) => {
+                self.ctx
+                    .error(node, path, failure.to_error(s).to_string(), "");
+                String::new()
+            }
+        }
+    }
+}

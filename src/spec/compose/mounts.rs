@@ -1,0 +1,389 @@
+//! `volumes:` and `tmpfs:` of a service: named, anonymous and bind mounts, and tmpfs mounts.
+//!
+//! A relative bind source is a repo path: it must stay inside the stack folder, exist in the
+//! commit, and is served from `<bind_root>/<stack>/<path>`, where the deployer materialises the
+//! stack folder. Its content hash goes into `repo_inputs`, so editing a mounted file recreates
+//! the container.
+
+use super::ctx::{Ctx, REMOVE_IT};
+use crate::source::snapshot::Snapshot;
+use crate::spec::model::{MountSpec, ServiceSpec};
+use crate::spec::yaml::{Node, NodeValue};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// What a service's mounts are resolved against.
+pub(crate) struct MountEnv<'a> {
+    pub stack: &'a str,
+    pub snap: &'a Snapshot,
+    pub bind_root: &'a Path,
+    /// Keys of the top-level `volumes:`.
+    pub declared_volumes: &'a BTreeSet<String>,
+}
+
+pub(crate) fn volumes(
+    ctx: &mut Ctx,
+    env: &MountEnv,
+    node: &Node,
+    key: &str,
+    svc: &mut ServiceSpec,
+) {
+    let Some(items) = ctx.seq(node, key) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        match &item.value {
+            NodeValue::Str(s) => short_volume(ctx, env, item, &k, s, svc),
+            NodeValue::Map(entries) => long_volume(ctx, env, item, &k, entries, svc),
+            _ => ctx.error(
+                item,
+                &k,
+                format!(
+                    "expected a mount like \"data:/var/lib/data\" or a mapping, found {}",
+                    item.kind()
+                ),
+                "",
+            ),
+        }
+    }
+}
+
+fn short_volume(
+    ctx: &mut Ctx,
+    env: &MountEnv,
+    item: &Node,
+    key: &str,
+    spec: &str,
+    svc: &mut ServiceSpec,
+) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [target] => ("", *target, ""),
+        [source, target] => (*source, *target, ""),
+        [source, target, mode] => (*source, *target, *mode),
+        _ => {
+            ctx.error(
+                item,
+                key,
+                format!("`{spec}` has too many `:`"),
+                "write it as source:/container/path[:ro]",
+            );
+            return;
+        }
+    };
+    let mut read_only = false;
+    for opt in mode.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            other => {
+                ctx.error(
+                    item,
+                    key,
+                    format!("mount option `{other}` is not supported yet (ro or rw)"),
+                    REMOVE_IT,
+                );
+                return;
+            }
+        }
+    }
+    let kind = if source.is_empty() {
+        "volume"
+    } else if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+        "bind"
+    } else {
+        "volume"
+    };
+    add_mount(ctx, env, item, key, kind, source, target, read_only, svc);
+}
+
+fn long_volume(
+    ctx: &mut Ctx,
+    env: &MountEnv,
+    item: &Node,
+    key: &str,
+    entries: &[(String, Node)],
+    svc: &mut ServiceSpec,
+) {
+    let mut kind = None;
+    let mut source = String::new();
+    let mut target = None;
+    let mut read_only = false;
+    let mut tmpfs_opts: Vec<String> = Vec::new();
+    for (k, v) in entries {
+        let sub = format!("{key}.{k}");
+        match k.as_str() {
+            "type" => kind = ctx.string(v, &sub),
+            "source" => source = ctx.string(v, &sub).unwrap_or_default(),
+            "target" => target = ctx.string(v, &sub),
+            "read_only" => read_only = ctx.bool(v, &sub).unwrap_or(false),
+            "tmpfs" => {
+                let Some(opts) = ctx.map(v, &sub) else {
+                    continue;
+                };
+                for (ok, ov) in opts {
+                    let osub = format!("{sub}.{ok}");
+                    match ok.as_str() {
+                        "size" => {
+                            if let Some(s) = ctx.string(ov, &osub) {
+                                tmpfs_opts.push(format!("size={s}"));
+                            }
+                        }
+                        "mode" => {
+                            // YAML reads 1777 as a number and 01777 as a string: both octal.
+                            if let Some(s) = ctx.string(ov, &osub) {
+                                tmpfs_opts.push(format!("mode={s}"));
+                            }
+                        }
+                        _ => ctx.not_yet(ov, &osub),
+                    }
+                }
+            }
+            k if k.starts_with("x-") => {}
+            "volume" | "bind" | "consistency" | "image" => ctx.not_yet(v, &sub),
+            _ => ctx.unsupported(v, &sub),
+        }
+    }
+    let Some(target) = target else {
+        ctx.error(
+            item,
+            key,
+            "missing target (the path in the container)",
+            "add target: /path",
+        );
+        return;
+    };
+    match kind.as_deref() {
+        Some("tmpfs") => {
+            if !target.starts_with('/') {
+                ctx.error(
+                    item,
+                    &format!("{key}.target"),
+                    "must be an absolute path",
+                    "",
+                );
+                return;
+            }
+            svc.tmpfs.insert(target, tmpfs_opts.join(","));
+        }
+        Some(kind @ ("volume" | "bind")) => {
+            if !tmpfs_opts.is_empty() {
+                ctx.error(
+                    item,
+                    &format!("{key}.tmpfs"),
+                    "only for type: tmpfs",
+                    REMOVE_IT,
+                );
+            }
+            add_mount(ctx, env, item, key, kind, &source, &target, read_only, svc);
+        }
+        Some(other) => ctx.error(
+            item,
+            &format!("{key}.type"),
+            format!("type `{other}` is not supported (volume, bind or tmpfs)"),
+            "",
+        ),
+        None => ctx.error(item, key, "missing type", "add type: volume, bind or tmpfs"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_mount(
+    ctx: &mut Ctx,
+    env: &MountEnv,
+    item: &Node,
+    key: &str,
+    kind: &str,
+    source: &str,
+    target: &str,
+    read_only: bool,
+    svc: &mut ServiceSpec,
+) {
+    if !target.starts_with('/') {
+        ctx.error(
+            item,
+            key,
+            format!("the container path `{target}` must be absolute"),
+            "write it as source:/container/path",
+        );
+        return;
+    }
+    let target = target.to_string();
+    if kind == "volume" {
+        if source.is_empty() {
+            svc.volumes.push(MountSpec::Volume {
+                source: String::new(),
+                target,
+                read_only,
+            });
+        } else if env.declared_volumes.contains(source) {
+            svc.volumes.push(MountSpec::Volume {
+                source: format!("{}_{source}", env.stack),
+                target,
+                read_only,
+            });
+        } else {
+            ctx.error(
+                item,
+                key,
+                format!("volume `{source}` is not declared"),
+                &format!(
+                    "add it under the top-level volumes: (`volumes: {{{source}: {{}}}}`), or write ./{source} for a folder of the repo"
+                ),
+            );
+        }
+        return;
+    }
+    if source.is_empty() {
+        ctx.error(
+            item,
+            key,
+            "a bind mount needs a source",
+            "add source: ./path",
+        );
+        return;
+    }
+    if source.starts_with('/') {
+        svc.volumes.push(MountSpec::Bind {
+            source: source.to_string(),
+            target,
+            read_only,
+        });
+        return;
+    }
+    if source.starts_with('~') {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}`: a home-directory path is not supported"),
+            "write an absolute path, or a path relative to the stack folder (./...)",
+        );
+        return;
+    }
+    let stack_dir = format!("compose/{}", env.stack);
+    let Some(rel) = rel_in_stack(source) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}` leaves the stack folder {stack_dir}"),
+            "mount a path inside the stack folder, or an absolute host path",
+        );
+        return;
+    };
+    let repo_path = if rel.is_empty() {
+        stack_dir.clone()
+    } else {
+        format!("{stack_dir}/{rel}")
+    };
+    let Some(hash) = env.snap.content_id(&repo_path) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}` does not exist in the repo ({repo_path})"),
+            "commit the file or folder, or fix the path",
+        );
+        return;
+    };
+    if let Some(link) = escaping_symlink(env.snap, &repo_path, &stack_dir) {
+        ctx.error(
+            item,
+            key,
+            format!("`{link}` is a symlink that points outside the stack folder"),
+            "Docker would follow it on the host; commit the file itself",
+        );
+        return;
+    }
+    let mut host = env.bind_root.join(env.stack);
+    if !rel.is_empty() {
+        host = host.join(&rel);
+    }
+    svc.repo_inputs.insert(source.to_string(), hash);
+    svc.volumes.push(MountSpec::Bind {
+        source: host.to_string_lossy().into_owned(),
+        target,
+        read_only,
+    });
+}
+
+/// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.
+pub(crate) fn rel_in_stack(source: &str) -> Option<String> {
+    normalize(&[], source).map(|parts| parts.join("/"))
+}
+
+/// Joins `rel` onto `base` (path components), resolving `.` and `..`; None when `..` climbs above
+/// the root of `base`'s tree.
+pub(crate) fn normalize(base: &[&str], rel: &str) -> Option<Vec<String>> {
+    let mut parts: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    let floor = 0;
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.len() <= floor {
+                    return None;
+                }
+                parts.pop();
+            }
+            c => parts.push(c.to_string()),
+        }
+    }
+    Some(parts)
+}
+
+/// The first symlink at or under `path` whose target is absolute or leaves `stack_dir`.
+fn escaping_symlink(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> {
+    let prefix = format!("{path}/");
+    for (p, f) in &snap.files {
+        if !f.symlink || (p != path && !p.starts_with(&prefix)) {
+            continue;
+        }
+        let target = String::from_utf8_lossy(&f.data);
+        let dir: Vec<&str> = p.split('/').collect();
+        let dir = &dir[..dir.len().saturating_sub(1)];
+        let inside = !target.starts_with('/')
+            && normalize(dir, &target).is_some_and(|parts| {
+                let joined = parts.join("/");
+                joined.starts_with(&format!("{stack_dir}/")) || joined == stack_dir
+            });
+        if !inside {
+            return Some(p.clone());
+        }
+    }
+    None
+}
+
+/// `tmpfs:` as a string or a list of `path[:options]`.
+pub(crate) fn tmpfs(ctx: &mut Ctx, node: &Node, key: &str, svc: &mut ServiceSpec) {
+    for (s, n) in ctx.string_or_list(node, key) {
+        let (path, opts) = s.split_once(':').unwrap_or((s.as_str(), ""));
+        if !path.starts_with('/') {
+            ctx.error(&n, key, format!("`{path}` must be an absolute path"), "");
+            continue;
+        }
+        svc.tmpfs.insert(path.to_string(), opts.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_stay_inside() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("./conf", Some("conf")),
+            ("conf/a.conf", Some("conf/a.conf")),
+            (".", Some("")),
+            ("./", Some("")),
+            ("./a/../b", Some("b")),
+            ("./a/./b/", Some("a/b")),
+            ("..", None),
+            ("../other/x", None),
+            ("./a/../../x", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(rel_in_stack(input).as_deref(), *want, "{input}");
+        }
+    }
+}

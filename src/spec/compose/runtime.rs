@@ -1,0 +1,277 @@
+//! The runtime settings of a service: healthcheck, restart policy, resource limits (also from
+//! `deploy.resources.limits`), logging and extra hosts.
+
+use super::ctx::{Ctx, REMOVE_IT};
+use super::units::{cpus_to_nano, parse_bytes, parse_duration};
+use crate::spec::model::{HealthcheckSpec, LoggingSpec};
+use crate::spec::yaml::{Node, NodeValue};
+use std::collections::BTreeMap;
+
+/// `deploy.resources.limits` next to `mem_limit`/`cpus`: equal values are fine, as in compose.
+pub(crate) fn merge_limit(
+    ctx: &mut Ctx,
+    base: &str,
+    what: &str,
+    field: &mut Option<i64>,
+    deploy: Option<(i64, &Node)>,
+) {
+    if let Some((d, at)) = deploy {
+        match field {
+            Some(f) if *f != d => ctx.error(
+                at,
+                &format!("{base}.deploy.resources.limits.{what}"),
+                "differs from the service-level limit",
+                "keep one of them",
+            ),
+            _ => *field = Some(d),
+        }
+    }
+}
+
+pub(crate) fn one_container(ctx: &mut Ctx, v: &Node, k: &str) {
+    ctx.error(v, k, "not supported (one container per service)", REMOVE_IT);
+}
+
+pub(crate) fn healthcheck(ctx: &mut Ctx, v: &Node, k: &str) -> Option<HealthcheckSpec> {
+    let entries = ctx.map(v, k)?;
+    let mut hc = HealthcheckSpec {
+        test: Vec::new(),
+        interval_ns: None,
+        timeout_ns: None,
+        retries: None,
+        start_period_ns: None,
+    };
+    let mut disable = false;
+    for (key, n) in entries {
+        let sub = format!("{k}.{key}");
+        match key.as_str() {
+            "test" => match &n.value {
+                NodeValue::Str(s) => hc.test = vec!["CMD-SHELL".into(), s.clone()],
+                NodeValue::Seq(_) => {
+                    let test = ctx.strings(n, &sub);
+                    match test.first().map(String::as_str) {
+                        Some("CMD") | Some("CMD-SHELL") | Some("NONE") => hc.test = test,
+                        _ => ctx.error(
+                            n,
+                            &sub,
+                            "a test list must start with CMD, CMD-SHELL or NONE",
+                            "write [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"] or a string",
+                        ),
+                    }
+                }
+                _ => ctx.error(
+                    n,
+                    &sub,
+                    format!("expected a string or a list, found {}", n.kind()),
+                    "",
+                ),
+            },
+            "interval" => hc.interval_ns = duration(ctx, n, &sub),
+            "timeout" => hc.timeout_ns = duration(ctx, n, &sub),
+            "start_period" => hc.start_period_ns = duration(ctx, n, &sub),
+            "retries" => hc.retries = ctx.int(n, &sub),
+            "disable" => disable = ctx.bool(n, &sub).unwrap_or(false),
+            "start_interval" => ctx.not_yet(n, &sub),
+            key if key.starts_with("x-") => {}
+            _ => ctx.unsupported(n, &sub),
+        }
+    }
+    if disable {
+        hc.test = vec!["NONE".into()];
+    } else if hc.test.is_empty() {
+        ctx.error(
+            v,
+            &format!("{k}.test"),
+            "missing (the image's own check cannot be tuned yet)",
+            "add test:, or disable: true",
+        );
+        return None;
+    }
+    Some(hc)
+}
+
+fn duration(ctx: &mut Ctx, n: &Node, k: &str) -> Option<i64> {
+    let s = ctx.string(n, k)?;
+    match parse_duration(&s) {
+        Ok(ns) => Some(ns),
+        Err(m) => {
+            ctx.error(n, k, m, "");
+            None
+        }
+    }
+}
+
+pub(crate) fn bytes(ctx: &mut Ctx, n: &Node, k: &str) -> Option<i64> {
+    if let NodeValue::Int(i) = n.value {
+        if i > 0 {
+            return Some(i);
+        }
+    }
+    let s = ctx.string(n, k)?;
+    match parse_bytes(&s) {
+        Ok(b) if b > 0 => Some(b),
+        Ok(_) => {
+            ctx.error(n, k, "must be more than 0", "");
+            None
+        }
+        Err(m) => {
+            ctx.error(n, k, m, "");
+            None
+        }
+    }
+}
+
+pub(crate) fn cpus(ctx: &mut Ctx, n: &Node, k: &str) -> Option<i64> {
+    let x = match &n.value {
+        NodeValue::Int(i) => *i as f64,
+        NodeValue::Float(f) => *f,
+        NodeValue::Str(s) => match s.trim().parse::<f64>() {
+            Ok(f) => f,
+            Err(_) => {
+                ctx.error(
+                    n,
+                    k,
+                    format!("`{s}` is not a number of CPUs"),
+                    "write e.g. 0.5",
+                );
+                return None;
+            }
+        },
+        _ => {
+            ctx.error(n, k, format!("expected a number, found {}", n.kind()), "");
+            return None;
+        }
+    };
+    match cpus_to_nano(x) {
+        Ok(v) => Some(v),
+        Err(m) => {
+            ctx.error(n, k, m, "");
+            None
+        }
+    }
+}
+
+pub(crate) fn restart(ctx: &mut Ctx, v: &Node, k: &str) -> Option<String> {
+    // `restart: no` unquoted is the string "no" in YAML 1.2; `false` is taken to mean the same.
+    let s = match v.value {
+        NodeValue::Bool(false) => "no".to_string(),
+        _ => ctx.string(v, k)?,
+    };
+    let ok = match s.as_str() {
+        "no" | "always" | "on-failure" | "unless-stopped" => true,
+        other => other
+            .strip_prefix("on-failure:")
+            .is_some_and(|n| n.parse::<u32>().is_ok()),
+    };
+    if ok {
+        Some(s)
+    } else {
+        ctx.error(
+            v,
+            k,
+            format!("unknown restart policy `{s}`"),
+            "use no, always, on-failure[:N] or unless-stopped",
+        );
+        None
+    }
+}
+
+pub(crate) fn extra_hosts(ctx: &mut Ctx, v: &Node, k: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match &v.value {
+        NodeValue::Map(entries) => {
+            for (host, ip) in entries {
+                if let Some(ip) = ctx.string(ip, &format!("{k}.{host}")) {
+                    out.push(format!("{host}:{ip}"));
+                }
+            }
+        }
+        _ => {
+            let items = ctx.seq(v, k).unwrap_or(&[]);
+            for (i, item) in items.iter().enumerate() {
+                let sub = format!("{k}[{i}]");
+                let Some(s) = ctx.string(item, &sub) else {
+                    continue;
+                };
+                // compose accepts `host=ip` and `host:ip`; Docker wants `host:ip`.
+                let pair = s.split_once('=').or_else(|| s.split_once(':'));
+                match pair {
+                    Some((h, ip)) if !h.is_empty() && !ip.is_empty() => {
+                        out.push(format!("{h}:{ip}"))
+                    }
+                    _ => ctx.error(
+                        item,
+                        &sub,
+                        format!("`{s}` is not host:ip"),
+                        "write it like \"db.local:10.0.0.5\"",
+                    ),
+                }
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn logging(ctx: &mut Ctx, v: &Node, k: &str) -> Option<LoggingSpec> {
+    let entries = ctx.map(v, k)?;
+    let mut spec = LoggingSpec {
+        driver: None,
+        options: BTreeMap::new(),
+    };
+    for (key, n) in entries {
+        let sub = format!("{k}.{key}");
+        match key.as_str() {
+            "driver" => spec.driver = ctx.string(n, &sub),
+            "options" => spec.options = ctx.string_map(n, &sub),
+            _ => ctx.unsupported(n, &sub),
+        }
+    }
+    Some(spec)
+}
+
+/// `deploy:`: only `resources.limits.{memory,cpus}`, which become the container's limits.
+pub(crate) fn deploy<'n>(
+    ctx: &mut Ctx,
+    v: &'n Node,
+    k: &str,
+    mem: &mut Option<(i64, &'n Node)>,
+    cpu: &mut Option<(i64, &'n Node)>,
+) {
+    let Some(entries) = ctx.map(v, k) else { return };
+    for (key, n) in entries {
+        let sub = format!("{k}.{key}");
+        match key.as_str() {
+            "resources" => {
+                let Some(res) = ctx.map(n, &sub) else {
+                    continue;
+                };
+                for (rk, rn) in res {
+                    let rsub = format!("{sub}.{rk}");
+                    if rk != "limits" {
+                        ctx.not_yet(rn, &rsub);
+                        continue;
+                    }
+                    let Some(limits) = ctx.map(rn, &rsub) else {
+                        continue;
+                    };
+                    for (lk, ln) in limits {
+                        let lsub = format!("{rsub}.{lk}");
+                        match lk.as_str() {
+                            "memory" => *mem = bytes(ctx, ln, &lsub).map(|b| (b, ln)),
+                            "cpus" => *cpu = cpus(ctx, ln, &lsub).map(|c| (c, ln)),
+                            _ => ctx.not_yet(ln, &lsub),
+                        }
+                    }
+                }
+            }
+            "restart_policy" => ctx.error(
+                n,
+                &sub,
+                "not supported (deploy is for Swarm)",
+                "use the service's restart: instead",
+            ),
+            key if key.starts_with("x-") => {}
+            _ => one_container(ctx, n, &sub),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Every refusal names the file, the line and the dotted key, and says what to do.
+
+use super::tests::{load_with, seed_vars, snap, strict, FILE, SECRETS, SEED};
+use super::*;
+
+/// One refusal: the compose text, where it points (the first line containing `at`), the key,
+/// and a part of the message.
+struct Case {
+    name: &'static str,
+    text: &'static str,
+    at: &'static str,
+    key: &'static str,
+    says: &'static str,
+}
+
+const fn case(
+    name: &'static str,
+    text: &'static str,
+    at: &'static str,
+    key: &'static str,
+    says: &'static str,
+) -> Case {
+    Case {
+        name,
+        text,
+        at,
+        key,
+        says,
+    }
+}
+
+fn line_of(text: &str, at: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(at))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("marker {at:?} not in the text"))
+}
+
+const CASES: &[Case] = &[
+    case("build", "services:\n  api:\n    build: .\n", "build:", "services.api.build", "build: not supported yet; build and push the image in CI"),
+    case("image missing", "services:\n  api:\n    restart: always\n", "api:", "services.api.image", "missing; gitmoor runs prebuilt images; add image:"),
+    case("unknown service key", "services:\n  api:\n    image: x\n    expose: [80]\n", "expose", "services.api.expose", "not supported by gitmoor; remove it"),
+    case("unknown top-level key", "services:\n  api:\n    image: x\nfoo: 1\n", "foo", "foo", "not supported by gitmoor; remove it"),
+    case("top-level secrets", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    file: ./s\n", "secrets:", "secrets", "not supported yet"),
+    case("services missing", "volumes:\n  a:\n", "volumes", "services", "missing"),
+    case("network external", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    external: true\n", "external", "networks.web.external", "not supported yet"),
+    case("network driver", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    driver: bridge\n", "driver", "networks.web.driver", "not supported yet"),
+    case("network ipam", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    ipam: {}\n", "ipam", "networks.web.ipam", "not supported yet"),
+    case("network name", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    name: other\n", "name: other", "networks.web.name", "not supported yet"),
+    case("network unknown key", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    color: red\n", "color", "networks.web.color", "not supported by gitmoor"),
+    case("volume external", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    external: true\n", "external", "volumes.data.external", "not supported yet"),
+    case("volume driver_opts", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    driver_opts: {}\n", "driver_opts", "volumes.data.driver_opts", "not supported yet"),
+    case("name differs", "name: other\nservices:\n  api:\n    image: x\n", "name:", "name", "`other` differs from the stack folder name `app`; remove name:, or write name: app"),
+    case("literal secret, map", "services:\n  api:\n    image: x\n    environment:\n      DB_PASSWORD: hunter2\n", "DB_PASSWORD", "services.api.environment.DB_PASSWORD", "literal secret in a committed file; move the value to <secrets_dir>/app.env and write DB_PASSWORD: ${DB_PASSWORD}"),
+    case("literal secret, list", "services:\n  api:\n    image: x\n    environment:\n      - DB_PASSWD=hunter2\n", "DB_PASSWD", "services.api.environment.DB_PASSWD", "literal secret in a committed file"),
+    case("literal secret, lowercase token", "services:\n  api:\n    image: x\n    environment:\n      github_token: ghp_x\n", "github_token", "services.api.environment.github_token", "literal secret"),
+    case("literal secret, api key", "services:\n  api:\n    image: x\n    environment:\n      STRIPE_API_KEY: 12345\n", "STRIPE", "services.api.environment.STRIPE_API_KEY", "literal secret"),
+    case("literal secret, private key", "services:\n  api:\n    image: x\n    environment:\n      - SSH_PRIVATE_KEY=abc\n", "SSH", "services.api.environment.SSH_PRIVATE_KEY", "literal secret"),
+    case("literal secret, app secret", "services:\n  api:\n    image: x\n    environment:\n      APP_SECRET: 's3cr3t'\n", "APP_SECRET", "services.api.environment.APP_SECRET", "literal secret"),
+    case("env_file missing in repo", "services:\n  api:\n    image: x\n    env_file: ./app.env\n", "env_file", "services.api.env_file", "`./app.env` does not exist in the repo (compose/app/app.env)"),
+    case("env_file absolute", "services:\n  api:\n    image: x\n    env_file: [/etc/app.env]\n", "/etc/app.env", "services.api.env_file[0]", "absolute env_file path is not supported"),
+    case("env_file leaves the repo", "services:\n  api:\n    image: x\n    env_file: ../../../x.env\n", "env_file", "services.api.env_file", "leaves the repo"),
+    case("env var twice", "services:\n  api:\n    image: x\n    environment:\n      - A=1\n      - A=2\n", "A=2", "services.api.environment.A", "A is set twice"),
+    case("port invalid", "services:\n  api:\n    image: x\n    ports:\n      - \"80:80\"\n      - \"99999:80\"\n", "99999", "services.api.ports[1]", "`99999` is not a port number"),
+    case("port range mismatch", "services:\n  api:\n    image: x\n    ports: [\"8000-8010:80\"]\n", "ports", "services.api.ports[0]", "same length"),
+    case("port long without target", "services:\n  api:\n    image: x\n    ports:\n      - published: 80\n", "published", "services.api.ports[0]", "missing target"),
+    case("port long unknown key", "services:\n  api:\n    image: x\n    ports:\n      - target: 80\n        app_protocol: http\n", "target", "services.api.ports[0].app_protocol", "not supported by gitmoor"),
+    case("port protocol", "services:\n  api:\n    image: x\n    ports: [\"80/sctp\"]\n", "ports", "services.api.ports[0]", "protocol `sctp`"),
+    case("volume undeclared", "services:\n  api:\n    image: x\n    volumes:\n      - data:/data\n", "data:/data", "services.api.volumes[0]", "volume `data` is not declared; add it under the top-level volumes:"),
+    case("bind leaves the stack", "services:\n  api:\n    image: x\n    volumes:\n      - ../other/conf:/conf\n", "../other", "services.api.volumes[0]", "`../other/conf` leaves the stack folder compose/app"),
+    case("bind missing in repo", "services:\n  api:\n    image: x\n    volumes:\n      - ./conf:/conf:ro\n", "./conf", "services.api.volumes[0]", "`./conf` does not exist in the repo (compose/app/conf)"),
+    case("bind home dir", "services:\n  api:\n    image: x\n    volumes:\n      - ~/data:/data\n", "~/data", "services.api.volumes[0]", "home-directory path"),
+    case("mount option", "services:\n  api:\n    image: x\n    volumes:\n      - /srv:/srv:z\n", "/srv", "services.api.volumes[0]", "mount option `z` is not supported yet"),
+    case("mount target relative", "services:\n  api:\n    image: x\n    volumes:\n      - /srv:srv\n", "/srv", "services.api.volumes[0]", "must be absolute"),
+    case("long volume without type", "services:\n  api:\n    image: x\n    volumes:\n      - source: /a\n        target: /b\n", "source", "services.api.volumes[0]", "missing type"),
+    case("long volume bad type", "services:\n  api:\n    image: x\n    volumes:\n      - type: npipe\n        target: /b\n", "npipe", "services.api.volumes[0].type", "type `npipe` is not supported"),
+    case("long volume bind options", "services:\n  api:\n    image: x\n    volumes:\n      - type: bind\n        source: /a\n        target: /b\n        bind:\n          propagation: rshared\n", "bind:", "services.api.volumes[0].bind", "not supported yet"),
+    case("tmpfs relative", "services:\n  api:\n    image: x\n    tmpfs: run\n", "tmpfs", "services.api.tmpfs", "`run` must be an absolute path"),
+    case("network undeclared", "services:\n  api:\n    image: x\n    networks: [front]\n", "networks", "services.api.networks.front", "network `front` is not declared; add it under the top-level networks:"),
+    case("network ipv4_address", "services:\n  api:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.2\n", "ipv4", "services.api.networks.default.ipv4_address", "not supported yet"),
+    case("depends_on unknown", "services:\n  api:\n    image: x\n    depends_on: [nope]\n", "depends_on", "services.api.depends_on.nope", "unknown service `nope`"),
+    case("depends_on self", "services:\n  api:\n    image: x\n    depends_on: [api]\n", "depends_on", "services.api.depends_on.api", "cannot depend on itself"),
+    case("depends_on condition", "services:\n  api:\n    image: x\n    depends_on:\n      db:\n        condition: service_ready\n  db:\n    image: y\n", "service_ready", "services.api.depends_on.db.condition", "unknown condition `service_ready`; use service_started"),
+    case("depends_on cycle", "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [c]\n  c:\n    image: x\n    depends_on: [a]\n", "depends_on: [b]", "services.a.depends_on", "dependency cycle: a -> b -> c -> a"),
+    case("healthcheck duration", "services:\n  api:\n    image: x\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 10\n", "interval", "services.api.healthcheck.interval", "`10` is not a duration; write it like 10s"),
+    case("healthcheck test list", "services:\n  api:\n    image: x\n    healthcheck:\n      test: [\"curl\", \"-f\", \"localhost\"]\n", "test", "services.api.healthcheck.test", "must start with CMD, CMD-SHELL or NONE"),
+    case("healthcheck without test", "services:\n  api:\n    image: x\n    healthcheck:\n      interval: 5s\n", "healthcheck", "services.api.healthcheck.test", "missing"),
+    case("healthcheck retries", "services:\n  api:\n    image: x\n    healthcheck:\n      test: true\n      retries: many\n", "retries", "services.api.healthcheck.retries", "expected an integer, found a string"),
+    case("restart", "services:\n  api:\n    image: x\n    restart: sometimes\n", "restart", "services.api.restart", "unknown restart policy `sometimes`; use no, always, on-failure[:N] or unless-stopped"),
+    case("mem_limit", "services:\n  api:\n    image: x\n    mem_limit: lots\n", "mem_limit", "services.api.mem_limit", "`lots` is not a size"),
+    case("cpus", "services:\n  api:\n    image: x\n    cpus: -1\n", "cpus", "services.api.cpus", "not a CPU count"),
+    case("deploy replicas", "services:\n  api:\n    image: x\n    deploy:\n      replicas: 2\n", "replicas", "services.api.deploy.replicas", "not supported (one container per service); remove it"),
+    case("deploy reservations", "services:\n  api:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          memory: 1g\n", "reservations", "services.api.deploy.resources.reservations", "not supported yet"),
+    case("deploy restart_policy", "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n        condition: any\n", "restart_policy", "services.api.deploy.restart_policy", "use the service's restart:"),
+    case("deploy memory differs", "services:\n  api:\n    image: x\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n", "memory: 2g", "services.api.deploy.resources.limits.memory", "differs from the service-level limit"),
+    case("scale", "services:\n  api:\n    image: x\n    scale: 3\n", "scale", "services.api.scale", "one container per service"),
+    case("service name", "services:\n  _api:\n    image: x\n", "_api", "services._api", "not a valid service name"),
+    case("reserved label", "services:\n  api:\n    image: x\n    labels:\n      com.docker.compose.project: other\n", "labels", "services.api.labels.com.docker.compose.project", "this label is set by gitmoor"),
+    case("label twice", "services:\n  api:\n    image: x\n    labels:\n      - a=1\n      - a=2\n", "a=2", "services.api.labels[1]", "`a` is set twice"),
+    case("extra_hosts", "services:\n  api:\n    image: x\n    extra_hosts: [\"nohost\"]\n", "extra_hosts", "services.api.extra_hosts[0]", "`nohost` is not host:ip"),
+    case("command quoting", "services:\n  api:\n    image: x\n    command: echo 'unbalanced\n", "command", "services.api.command", "unbalanced quotes"),
+    case("wrong type", "services:\n  api:\n    image: x\n    read_only: sometimes\n", "read_only", "services.api.read_only", "expected true or false, found a string"),
+    case("service not a mapping", "services:\n  api: nginx\n", "api", "services.api", "expected a mapping, found a string"),
+    case("logging unknown", "services:\n  api:\n    image: x\n    logging:\n      format: json\n", "format", "services.api.logging.format", "not supported by gitmoor"),
+    case("interpolation syntax", "services:\n  api:\n    image: \"x:${TAG\"\n", "image", "services.api.image", "invalid interpolation format"),
+    case("required variable", "services:\n  api:\n    image: \"x:${TAG:?set the tag}\"\n", "image", "services.api.image", "required variable TAG is missing a value: set the tag; add TAG=... to /etc/gitmoor/secrets/app.env"),
+    case("missing variable", "services:\n  api:\n    image: x\n    environment:\n      DB_URL: postgres://${DB_USER}@db\n", "DB_URL", "services.api.environment.DB_URL", "variable DB_USER is not set; add DB_USER=... to /etc/gitmoor/secrets/app.env"),
+    case("missing bare variable", "services:\n  api:\n    image: x\n    environment:\n      - DB_USER\n", "DB_USER", "services.api.environment.DB_USER", "variable DB_USER is not set; add DB_USER=... to /etc/gitmoor/secrets/app.env"),
+    case("yaml syntax", "services:\n  api:\n    image: x\n   bad: [\n", "bad", "", "invalid YAML"),
+    case("duplicate key", "services:\n  api:\n    image: x\n    image: y\n", "image: y", "", "duplicate key `image`"),
+    case("empty file", "", "", "services", "the file is empty"),
+];
+
+#[test]
+fn every_refusal_names_file_line_and_key() {
+    for c in CASES {
+        let (spec, f) = load_with("app", c.text, &[], &strict(&[]));
+        let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        let prefix = match (c.at, c.key) {
+            ("", key) => format!("{FILE}: {key}: "),
+            (at, "") => format!("{FILE}:{}: ", line_of(c.text, at)),
+            (at, key) => format!("{FILE}:{}: {key}: ", line_of(c.text, at)),
+        };
+        assert!(
+            shown
+                .iter()
+                .any(|e| e.starts_with(&prefix) && e.contains(c.says)),
+            "case {:?}: want an error starting {prefix:?} containing {:?}, got {shown:#?}",
+            c.name,
+            c.says
+        );
+        assert!(spec.is_none(), "case {:?}: no spec with errors", c.name);
+        for e in &shown {
+            for value in ["hunter2", "ghp_x", "12345", "s3cr3t"] {
+                assert!(!e.contains(value), "case {:?} leaks a value: {e}", c.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_variables_warn_without_secrets_dir() {
+    let text = "services:\n  api:\n    image: \"x:${TAG:?set the tag}\"\n    environment:\n      - DB_USER\n      - URL=http://${HOST}/\n";
+    let (spec, f) = load_with("app", text, &[], &StackVars::unchecked());
+    assert!(f.errors.is_empty(), "{:#?}", f.errors);
+    assert!(spec.is_some());
+    let shown: Vec<String> = f.warnings.iter().map(|e| e.to_string()).collect();
+    let want = [
+        format!("{FILE}:3: services.api.image: required variable TAG is missing a value: set the tag (no secrets dir given"),
+        format!("{FILE}:5: services.api.environment.DB_USER: variable DB_USER is not set here"),
+        format!("{FILE}:6: services.api.environment[1]: variable HOST is not set here"),
+    ];
+    for w in want {
+        assert!(
+            shown.iter().any(|s| s.starts_with(&w)),
+            "want {w:?} in {shown:#?}"
+        );
+    }
+}
+
+#[test]
+fn env_file_dot_env_needs_the_secrets_file_in_strict_mode() {
+    let text = "services:\n  api:\n    image: x\n    env_file: .env\n";
+    let mut vars = strict(&[]);
+    vars.has_secrets_file = false;
+    let (_, f) = load_with("app", text, &[], &vars);
+    assert_eq!(
+        f.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        vec![format!("{FILE}:4: services.api.env_file: `.env` is the stack's secrets file {SECRETS}, which does not exist; create {SECRETS}, or remove this env_file entry")]
+    );
+    // Unchecked mode: nothing to compare against.
+    let (spec, f) = load_with("app", text, &[], &StackVars::unchecked());
+    assert!(f.errors.is_empty() && spec.is_some());
+}
+
+#[test]
+fn committed_env_file_with_a_literal_secret() {
+    let text = "services:\n  api:\n    image: x\n    env_file: ./app.env\n";
+    let files = [(
+        "compose/app/app.env",
+        "# settings\nLOG=debug\nDB_PASSWORD=hunter2\nAPI_TOKEN=${API_TOKEN}\n",
+    )];
+    let (_, f) = load_with("app", text, &files, &strict(&[]));
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown.iter().any(|e| e
+            .starts_with("compose/app/app.env:3: DB_PASSWORD: literal secret in a committed file")),
+        "{shown:#?}"
+    );
+    assert!(!shown.iter().any(|e| e.contains("hunter2")));
+}
+
+#[test]
+fn invalid_stack_name_says_rename_the_folder() {
+    let (_, f) = load_with(
+        "My App",
+        "services:\n  api:\n    image: x\n",
+        &[],
+        &strict(&[]),
+    );
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown.iter().any(|e| e
+            .starts_with("compose/My App/compose.yaml: stack name `My App` is not valid")
+            && e.contains("rename the folder compose/My App (e.g. compose/my-app)")),
+        "{shown:#?}"
+    );
+}
+
+#[test]
+fn a_symlink_out_of_the_stack_is_not_mounted() {
+    let text = "services:\n  api:\n    image: x\n    volumes: [./conf:/conf]\n";
+    let mut s = snap(&[(FILE, text), ("compose/app/conf/ok", "x")]);
+    s.files.insert(
+        "compose/app/conf/passwd".into(),
+        crate::source::snapshot::FileEntry {
+            data: b"/etc/passwd".to_vec(),
+            executable: false,
+            symlink: true,
+        },
+    );
+    let vars = strict(&[]);
+    let (_, f) = load_stack(&StackInput {
+        name: "app",
+        file: FILE,
+        text,
+        snap: &s,
+        vars: &vars,
+        bind_root: Path::new("/b"),
+    });
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![format!("{FILE}:4: services.api.volumes[0]: `compose/app/conf/passwd` is a symlink that points outside the stack folder; Docker would follow it on the host; commit the file itself")]
+    );
+}
+
+#[test]
+fn all_errors_are_collected() {
+    let text = "services:\n  api:\n    build: .\n    expose: [80]\n    restart: sometimes\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2\n";
+    let (spec, f) = load_with("app", text, &[], &strict(&[]));
+    assert!(spec.is_none());
+    assert_eq!(f.errors.len(), 4, "{:#?}", f.errors);
+}
+
+#[test]
+fn seed_app_with_a_missing_secret_names_the_secrets_file() {
+    let mut vars = seed_vars();
+    vars.vars.remove("JWT_SECRET");
+    let (spec, f) = load_with("app", SEED, &[], &vars);
+    assert!(spec.is_none());
+    assert_eq!(
+        f.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        vec![format!("{FILE}:8: services.backend.environment.JWT_SECRET: variable JWT_SECRET is not set; add JWT_SECRET=... to {SECRETS}")]
+    );
+}
+
+#[test]
+fn secret_file_paths_are_not_literal_secrets() {
+    let text = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD_FILE: /run/secrets/db\n";
+    let (spec, f) = load_with("app", text, &[], &strict(&[]));
+    assert!(f.errors.is_empty() && spec.is_some(), "{:#?}", f.errors);
+}
+
+#[test]
+fn values_from_the_secrets_file_are_never_quoted() {
+    let text = "services:\n  api:\n    image: x\n    ports: [\"${PORT_SPEC}\"]\n    mem_limit: ${MEM}\n    volumes: [\"${VOL}:/data\"]\n";
+    let vars = strict(&[
+        ("PORT_SPEC", "hunter2hunter2"),
+        ("MEM", "s3cr3t-value"),
+        ("VOL", "tok-123"),
+    ]);
+    let (_, f) = load_with("app", text, &[], &vars);
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+    for e in &shown {
+        for v in ["hunter2", "s3cr3t", "tok-123"] {
+            assert!(!e.contains(v), "leaks {v}: {e}");
+        }
+        assert!(e.contains("***"), "{e}");
+    }
+}

@@ -1,0 +1,358 @@
+//! The whole managed repo → `HostSpec`: every stack under `compose/`, each with its secrets file,
+//! plus the scan for committed secrets. All problems are collected, not just the first, so one
+//! `gitmoor validate` run shows everything to fix.
+
+use crate::source::snapshot::Snapshot;
+use crate::spec::committed;
+use crate::spec::compose::{load_stack, StackInput, StackVars};
+use crate::spec::error::{Findings, SpecError};
+use crate::spec::model::{HostSpec, StackSpec};
+use crate::spec::secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
+use std::path::PathBuf;
+
+/// The compose file names compose itself looks for, in its order of preference.
+pub const COMPOSE_FILE_NAMES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The secrets dir (`<dir>/<stack>.env`). With it, every variable must be set (strict mode);
+    /// without it (CI validation), missing variables are warnings.
+    pub secrets_dir: Option<PathBuf>,
+    /// Where stack folders are materialised for relative bind mounts.
+    pub bind_root: PathBuf,
+}
+
+/// Reads every stack of the commit. `Some` only when there is no error.
+pub fn load_host_spec(snap: &Snapshot, opts: &LoadOptions) -> (Option<HostSpec>, Findings) {
+    let mut findings = committed::scan(snap);
+    let mut host = HostSpec::default();
+    if !snap.exists("compose") || snap.get("compose").is_some() {
+        findings.warnings.push(
+            SpecError::new("compose/", "no compose/ folder: no stack to deploy")
+                .fix("add compose/<stack>/compose.yaml"),
+        );
+    }
+    for entry in snap.list_dir("compose") {
+        let dir = format!("compose/{entry}");
+        if snap.get(&dir).is_some() {
+            if COMPOSE_FILE_NAMES.contains(&entry.as_str()) {
+                findings.warnings.push(
+                    SpecError::new(&dir, "ignored: a compose file belongs in a stack folder")
+                        .fix("move it to compose/<stack>/compose.yaml"),
+                );
+            }
+            continue;
+        }
+        if let Some((stack, f)) = load_one(snap, opts, &entry, &dir) {
+            findings.extend(f);
+            if let Some(stack) = stack {
+                host.stacks.insert(entry.clone(), stack);
+            }
+        }
+    }
+    check_host_ports(&host, &mut findings);
+    let spec = findings.is_ok().then_some(host);
+    (spec, findings)
+}
+
+/// One stack folder; None when the folder holds no compose file.
+fn load_one(
+    snap: &Snapshot,
+    opts: &LoadOptions,
+    stack: &str,
+    dir: &str,
+) -> Option<(Option<StackSpec>, Findings)> {
+    let mut findings = Findings::default();
+    let found: Vec<String> = COMPOSE_FILE_NAMES
+        .iter()
+        .map(|n| format!("{dir}/{n}"))
+        .filter(|p| snap.get(p).is_some())
+        .collect();
+    let file = match found.as_slice() {
+        [] => {
+            findings.warnings.push(
+                SpecError::new(
+                    format!("{dir}/"),
+                    "no compose file: the folder is not a stack",
+                )
+                .fix("add compose.yaml, or remove the folder"),
+            );
+            return Some((None, findings));
+        }
+        [one] => one.clone(),
+        [first, ..] => {
+            let names: Vec<&str> = found
+                .iter()
+                .map(|p| p.rsplit('/').next().unwrap_or(p))
+                .collect();
+            findings.errors.push(
+                SpecError::new(
+                    first,
+                    format!(
+                        "the stack has {} compose files: {}",
+                        found.len(),
+                        names.join(", ")
+                    ),
+                )
+                .fix("keep one (compose.yaml)"),
+            );
+            return Some((None, findings));
+        }
+    };
+    let entry = snap.get(&file)?;
+    if entry.symlink {
+        findings.errors.push(
+            SpecError::new(&file, "the compose file is a symlink").fix("commit the file itself"),
+        );
+        return Some((None, findings));
+    }
+    let Ok(text) = std::str::from_utf8(&entry.data) else {
+        findings
+            .errors
+            .push(SpecError::new(&file, "not UTF-8 text").fix("save the file as UTF-8"));
+        return Some((None, findings));
+    };
+    let vars = match &opts.secrets_dir {
+        None => StackVars::unchecked(),
+        // A name that cannot be a file name is reported by load_stack; don't look it up.
+        Some(_) if stack.contains(['/', '\\']) || stack.starts_with('.') => StackVars::unchecked(),
+        Some(sdir) => match load_stack_secrets(sdir, stack) {
+            Ok(Some(sf)) => {
+                findings.warnings.extend(permission_warning(&sf.path));
+                StackVars {
+                    vars: sf.vars,
+                    secrets_file: Some(sf.path.display().to_string()),
+                    has_secrets_file: true,
+                }
+            }
+            Ok(None) => StackVars {
+                vars: Default::default(),
+                secrets_file: Some(stack_secrets_path(sdir, stack).display().to_string()),
+                has_secrets_file: false,
+            },
+            Err(e) => {
+                // Without its variables the stack would only report each one as missing.
+                findings.errors.push(e);
+                return Some((None, findings));
+            }
+        },
+    };
+    let (spec, f) = load_stack(&StackInput {
+        name: stack,
+        file: &file,
+        text,
+        snap,
+        vars: &vars,
+        bind_root: &opts.bind_root,
+    });
+    findings.extend(f);
+    Some((spec, findings))
+}
+
+/// Two services of the host publishing the same port cannot both start.
+fn check_host_ports(host: &HostSpec, findings: &mut Findings) {
+    let wildcard = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+    let mut seen: Vec<(String, String, u16, String, String)> = Vec::new();
+    for stack in host.stacks.values() {
+        for (name, svc) in &stack.services {
+            for p in &svc.ports {
+                let Some(port) = p.host_port else { continue };
+                let clash = seen.iter().find(|(ip, proto, sp, _, _)| {
+                    *sp == port
+                        && *proto == p.protocol
+                        && (ip == &p.host_ip || wildcard(ip) || wildcard(&p.host_ip))
+                });
+                if let Some((_, _, _, other_file, other_svc)) = clash {
+                    findings.errors.push(
+                        SpecError::new(
+                            &stack.compose_file,
+                            format!(
+                                "host port {port}/{} is also published by {other_svc} ({other_file})",
+                                p.protocol
+                            ),
+                        )
+                        .key(format!("services.{name}.ports"))
+                        .fix("publish a different host port"),
+                    );
+                } else {
+                    seen.push((
+                        p.host_ip.clone(),
+                        p.protocol.clone(),
+                        port,
+                        stack.compose_file.clone(),
+                        format!("{}/{name}", stack.name),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::snapshot::FileEntry;
+
+    fn snap(files: &[(&str, &str)]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (p, d) in files {
+            s.files.insert(
+                p.to_string(),
+                FileEntry {
+                    data: d.as_bytes().to_vec(),
+                    executable: false,
+                    symlink: false,
+                },
+            );
+        }
+        s
+    }
+
+    fn unchecked() -> LoadOptions {
+        LoadOptions {
+            secrets_dir: None,
+            bind_root: PathBuf::from("/var/lib/gitmoor/binds"),
+        }
+    }
+
+    fn shown(errors: &[SpecError]) -> Vec<String> {
+        errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    const API: &str = "services:\n  api:\n    image: nginx:1.27\n";
+
+    #[test]
+    fn finds_every_stack_and_skips_what_is_not_one() {
+        let s = snap(&[
+            ("README.md", "docs"),
+            ("compose/api/compose.yaml", API),
+            (
+                "compose/web/docker-compose.yml",
+                "services:\n  web:\n    image: caddy\n",
+            ),
+            ("compose/notes/README.md", "no compose file here"),
+            ("compose/README.md", "about the stacks"),
+            ("nginx/site.conf", "server {}"),
+        ]);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(f.errors.is_empty(), "{:#?}", f.errors);
+        let spec = spec.expect("spec");
+        assert_eq!(spec.stacks.keys().collect::<Vec<_>>(), vec!["api", "web"]);
+        assert_eq!(
+            spec.stacks["web"].compose_file,
+            "compose/web/docker-compose.yml"
+        );
+        assert_eq!(
+            shown(&f.warnings),
+            vec!["compose/notes/: no compose file: the folder is not a stack; add compose.yaml, or remove the folder"]
+        );
+    }
+
+    #[test]
+    fn collects_errors_of_all_stacks_and_committed_secrets() {
+        let s = snap(&[
+            ("compose/a/compose.yaml", "services:\n  a:\n    build: .\n"),
+            ("compose/a/.env", "DB_PASSWORD=x"),
+            ("compose/b/compose.yaml", API),
+            ("compose/b/compose.yml", API),
+            ("compose/C/compose.yaml", API),
+            ("compose/d/compose.yaml", "services: [\n"),
+            ("compose/ok/compose.yaml", API),
+            ("compose/compose.yaml", API),
+        ]);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(spec.is_none());
+        let errors = shown(&f.errors);
+        let want = [
+            "compose/a/.env: a .env file is committed",
+            "compose/a/compose.yaml:3: services.a.build: build: not supported yet",
+            "compose/b/compose.yaml: the stack has 2 compose files: compose.yaml, compose.yml; keep one",
+            "compose/C/compose.yaml: stack name `C` is not valid",
+            "compose/d/compose.yaml:1: invalid YAML: unclosed bracket",
+        ];
+        for w in want {
+            assert!(
+                errors.iter().any(|e| e.starts_with(w)),
+                "want {w:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+        assert!(shown(&f.warnings).iter().any(|w| w.starts_with(
+            "compose/compose.yaml: ignored: a compose file belongs in a stack folder"
+        )));
+    }
+
+    #[test]
+    fn strict_mode_reads_the_secrets_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("app.env");
+        std::fs::write(&secrets, "POSTGRES_PASSWORD=pw\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let text = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n      POSTGRES_USER: ${POSTGRES_USER}\n";
+        let s = snap(&[
+            ("compose/app/compose.yaml", text),
+            (
+                "compose/other/compose.yaml",
+                "services:\n  o:\n    image: x\n    environment: [\"A=${A}\"]\n",
+            ),
+        ]);
+        let opts = LoadOptions {
+            secrets_dir: Some(dir.path().to_path_buf()),
+            bind_root: PathBuf::from("/b"),
+        };
+        let (spec, f) = load_host_spec(&s, &opts);
+        assert!(spec.is_none());
+        let other = stack_secrets_path(dir.path(), "other")
+            .display()
+            .to_string();
+        let want = vec![
+            format!("compose/app/compose.yaml:6: services.db.environment.POSTGRES_USER: variable POSTGRES_USER is not set; add POSTGRES_USER=... to {}", secrets.display()),
+            format!("compose/other/compose.yaml:4: services.o.environment[0]: variable A is not set; add A=... to {other}"),
+        ];
+        assert_eq!(shown(&f.errors), want);
+        assert!(f.warnings.is_empty(), "{:#?}", f.warnings);
+
+        std::fs::write(&secrets, "POSTGRES_PASSWORD=pw\nPOSTGRES_USER=u\n").expect("write");
+        let s = snap(&[("compose/app/compose.yaml", text)]);
+        let (spec, f) = load_host_spec(&s, &opts);
+        assert!(f.errors.is_empty(), "{:#?}", f.errors);
+        let spec = spec.expect("spec");
+        let app = &spec.stacks["app"];
+        assert!(app.has_secrets_file);
+        assert_eq!(
+            app.services["db"].environment["POSTGRES_PASSWORD"].expose(),
+            "pw"
+        );
+        assert_eq!(
+            app.services["db"].environment["POSTGRES_USER"].expose(),
+            "u"
+        );
+    }
+
+    #[test]
+    fn two_stacks_cannot_publish_the_same_host_port() {
+        let s = snap(&[
+            ("compose/a/compose.yaml", "services:\n  web:\n    image: x\n    ports: [\"8080:80\"]\n"),
+            ("compose/b/compose.yaml", "services:\n  web:\n    image: x\n    ports: [\"127.0.0.1:8080:80\", \"8080:80/udp\"]\n"),
+        ]);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(spec.is_none());
+        assert_eq!(
+            shown(&f.errors),
+            vec!["compose/b/compose.yaml: services.web.ports: host port 8080/tcp is also published by a/web (compose/a/compose.yaml); publish a different host port"]
+        );
+    }
+
+    #[test]
+    fn an_empty_repo_is_a_warning() {
+        let (spec, f) = load_host_spec(&snap(&[("README.md", "")]), &unchecked());
+        assert_eq!(spec, Some(HostSpec::default()));
+        assert_eq!(f.warnings.len(), 1);
+    }
+}

@@ -1,0 +1,234 @@
+//! What was applied and when, in `<state_dir>/state.json`: the last applied commit, each stack's
+//! outcome and last healthy commit, the last attempt (so a bad commit is not retried in a loop),
+//! and a short history. Written atomically (temp file, fsync, rename), so a crash leaves either
+//! the old file or the new one. Holds names, shas, reasons and errors: never a secret value.
+
+use crate::plan::render::ActionView;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How many deployments the history keeps.
+pub const HISTORY_LEN: usize = 50;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The last commit whose apply succeeded for every stack.
+    pub applied: Option<CommitRef>,
+    /// The last attempt, successful or not.
+    pub last_attempt: Option<Attempt>,
+    pub stacks: BTreeMap<String, StackState>,
+    /// Newest first.
+    pub history: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRef {
+    pub sha: String,
+    pub subject: String,
+    pub author: String,
+    /// Commit time, unix seconds.
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub commit: CommitRef,
+    /// Hash of everything the attempt read (commit + secrets files): the same inputs after a
+    /// failure are not tried again until they change.
+    pub inputs: String,
+    /// Unix seconds.
+    pub started: i64,
+    pub duration_ms: u64,
+    /// `success`, `noop`, `invalid` (bad input, nothing touched), `failed` (an effect failed).
+    pub result: String,
+    pub actions: Vec<ActionView>,
+    pub error: Option<String>,
+    /// Consecutive failures of these same inputs.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackState {
+    /// The last commit this stack was applied from without error.
+    pub last_good_commit: Option<String>,
+    /// `success` or `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    /// Unix seconds.
+    pub updated: i64,
+}
+
+impl State {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("state.json")
+    }
+
+    /// Reads the state; a missing file is a fresh host. A corrupt one is an error naming it.
+    pub fn load(state_dir: &Path) -> anyhow::Result<State> {
+        let path = Self::path(state_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is not valid gitmoor state; move it aside to start afresh",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        write_atomic(&Self::path(state_dir), &bytes)
+    }
+
+    /// Records an attempt: history, per-stack outcomes, the applied commit on success.
+    pub fn record(
+        &mut self,
+        mut attempt: Attempt,
+        stack_results: &BTreeMap<String, Result<(), String>>,
+    ) {
+        if let Some(prev) = &self.last_attempt {
+            if prev.inputs == attempt.inputs
+                && prev.failures > 0
+                && attempt.result != "success"
+                && attempt.result != "noop"
+            {
+                attempt.failures = prev.failures + 1;
+            }
+        }
+        if attempt.failures == 0 && (attempt.result == "invalid" || attempt.result == "failed") {
+            attempt.failures = 1;
+        }
+        for (stack, r) in stack_results {
+            let s = self.stacks.entry(stack.clone()).or_default();
+            s.updated = attempt.started;
+            match r {
+                Ok(()) => {
+                    s.result = "success".into();
+                    s.error = None;
+                    s.last_good_commit = Some(attempt.commit.sha.clone());
+                }
+                Err(e) => {
+                    s.result = "failed".into();
+                    s.error = Some(e.clone());
+                }
+            }
+        }
+        if attempt.result == "success" || attempt.result == "noop" {
+            self.applied = Some(attempt.commit.clone());
+        }
+        let is_repeat_noop = attempt.result == "noop"
+            && self
+                .history
+                .first()
+                .is_some_and(|h| h.result == "noop" && h.commit.sha == attempt.commit.sha);
+        if !is_repeat_noop {
+            self.history.insert(0, attempt.clone());
+            self.history.truncate(HISTORY_LEN);
+        }
+        self.last_attempt = Some(attempt);
+    }
+
+    /// Forgets stacks that are no longer in the repo and hold nothing on the host.
+    pub fn retain_stacks(&mut self, keep: impl Fn(&str) -> bool) {
+        self.stacks.retain(|k, _| keep(k));
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .context("state path has no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(sha: &str, result: &str) -> Attempt {
+        Attempt {
+            commit: CommitRef {
+                sha: sha.into(),
+                subject: "s".into(),
+                author: "a".into(),
+                time: 0,
+            },
+            inputs: format!("in-{sha}"),
+            started: 1,
+            duration_ms: 2,
+            result: result.into(),
+            actions: vec![],
+            error: None,
+            failures: 0,
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let mut r = BTreeMap::new();
+        r.insert("api".to_string(), Ok(()));
+        s.record(attempt("a1", "success"), &r);
+        s.save(dir.path()).unwrap();
+        assert_eq!(State::load(dir.path()).unwrap(), s);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(s.stacks["api"].last_good_commit.as_deref(), Some("a1"));
+    }
+
+    #[test]
+    fn failure_keeps_the_last_good_commit_and_counts_repeats() {
+        let mut s = State::default();
+        let mut ok = BTreeMap::new();
+        ok.insert("api".to_string(), Ok(()));
+        s.record(attempt("good", "success"), &ok);
+        let mut bad = BTreeMap::new();
+        bad.insert("api".to_string(), Err("boom".to_string()));
+        s.record(attempt("bad", "failed"), &bad);
+        s.record(attempt("bad", "failed"), &bad);
+        assert_eq!(s.applied.as_ref().unwrap().sha, "good");
+        assert_eq!(s.stacks["api"].last_good_commit.as_deref(), Some("good"));
+        assert_eq!(s.stacks["api"].error.as_deref(), Some("boom"));
+        assert_eq!(s.last_attempt.as_ref().unwrap().failures, 2);
+    }
+
+    #[test]
+    fn repeated_noops_do_not_flood_the_history() {
+        let mut s = State::default();
+        for _ in 0..5 {
+            s.record(attempt("same", "noop"), &BTreeMap::new());
+        }
+        assert_eq!(s.history.len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(State::path(dir.path()), b"{nope").unwrap();
+        let err = format!("{:#}", State::load(dir.path()).unwrap_err());
+        assert!(err.contains("state.json"), "{err}");
+    }
+}
