@@ -227,3 +227,35 @@ fn bad_input_fails_before_touching_the_host() {
     assert_eq!(state["last_attempt"]["result"], "noop");
     assert_eq!(state["history"][1]["result"], "invalid");
 }
+
+#[test]
+fn a_new_container_that_cannot_start_leaves_the_old_one_serving() {
+    let w = world();
+    w.host.apply_ok();
+    let (web, _) = w.ids();
+    assert!(
+        eventually(20, || http(w.port, "GET", "/", "")).is_some(),
+        "web serves"
+    );
+
+    // The new version wants a host port that something else holds: its start fails.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    w.remote.write(&w.file(), &two_services(busy, "hello"));
+    w.remote.commit("move to a busy port");
+    let out = w.host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("restored"), "{text}");
+
+    let (web_now, _) = w.ids();
+    assert_eq!(web_now, web, "the old container is back under its name");
+    assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    assert!(
+        eventually(20, || http(w.port, "GET", "/", "")).is_some(),
+        "old web serves again"
+    );
+    let state = w.host.state_json();
+    assert_eq!(state["stacks"][&w.stack]["result"], "failed");
+    drop(taken);
+}

@@ -96,8 +96,7 @@ async fn run_action(
             reasons,
         } => {
             info!(container = %container.name, reasons = %reasons.join(", "), "recreate");
-            exec.stop_and_remove(old_id, opts.stop_grace_secs).await?;
-            create_and_wait(container, exec, opts).await
+            replace(old_id, container, exec, opts).await
         }
         Action::Start {
             id,
@@ -121,6 +120,53 @@ async fn run_action(
         Action::RemoveNetwork { id, name, reason } => {
             info!(network = %name, reason = %reason, "remove network");
             exec.remove_network(id).await
+        }
+    }
+}
+
+/// Recreate with a way back: the old container is stopped and set aside under another name,
+/// the new one is created and started (and waited for, when another service waits on it). Only
+/// then is the old one removed; if anything fails, the new one goes and the old one is renamed
+/// back and started, so the last good container keeps serving.
+async fn replace(
+    old_id: &str,
+    c: &ContainerToCreate,
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+) -> anyhow::Result<()> {
+    use bollard::query_parameters::{RenameContainerOptions, StopContainerOptionsBuilder};
+    let stop = StopContainerOptionsBuilder::new()
+        .t(opts.stop_grace_secs as i32)
+        .build();
+    if let Err(e) = exec.docker.stop_container(old_id, Some(stop)).await {
+        // 304: already stopped.
+        if !e.to_string().contains("304") {
+            return Err(anyhow::anyhow!("cannot stop {}: {e}", c.name));
+        }
+    }
+    let aside = format!("{}-gitmoor-old", c.name);
+    let rename = |name: String| RenameContainerOptions { name };
+    exec.docker
+        .rename_container(old_id, rename(aside.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot set {} aside as {aside}: {e}", c.name))?;
+    match create_and_wait(c, exec, opts).await {
+        Ok(()) => exec.stop_and_remove(old_id, 0).await,
+        Err(e) => {
+            warn!(container = %c.name, error = %format!("{e:#}"), "new container failed; bringing the old one back");
+            let _ = exec.stop_and_remove(&c.name, 0).await;
+            let back = async {
+                exec.docker
+                    .rename_container(old_id, rename(c.name.clone()))
+                    .await?;
+                exec.start(old_id).await
+            };
+            match back.await {
+                Ok(()) => Err(e.context("the previous container was restored and keeps serving")),
+                Err(b) => Err(e.context(format!(
+                    "restoring the previous container failed too: {b:#}"
+                ))),
+            }
         }
     }
 }
