@@ -7,13 +7,17 @@
 //! No function here removes a volume: data outlives every container and every stack.
 
 mod body;
+pub mod build;
 mod container;
 mod image;
 mod network;
+pub mod registry;
 mod wait;
 
 pub use body::create_body;
+pub use build::{context_tar, request_tar, BuildRequest};
 pub use image::split_image_ref;
+pub use registry::{local_digest_matches, RegistryAuth};
 
 use anyhow::anyhow;
 use bollard::errors::Error as DockerError;

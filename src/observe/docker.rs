@@ -83,6 +83,8 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
         .sort_by(|a, b| (&a.stack, &a.name).cmp(&(&b.stack, &b.name)));
 
     observed.images = image_tags(&images);
+    observed.image_labels = image_labels(&images);
+    observed.image_digests = image_digests(&images);
     let mine = |l: &BTreeMap<String, String>| {
         l.get(labels::INSTANCE).map(String::as_str) == Some(instance)
     };
@@ -172,6 +174,46 @@ fn image_tags(images: &[ImageSummary]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Every `repo:tag` whose image carries labels -> those labels (from the same listing call).
+fn image_labels(images: &[ImageSummary]) -> BTreeMap<String, BTreeMap<String, String>> {
+    images
+        .iter()
+        .filter(|img| !img.labels.is_empty())
+        .flat_map(|img| {
+            let labels = sorted_labels(Some(&img.labels));
+            img.repo_tags
+                .iter()
+                .filter(|t| t.as_str() != "<none>:<none>")
+                .map(move |t| (t.clone(), labels.clone()))
+        })
+        .collect()
+}
+
+/// Every `repo:tag` whose image has repo digests -> those digests (`repo@sha256:…`), sorted.
+fn image_digests(images: &[ImageSummary]) -> BTreeMap<String, Vec<String>> {
+    images
+        .iter()
+        .filter(|img| {
+            img.repo_digests
+                .iter()
+                .any(|d| d.as_str() != "<none>@<none>")
+        })
+        .flat_map(|img| {
+            let mut digests: Vec<String> = img
+                .repo_digests
+                .iter()
+                .filter(|d| d.as_str() != "<none>@<none>")
+                .cloned()
+                .collect();
+            digests.sort();
+            img.repo_tags
+                .iter()
+                .filter(|t| t.as_str() != "<none>:<none>")
+                .map(move |t| (t.clone(), digests.clone()))
+        })
+        .collect()
+}
+
 /// Health as the container list's status string shows it: `Up 3 seconds (healthy)`,
 /// `Up 1 second (health: starting)`, `Up 2 minutes (unhealthy)`. None without a healthcheck
 /// (or when the container is not running).
@@ -247,5 +289,35 @@ mod tests {
         let tags = image_tags(&images);
         assert_eq!(tags.len(), 2);
         assert_eq!(tags.get("a:1").map(String::as_str), Some("sha256:1"));
+    }
+
+    #[test]
+    fn image_labels_and_digests_by_tag() {
+        let images = vec![
+            ImageSummary {
+                id: "sha256:1".into(),
+                repo_tags: vec!["app:1".into(), "<none>:<none>".into()],
+                repo_digests: vec!["r:5000/app@sha256:d2".into(), "app@sha256:d1".into()],
+                labels: HashMap::from([("io.gitmoor.context".into(), "abc".into())]),
+                ..Default::default()
+            },
+            ImageSummary {
+                id: "sha256:2".into(),
+                repo_tags: vec!["plain:1".into()],
+                ..Default::default()
+            },
+        ];
+        let labels = image_labels(&images);
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["app:1"]["io.gitmoor.context"], "abc");
+        let digests = image_digests(&images);
+        assert_eq!(
+            digests["app:1"],
+            vec![
+                "app@sha256:d1".to_string(),
+                "r:5000/app@sha256:d2".to_string()
+            ]
+        );
+        assert!(!digests.contains_key("plain:1"));
     }
 }

@@ -15,6 +15,12 @@ pub struct Observed {
     pub volumes: Vec<ObservedVolume>,
     /// Local images: every `repo:tag` (as listed, e.g. `example-backend:1`) -> image id.
     pub images: BTreeMap<String, String>,
+    /// Labels of local images, by `repo:tag` (only tags whose image has labels): the build
+    /// step's content-hash label is read here, with no call per image.
+    pub image_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Repo digests (`repo@sha256:…`) of local images, by `repo:tag` (only tags whose image has
+    /// some, i.e. was pulled or pushed): compared with a registry's digest to notice a moved tag.
+    pub image_digests: BTreeMap<String, Vec<String>>,
     /// Names of every container on the host, managed or not (to report name conflicts).
     pub all_container_names: Vec<String>,
 }

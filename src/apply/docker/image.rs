@@ -1,30 +1,43 @@
-//! Pulling images.
+//! Pulling images, with registry credentials when the registry wants them, and reading a tag's
+//! current digest on its registry (to notice a tag that moved).
 
-use super::{docker_message, DockerExecutor};
+use super::registry::{auth_error, local_digest_matches, RegistryAuth};
+use super::{docker_message, status_code, DockerExecutor};
 use anyhow::anyhow;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
 impl DockerExecutor {
-    /// Pulls `image` (`repo[:tag]` or `repo@sha256:…`; the tag defaults to `latest`). Progress is
-    /// logged once per layer and status change, not per progress tick.
+    /// Pulls `image` (`repo[:tag]` or `repo@sha256:…`; the tag defaults to `latest`) without
+    /// credentials. Progress is logged once per layer and status change, not per progress tick.
     pub async fn pull(&self, image: &str) -> anyhow::Result<()> {
+        self.pull_with(image, None).await
+    }
+
+    /// Pulls `image` with the credentials `auth` holds for its registry (none sent when it holds
+    /// none). A registry that wants credentials gives an error naming the registry and the file to
+    /// add them to; nothing on the host is changed by a failed pull.
+    pub async fn pull_with(&self, image: &str, auth: Option<&RegistryAuth>) -> anyhow::Result<()> {
         let (from_image, tag) = split_image_ref(image);
         let options = CreateImageOptionsBuilder::new()
             .from_image(from_image)
             .tag(tag)
             .build();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let credentials = auth.and_then(|a| a.credentials_for_image(image));
+        let had_credentials = credentials.is_some();
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         let mut last_status: HashMap<String, String> = HashMap::new();
-        tracing::info!(image, "pulling image");
+        tracing::info!(image, with_credentials = had_credentials, "pulling image");
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| {
-                anyhow!(
-                    "image {image} is not present locally and cannot be pulled: {}; build or \
-                     load it on the host, or fix the tag",
-                    docker_message(&e)
-                )
+                let message = docker_message(&e);
+                auth_error(image, &message, auth, had_credentials).unwrap_or_else(|| {
+                    anyhow!(
+                        "image {image} is not present locally and cannot be pulled: {message}; \
+                         build or load it on the host, or fix the tag"
+                    )
+                })
             })?;
             let Some(status) = info.status else { continue };
             let layer = info.id.unwrap_or_default();
@@ -38,6 +51,58 @@ impl DockerExecutor {
             }
         }
         Ok(())
+    }
+
+    /// The digest (`sha256:…`) the registry serves for `image`'s tag now, without pulling it
+    /// (the engine's distribution API). Compare it with the local image's repo digests
+    /// ([`local_digest_matches`], or [`tag_moved`](Self::tag_moved)) to notice a moved tag.
+    pub async fn remote_digest(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> anyhow::Result<String> {
+        let credentials = auth.and_then(|a| a.credentials_for_image(image));
+        let had_credentials = credentials.is_some();
+        let inspected = self
+            .docker
+            .inspect_registry_image(image, credentials)
+            .await
+            .map_err(|e| {
+                let message = docker_message(&e);
+                auth_error(image, &message, auth, had_credentials).unwrap_or_else(|| {
+                    anyhow!("reading the digest of {image} on its registry failed: {message}")
+                })
+            })?;
+        inspected
+            .descriptor
+            .digest
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| anyhow!("the registry gave no digest for {image}"))
+    }
+
+    /// The local image's repo digests (`repo@sha256:…`, one per registry it was pulled from or
+    /// pushed to); empty when the image is missing or was only built here.
+    pub async fn local_repo_digests(&self, image: &str) -> anyhow::Result<Vec<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.repo_digests.unwrap_or_default()),
+            Err(e) if status_code(&e) == Some(404) => Ok(Vec::new()),
+            Err(e) => Err(anyhow!(
+                "inspecting image {image} failed: {}",
+                docker_message(&e)
+            )),
+        }
+    }
+
+    /// Some((local digests, remote digest)) when `image`'s tag on its registry no longer names
+    /// the local image; None when it still does. One registry round trip.
+    pub async fn tag_moved(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> anyhow::Result<Option<(Vec<String>, String)>> {
+        let local = self.local_repo_digests(image).await?;
+        let remote = self.remote_digest(image, auth).await?;
+        Ok((!local_digest_matches(image, &local, &remote)).then_some((local, remote)))
     }
 }
 
