@@ -2,7 +2,9 @@
 //! planner's order. A failure stops that stack, says which action failed and why, and lets the
 //! other stacks go on: one broken stack must not hold the rest of the host hostage.
 
-use super::docker::DockerExecutor;
+use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
+use crate::plan::normalize_image;
+use crate::source::snapshot::Snapshot;
 use crate::plan::{Action, ContainerToCreate, Plan};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,16 +41,68 @@ impl ApplyReport {
     }
 }
 
+/// What the effects read besides the plan: the commit's files (build contexts) and registry
+/// credentials.
+pub struct ApplyInputs<'a> {
+    pub snapshot: &'a Snapshot,
+    pub auth: Option<&'a RegistryAuth>,
+}
+
 pub async fn execute(plan: &Plan, exec: &DockerExecutor, opts: &ApplyOptions) -> ApplyReport {
+    let empty = Snapshot::default();
+    let inputs = ApplyInputs { snapshot: &empty, auth: None };
+    execute_with(plan, exec, opts, &inputs).await
+}
+
+/// Pulls and builds every image first; a stack whose image could not be had is skipped whole
+/// (nothing of it is stopped), and the other stacks go on.
+pub async fn execute_with(
+    plan: &Plan,
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+    inputs: &ApplyInputs<'_>,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
+    let mut missing: BTreeMap<String, String> = BTreeMap::new();
     for image in &plan.pulls {
         info!(image = %image, "pull");
-        if let Err(e) = exec.pull(image).await {
-            report.aborted = Some(format!("{e:#}"));
-            return report;
+        if let Err(e) = exec.pull_with(image, inputs.auth).await {
+            missing.insert(normalize_image(image), format!("{e:#}"));
+        }
+    }
+    for b in &plan.builds {
+        info!(image = %b.tag, reason = %b.reason, "build");
+        let req = BuildRequest {
+            tag: b.tag.clone(),
+            context_dir: b.build.context.clone(),
+            dockerfile: b.build.dockerfile.clone(),
+            args: b.build.args.clone(),
+            target: b.build.target.clone(),
+            labels: b.labels.clone(),
+        };
+        let built = match request_tar(inputs.snapshot, &req) {
+            Ok(tar) => exec.build_with(&req, tar, inputs.auth).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = built {
+            missing.insert(normalize_image(&b.tag), format!("{e:#}"));
         }
     }
     for sp in &plan.stacks {
+        let blocked = sp.actions.iter().find_map(|a| match a {
+            Action::Create { container } | Action::Recreate { container, .. } => {
+                missing.get(&normalize_image(&container.spec.image))
+            }
+            _ => None,
+        });
+        if let Some(err) = blocked {
+            warn!(stack = %sp.stack, error = %err, "image unavailable; nothing in this stack was changed");
+            report.stacks.insert(
+                sp.stack.clone(),
+                Err(format!("{err}; nothing in this stack was changed")),
+            );
+            continue;
+        }
         let span = info_span!("stack", stack = %sp.stack);
         let result = run_stack(&sp.actions, exec, opts).instrument(span).await;
         if let Err(e) = &result {

@@ -21,6 +21,9 @@ pub struct Observed {
     /// Repo digests (`repo@sha256:…`) of local images, by `repo:tag` (only tags whose image has
     /// some, i.e. was pulled or pushed): compared with a registry's digest to notice a moved tag.
     pub image_digests: BTreeMap<String, Vec<String>>,
+    /// Registry digests of the tags whose services ask `pull_policy: always`, looked up before
+    /// planning (a moved tag is redeployed). Tags whose lookup failed are absent.
+    pub remote_digests: BTreeMap<String, String>,
     /// Names of every container on the host, managed or not (to report name conflicts).
     pub all_container_names: Vec<String>,
 }

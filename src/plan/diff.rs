@@ -1,6 +1,7 @@
 //! The diff: pair desired and observed objects by name, decide create / recreate / start /
 //! remove, and order the actions so that dependencies come first and removals last.
 
+use super::images::plan_images;
 use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint};
 use super::{Action, ContainerToCreate, Plan, StackPlan};
 use crate::labels;
@@ -27,18 +28,13 @@ pub struct PlanError(pub String);
 
 pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Result<Plan, PlanError> {
     let mut out = Plan::default();
-    let mut pulls = BTreeSet::new();
-    for stack in desired.stacks.values() {
-        for svc in stack.services.values() {
-            if !observed.images.contains_key(&normalize_image(&svc.image)) {
-                pulls.insert(svc.image.clone());
-            }
-        }
-    }
-    out.pulls = pulls.into_iter().collect();
+    let images = plan_images(desired, observed)?;
+    out.pulls = images.pulls.clone();
+    out.builds = images.builds.clone();
+    out.pull_reasons = images.pull_reasons.clone();
 
     for stack in desired.stacks.values() {
-        let sp = plan_stack(stack, observed, ctx)?;
+        let sp = plan_stack(stack, observed, ctx, &images.image_changes)?;
         if !sp.actions.is_empty() {
             out.stacks.push(sp);
         }
@@ -100,6 +96,7 @@ fn plan_stack(
     stack: &StackSpec,
     observed: &Observed,
     ctx: &PlanContext,
+    image_changes: &BTreeMap<(String, String), String>,
 ) -> Result<StackPlan, PlanError> {
     // Networks and volumes carry the owning instance, like containers.
     let owned = |l: &BTreeMap<String, String>| {
@@ -150,7 +147,10 @@ fn plan_stack(
     let mut early_removals = Vec::new();
     for svc_name in &order {
         let svc = &stack.services[svc_name];
-        let cname = format!("{name}-{svc_name}-1");
+        let cname = svc
+            .container_name
+            .clone()
+            .unwrap_or_else(|| format!("{name}-{svc_name}-1"));
         let mine: Vec<&&ObservedContainer> =
             live.iter().filter(|c| &c.service == svc_name).collect();
         if mine.is_empty() && observed.all_container_names.iter().any(|n| n == &cname) {
@@ -223,15 +223,19 @@ fn plan_stack(
         if cur.name != cname {
             reasons.push(format!("renamed from {}", cur.name));
         }
-        match observed.images.get(&normalize_image(&svc.image)) {
-            Some(id) if id != &cur.image_id => reasons.push(format!(
-                "image {} changed ({} → {})",
-                svc.image,
-                short_id(&cur.image_id),
-                short_id(id)
-            )),
-            None => reasons.push(format!("image {} is pulled anew", svc.image)),
-            _ => {}
+        if let Some(why) = image_changes.get(&(name.clone(), svc_name.clone())) {
+            reasons.push(why.clone());
+        } else {
+            match observed.images.get(&normalize_image(&svc.image)) {
+                Some(id) if id != &cur.image_id => reasons.push(format!(
+                    "image {} changed ({} → {})",
+                    svc.image,
+                    short_id(&cur.image_id),
+                    short_id(id)
+                )),
+                None => reasons.push(format!("image {} is pulled anew", svc.image)),
+                _ => {}
+            }
         }
         if reasons.is_empty()
             && changed_nets

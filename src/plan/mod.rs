@@ -3,8 +3,10 @@
 
 mod diff;
 pub mod fingerprint;
+pub mod images;
 pub mod render;
 
+pub use images::BuildStep;
 pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
 
 use crate::spec::model::{NetworkSpec, ServiceSpec, VolumeSpec};
@@ -15,6 +17,10 @@ use std::collections::BTreeMap;
 pub struct Plan {
     /// Images to pull before anything is stopped (a failed pull then changes nothing).
     pub pulls: Vec<String>,
+    /// Why each pull happens, by image.
+    pub pull_reasons: BTreeMap<String, String>,
+    /// Images to build from the managed repo, also before anything is stopped.
+    pub builds: Vec<BuildStep>,
     pub stacks: Vec<StackPlan>,
     /// Volumes of stacks that left the repo: never deleted, listed so the user can decide.
     pub kept_volumes: Vec<String>,

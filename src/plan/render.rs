@@ -18,7 +18,9 @@ pub struct ActionView {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.pulls.is_empty() && self.stacks.iter().all(|s| s.actions.is_empty())
+        self.pulls.is_empty()
+            && self.builds.is_empty()
+            && self.stacks.iter().all(|s| s.actions.is_empty())
     }
 
     /// The plan as a flat list of named actions with reasons.
@@ -30,9 +32,19 @@ impl Plan {
                 stack: String::new(),
                 action: "pull".into(),
                 target: i.clone(),
-                reasons: vec!["not present locally".into()],
+                reasons: vec![self
+                    .pull_reasons
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| "not on the host".into())],
             })
             .collect();
+        out.extend(self.builds.iter().map(|b| ActionView {
+            stack: b.stack.clone(),
+            action: "build".into(),
+            target: b.tag.clone(),
+            reasons: vec![b.reason.clone()],
+        }));
         for sp in &self.stacks {
             for a in &sp.actions {
                 let (action, target, reasons) = match a {

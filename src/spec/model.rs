@@ -49,6 +49,14 @@ pub struct VolumeSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// A string that may carry a secret value: hashed and passed to Docker, never printed.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -74,8 +82,13 @@ impl fmt::Display for Secret {
 
 /// One service, resolved into what Docker will be asked to create. Field names follow compose so
 /// that a plan's reason ("environment.GREETING changed") reads in the user's own vocabulary.
+///
+/// Every field takes part in the config hash (it is serialised whole). Fields added after the first
+/// release are left out while they hold their default, so a service that does not use them keeps
+/// its hash and is not recreated by an upgrade of gitmoor.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ServiceSpec {
+    /// The image to run: as written, or `<stack>-<service>:latest` for a `build:` without `image:`.
     pub image: String,
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -105,9 +118,122 @@ pub struct ServiceSpec {
     pub mem_limit: Option<i64>,
     /// CPUs × 1e9.
     pub nano_cpus: Option<i64>,
-    /// Content hashes of repo files the container reads (bind mounts, env files), keyed by the
-    /// path as written, so an edit to a mounted config file recreates the container.
+    /// Content hashes of the files the container reads, so an edit recreates exactly the services
+    /// that read them: repo files (bind mounts, env files, `configs:`) keyed by the path as written,
+    /// and secret files of the secrets dir (`secrets:`) keyed by their host path (hash only).
     pub repo_inputs: BTreeMap<String, String>,
+    /// `build:`: the image is built from the managed repo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub pull_policy: PullPolicy,
+    /// `container_name:`; None means compose's `<stack>-<service>-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// `expose:`, as Docker's `port/protocol` keys (`5432/tcp`), ranges expanded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds (Docker's `StopTimeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Name (`nofile`) -> limits.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, UlimitSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    /// Bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    /// Docker's network mode: `host`, `none`, `bridge` or `container:<name>` (compose's
+    /// `service:<svc>` resolved to that service's container name). When set, `networks` is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// Docker's PID mode: `host` or `container:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// Docker's IPC mode: `host`, `private`, `shareable`, `none` or `container:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// `platform:` (`linux/amd64`): passed when the image is pulled and the container created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// `stdin_open:` (Docker's `OpenStdin`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub stdin_open: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tty: bool,
+    /// `runtime:` (an OCI runtime registered with dockerd, e.g. `runc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// `build:` of a service. The context is a folder of the managed repo, sent to the engine from the
+/// commit's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct BuildSpec {
+    /// Repo path of the context folder (`compose/api/app`); inside the repo, present in the commit.
+    pub context: String,
+    /// The Dockerfile's path relative to the context (default `Dockerfile`).
+    pub dockerfile: String,
+    /// Build args, interpolated (a bare `- NAME` takes the stack variable of that name).
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `Snapshot::content_id` of the context folder: changes exactly when a file in it changes.
+    pub context_tree: String,
+}
+
+/// `pull_policy:`; compose's default is `missing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull at every deploy (and notice a moved tag).
+    Always,
+    /// Pull only when the image is not on the host.
+    #[default]
+    Missing,
+    /// Never pull: the image must be on the host (or built).
+    Never,
+    /// Build the image (from `build:`) at every deploy, never pull it.
+    Build,
+}
+
+/// One `ulimits:` entry; `nproc: 65535` gives soft = hard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UlimitSpec {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// One `devices:` entry: `/dev/ttyUSB0:/dev/ttyUSB0:rwm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSpec {
+    pub host: String,
+    pub container: String,
+    /// cgroup permissions, `rwm` by default.
+    pub permissions: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
