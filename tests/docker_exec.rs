@@ -111,6 +111,7 @@ fn network(stack: &str, key: &str, internal: bool) -> NetworkSpec {
         name: format!("{stack}_{key}"),
         internal,
         labels,
+        ..Default::default()
     }
 }
 
@@ -120,6 +121,7 @@ fn volume(stack: &str, key: &str) -> VolumeSpec {
     VolumeSpec {
         name: format!("{stack}_{key}"),
         labels,
+        ..Default::default()
     }
 }
 
@@ -286,7 +288,7 @@ async fn observe_finds_a_created_container_with_stack_service_and_health() {
 }
 
 #[tokio::test]
-async fn observe_skips_unmanaged_containers_but_lists_their_names() {
+async fn observe_skips_unmanaged_containers_and_names_finds_them() {
     let ex = executor().await;
     let stack = unique_stack("unm");
     let mut cleanup = Cleanup::new(&stack);
@@ -306,8 +308,16 @@ async fn observe_skips_unmanaged_containers_but_lists_their_names() {
     let observed = observe(&ex.docker, "docker-exec-test")
         .await
         .expect("observe");
-    assert!(observed.all_container_names.contains(&name));
     assert!(!observed.containers.iter().any(|c| c.name == name));
+    // Asked by name (as the reconcile does for what it would create), the stranger is found,
+    // and a name that is only a substring of it is not.
+    let taken = gitmoor::observe::docker::container_names(
+        &ex.docker,
+        &[name.clone(), format!("{stack}-str"), format!("{stack}-none")],
+    )
+    .await
+    .expect("names");
+    assert_eq!(taken, vec![name.clone()]);
 }
 
 #[tokio::test]

@@ -259,3 +259,18 @@ fn a_new_container_that_cannot_start_leaves_the_old_one_serving() {
     assert_eq!(state["stacks"][&w.stack]["result"], "failed");
     drop(taken);
 }
+
+#[test]
+fn a_hand_made_container_with_the_same_name_is_reported_not_replaced() {
+    let w = world();
+    let name = format!("{}-web-1", w.stack);
+    let made = docker(&["create", "--name", &name, "example-busybox:1", "true"]);
+    assert!(!made.is_empty(), "hand-made container created");
+    let out = w.host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&name) && text.contains("not manage"), "{text}");
+    assert_eq!(container_id(&w.stack, "web"), made, "the stranger is untouched");
+    assert_eq!(container_id(&w.stack, "worker"), "", "nothing of the stack was created");
+    docker(&["rm", "-f", &name]);
+}

@@ -122,7 +122,8 @@ fn plan_stack(
 
     // Networks whose spec changed must be recreated, and every container on them with them.
     let mut changed_nets = Vec::new();
-    for (key, net) in &stack.networks {
+    // External networks and volumes are made outside gitmoor: never created, changed or removed.
+    for (key, net) in stack.networks.iter().filter(|(_, n)| !n.external) {
         match observed.networks.iter().find(|n| n.name == net.name) {
             None => actions.push(Action::CreateNetwork {
                 network: with_hash(net),
@@ -133,7 +134,7 @@ fn plan_stack(
             Some(_) => {}
         }
     }
-    for vol in stack.volumes.values() {
+    for vol in stack.volumes.values().filter(|v| !v.external) {
         if !observed.volumes.iter().any(|v| v.name == vol.name) {
             actions.push(Action::CreateVolume {
                 volume: vol.clone(),

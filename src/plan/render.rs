@@ -23,6 +23,18 @@ impl Plan {
             && self.stacks.iter().all(|s| s.actions.is_empty())
     }
 
+    /// Names of the containers this plan creates (to check none is taken by a stranger).
+    pub fn names_to_create(&self) -> Vec<String> {
+        self.stacks
+            .iter()
+            .flat_map(|s| &s.actions)
+            .filter_map(|a| match a {
+                Action::Create { container } => Some(container.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The plan as a flat list of named actions with reasons.
     pub fn views(&self) -> Vec<ActionView> {
         let mut out: Vec<ActionView> = self

@@ -13,6 +13,7 @@ fn seed() -> HostSpec {
         networks: Default::default(),
         volumes: Default::default(),
         has_secrets_file: true,
+        ..Default::default()
     };
     for (key, internal) in [("db", true), ("web", false)] {
         let mut labels = std::collections::BTreeMap::new();
@@ -23,6 +24,7 @@ fn seed() -> HostSpec {
                 name: format!("app_{key}"),
                 internal,
                 labels,
+                ..Default::default()
             },
         );
     }
@@ -31,6 +33,7 @@ fn seed() -> HostSpec {
         VolumeSpec {
             name: "app_pgdata".into(),
             labels: Default::default(),
+            ..Default::default()
         },
     );
     let mut db = ServiceSpec {
@@ -43,6 +46,7 @@ fn seed() -> HostSpec {
         "db".into(),
         NetworkAttach {
             aliases: vec!["postgres".into()],
+            ..Default::default()
         },
     );
     db.volumes.push(MountSpec::Volume {
@@ -61,12 +65,14 @@ fn seed() -> HostSpec {
         "db".into(),
         NetworkAttach {
             aliases: vec!["backend".into()],
+            ..Default::default()
         },
     );
     backend.networks.insert(
         "web".into(),
         NetworkAttach {
             aliases: vec!["backend".into()],
+            ..Default::default()
         },
     );
     backend
@@ -440,4 +446,15 @@ fn container_name_is_honoured() {
         Some("db".into());
     let p = plan(&spec, &images(), &ctx()).unwrap();
     assert!(kinds(&p).contains(&"create db".to_string()), "{:?}", kinds(&p));
+}
+
+#[test]
+fn external_networks_and_volumes_are_never_created() {
+    let mut spec = seed();
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.networks.get_mut("web").unwrap().external = true;
+    st.volumes.get_mut("pgdata").unwrap().external = true;
+    let k = kinds(&plan(&spec, &images(), &ctx()).unwrap());
+    assert!(!k.iter().any(|a| a.contains("app_web") || a.contains("app_pgdata")), "{k:?}");
+    assert!(k.contains(&"create-network app_db".to_string()), "{k:?}");
 }

@@ -27,8 +27,28 @@ pub struct LoadOptions {
     pub bind_root: PathBuf,
 }
 
-/// Reads every stack of the commit. `Some` only when there is no error.
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            secrets_dir: None,
+            bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
+        }
+    }
+}
+
+/// Reads every stack of the commit, with no profile enabled (only services without `profiles:`
+/// run). `Some` only when there is no error.
 pub fn load_host_spec(snap: &Snapshot, opts: &LoadOptions) -> (Option<HostSpec>, Findings) {
+    load_host_spec_with_profiles(snap, opts, &[])
+}
+
+/// `load_host_spec` with compose profiles enabled: a service with `profiles:` runs only when one
+/// of its profiles is in `profiles` (`*` enables all).
+pub fn load_host_spec_with_profiles(
+    snap: &Snapshot,
+    opts: &LoadOptions,
+    profiles: &[String],
+) -> (Option<HostSpec>, Findings) {
     let mut findings = committed::scan(snap);
     let mut host = HostSpec::default();
     if !snap.exists("compose") || snap.get("compose").is_some() {
@@ -48,7 +68,7 @@ pub fn load_host_spec(snap: &Snapshot, opts: &LoadOptions) -> (Option<HostSpec>,
             }
             continue;
         }
-        if let Some((stack, f)) = load_one(snap, opts, &entry, &dir) {
+        if let Some((stack, f)) = load_one(snap, opts, profiles, &entry, &dir) {
             findings.extend(f);
             if let Some(stack) = stack {
                 host.stacks.insert(entry.clone(), stack);
@@ -56,6 +76,7 @@ pub fn load_host_spec(snap: &Snapshot, opts: &LoadOptions) -> (Option<HostSpec>,
         }
     }
     check_host_ports(&host, &mut findings);
+    check_container_names(&host, &mut findings);
     let spec = findings.is_ok().then_some(host);
     (spec, findings)
 }
@@ -64,6 +85,7 @@ pub fn load_host_spec(snap: &Snapshot, opts: &LoadOptions) -> (Option<HostSpec>,
 fn load_one(
     snap: &Snapshot,
     opts: &LoadOptions,
+    profiles: &[String],
     stack: &str,
     dir: &str,
 ) -> Option<(Option<StackSpec>, Findings)> {
@@ -149,6 +171,8 @@ fn load_one(
         snap,
         vars: &vars,
         bind_root: &opts.bind_root,
+        secrets_dir: opts.secrets_dir.as_deref(),
+        profiles,
     });
     findings.extend(f);
     Some((spec, findings))
@@ -187,6 +211,34 @@ fn check_host_ports(host: &HostSpec, findings: &mut Findings) {
                         stack.compose_file.clone(),
                         format!("{}/{name}", stack.name),
                     ));
+                }
+            }
+        }
+    }
+}
+
+/// Container names are global on the host: two stacks cannot both use one (`container_name:`).
+fn check_container_names(host: &HostSpec, findings: &mut Findings) {
+    let mut seen: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    for stack in host.stacks.values() {
+        for (name, svc) in &stack.services {
+            let cname = svc
+                .container_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{name}-1", stack.name));
+            let here = (stack.compose_file.clone(), format!("{}/{name}", stack.name));
+            match seen.get(&cname) {
+                Some((file, other)) if file != &stack.compose_file => findings.errors.push(
+                    SpecError::new(
+                        &stack.compose_file,
+                        format!("container name {cname} is also used by {other} ({file})"),
+                    )
+                    .key(format!("services.{name}.container_name"))
+                    .fix("give one of them another container_name"),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(cname, here);
                 }
             }
         }
@@ -270,7 +322,7 @@ mod tests {
         let errors = shown(&f.errors);
         let want = [
             "compose/a/.env: a .env file is committed",
-            "compose/a/compose.yaml:3: services.a.build: build: not supported yet",
+            "compose/a/compose.yaml:3: services.a.build.dockerfile: no `Dockerfile` in the build context",
             "compose/b/compose.yaml: the stack has 2 compose files: compose.yaml, compose.yml; keep one",
             "compose/C/compose.yaml: stack name `C` is not valid",
             "compose/d/compose.yaml:1: invalid YAML: unclosed bracket",

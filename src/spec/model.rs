@@ -20,7 +20,7 @@ pub struct HostSpec {
 }
 
 /// One compose project: `compose/<name>/compose.yaml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StackSpec {
     pub name: String,
     /// Repo path of the compose file, for messages.
@@ -32,21 +32,72 @@ pub struct StackSpec {
     pub volumes: BTreeMap<String, VolumeSpec>,
     /// Whether `<secrets_dir>/<name>.env` exists (it is optional for stacks that need no secret).
     pub has_secrets_file: bool,
+    /// Services of the file left out because none of their `profiles:` is enabled, with those
+    /// profiles (so a removal can say why).
+    pub inactive_services: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A network of the stack. Fields added after the first release are left out of the serialised
+/// form while they have their default value, so a network that does not use them keeps its hash
+/// (and is not recreated when gitmoor is upgraded).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NetworkSpec {
-    /// Docker name: `<stack>_<key>`.
+    /// Docker name: `<stack>_<key>`, or the `name:` given in the file (as is).
     pub name: String,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+    /// `external: true`: made outside gitmoor; never created, changed or removed by it.
+    #[serde(skip_serializing_if = "is_false")]
+    pub external: bool,
+    /// None: Docker's default (`bridge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamSpec>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub attachable: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub enable_ipv6: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `ipam:` of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct IpamSpec {
+    /// None: Docker's default driver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    pub config: Vec<IpamPool>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One address pool: `subnet: 172.28.0.0/16`, optionally `ip_range` and `gateway`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct IpamPool {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct VolumeSpec {
-    /// Docker name: `<stack>_<key>`.
+    /// Docker name: `<stack>_<key>`, or the `name:` given in the file (as is).
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// `external: true`: made outside gitmoor; never created by it (and no volume is ever
+    /// removed by gitmoor anyway).
+    #[serde(skip_serializing_if = "is_false")]
+    pub external: bool,
+    /// None: Docker's default (`local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -267,6 +318,11 @@ pub enum MountSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NetworkAttach {
     pub aliases: Vec<String>,
+    /// A static address on this network (`ipv4_address:`); the network needs an `ipam` subnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

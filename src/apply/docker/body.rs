@@ -1,16 +1,22 @@
 //! ServiceSpec → the Docker create-container body. Pure, so every field's mapping is unit-tested.
 
 use crate::plan::ContainerToCreate;
-use crate::spec::model::{MountSpec, ServiceSpec};
+use crate::spec::model::{MountSpec, NetworkAttach, ServiceSpec};
 use anyhow::bail;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
-    MountType, NetworkingConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding, PortMap,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The body `POST /containers/create` gets for `c`. Only the first of `c.networks` is attached
-/// here (API 1.41 refuses two endpoints at create); the executor connects the others.
+/// here (API 1.41 refuses two endpoints at create); the executor connects the others (with
+/// `endpoint_for`). A service with `network_mode` joins no network: the mode says it all.
+///
+/// Not in the body: `container_name` (the create call's `name`), `platform` (its `platform`
+/// query parameter) and `stop_grace_period` beyond `StopTimeout` (a stop call that passes its
+/// own timeout overrides it).
 pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody> {
     let s = &c.spec;
     let restart_policy = restart_policy(s.restart.as_deref()).map_err(|e| {
@@ -49,15 +55,60 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
         }),
         memory: s.mem_limit,
         nano_cpus: s.nano_cpus,
+        sysctls: hash_map(&s.sysctls),
+        ulimits: non_empty(
+            s.ulimits
+                .iter()
+                .map(|(name, l)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(l.soft),
+                    hard: Some(l.hard),
+                })
+                .collect(),
+        ),
+        init: s.init,
+        shm_size: s.shm_size,
+        pid_mode: s.pid.clone(),
+        ipc_mode: s.ipc.clone(),
+        devices: non_empty(
+            s.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host.clone()),
+                    path_in_container: Some(d.container.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect(),
+        ),
+        dns: non_empty(s.dns.clone()),
+        dns_search: non_empty(s.dns_search.clone()),
+        dns_options: non_empty(s.dns_opt.clone()),
+        security_opt: non_empty(s.security_opt.clone()),
+        privileged: s.privileged.then_some(true),
+        group_add: non_empty(s.group_add.clone()),
+        runtime: s.runtime.clone(),
         ..Default::default()
     };
 
-    let networking_config = c.networks.first().map(|(network, aliases)| {
-        host_config.network_mode = Some(network.clone());
-        NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(network.clone(), endpoint(aliases))])),
+    let networking_config = match &s.network_mode {
+        Some(mode) => {
+            host_config.network_mode = Some(mode.clone());
+            None
         }
-    });
+        None => c.networks.first().map(|(network, _)| {
+            host_config.network_mode = Some(network.clone());
+            NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network.clone(), endpoint_for(c, 0))])),
+            }
+        }),
+    };
+    let mut exposed_ports = exposed_ports;
+    for e in &s.expose {
+        if !exposed_ports.contains(e) {
+            exposed_ports.push(e.clone());
+        }
+    }
+    exposed_ports.sort();
 
     Ok(ContainerCreateBody {
         image: Some(s.image.clone()),
@@ -86,6 +137,12 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
         ),
         user: s.user.clone(),
         working_dir: s.working_dir.clone(),
+        hostname: s.hostname.clone(),
+        domainname: s.domainname.clone(),
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout: s.stop_grace_period,
+        tty: s.tty.then_some(true),
+        open_stdin: s.stdin_open.then_some(true),
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
@@ -100,8 +157,40 @@ pub(crate) fn endpoint(aliases: &[String]) -> EndpointSettings {
     }
 }
 
+/// Endpoint settings for `c.networks[i]`: its aliases, and the static addresses the service asks
+/// for there (`ipv4_address`, `ipv6_address`).
+pub fn endpoint_for(c: &ContainerToCreate, i: usize) -> EndpointSettings {
+    let Some((_, aliases)) = c.networks.get(i) else {
+        return EndpointSettings::default();
+    };
+    let mut e = endpoint(aliases);
+    if let Some(attach) = attach_of(c, i) {
+        if attach.ipv4_address.is_some() || attach.ipv6_address.is_some() {
+            e.ipam_config = Some(EndpointIpamConfig {
+                ipv4_address: attach.ipv4_address.clone(),
+                ipv6_address: attach.ipv6_address.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    e
+}
+
+/// The service's attachment behind `c.networks[i]`. The planner lists the service's networks in
+/// the order of `spec.networks` (by compose key), one entry each.
+fn attach_of(c: &ContainerToCreate, i: usize) -> Option<&NetworkAttach> {
+    if c.networks.len() != c.spec.networks.len() {
+        return None;
+    }
+    c.spec.networks.values().nth(i)
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
+}
+
+fn hash_map(m: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// compose's `restart:` → Docker's policy. None means compose's default, `no`.
@@ -200,7 +289,9 @@ fn mounts(s: &ServiceSpec) -> (Vec<String>, Vec<Mount>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::model::{HealthcheckSpec, LoggingSpec, PortSpec, Secret};
+    use crate::spec::model::{
+        DeviceSpec, HealthcheckSpec, LoggingSpec, PortSpec, Secret, UlimitSpec,
+    };
     use std::collections::BTreeMap;
 
     fn container(spec: ServiceSpec) -> ContainerToCreate {
@@ -383,6 +474,156 @@ mod tests {
         assert_eq!(hc.readonly_rootfs, None);
         assert_eq!(hc.network_mode, None);
         assert_eq!(body.networking_config, None);
+    }
+
+    #[test]
+    fn maps_the_keys_real_files_use() {
+        let spec = ServiceSpec {
+            image: "x:1".into(),
+            ports: vec![PortSpec {
+                host_ip: String::new(),
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+            expose: vec!["80/tcp".into(), "5432/tcp".into()],
+            hostname: Some("web1".into()),
+            domainname: Some("example.org".into()),
+            stop_signal: Some("SIGINT".into()),
+            stop_grace_period: Some(90),
+            sysctls: BTreeMap::from([("net.core.somaxconn".into(), "1024".into())]),
+            ulimits: BTreeMap::from([("nofile".into(), UlimitSpec { soft: 1, hard: 2 })]),
+            init: Some(true),
+            shm_size: Some(1 << 28),
+            pid: Some("host".into()),
+            ipc: Some("container:shop-db-1".into()),
+            devices: vec![DeviceSpec {
+                host: "/dev/fuse".into(),
+                container: "/dev/fuse".into(),
+                permissions: "rwm".into(),
+            }],
+            dns: vec!["1.1.1.1".into()],
+            dns_search: vec!["example.org".into()],
+            dns_opt: vec!["ndots:2".into()],
+            security_opt: vec!["no-new-privileges:true".into()],
+            privileged: true,
+            group_add: vec!["audio".into()],
+            stdin_open: true,
+            tty: true,
+            runtime: Some("runc".into()),
+            ..Default::default()
+        };
+        let body = create_body(&container(spec)).expect("valid");
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["5432/tcp".to_string(), "80/tcp".to_string()])
+        );
+        assert_eq!(body.hostname.as_deref(), Some("web1"));
+        assert_eq!(body.domainname.as_deref(), Some("example.org"));
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(body.stop_timeout, Some(90));
+        assert_eq!((body.tty, body.open_stdin), (Some(true), Some(true)));
+        let hc = body.host_config.expect("host config");
+        assert_eq!(
+            hc.sysctls
+                .and_then(|s| s.get("net.core.somaxconn").cloned()),
+            Some("1024".to_string())
+        );
+        assert_eq!(
+            hc.ulimits,
+            Some(vec![ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(1),
+                hard: Some(2)
+            }])
+        );
+        assert_eq!(hc.init, Some(true));
+        assert_eq!(hc.shm_size, Some(1 << 28));
+        assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+        assert_eq!(hc.ipc_mode.as_deref(), Some("container:shop-db-1"));
+        assert_eq!(
+            hc.devices,
+            Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/fuse".into()),
+                path_in_container: Some("/dev/fuse".into()),
+                cgroup_permissions: Some("rwm".into())
+            }])
+        );
+        assert_eq!(hc.dns, Some(vec!["1.1.1.1".to_string()]));
+        assert_eq!(hc.dns_search, Some(vec!["example.org".to_string()]));
+        assert_eq!(hc.dns_options, Some(vec!["ndots:2".to_string()]));
+        assert_eq!(
+            hc.security_opt,
+            Some(vec!["no-new-privileges:true".to_string()])
+        );
+        assert_eq!(hc.privileged, Some(true));
+        assert_eq!(hc.group_add, Some(vec!["audio".to_string()]));
+        assert_eq!(hc.runtime.as_deref(), Some("runc"));
+    }
+
+    #[test]
+    fn network_mode_replaces_the_networks() {
+        for mode in ["host", "none", "container:shop-vpn-1"] {
+            let mut c = container(ServiceSpec {
+                image: "x:1".into(),
+                network_mode: Some(mode.into()),
+                ..Default::default()
+            });
+            // Even if a planner passed networks, the mode wins: Docker refuses both.
+            c.networks = vec![("shop_default".into(), vec!["web".into()])];
+            let body = create_body(&c).expect("valid");
+            assert_eq!(body.networking_config, None, "{mode}");
+            assert_eq!(
+                body.host_config.and_then(|h| h.network_mode).as_deref(),
+                Some(mode)
+            );
+        }
+    }
+
+    #[test]
+    fn static_addresses_go_on_their_endpoint() {
+        let spec = ServiceSpec {
+            image: "x:1".into(),
+            networks: BTreeMap::from([
+                (
+                    "db".to_string(),
+                    NetworkAttach {
+                        aliases: vec!["web".into(), "api".into()],
+                        ipv4_address: Some("172.28.0.10".into()),
+                        ipv6_address: None,
+                    },
+                ),
+                (
+                    "default".to_string(),
+                    NetworkAttach {
+                        aliases: vec!["web".into()],
+                        ..Default::default()
+                    },
+                ),
+            ]),
+            ..Default::default()
+        };
+        let mut c = container(spec);
+        c.networks = vec![
+            ("shop_db".into(), vec!["web".into(), "api".into()]),
+            ("shop_default".into(), vec!["web".into()]),
+        ];
+        let body = create_body(&c).expect("valid");
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("endpoints");
+        let first = endpoints.get("shop_db").expect("first network");
+        assert_eq!(
+            first
+                .ipam_config
+                .as_ref()
+                .and_then(|i| i.ipv4_address.clone()),
+            Some("172.28.0.10".to_string())
+        );
+        assert_eq!(endpoint_for(&c, 1).ipam_config, None);
+        assert_eq!(endpoint_for(&c, 1).aliases, Some(vec!["web".to_string()]));
+        assert_eq!(endpoint_for(&c, 7), EndpointSettings::default());
     }
 
     #[test]

@@ -61,8 +61,29 @@ impl DockerExecutor {
 
         let request = NetworkCreateRequest {
             name: net.name.clone(),
-            driver: Some("bridge".to_string()),
+            driver: Some(net.driver.clone().unwrap_or_else(|| "bridge".to_string())),
             internal: Some(net.internal),
+            attachable: Some(net.attachable),
+            enable_ipv6: Some(net.enable_ipv6),
+            options: (!net.driver_opts.is_empty()).then(|| {
+                net.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }),
+            ipam: net.ipam.as_ref().map(|i| bollard::models::Ipam {
+                driver: i.driver.clone(),
+                config: Some(
+                    i.config
+                        .iter()
+                        .map(|p| bollard::models::IpamConfig {
+                            subnet: p.subnet.clone(),
+                            ip_range: p.ip_range.clone(),
+                            gateway: p.gateway.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                options: (!i.options.is_empty())
+                    .then(|| i.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            }),
             labels: Some(
                 net.labels
                     .iter()
@@ -122,7 +143,10 @@ impl DockerExecutor {
         }
         let request = VolumeCreateRequest {
             name: Some(vol.name.clone()),
-            driver: Some("local".to_string()),
+            driver: Some(vol.driver.clone().unwrap_or_else(|| "local".to_string())),
+            driver_opts: (!vol.driver_opts.is_empty()).then(|| {
+                vol.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }),
             labels: Some(
                 vol.labels
                     .iter()

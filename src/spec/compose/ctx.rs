@@ -147,6 +147,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A string or a list of strings, as `Vec<String>` (`dns`, `dns_search`).
+    pub fn strings_or_string(&mut self, node: &Node, key: &str) -> Vec<String> {
+        self.string_or_list(node, key)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
     /// A mapping of strings or a list of `k=v` (a bare `k` gives an empty value): `labels`.
     pub fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -184,6 +192,11 @@ impl<'a> Ctx<'a> {
         }
         out
     }
+}
+
+/// `x-*` keys: compose's extension fields, allowed in every mapping of the schema and ignored.
+pub(crate) fn is_extension(key: &str) -> bool {
+    key.starts_with("x-")
 }
 
 /// `^[a-z0-9][a-z0-9_-]*$`: a stack (compose project) name.

@@ -2,7 +2,7 @@
 //! otherwise), then `environment:` on top.
 
 use super::ctx::Ctx;
-use super::interp::{is_secret_name, literal_secret, missing_var, StackVars};
+use super::interp::{is_literal_value, is_secret_name, literal_secret, missing_var, StackVars};
 use super::mounts::normalize;
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{Secret, ServiceSpec};
@@ -152,7 +152,7 @@ fn check_env_file_secrets(ctx: &mut Ctx, repo_path: &str, text: &str, stack: &st
             continue;
         };
         let (k, v) = (k.trim(), v.trim().trim_matches(|c| c == '"' || c == '\''));
-        if is_secret_name(k) && !v.is_empty() && !v.contains('$') {
+        if is_secret_name(k) && is_literal_value(v) {
             let mut file_ctx = Ctx::new(repo_path);
             let at = Node::new(i as u64 + 1, 1, NodeValue::Null);
             literal_secret(&mut file_ctx, &at, k, k, stack);

@@ -30,6 +30,16 @@ impl StackVars {
     pub fn lookup(&self, name: &str) -> Option<String> {
         self.vars.get(name).map(|s| s.expose().to_string())
     }
+
+    /// The same variables, with a missing one a warning rather than an error: for services left
+    /// out by their profiles, which never run with these values.
+    pub(crate) fn lenient(&self) -> StackVars {
+        StackVars {
+            vars: self.vars.clone(),
+            secrets_file: None,
+            has_secrets_file: self.has_secrets_file,
+        }
+    }
 }
 
 /// Key names whose value is a secret (matched case-insensitively, anywhere in the name).
@@ -61,38 +71,55 @@ pub(crate) fn literal_secret(ctx: &mut Ctx, node: &Node, key: &str, var: &str, s
     );
 }
 
-/// Refuses `environment:` entries that look like secrets and hold a literal value.
+/// A value written in the file that would be the secret itself: not empty, not interpolated, not
+/// the path of a mounted secret file (`/run/secrets/db-password`), and not a flag
+/// (`MARIADB_RANDOM_ROOT_PASSWORD: "yes"`, `ALLOW_EMPTY_PASSWORD: true`).
+pub(crate) fn is_literal_value(raw: &str) -> bool {
+    let flag = matches!(
+        raw.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "0" | "1"
+    );
+    !raw.is_empty() && !raw.contains('$') && !raw.starts_with("/run/secrets/") && !flag
+}
+
+/// Refuses `environment:` entries and build `args:` that look like secrets and hold a literal
+/// value.
 pub(crate) fn check_literal_secrets(ctx: &mut Ctx, root: &Node, stack: &str) {
     let Some(NodeValue::Map(services)) = root.get("services").map(|s| &s.value) else {
         return;
     };
     for (name, svc) in services {
-        let Some(env) = svc.get("environment") else {
-            continue;
-        };
-        let base = format!("services.{name}.environment");
-        match &env.value {
-            NodeValue::Map(entries) => {
-                for (k, v) in entries {
-                    let raw = v.scalar_text().unwrap_or_default();
-                    if is_secret_name(k) && !raw.is_empty() && !raw.contains('$') {
-                        literal_secret(ctx, v, &format!("{base}.{k}"), k, stack);
-                    }
-                }
-            }
-            NodeValue::Seq(items) => {
-                for item in items {
-                    let Some(text) = item.as_str() else { continue };
-                    let Some((k, raw)) = text.split_once('=') else {
-                        continue;
-                    };
-                    if is_secret_name(k) && !raw.is_empty() && !raw.contains('$') {
-                        literal_secret(ctx, item, &format!("{base}.{k}"), k, stack);
-                    }
-                }
-            }
-            _ => {}
+        if let Some(env) = svc.get("environment") {
+            check_pairs(ctx, env, &format!("services.{name}.environment"), stack);
         }
+        if let Some(args) = svc.get("build").and_then(|b| b.get("args")) {
+            check_pairs(ctx, args, &format!("services.{name}.build.args"), stack);
+        }
+    }
+}
+
+fn check_pairs(ctx: &mut Ctx, node: &Node, base: &str, stack: &str) {
+    match &node.value {
+        NodeValue::Map(entries) => {
+            for (k, v) in entries {
+                let raw = v.scalar_text().unwrap_or_default();
+                if is_secret_name(k) && is_literal_value(&raw) {
+                    literal_secret(ctx, v, &format!("{base}.{k}"), k, stack);
+                }
+            }
+        }
+        NodeValue::Seq(items) => {
+            for item in items {
+                let Some(text) = item.as_str() else { continue };
+                let Some((k, raw)) = text.split_once('=') else {
+                    continue;
+                };
+                if is_secret_name(k) && is_literal_value(raw) {
+                    literal_secret(ctx, item, &format!("{base}.{k}"), k, stack);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -125,8 +152,18 @@ pub(crate) fn missing_var(
 /// compose allows them (the root, the `services`/`networks`/`volumes` mappings and each entry of
 /// them): they are ignored anyway, and what they share through anchors is interpolated where it
 /// is used.
-pub(crate) fn interpolate_tree(ctx: &mut Ctx, root: &Node, vars: &StackVars, stack: &str) -> Node {
+///
+/// Services in `inactive` (left out by their profiles) are interpolated with `lenient` variables:
+/// a variable they miss is a warning.
+pub(crate) fn interpolate_tree(
+    ctx: &mut Ctx,
+    root: &Node,
+    vars: &StackVars,
+    stack: &str,
+    inactive: &BTreeSet<String>,
+) -> Node {
     let mut seen = BTreeSet::new();
+    let lenient = vars.lenient();
     let mut it = Interp {
         ctx,
         vars,
@@ -142,11 +179,19 @@ pub(crate) fn interpolate_tree(ctx: &mut Ctx, root: &Node, vars: &StackVars, sta
             continue;
         }
         let value = match (&v.value, k.as_str()) {
-            (NodeValue::Map(children), "services" | "networks" | "volumes") => {
+            (
+                NodeValue::Map(children),
+                "services" | "networks" | "volumes" | "secrets" | "configs",
+            ) => {
                 let mut cs = Vec::new();
                 for (ck, cv) in children.iter().filter(|(ck, _)| !ck.starts_with("x-")) {
                     let path = format!("{k}.{ck}");
+                    let off = k == "services" && inactive.contains(ck);
+                    if off {
+                        it.vars = &lenient;
+                    }
                     cs.push((ck.clone(), it.without_extensions(cv, &path)));
+                    it.vars = vars;
                 }
                 Node::new(v.line, v.col, NodeValue::Map(cs))
             }

@@ -2,12 +2,17 @@
 //! stack's variables, then convert key by key with a dotted key path for every error.
 //!
 //! The supported subset is explicit: every key gitmoor does not know is an error
-//! (`compose/api/compose.yaml:14: services.api.expose: not supported by gitmoor; remove it`), so
-//! nothing in a committed file is silently ignored. `x-*` extensions are the exception, at the
-//! levels where compose allows them.
+//! (`compose/api/compose.yaml:14: services.api.links: not supported (legacy links); remove it`),
+//! so nothing in a committed file is silently ignored. `x-*` extensions are the exception: compose
+//! allows them in every mapping of its schema, and they are ignored there.
 
+mod attach;
+mod buildspec;
+mod checks;
 mod ctx;
 mod env;
+mod files;
+mod hostcfg;
 mod interp;
 mod mounts;
 mod ports;
@@ -16,21 +21,21 @@ mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_corpus;
-#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_more;
+mod top;
 mod units;
 
 pub use interp::StackVars;
 
-use crate::labels;
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
-use crate::spec::model::{NetworkSpec, StackSpec, VolumeSpec};
+use crate::spec::model::StackSpec;
 use crate::spec::yaml::{self, Node, NodeValue};
-use ctx::{user_labels, valid_object_name, valid_stack_name, Ctx, REMOVE_IT};
+use ctx::{valid_object_name, valid_stack_name, Ctx};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -47,6 +52,11 @@ pub struct StackInput<'a> {
     /// Where the deployer materialises stack folders: a relative bind source `./conf` becomes
     /// `<bind_root>/<stack>/conf`.
     pub bind_root: &'a Path,
+    /// The host's secrets dir, where `secrets:` files are read; None when not checked (CI).
+    pub secrets_dir: Option<&'a Path>,
+    /// The enabled profiles: a service with `profiles:` runs only when one of them is here
+    /// (`*` enables all).
+    pub profiles: &'a [String],
 }
 
 /// Converts one compose file. `Some` only when there is no error; warnings come either way.
@@ -89,8 +99,10 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
         return (None, ctx.findings);
     }
     interp::check_literal_secrets(&mut ctx, &raw, input.name);
-    let root = interp::interpolate_tree(&mut ctx, &raw, input.vars, input.name);
-    let spec = convert(&mut ctx, input, &root);
+    let inactive = inactive_services(&raw, input.profiles);
+    let names: BTreeSet<String> = inactive.keys().cloned().collect();
+    let root = interp::interpolate_tree(&mut ctx, &raw, input.vars, input.name, &names);
+    let spec = convert(&mut ctx, input, &root, inactive);
     let spec = spec.filter(|_| ctx.findings.is_ok());
     scrub(&mut ctx.findings, input.vars);
     // In file order (a committed env file's problems come after the compose file's).
@@ -101,7 +113,8 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
 }
 
 /// Messages quote values (`` `99999` is not a port number``), and a value may have come from the
-/// secrets file: replace every secret value of 4 characters or more by `***`.
+/// secrets file: replace every secret value of 4 characters or more by `***`, in messages, fixes
+/// and keys.
 fn scrub(findings: &mut Findings, vars: &StackVars) {
     let mut secrets: Vec<&str> = vars
         .vars
@@ -129,6 +142,10 @@ fn scrub(findings: &mut Findings, vars: &StackVars) {
         if let Some(fix) = e.fix.as_mut() {
             clean(fix);
         }
+        // A key can hold an interpolated value too (`environment: ["${TOKEN}"]`).
+        if let Some(key) = e.key.as_mut() {
+            clean(key);
+        }
     }
 }
 
@@ -152,17 +169,51 @@ fn suggest_stack_name(name: &str) -> String {
     }
 }
 
-fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> {
+/// Services whose `profiles:` names none of the enabled profiles, with their profiles. Read from
+/// the raw file (before interpolation), so that what they miss is only a warning.
+fn inactive_services(raw: &Node, enabled: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    if enabled.iter().any(|p| p == "*") {
+        return out;
+    }
+    let Some(NodeValue::Map(services)) = raw.get("services").map(|s| &s.value) else {
+        return out;
+    };
+    for (name, svc) in services {
+        let Some(NodeValue::Seq(items)) = svc.get("profiles").map(|p| &p.value) else {
+            continue;
+        };
+        let profiles: Vec<String> = items.iter().filter_map(|p| p.scalar_text()).collect();
+        if !profiles.is_empty() && !profiles.iter().any(|p| enabled.contains(p)) {
+            out.insert(name.clone(), profiles);
+        }
+    }
+    out
+}
+
+fn convert(
+    ctx: &mut Ctx,
+    input: &StackInput,
+    root: &Node,
+    inactive: BTreeMap<String, Vec<String>>,
+) -> Option<StackSpec> {
     let NodeValue::Map(entries) = &root.value else {
         return None;
     };
     let stack = input.name;
+    let file_env = files::FileEnv {
+        stack,
+        snap: input.snap,
+        bind_root: input.bind_root,
+        secrets_dir: input.secrets_dir,
+    };
     let mut services_node = None;
     let mut networks = BTreeMap::new();
     let mut volumes = BTreeMap::new();
+    let mut decl = service::Files::default();
     for (key, v) in entries {
         match key.as_str() {
-            "version" => ctx.warn(v, key, "obsolete (compose v2 ignores it)", REMOVE_IT),
+            "version" => ctx.warn(v, key, "obsolete (compose v2 ignores it)", ctx::REMOVE_IT),
             "name" => {
                 if let Some(n) = ctx.string(v, key) {
                     if n != stack {
@@ -176,9 +227,12 @@ fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> 
                 }
             }
             "services" => services_node = Some(v),
-            "networks" => networks = top_networks(ctx, stack, v),
-            "volumes" => volumes = top_volumes(ctx, stack, v),
-            "secrets" | "configs" | "include" => ctx.not_yet(v, key),
+            "networks" => networks = top::top_networks(ctx, stack, v),
+            "volumes" => volumes = top::top_volumes(ctx, stack, v),
+            "secrets" => decl.secrets = files::declared(ctx, &file_env, files::Kind::Secret, v),
+            "configs" => decl.configs = files::declared(ctx, &file_env, files::Kind::Config, v),
+            "include" => ctx.not_yet(v, key),
+            k if ctx::is_extension(k) => {}
             _ => ctx.unsupported(v, key),
         }
     }
@@ -201,9 +255,24 @@ fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> 
         );
     }
     let service_names: BTreeSet<String> = service_entries.iter().map(|(k, _)| k.clone()).collect();
-    let mut network_keys: BTreeSet<String> = networks.keys().cloned().collect();
-    network_keys.insert("default".to_string());
-    let volume_keys: BTreeSet<String> = volumes.keys().cloned().collect();
+    let container_names: BTreeMap<String, String> = service_entries
+        .iter()
+        .map(|(name, node)| {
+            let given = node.get("container_name").and_then(|n| n.as_str());
+            let cname = given.map_or_else(|| format!("{stack}-{name}-1"), str::to_string);
+            (name.clone(), cname)
+        })
+        .collect();
+    // Services may use `default` without declaring it.
+    let mut usable_networks = networks.clone();
+    usable_networks
+        .entry("default".to_string())
+        .or_insert_with(|| top::default_network(stack));
+    let volume_keys: BTreeMap<String, String> = volumes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.name.clone()))
+        .collect();
+    let lenient_vars = input.vars.lenient();
     let st = service::StackEnv {
         mounts: mounts::MountEnv {
             stack,
@@ -216,8 +285,19 @@ fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> 
             snap: input.snap,
             vars: input.vars,
         },
+        lenient_env: env::EnvEnv {
+            stack,
+            snap: input.snap,
+            vars: &lenient_vars,
+        },
+        build: buildspec::BuildEnv {
+            stack,
+            snap: input.snap,
+            vars: input.vars,
+        },
         services: &service_names,
-        networks: &network_keys,
+        networks: &usable_networks,
+        container_names: &container_names,
     };
     let mut services = BTreeMap::new();
     for (name, node) in service_entries {
@@ -229,20 +309,29 @@ fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> 
                 "rename the service",
             );
         }
-        let svc = service::service(ctx, &st, name, node);
+        let active = !inactive.contains_key(name);
+        let svc = service::service(ctx, &st, &mut decl, name, node, active);
         services.insert(name.clone(), svc);
+    }
+    checks::container_names(ctx, services_node, &services, &container_names);
+    checks::cycles(ctx, services_node, &services);
+    checks::inactive_deps(ctx, services_node, &services, &inactive);
+    services.retain(|name, _| !inactive.contains_key(name));
+    if services.is_empty() && !service_entries.is_empty() {
+        ctx.warn(
+            services_node,
+            "services",
+            "no service runs: every service has a profile that is not enabled",
+            "enable one of their profiles in gitmoor's config",
+        );
     }
     if services
         .values()
         .any(|s| s.networks.contains_key("default"))
         && !networks.contains_key("default")
     {
-        networks.insert(
-            "default".to_string(),
-            network_spec(stack, "default", false, BTreeMap::new()),
-        );
+        networks.insert("default".to_string(), top::default_network(stack));
     }
-    check_cycles(ctx, services_node, &services);
     Some(StackSpec {
         name: stack.to_string(),
         compose_file: input.file.to_string(),
@@ -250,157 +339,6 @@ fn convert(ctx: &mut Ctx, input: &StackInput, root: &Node) -> Option<StackSpec> 
         networks,
         volumes,
         has_secrets_file: input.vars.has_secrets_file,
+        inactive_services: inactive,
     })
-}
-
-fn network_spec(
-    stack: &str,
-    key: &str,
-    internal: bool,
-    user: BTreeMap<String, String>,
-) -> NetworkSpec {
-    let mut labels = user;
-    labels.insert(labels::PROJECT.to_string(), stack.to_string());
-    labels.insert(labels::NETWORK.to_string(), key.to_string());
-    labels.insert(labels::MANAGED.to_string(), "true".to_string());
-    NetworkSpec {
-        name: format!("{stack}_{key}"),
-        internal,
-        labels,
-    }
-}
-
-fn top_networks(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, NetworkSpec> {
-    let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(node, "networks") else {
-        return out;
-    };
-    for (key, v) in entries {
-        let base = format!("networks.{key}");
-        if !valid_object_name(key) {
-            ctx.error(
-                v,
-                &base,
-                "not a valid network name",
-                "use letters, digits, `_`, `.` and `-`",
-            );
-        }
-        let mut internal = false;
-        let mut user = BTreeMap::new();
-        for (k, n) in ctx.map(v, &base).unwrap_or(&[]) {
-            let sub = format!("{base}.{k}");
-            match k.as_str() {
-                "internal" => internal = ctx.bool(n, &sub).unwrap_or(false),
-                "labels" => user = user_labels(ctx, n, &sub),
-                "external" | "driver" | "driver_opts" | "ipam" | "name" | "attachable"
-                | "enable_ipv6" | "enable_ipv4" => ctx.not_yet(n, &sub),
-                _ => ctx.unsupported(n, &sub),
-            }
-        }
-        out.insert(key.clone(), network_spec(stack, key, internal, user));
-    }
-    out
-}
-
-fn top_volumes(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, VolumeSpec> {
-    let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(node, "volumes") else {
-        return out;
-    };
-    for (key, v) in entries {
-        let base = format!("volumes.{key}");
-        if !valid_object_name(key) {
-            ctx.error(
-                v,
-                &base,
-                "not a valid volume name",
-                "use letters, digits, `_`, `.` and `-`",
-            );
-        }
-        let mut labels = BTreeMap::new();
-        for (k, n) in ctx.map(v, &base).unwrap_or(&[]) {
-            let sub = format!("{base}.{k}");
-            match k.as_str() {
-                "labels" => labels = user_labels(ctx, n, &sub),
-                "external" | "driver" | "driver_opts" | "name" => ctx.not_yet(n, &sub),
-                _ => ctx.unsupported(n, &sub),
-            }
-        }
-        labels.insert(labels::PROJECT.to_string(), stack.to_string());
-        labels.insert(labels::VOLUME.to_string(), key.clone());
-        labels.insert(labels::MANAGED.to_string(), "true".to_string());
-        out.insert(
-            key.clone(),
-            VolumeSpec {
-                name: format!("{stack}_{key}"),
-                labels,
-            },
-        );
-    }
-    out
-}
-
-/// A `depends_on` cycle can never start: name it.
-fn check_cycles(
-    ctx: &mut Ctx,
-    services_node: &Node,
-    services: &BTreeMap<String, crate::spec::model::ServiceSpec>,
-) {
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
-    let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
-    for start in services.keys() {
-        let mut path: Vec<&str> = Vec::new();
-        visit(start, services, &mut state, &mut path, &mut |cycle| {
-            let mut canon: Vec<String> = cycle.iter().map(|s| s.to_string()).collect();
-            canon.sort();
-            if !reported.insert(canon) {
-                return;
-            }
-            let first = cycle[0];
-            let at = services_node
-                .get(first)
-                .and_then(|s| s.get("depends_on"))
-                .unwrap_or(services_node);
-            let mut shown = cycle.join(" -> ");
-            shown.push_str(" -> ");
-            shown.push_str(first);
-            ctx.error(
-                at,
-                &format!("services.{first}.depends_on"),
-                format!("dependency cycle: {shown}"),
-                "remove one of these depends_on entries",
-            );
-        });
-    }
-}
-
-fn visit<'s>(
-    name: &'s str,
-    services: &'s BTreeMap<String, crate::spec::model::ServiceSpec>,
-    state: &mut BTreeMap<&'s str, u8>,
-    path: &mut Vec<&'s str>,
-    report: &mut dyn FnMut(&[&str]),
-) {
-    match state.get(name) {
-        Some(2) => return,
-        Some(1) => {
-            if let Some(i) = path.iter().position(|p| *p == name) {
-                report(&path[i..]);
-            }
-            return;
-        }
-        _ => {}
-    }
-    state.insert(name, 1);
-    path.push(name);
-    if let Some(svc) = services.get(name) {
-        for dep in svc.depends_on.keys() {
-            if let Some((k, _)) = services.get_key_value(dep) {
-                visit(k, services, state, path, report);
-            }
-        }
-    }
-    path.pop();
-    state.insert(name, 2);
 }

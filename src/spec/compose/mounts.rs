@@ -9,7 +9,7 @@ use super::ctx::{Ctx, REMOVE_IT};
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{MountSpec, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What a service's mounts are resolved against.
@@ -17,8 +17,8 @@ pub(crate) struct MountEnv<'a> {
     pub stack: &'a str,
     pub snap: &'a Snapshot,
     pub bind_root: &'a Path,
-    /// Keys of the top-level `volumes:`.
-    pub declared_volumes: &'a BTreeSet<String>,
+    /// Keys of the top-level `volumes:` -> their Docker names.
+    pub declared_volumes: &'a BTreeMap<String, String>,
 }
 
 pub(crate) fn volumes(
@@ -217,9 +217,9 @@ fn add_mount(
                 target,
                 read_only,
             });
-        } else if env.declared_volumes.contains(source) {
+        } else if let Some(name) = env.declared_volumes.get(source) {
             svc.volumes.push(MountSpec::Volume {
-                source: format!("{}_{source}", env.stack),
+                source: name.clone(),
                 target,
                 read_only,
             });
@@ -332,7 +332,7 @@ pub(crate) fn normalize(base: &[&str], rel: &str) -> Option<Vec<String>> {
 }
 
 /// The first symlink at or under `path` whose target is absolute or leaves `stack_dir`.
-fn escaping_symlink(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> {
+pub(crate) fn escaping_symlink(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> {
     let prefix = format!("{path}/");
     for (p, f) in &snap.files {
         if !f.symlink || (p != path && !p.starts_with(&prefix)) {

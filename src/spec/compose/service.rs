@@ -1,13 +1,17 @@
 //! One entry of `services:`, key by key. A key gitmoor does not know is an error, never ignored.
 
-use super::ctx::{user_labels, Ctx, REMOVE_IT};
+use super::attach::{depends_on, service_networks};
+use super::buildspec::{build, default_image, pull_policy, BuildEnv};
+use super::ctx::{is_extension, user_labels, valid_object_name, Ctx};
 use super::env::{env_files, environment, EnvEnv};
+use super::files::{service_refs, Declared, Kind};
+use super::hostcfg::{devices, expose, grace_period, group_add, mode, sysctls, ulimits, ModeEnv};
 use super::mounts::{tmpfs, volumes, MountEnv};
 use super::ports::ports;
 use super::runtime::{
     bytes, cpus, deploy, extra_hosts, healthcheck, logging, merge_limit, one_container, restart,
 };
-use crate::spec::model::{DependsCondition, NetworkAttach, ServiceSpec};
+use crate::spec::model::{DependsCondition, NetworkSpec, PullPolicy, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,37 +19,65 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) struct StackEnv<'a> {
     pub mounts: MountEnv<'a>,
     pub env: EnvEnv<'a>,
+    /// The same with a missing variable a warning: for services left out by their profiles.
+    pub lenient_env: EnvEnv<'a>,
+    pub build: BuildEnv<'a>,
     pub services: &'a BTreeSet<String>,
-    /// Top-level network keys, plus `default`.
-    pub networks: &'a BTreeSet<String>,
+    /// Top-level networks, plus `default`.
+    pub networks: &'a BTreeMap<String, NetworkSpec>,
+    /// Service -> its container name (`container_name:` or `<stack>-<service>-1`).
+    pub container_names: &'a BTreeMap<String, String>,
 }
 
-pub(crate) fn service(ctx: &mut Ctx, st: &StackEnv, name: &str, node: &Node) -> ServiceSpec {
+/// The top-level secrets and configs, which services mount.
+#[derive(Debug, Default)]
+pub(crate) struct Files {
+    pub secrets: Declared,
+    pub configs: Declared,
+}
+
+/// `active`: the service runs (no `profiles:`, or one of them is enabled).
+pub(crate) fn service(
+    ctx: &mut Ctx,
+    st: &StackEnv,
+    files: &mut Files,
+    name: &str,
+    node: &Node,
+    active: bool,
+) -> ServiceSpec {
     let mut svc = ServiceSpec::default();
     let base = format!("services.{name}");
     let Some(entries) = ctx.map(node, &base) else {
         return svc;
+    };
+    let env_env = if active { &st.env } else { &st.lenient_env };
+    let modes = ModeEnv {
+        me: name,
+        services: st.services,
+        container_names: st.container_names,
     };
     let mut image = None;
     let mut env_node = None;
     let mut networks_node = None;
     let mut deploy_mem = None;
     let mut deploy_cpus = None;
+    let mut joins: Vec<String> = Vec::new();
+    let mut pull_at = None;
     for (key, v) in entries {
         let k = format!("{base}.{key}");
         match key.as_str() {
             "image" => image = ctx.string(v, &k).filter(|s| !s.trim().is_empty()),
-            "build" => ctx.error(
-                v,
-                &k,
-                "build: not supported yet",
-                "build and push the image in CI, and set image: to it",
-            ),
+            "build" => svc.build = build(ctx, &st.build, v, &k),
+            "pull_policy" => {
+                svc.pull_policy = pull_policy(ctx, v, &k).unwrap_or_default();
+                pull_at = Some(v);
+            }
             "command" => svc.command = command(ctx, v, &k),
             "entrypoint" => svc.entrypoint = command(ctx, v, &k),
             "environment" => env_node = Some(v),
-            "env_file" => env_files(ctx, &st.env, v, &k, &mut svc),
+            "env_file" => env_files(ctx, env_env, v, &k, &mut svc),
             "ports" => svc.ports = ports(ctx, v, &k),
+            "expose" => svc.expose = expose(ctx, v, &k),
             "volumes" => volumes(ctx, &st.mounts, v, &k, &mut svc),
             "networks" => networks_node = Some(v),
             "depends_on" => svc.depends_on = depends_on(ctx, st, name, v, &k),
@@ -64,28 +96,168 @@ pub(crate) fn service(ctx: &mut Ctx, st: &StackEnv, name: &str, node: &Node) -> 
             "cpus" => svc.nano_cpus = cpus(ctx, v, &k),
             "deploy" => deploy(ctx, v, &k, &mut deploy_mem, &mut deploy_cpus),
             "scale" => one_container(ctx, v, &k),
-            "secrets" | "configs" => ctx.not_yet(v, &k),
-            key if key.starts_with("x-") => {}
+            "secrets" => service_refs(
+                ctx,
+                &mut files.secrets,
+                Kind::Secret,
+                v,
+                &k,
+                active,
+                &mut svc,
+            ),
+            "configs" => service_refs(
+                ctx,
+                &mut files.configs,
+                Kind::Config,
+                v,
+                &k,
+                active,
+                &mut svc,
+            ),
+            "container_name" => svc.container_name = container_name(ctx, v, &k),
+            "hostname" => svc.hostname = ctx.string(v, &k),
+            "domainname" => svc.domainname = ctx.string(v, &k),
+            "stop_signal" => svc.stop_signal = ctx.string(v, &k),
+            "stop_grace_period" => svc.stop_grace_period = grace_period(ctx, v, &k),
+            "sysctls" => svc.sysctls = sysctls(ctx, v, &k),
+            "ulimits" => svc.ulimits = ulimits(ctx, v, &k),
+            "init" => svc.init = ctx.bool(v, &k),
+            "shm_size" => svc.shm_size = bytes(ctx, v, &k),
+            "network_mode" => {
+                let allowed = ["host", "none", "bridge", "default"];
+                if let Some((m, join)) = mode(ctx, &modes, v, &k, &allowed) {
+                    // compose's `default` is Docker's `bridge` for a container without networks.
+                    svc.network_mode = Some(if m == "default" { "bridge".into() } else { m });
+                    joins.extend(join);
+                }
+            }
+            "pid" => {
+                if let Some((m, join)) = mode(ctx, &modes, v, &k, &["host"]) {
+                    svc.pid = Some(m);
+                    joins.extend(join);
+                }
+            }
+            "ipc" => {
+                let allowed = ["host", "private", "shareable", "none"];
+                if let Some((m, join)) = mode(ctx, &modes, v, &k, &allowed) {
+                    svc.ipc = Some(m);
+                    joins.extend(join);
+                }
+            }
+            "devices" => svc.devices = devices(ctx, v, &k),
+            "dns" => svc.dns = ctx.strings_or_string(v, &k),
+            "dns_search" => svc.dns_search = ctx.strings_or_string(v, &k),
+            "dns_opt" => svc.dns_opt = ctx.strings(v, &k),
+            "security_opt" => svc.security_opt = ctx.strings(v, &k),
+            "privileged" => svc.privileged = ctx.bool(v, &k).unwrap_or(false),
+            "platform" => svc.platform = ctx.string(v, &k).filter(|p| !p.is_empty()),
+            "group_add" => svc.group_add = group_add(ctx, v, &k),
+            "stdin_open" => svc.stdin_open = ctx.bool(v, &k).unwrap_or(false),
+            "tty" => svc.tty = ctx.bool(v, &k).unwrap_or(false),
+            "runtime" => svc.runtime = ctx.string(v, &k).filter(|r| !r.is_empty()),
+            "profiles" => profiles(ctx, v, &k),
+            "links" | "external_links" => ctx.error(
+                v,
+                &k,
+                "not supported (legacy links)",
+                "remove it: services on a common network reach each other by service name",
+            ),
+            key if is_extension(key) => {}
             _ => ctx.unsupported(v, &k),
         }
     }
     match image {
         Some(i) => svc.image = i,
+        None if svc.build.is_some() => svc.image = default_image(st.build.stack, name),
         None if node.get("build").is_some() => {}
         None => ctx.error(
             node,
             &format!("{base}.image"),
-            "missing; gitmoor runs prebuilt images",
-            "add image: <name>:<tag>",
+            "missing; gitmoor runs an image, or builds one with build:",
+            "add image: <name>:<tag>, or build: <context folder>",
         ),
     }
-    if let Some(v) = env_node {
-        environment(ctx, &st.env, v, &format!("{base}.environment"), &mut svc);
+    if let Some(at) = pull_at {
+        if svc.pull_policy == PullPolicy::Build && node.get("build").is_none() {
+            ctx.error(
+                at,
+                &format!("{base}.pull_policy"),
+                "`build` needs a build: section",
+                "add build:, or use always, missing or never",
+            );
+        }
     }
-    svc.networks = service_networks(ctx, st, name, networks_node, &base);
+    if let Some(v) = env_node {
+        environment(ctx, env_env, v, &format!("{base}.environment"), &mut svc);
+    }
+    if svc.network_mode.is_some() {
+        if let Some(n) = networks_node {
+            ctx.error(
+                n,
+                &format!("{base}.networks"),
+                "cannot be combined with network_mode",
+                "remove networks:, or network_mode:",
+            );
+        }
+        if !svc.ports.is_empty() && svc.network_mode.as_deref() == Some("host") {
+            let at = node.get("ports").unwrap_or(node);
+            ctx.warn(
+                at,
+                &format!("{base}.ports"),
+                "ignored with network_mode: host (the container uses the host's ports directly)",
+                "remove ports:",
+            );
+        }
+    } else {
+        svc.networks = service_networks(ctx, st, name, networks_node, &base);
+    }
+    // Joining another service's namespaces means starting after it, as compose does.
+    for other in joins {
+        svc.depends_on
+            .entry(other)
+            .or_insert(DependsCondition::Started);
+    }
     merge_limit(ctx, &base, "memory", &mut svc.mem_limit, deploy_mem);
     merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_cpus);
     svc
+}
+
+/// Docker's rule for container names.
+fn container_name(ctx: &mut Ctx, v: &Node, k: &str) -> Option<String> {
+    let name = ctx.string(v, k)?;
+    let mut chars = name.chars();
+    let ok = name.len() >= 2
+        && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Some(name)
+    } else {
+        ctx.error(
+            v,
+            k,
+            format!("`{name}` is not a valid container name"),
+            "use letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+        );
+        None
+    }
+}
+
+/// `profiles:`: a list of names; which services run is decided before conversion.
+fn profiles(ctx: &mut Ctx, v: &Node, k: &str) {
+    for (i, p) in ctx.strings(v, k).iter().enumerate() {
+        if !valid_object_name(p) {
+            let at = match &v.value {
+                NodeValue::Seq(items) => items.get(i).unwrap_or(v),
+                _ => v,
+            };
+            ctx.error(
+                at,
+                &format!("{k}[{i}]"),
+                format!("`{p}` is not a valid profile name"),
+                "use letters, digits, `_`, `.` and `-`",
+            );
+        }
+    }
 }
 
 /// A string split like a shell (as compose does), or a list as given.
@@ -107,155 +279,4 @@ fn command(ctx: &mut Ctx, v: &Node, k: &str) -> Option<Vec<String>> {
         },
         _ => ctx.string(v, k).map(|s| vec![s]),
     }
-}
-
-fn depends_on(
-    ctx: &mut Ctx,
-    st: &StackEnv,
-    me: &str,
-    v: &Node,
-    k: &str,
-) -> BTreeMap<String, DependsCondition> {
-    let mut out = BTreeMap::new();
-    let mut add = |ctx: &mut Ctx, at: &Node, dep: &str, cond: DependsCondition| {
-        let sub = format!("{k}.{dep}");
-        if dep == me {
-            ctx.error(at, &sub, "a service cannot depend on itself", REMOVE_IT);
-        } else if !st.services.contains(dep) {
-            ctx.error(
-                at,
-                &sub,
-                format!("unknown service `{dep}`"),
-                "name a service of this compose file",
-            );
-        } else {
-            out.insert(dep.to_string(), cond);
-        }
-    };
-    match &v.value {
-        NodeValue::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(dep) = ctx.string(item, &format!("{k}[{i}]")) {
-                    add(ctx, item, &dep, DependsCondition::Started);
-                }
-            }
-        }
-        NodeValue::Map(entries) => {
-            for (dep, spec) in entries {
-                let sub = format!("{k}.{dep}");
-                let mut cond = DependsCondition::Started;
-                if let Some(fields) = ctx.map(spec, &sub) {
-                    for (fk, fv) in fields {
-                        let fsub = format!("{sub}.{fk}");
-                        match fk.as_str() {
-                            "condition" => match ctx.string(fv, &fsub).as_deref() {
-                                Some("service_started") => cond = DependsCondition::Started,
-                                Some("service_healthy") => cond = DependsCondition::Healthy,
-                                Some("service_completed_successfully") => {
-                                    cond = DependsCondition::CompletedSuccessfully
-                                }
-                                Some(other) => ctx.error(
-                                    fv,
-                                    &fsub,
-                                    format!("unknown condition `{other}`"),
-                                    "use service_started, service_healthy or service_completed_successfully",
-                                ),
-                                None => {}
-                            },
-                            "restart" | "required" => ctx.not_yet(fv, &fsub),
-                            _ => ctx.unsupported(fv, &fsub),
-                        }
-                    }
-                }
-                add(ctx, spec, dep, cond);
-            }
-        }
-        NodeValue::Null => {}
-        _ => ctx.error(
-            v,
-            k,
-            format!(
-                "expected a list or a mapping of services, found {}",
-                v.kind()
-            ),
-            "",
-        ),
-    }
-    out
-}
-
-/// `networks:` of a service: a list of keys or a mapping with `aliases`. The service name is
-/// always an alias; no `networks:` means the `default` network.
-fn service_networks(
-    ctx: &mut Ctx,
-    st: &StackEnv,
-    name: &str,
-    node: Option<&Node>,
-    base: &str,
-) -> BTreeMap<String, NetworkAttach> {
-    let mut out = BTreeMap::new();
-    let k = format!("{base}.networks");
-    let mut add = |ctx: &mut Ctx, at: &Node, net: &str, mut aliases: Vec<String>| {
-        if !st.networks.contains(net) {
-            ctx.error(
-                at,
-                &format!("{k}.{net}"),
-                format!("network `{net}` is not declared"),
-                &format!("add it under the top-level networks: (`networks: {{{net}: {{}}}}`)"),
-            );
-            return;
-        }
-        aliases.insert(0, name.to_string());
-        let mut seen = BTreeSet::new();
-        aliases.retain(|a| seen.insert(a.clone()));
-        out.insert(net.to_string(), NetworkAttach { aliases });
-    };
-    let Some(node) = node else {
-        out.insert(
-            "default".to_string(),
-            NetworkAttach {
-                aliases: vec![name.to_string()],
-            },
-        );
-        return out;
-    };
-    match &node.value {
-        NodeValue::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(net) = ctx.string(item, &format!("{k}[{i}]")) {
-                    add(ctx, item, &net, Vec::new());
-                }
-            }
-        }
-        NodeValue::Map(entries) => {
-            for (net, spec) in entries {
-                let sub = format!("{k}.{net}");
-                let mut aliases = Vec::new();
-                if let Some(fields) = ctx.map(spec, &sub) {
-                    for (fk, fv) in fields {
-                        let fsub = format!("{sub}.{fk}");
-                        match fk.as_str() {
-                            "aliases" => aliases = ctx.strings(fv, &fsub),
-                            "ipv4_address" | "ipv6_address" | "priority" | "mac_address"
-                            | "link_local_ips" | "driver_opts" | "gw_priority" => {
-                                ctx.not_yet(fv, &fsub)
-                            }
-                            _ => ctx.unsupported(fv, &fsub),
-                        }
-                    }
-                }
-                add(ctx, spec, net, aliases);
-            }
-        }
-        _ => ctx.error(
-            node,
-            &k,
-            format!(
-                "expected a list or a mapping of networks, found {}",
-                node.kind()
-            ),
-            "",
-        ),
-    }
-    out
 }

@@ -54,6 +54,8 @@ pub(super) fn load_with(
         snap: &snap,
         vars,
         bind_root: Path::new("/var/lib/gitmoor/binds"),
+        secrets_dir: None,
+        profiles: &[],
     })
 }
 

@@ -37,19 +37,34 @@ fn line_of(text: &str, at: &str) -> usize {
 }
 
 const CASES: &[Case] = &[
-    case("build", "services:\n  api:\n    build: .\n", "build:", "services.api.build", "build: not supported yet; build and push the image in CI"),
-    case("image missing", "services:\n  api:\n    restart: always\n", "api:", "services.api.image", "missing; gitmoor runs prebuilt images; add image:"),
-    case("unknown service key", "services:\n  api:\n    image: x\n    expose: [80]\n", "expose", "services.api.expose", "not supported by gitmoor; remove it"),
+    case("build context missing", "services:\n  api:\n    build: ./app\n", "build:", "services.api.build", "the build context `./app` does not exist in the repo (compose/app/app)"),
+    case("build without Dockerfile", "services:\n  api:\n    build: .\n", "build:", "services.api.build.dockerfile", "no `Dockerfile` in the build context"),
+    case("build remote context", "services:\n  api:\n    build: https://github.com/a/b.git\n", "build:", "services.api.build", "a remote build context is not supported"),
+    case("build leaves the repo", "services:\n  api:\n    build:\n      context: ../../..\n", "context", "services.api.build.context", "leaves the repo"),
+    case("build cache_from", "services:\n  api:\n    build:\n      context: .\n      cache_from: [x]\n", "cache_from", "services.api.build.cache_from", "not supported yet"),
+    case("pull_policy", "services:\n  api:\n    image: x\n    pull_policy: sometimes\n", "pull_policy", "services.api.pull_policy", "unknown pull policy `sometimes`"),
+    case("pull_policy build without build", "services:\n  api:\n    image: x\n    pull_policy: build\n", "pull_policy", "services.api.pull_policy", "`build` needs a build: section"),
+    case("image missing", "services:\n  api:\n    restart: always\n", "api:", "services.api.image", "missing; gitmoor runs an image, or builds one with build:"),
+    case("unknown service key", "services:\n  api:\n    image: x\n    colour: blue\n", "colour", "services.api.colour", "not supported by gitmoor; remove it"),
+    case("links", "services:\n  api:\n    image: x\n    links: [db]\n", "links", "services.api.links", "not supported (legacy links)"),
     case("unknown top-level key", "services:\n  api:\n    image: x\nfoo: 1\n", "foo", "foo", "not supported by gitmoor; remove it"),
-    case("top-level secrets", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    file: ./s\n", "secrets:", "secrets", "not supported yet"),
+    case("secret from environment", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    environment: S\n", "environment", "secrets.s.environment", "not supported yet (only file: sources)"),
+    case("secret external", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    external: true\n", "external", "secrets.s.external", "Swarm"),
+    case("secret without file", "services:\n  api:\n    image: x\nsecrets:\n  s: {}\n", "s: {}", "secrets.s.file", "missing"),
+    case("secret leaves the secrets dir", "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ../s.txt\n", "file:", "secrets.s.file", "not a path inside the secrets dir"),
+    case("secret undeclared", "services:\n  api:\n    image: x\n    secrets: [s]\n", "secrets", "services.api.secrets[0]", "secret `s` is not declared"),
+    case("config missing in repo", "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: ./c.conf\n", "file:", "configs.c.file", "`./c.conf` does not exist in the repo (compose/app/c.conf)"),
+    case("config leaves the stack", "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: ../other/c.conf\n", "file:", "configs.c.file", "is not a file inside the stack folder"),
+    case("config content", "services:\n  api:\n    image: x\nconfigs:\n  c:\n    content: hi\n", "content", "configs.c.content", "not supported yet"),
+    case("config undeclared", "services:\n  api:\n    image: x\n    configs:\n      - source: c\n", "source", "services.api.configs[0]", "config `c` is not declared"),
     case("services missing", "volumes:\n  a:\n", "volumes", "services", "missing"),
-    case("network external", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    external: true\n", "external", "networks.web.external", "not supported yet"),
-    case("network driver", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    driver: bridge\n", "driver", "networks.web.driver", "not supported yet"),
-    case("network ipam", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    ipam: {}\n", "ipam", "networks.web.ipam", "not supported yet"),
-    case("network name", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    name: other\n", "name: other", "networks.web.name", "not supported yet"),
+    case("network external with driver", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    external: true\n    driver: bridge\n", "driver", "networks.web.driver", "an external object is made outside this file"),
+    case("network subnet", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    ipam:\n      config:\n        - subnet: 10.0.0.0/40\n", "subnet", "networks.web.ipam.config[0].subnet", "`10.0.0.0/40` is not a subnet"),
+    case("network gateway without subnet", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    ipam:\n      config:\n        - gateway: 10.0.0.1\n", "gateway", "networks.web.ipam.config[0].subnet", "ip_range and gateway need a subnet"),
+    case("network name", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    name: \"my net\"\n", "name:", "networks.web.name", "is not a valid Docker name"),
     case("network unknown key", "services:\n  api:\n    image: x\nnetworks:\n  web:\n    color: red\n", "color", "networks.web.color", "not supported by gitmoor"),
-    case("volume external", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    external: true\n", "external", "volumes.data.external", "not supported yet"),
-    case("volume driver_opts", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    driver_opts: {}\n", "driver_opts", "volumes.data.driver_opts", "not supported yet"),
+    case("volume external with labels", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    external: true\n    labels: {a: b}\n", "labels", "volumes.data.labels", "an external object is made outside this file"),
+    case("volume unknown key", "services:\n  api:\n    image: x\nvolumes:\n  data:\n    size: 1g\n", "size", "volumes.data.size", "not supported by gitmoor"),
     case("name differs", "name: other\nservices:\n  api:\n    image: x\n", "name:", "name", "`other` differs from the stack folder name `app`; remove name:, or write name: app"),
     case("literal secret, map", "services:\n  api:\n    image: x\n    environment:\n      DB_PASSWORD: hunter2\n", "DB_PASSWORD", "services.api.environment.DB_PASSWORD", "literal secret in a committed file; move the value to <secrets_dir>/app.env and write DB_PASSWORD: ${DB_PASSWORD}"),
     case("literal secret, list", "services:\n  api:\n    image: x\n    environment:\n      - DB_PASSWD=hunter2\n", "DB_PASSWD", "services.api.environment.DB_PASSWD", "literal secret in a committed file"),
@@ -77,7 +92,24 @@ const CASES: &[Case] = &[
     case("long volume bind options", "services:\n  api:\n    image: x\n    volumes:\n      - type: bind\n        source: /a\n        target: /b\n        bind:\n          propagation: rshared\n", "bind:", "services.api.volumes[0].bind", "not supported yet"),
     case("tmpfs relative", "services:\n  api:\n    image: x\n    tmpfs: run\n", "tmpfs", "services.api.tmpfs", "`run` must be an absolute path"),
     case("network undeclared", "services:\n  api:\n    image: x\n    networks: [front]\n", "networks", "services.api.networks.front", "network `front` is not declared; add it under the top-level networks:"),
-    case("network ipv4_address", "services:\n  api:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.2\n", "ipv4", "services.api.networks.default.ipv4_address", "not supported yet"),
+    case("ipv4_address without subnet", "services:\n  api:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.2\n", "default:", "services.api.networks.default.ipv4_address", "a static address needs a subnet, and network `default` has none"),
+    case("ipv4_address outside the subnet", "services:\n  api:\n    image: x\n    networks:\n      web:\n        ipv4_address: 10.9.0.2\nnetworks:\n  web:\n    ipam:\n      config:\n        - subnet: 10.0.0.0/24\n", "web:", "services.api.networks.web.ipv4_address", "`10.9.0.2` is outside the subnets of network `web`"),
+    case("ipv4_address not an address", "services:\n  api:\n    image: x\n    networks:\n      default:\n        ipv4_address: nope\n", "ipv4", "services.api.networks.default.ipv4_address", "`nope` is not an IP address"),
+    case("network_mode with networks", "services:\n  api:\n    image: x\n    network_mode: host\n    networks: [default]\n", "networks:", "services.api.networks", "cannot be combined with network_mode"),
+    case("network_mode unknown service", "services:\n  api:\n    image: x\n    network_mode: service:vpn\n", "network_mode", "services.api.network_mode", "unknown service `vpn`"),
+    case("network_mode bogus", "services:\n  api:\n    image: x\n    network_mode: overlay\n", "network_mode", "services.api.network_mode", "`overlay` is not supported; use host, none, bridge, default, service:<name>, container:<name>"),
+    case("pid bogus", "services:\n  api:\n    image: x\n    pid: private\n", "pid", "services.api.pid", "`private` is not supported"),
+    case("container_name invalid", "services:\n  api:\n    image: x\n    container_name: \"my app\"\n", "container_name", "services.api.container_name", "is not a valid container name"),
+    case("container_name twice", "services:\n  api:\n    image: x\n    container_name: app\n  web:\n    image: x\n    container_name: \"app\"\n", "\"app\"", "services.web.container_name", "`app` is also the container name of service api"),
+    case("expose invalid", "services:\n  api:\n    image: x\n    expose: [\"80/icmp\"]\n", "expose", "services.api.expose[0]", "`80/icmp` is not a port"),
+    case("stop_grace_period", "services:\n  api:\n    image: x\n    stop_grace_period: soon\n", "stop_grace_period", "services.api.stop_grace_period", "`soon` is not a duration"),
+    case("ulimit soft above hard", "services:\n  api:\n    image: x\n    ulimits:\n      nofile:\n        soft: 2\n        hard: 1\n", "nofile", "services.api.ulimits.nofile", "soft is above hard"),
+    case("device CDI", "services:\n  api:\n    image: x\n    devices: [\"nvidia.com/gpu=all\"]\n", "devices", "services.api.devices[0]", "only device paths are supported"),
+    case("shm_size", "services:\n  api:\n    image: x\n    shm_size: big\n", "shm_size", "services.api.shm_size", "`big` is not a size"),
+    case("init", "services:\n  api:\n    image: x\n    init: maybe\n", "init", "services.api.init", "expected true or false"),
+    case("profile name", "services:\n  api:\n    image: x\n    profiles: [\"-x\"]\n", "profiles", "services.api.profiles[0]", "is not a valid profile name"),
+    case("depends on an inactive service", "services:\n  api:\n    image: x\n    depends_on: [dbg]\n  dbg:\n    image: x\n    profiles: [debug]\n", "depends_on", "services.api.depends_on.dbg", "`dbg` does not run: its profiles (debug) are not enabled"),
+    case("literal secret in build args", "services:\n  api:\n    image: x\n    build:\n      args:\n        NPM_TOKEN: abc\n", "NPM_TOKEN", "services.api.build.args.NPM_TOKEN", "literal secret"),
     case("depends_on unknown", "services:\n  api:\n    image: x\n    depends_on: [nope]\n", "depends_on", "services.api.depends_on.nope", "unknown service `nope`"),
     case("depends_on self", "services:\n  api:\n    image: x\n    depends_on: [api]\n", "depends_on", "services.api.depends_on.api", "cannot depend on itself"),
     case("depends_on condition", "services:\n  api:\n    image: x\n    depends_on:\n      db:\n        condition: service_ready\n  db:\n    image: y\n", "service_ready", "services.api.depends_on.db.condition", "unknown condition `service_ready`; use service_started"),
@@ -227,6 +259,8 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
         snap: &s,
         vars: &vars,
         bind_root: Path::new("/b"),
+        secrets_dir: None,
+        profiles: &[],
     });
     let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(
@@ -237,7 +271,7 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
 
 #[test]
 fn all_errors_are_collected() {
-    let text = "services:\n  api:\n    build: .\n    expose: [80]\n    restart: sometimes\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2\n";
+    let text = "services:\n  api:\n    build: .\n    links: [db]\n    restart: sometimes\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2\n";
     let (spec, f) = load_with("app", text, &[], &strict(&[]));
     assert!(spec.is_none());
     assert_eq!(f.errors.len(), 4, "{:#?}", f.errors);

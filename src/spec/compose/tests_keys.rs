@@ -63,12 +63,12 @@ fn service_keys() {
         }),
         ("networks map with aliases", "networks:\n  front:\n    aliases: [web, api]\n  back:", "networks:\n  front:\n  back:\n", |s| {
             assert_eq!(s.networks, BTreeMap::from([
-                ("back".to_string(), NetworkAttach { aliases: strs(&["api"]) }),
-                ("front".to_string(), NetworkAttach { aliases: strs(&["api", "web"]) }),
+                ("back".to_string(), NetworkAttach { aliases: strs(&["api"]), ..Default::default() }),
+                ("front".to_string(), NetworkAttach { aliases: strs(&["api", "web"]), ..Default::default() }),
             ]))
         }),
         ("no networks: the default network", "", "", |s| {
-            assert_eq!(s.networks, BTreeMap::from([("default".to_string(), NetworkAttach { aliases: strs(&["api"]) })]))
+            assert_eq!(s.networks, BTreeMap::from([("default".to_string(), NetworkAttach { aliases: strs(&["api"]), ..Default::default() })]))
         }),
         ("healthcheck test string", "healthcheck:\n  test: curl -f http://localhost/ || exit 1\n  interval: 1m30s\n  timeout: 500ms", "", |s| {
             let hc = s.healthcheck.clone().expect("healthcheck");

@@ -1,0 +1,128 @@
+//! Checks across the services of one file: container names, `depends_on` cycles, and
+//! dependencies on services that their profiles leave out.
+
+use super::ctx::Ctx;
+use crate::spec::model::ServiceSpec;
+use crate::spec::yaml::Node;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Two services of one file cannot have the same container name.
+pub(crate) fn container_names(
+    ctx: &mut Ctx,
+    services_node: &Node,
+    services: &BTreeMap<String, ServiceSpec>,
+    names: &BTreeMap<String, String>,
+) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (svc, cname) in names {
+        if !services.contains_key(svc) {
+            continue;
+        }
+        if let Some(other) = seen.insert(cname, svc) {
+            let at = services_node
+                .get(svc)
+                .and_then(|s| s.get("container_name"))
+                .unwrap_or(services_node);
+            ctx.error(
+                at,
+                &format!("services.{svc}.container_name"),
+                format!("`{cname}` is also the container name of service {other}"),
+                "give each service its own container name",
+            );
+        }
+    }
+}
+
+/// A running service cannot depend on (or join) one its profiles leave out.
+pub(crate) fn inactive_deps(
+    ctx: &mut Ctx,
+    services_node: &Node,
+    services: &BTreeMap<String, ServiceSpec>,
+    inactive: &BTreeMap<String, Vec<String>>,
+) {
+    for (name, svc) in services.iter().filter(|(n, _)| !inactive.contains_key(*n)) {
+        for dep in svc.depends_on.keys() {
+            let Some(profiles) = inactive.get(dep) else {
+                continue;
+            };
+            let at = services_node
+                .get(name)
+                .and_then(|s| s.get("depends_on").or_else(|| s.get("network_mode")))
+                .unwrap_or(services_node);
+            ctx.error(
+                at,
+                &format!("services.{name}.depends_on.{dep}"),
+                format!(
+                    "`{dep}` does not run: its profiles ({}) are not enabled",
+                    profiles.join(", ")
+                ),
+                &format!("enable one of them, or give {name} the same profiles"),
+            );
+        }
+    }
+}
+
+/// A `depends_on` cycle can never start: name it.
+pub(crate) fn cycles(
+    ctx: &mut Ctx,
+    services_node: &Node,
+    services: &BTreeMap<String, ServiceSpec>,
+) {
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
+    for start in services.keys() {
+        let mut path: Vec<&str> = Vec::new();
+        visit(start, services, &mut state, &mut path, &mut |cycle| {
+            let mut canon: Vec<String> = cycle.iter().map(|s| s.to_string()).collect();
+            canon.sort();
+            if !reported.insert(canon) {
+                return;
+            }
+            let first = cycle[0];
+            let at = services_node
+                .get(first)
+                .and_then(|s| s.get("depends_on"))
+                .unwrap_or(services_node);
+            let mut shown = cycle.join(" -> ");
+            shown.push_str(" -> ");
+            shown.push_str(first);
+            ctx.error(
+                at,
+                &format!("services.{first}.depends_on"),
+                format!("dependency cycle: {shown}"),
+                "remove one of these depends_on entries",
+            );
+        });
+    }
+}
+
+fn visit<'s>(
+    name: &'s str,
+    services: &'s BTreeMap<String, ServiceSpec>,
+    state: &mut BTreeMap<&'s str, u8>,
+    path: &mut Vec<&'s str>,
+    report: &mut dyn FnMut(&[&str]),
+) {
+    match state.get(name) {
+        Some(2) => return,
+        Some(1) => {
+            if let Some(i) = path.iter().position(|p| *p == name) {
+                report(&path[i..]);
+            }
+            return;
+        }
+        _ => {}
+    }
+    state.insert(name, 1);
+    path.push(name);
+    if let Some(svc) = services.get(name) {
+        for dep in svc.depends_on.keys() {
+            if let Some((k, _)) = services.get_key_value(dep) {
+                visit(k, services, state, path, report);
+            }
+        }
+    }
+    path.pop();
+    state.insert(name, 2);
+}

@@ -1,0 +1,313 @@
+//! The top-level `networks:` and `volumes:`: driver, options, IPAM, `name:` and `external:`.
+//!
+//! A network or volume the file declares gets compose's name (`<stack>_<key>`) and labels, unless
+//! `name:` gives the Docker name. An `external: true` one is made outside gitmoor: it keeps its
+//! own name, gets no labels, and is never created, changed or removed.
+
+use super::ctx::{is_extension, user_labels, valid_object_name, Ctx};
+use crate::labels;
+use crate::spec::model::{IpamPool, IpamSpec, NetworkSpec, VolumeSpec};
+use crate::spec::yaml::{Node, NodeValue};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The network compose makes for services that name none.
+pub(crate) fn default_network(stack: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: format!("{stack}_default"),
+        labels: managed_labels(stack, labels::NETWORK, "default", BTreeMap::new()),
+        ..Default::default()
+    }
+}
+
+fn managed_labels(
+    stack: &str,
+    kind_label: &str,
+    key: &str,
+    user: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels = user;
+    labels.insert(labels::PROJECT.to_string(), stack.to_string());
+    labels.insert(kind_label.to_string(), key.to_string());
+    labels.insert(labels::MANAGED.to_string(), "true".to_string());
+    labels
+}
+
+/// `external: true`, or compose's legacy `external: {name: x}` (which also names it).
+fn external(ctx: &mut Ctx, n: &Node, key: &str, name: &mut Option<String>) -> bool {
+    match &n.value {
+        NodeValue::Map(entries) => {
+            for (k, v) in entries {
+                let sub = format!("{key}.{k}");
+                match k.as_str() {
+                    "name" => *name = ctx.string(v, &sub),
+                    _ => ctx.unsupported(v, &sub),
+                }
+            }
+            ctx.warn(
+                n,
+                key,
+                "`external: {name: ...}` is deprecated",
+                "write external: true and name: ... instead",
+            );
+            true
+        }
+        _ => ctx.bool(n, key).unwrap_or(false),
+    }
+}
+
+/// A Docker object name given with `name:`.
+fn object_name(ctx: &mut Ctx, n: &Node, key: &str) -> Option<String> {
+    let name = ctx.string(n, key)?;
+    if valid_object_name(&name) {
+        Some(name)
+    } else {
+        ctx.error(
+            n,
+            key,
+            format!("`{name}` is not a valid Docker name"),
+            "use letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+        );
+        None
+    }
+}
+
+/// Keys that describe how to make the object: meaningless for an external one.
+fn refuse_on_external(ctx: &mut Ctx, entries: &[(String, Node)], base: &str, allowed: &[&str]) {
+    for (k, n) in entries {
+        if !allowed.contains(&k.as_str()) && !is_extension(k) {
+            ctx.error(
+                n,
+                &format!("{base}.{k}"),
+                "an external object is made outside this file, so this key has no effect",
+                "remove it, or remove external: true to let gitmoor make it",
+            );
+        }
+    }
+}
+
+pub(crate) fn top_networks(
+    ctx: &mut Ctx,
+    stack: &str,
+    node: &Node,
+) -> BTreeMap<String, NetworkSpec> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = ctx.map(node, "networks") else {
+        return out;
+    };
+    for (key, v) in entries {
+        let base = format!("networks.{key}");
+        if !valid_object_name(key) {
+            ctx.error(
+                v,
+                &base,
+                "not a valid network name",
+                "use letters, digits, `_`, `.` and `-`",
+            );
+        }
+        let mut spec = NetworkSpec::default();
+        let mut name = None;
+        let mut user = BTreeMap::new();
+        let fields = ctx.map(v, &base).unwrap_or(&[]);
+        for (k, n) in fields {
+            let sub = format!("{base}.{k}");
+            match k.as_str() {
+                "internal" => spec.internal = ctx.bool(n, &sub).unwrap_or(false),
+                "labels" => user = user_labels(ctx, n, &sub),
+                "external" => spec.external = external(ctx, n, &sub, &mut name),
+                "name" => name = object_name(ctx, n, &sub),
+                "driver" => spec.driver = ctx.string(n, &sub).filter(|d| !d.is_empty()),
+                "driver_opts" => spec.driver_opts = ctx.string_map(n, &sub),
+                "ipam" => spec.ipam = ipam(ctx, n, &sub),
+                "attachable" => spec.attachable = ctx.bool(n, &sub).unwrap_or(false),
+                "enable_ipv6" => spec.enable_ipv6 = ctx.bool(n, &sub).unwrap_or(false),
+                "enable_ipv4" => ctx.not_yet(n, &sub),
+                k if is_extension(k) => {}
+                _ => ctx.unsupported(n, &sub),
+            }
+        }
+        if spec.external {
+            refuse_on_external(ctx, fields, &base, &["external", "name"]);
+            spec = NetworkSpec {
+                name: name.unwrap_or_else(|| key.clone()),
+                external: true,
+                ..Default::default()
+            };
+        } else {
+            spec.name = name.unwrap_or_else(|| format!("{stack}_{key}"));
+            spec.labels = managed_labels(stack, labels::NETWORK, key, user);
+        }
+        out.insert(key.clone(), spec);
+    }
+    out
+}
+
+fn ipam(ctx: &mut Ctx, node: &Node, key: &str) -> Option<IpamSpec> {
+    let entries = ctx.map(node, key)?;
+    let mut spec = IpamSpec::default();
+    for (k, n) in entries {
+        let sub = format!("{key}.{k}");
+        match k.as_str() {
+            "driver" => spec.driver = ctx.string(n, &sub).filter(|d| !d.is_empty()),
+            "options" => spec.options = ctx.string_map(n, &sub),
+            "config" => {
+                let items = ctx.seq(n, &sub).unwrap_or(&[]);
+                for (i, item) in items.iter().enumerate() {
+                    let isub = format!("{sub}[{i}]");
+                    if let Some(pool) = ipam_pool(ctx, item, &isub) {
+                        spec.config.push(pool);
+                    }
+                }
+            }
+            k if is_extension(k) => {}
+            _ => ctx.unsupported(n, &sub),
+        }
+    }
+    Some(spec)
+}
+
+fn ipam_pool(ctx: &mut Ctx, node: &Node, key: &str) -> Option<IpamPool> {
+    let entries = ctx.map(node, key)?;
+    let mut pool = IpamPool::default();
+    for (k, n) in entries {
+        let sub = format!("{key}.{k}");
+        match k.as_str() {
+            "subnet" => pool.subnet = cidr(ctx, n, &sub),
+            "ip_range" => pool.ip_range = cidr(ctx, n, &sub),
+            "gateway" => pool.gateway = address(ctx, n, &sub),
+            "aux_addresses" => ctx.not_yet(n, &sub),
+            k if is_extension(k) => {}
+            _ => ctx.unsupported(n, &sub),
+        }
+    }
+    if pool.subnet.is_none() && (pool.ip_range.is_some() || pool.gateway.is_some()) {
+        ctx.error(
+            node,
+            &format!("{key}.subnet"),
+            "missing (ip_range and gateway need a subnet)",
+            "add subnet: 172.28.0.0/16",
+        );
+        return None;
+    }
+    Some(pool)
+}
+
+/// `172.28.0.0/16`.
+fn cidr(ctx: &mut Ctx, n: &Node, key: &str) -> Option<String> {
+    let s = ctx.string(n, key)?;
+    if parse_cidr(&s).is_some() {
+        Some(s)
+    } else {
+        ctx.error(
+            n,
+            key,
+            format!("`{s}` is not a subnet"),
+            "write it like 172.28.0.0/16",
+        );
+        None
+    }
+}
+
+pub(crate) fn address(ctx: &mut Ctx, n: &Node, key: &str) -> Option<String> {
+    let s = ctx.string(n, key)?;
+    if s.parse::<IpAddr>().is_ok() {
+        Some(s)
+    } else {
+        ctx.error(
+            n,
+            key,
+            format!("`{s}` is not an IP address"),
+            "write it like 172.28.0.10",
+        );
+        None
+    }
+}
+
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let bits: u8 = bits.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+/// Whether `addr` lies in `subnet` (same family, same leading bits).
+pub(crate) fn in_subnet(addr: &str, subnet: &str) -> bool {
+    let (Ok(a), Some((net, bits))) = (addr.parse::<IpAddr>(), parse_cidr(subnet)) else {
+        return false;
+    };
+    let (a, n, width) = match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a) as u128, u32::from(n) as u128, 32u32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128u32),
+        _ => return false,
+    };
+    let shift = width - u32::from(bits);
+    if shift >= 128 {
+        return true;
+    }
+    (a >> shift) == (n >> shift)
+}
+
+pub(crate) fn top_volumes(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, VolumeSpec> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = ctx.map(node, "volumes") else {
+        return out;
+    };
+    for (key, v) in entries {
+        let base = format!("volumes.{key}");
+        if !valid_object_name(key) {
+            ctx.error(
+                v,
+                &base,
+                "not a valid volume name",
+                "use letters, digits, `_`, `.` and `-`",
+            );
+        }
+        let mut spec = VolumeSpec::default();
+        let mut name = None;
+        let mut user = BTreeMap::new();
+        let fields = ctx.map(v, &base).unwrap_or(&[]);
+        for (k, n) in fields {
+            let sub = format!("{base}.{k}");
+            match k.as_str() {
+                "labels" => user = user_labels(ctx, n, &sub),
+                "external" => spec.external = external(ctx, n, &sub, &mut name),
+                "name" => name = object_name(ctx, n, &sub),
+                "driver" => spec.driver = ctx.string(n, &sub).filter(|d| !d.is_empty()),
+                "driver_opts" => spec.driver_opts = ctx.string_map(n, &sub),
+                k if is_extension(k) => {}
+                _ => ctx.unsupported(n, &sub),
+            }
+        }
+        if spec.external {
+            refuse_on_external(ctx, fields, &base, &["external", "name"]);
+            spec = VolumeSpec {
+                name: name.unwrap_or_else(|| key.clone()),
+                external: true,
+                ..Default::default()
+            };
+        } else {
+            spec.name = name.unwrap_or_else(|| format!("{stack}_{key}"));
+            spec.labels = managed_labels(stack, labels::VOLUME, key, user);
+        }
+        out.insert(key.clone(), spec);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        assert!(in_subnet("172.20.0.2", "172.20.0.0/24"));
+        assert!(!in_subnet("172.20.1.2", "172.20.0.0/24"));
+        assert!(in_subnet("10.1.2.3", "0.0.0.0/0"));
+        assert!(in_subnet("fd00::5", "fd00::/64"));
+        assert!(!in_subnet("fd00::5", "172.20.0.0/24"));
+        assert!(parse_cidr("172.20.0.0/33").is_none());
+        assert!(parse_cidr("172.20.0.0").is_none());
+        assert!(parse_cidr("x/8").is_none());
+    }
+}

@@ -1,0 +1,376 @@
+//! The keys real compose files use, end to end on the real dockerd: a compose file is read by the
+//! spec loader, each service becomes a Docker create body, and the running container shows the
+//! effect docker compose gives the key (name, hostname, init, sysctls, ulimits, secrets and configs
+//! mounted read-only, a static address, shared network namespaces).
+//!
+//! Networks are made here from their spec (driver, IPAM) with bollard, as the network executor is
+//! to make them; containers go through `DockerExecutor::create_container`. Every test owns a
+//! uniquely named stack, and a guard removes what it made.
+
+mod support;
+
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use gitmoor::apply::docker::DockerExecutor;
+use gitmoor::labels;
+use gitmoor::plan::{topo_order, ContainerToCreate};
+use gitmoor::source::snapshot::Snapshot;
+use gitmoor::spec::load::{load_host_spec, LoadOptions};
+use gitmoor::spec::model::{NetworkSpec, StackSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{docker, inspect, unique, StackGuard};
+
+/// A stack deployed for a test: its containers by service, and the temp dirs it reads.
+struct Deployed {
+    ids: BTreeMap<String, String>,
+    stack: StackSpec,
+    _dir: tempfile::TempDir,
+}
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(p, content).expect("write");
+}
+
+async fn create_network(ex: &DockerExecutor, net: &NetworkSpec) -> Result<(), String> {
+    let ipam = net.ipam.as_ref().map(|i| Ipam {
+        driver: i.driver.clone(),
+        config: Some(
+            i.config
+                .iter()
+                .map(|p| IpamConfig {
+                    subnet: p.subnet.clone(),
+                    ip_range: p.ip_range.clone(),
+                    gateway: p.gateway.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        options: None,
+    });
+    let request = NetworkCreateRequest {
+        name: net.name.clone(),
+        driver: Some(net.driver.clone().unwrap_or_else(|| "bridge".into())),
+        internal: Some(net.internal),
+        attachable: Some(net.attachable),
+        ipam,
+        options: Some(net.driver_opts.clone().into_iter().collect()),
+        labels: Some(net.labels.clone().into_iter().collect()),
+        ..Default::default()
+    };
+    ex.docker
+        .create_network(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Reads `compose/<stack>/compose.yaml` (plus `files` of the repo and `secrets` of the host's
+/// secrets dir) through the spec loader, then makes the stack: networks, volumes, containers in
+/// dependency order, started.
+async fn deploy(
+    ex: &DockerExecutor,
+    stack: &str,
+    compose: &str,
+    files: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+) -> Result<Deployed, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    let secrets_dir = dir.path().join("secrets");
+    let bind_root = dir.path().join("stacks");
+    write(&repo, &format!("compose/{stack}/compose.yaml"), compose);
+    for (p, c) in files {
+        write(&repo, &format!("compose/{stack}/{p}"), c);
+    }
+    std::fs::create_dir_all(&secrets_dir).expect("mkdir");
+    for (p, c) in secrets {
+        write(&secrets_dir, p, c);
+    }
+    let snap = Snapshot::from_dir(&repo).expect("snapshot");
+    let opts = LoadOptions {
+        secrets_dir: Some(secrets_dir),
+        bind_root: bind_root.clone(),
+    };
+    let (spec, findings) = load_host_spec(&snap, &opts);
+    let mut spec = spec.ok_or_else(|| format!("{:#?}", findings.errors))?;
+    let stack_spec = spec.stacks.remove(stack).ok_or("no stack")?;
+    snap.write_subtree(&format!("compose/{stack}"), &bind_root.join(stack))
+        .expect("materialise the stack folder");
+    for net in stack_spec.networks.values().filter(|n| !n.external) {
+        create_network(ex, net).await?;
+    }
+    for vol in stack_spec.volumes.values().filter(|v| !v.external) {
+        ex.ensure_volume(vol).await.map_err(|e| format!("{e:#}"))?;
+    }
+    let mut ids = BTreeMap::new();
+    for name in topo_order(&stack_spec) {
+        let svc = &stack_spec.services[&name];
+        let labels = BTreeMap::from([
+            (labels::PROJECT.to_string(), stack.to_string()),
+            (labels::SERVICE.to_string(), name.clone()),
+            (labels::CONTAINER_NUMBER.to_string(), "1".to_string()),
+            (labels::ONEOFF.to_string(), "False".to_string()),
+            (labels::MANAGED.to_string(), "true".to_string()),
+        ]);
+        let c = ContainerToCreate {
+            name: svc
+                .container_name
+                .clone()
+                .unwrap_or_else(|| format!("{stack}-{name}-1")),
+            stack: stack.to_string(),
+            service: name.clone(),
+            spec: svc.clone(),
+            labels,
+            networks: svc
+                .networks
+                .iter()
+                .filter_map(|(k, a)| {
+                    stack_spec
+                        .networks
+                        .get(k)
+                        .map(|n| (n.name.clone(), a.aliases.clone()))
+                })
+                .collect(),
+            wait_healthy: false,
+            wait_completed: false,
+        };
+        let id = ex
+            .create_container(&c)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        ex.start(&id).await.map_err(|e| format!("{e:#}"))?;
+        ids.insert(name, id);
+    }
+    Ok(Deployed {
+        ids,
+        stack: stack_spec,
+        _dir: dir,
+    })
+}
+
+fn exec(id: &str, script: &str) -> String {
+    docker(&["exec", id, "sh", "-c", script])
+}
+
+async fn executor() -> DockerExecutor {
+    DockerExecutor::connect(None)
+        .await
+        .expect("dockerd reachable on this host")
+}
+
+#[tokio::test]
+async fn container_name_hostname_init_sysctls_ulimits_and_a_fast_stop() {
+    let ex = executor().await;
+    let stack = unique("gmk");
+    let _guard = StackGuard(stack.clone());
+    let compose = format!(
+        r#"services:
+  app:
+    image: example-busybox:1
+    container_name: {stack}-named
+    command: ["sleep", "600"]
+    hostname: box
+    domainname: example.org
+    init: true
+    stop_grace_period: 20s
+    sysctls:
+      net.core.somaxconn: 1024
+    ulimits:
+      nofile:
+        soft: 1024
+        hard: 2048
+    shm_size: 32m
+    expose: ["7000"]
+"#
+    );
+    let d = deploy(&ex, &stack, &compose, &[], &[])
+        .await
+        .expect("deploy");
+    let id = &d.ids["app"];
+    assert_eq!(inspect(id, "{{.Name}}"), format!("/{stack}-named"));
+    assert_eq!(inspect(id, "{{.Config.Hostname}}"), "box");
+    assert_eq!(inspect(id, "{{.Config.Domainname}}"), "example.org");
+    assert_eq!(inspect(id, "{{.HostConfig.Init}}"), "true");
+    assert_eq!(
+        inspect(id, "{{.HostConfig.ShmSize}}"),
+        (32 << 20).to_string()
+    );
+    assert_eq!(inspect(id, "{{.Config.StopTimeout}}"), "20");
+    assert!(inspect(id, "{{json .Config.ExposedPorts}}").contains("7000/tcp"));
+    assert_eq!(exec(id, "cat /proc/sys/net/core/somaxconn"), "1024");
+    assert_eq!(exec(id, "ulimit -n; ulimit -Hn"), "1024\n2048");
+    assert_eq!(exec(id, "hostname"), "box");
+
+    // With init, SIGTERM reaches `sleep` (not PID 1 any more): it stops at once, well before the
+    // 20 s grace period that `docker stop` takes from the container.
+    let start = Instant::now();
+    docker(&["stop", id]);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    assert_eq!(inspect(id, "{{.State.Running}}"), "false");
+}
+
+#[tokio::test]
+async fn secrets_and_configs_are_mounted_read_only_where_compose_mounts_them() {
+    let ex = executor().await;
+    let stack = unique("gmk");
+    let _guard = StackGuard(stack.clone());
+    let compose = r#"services:
+  app:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    environment:
+      DB_PASSWORD_FILE: /run/secrets/db_password
+    secrets:
+      - db_password
+      - source: api_key
+        target: api.txt
+    configs:
+      - app_conf
+      - source: site
+        target: /etc/site/site.conf
+secrets:
+  db_password:
+    file: db/password.txt
+  api_key:
+    file: api.key
+configs:
+  app_conf:
+    file: ./conf/app.conf
+  site:
+    file: conf/site.conf
+"#;
+    let files = [
+        ("conf/app.conf", "key=value\n"),
+        ("conf/site.conf", "server {}\n"),
+    ];
+    let secrets = [
+        ("db/password.txt", "s3cret-from-the-host"),
+        ("api.key", "k3y"),
+    ];
+    let d = deploy(&ex, &stack, compose, &files, &secrets)
+        .await
+        .expect("deploy");
+    let id = &d.ids["app"];
+    assert_eq!(
+        exec(id, "cat /run/secrets/db_password"),
+        "s3cret-from-the-host"
+    );
+    assert_eq!(exec(id, "cat /run/secrets/api.txt"), "k3y");
+    assert_eq!(exec(id, "cat /app_conf"), "key=value");
+    assert_eq!(exec(id, "cat /etc/site/site.conf"), "server {}");
+    assert_eq!(
+        exec(
+            id,
+            "echo x > /run/secrets/db_password 2>/dev/null && echo writable || echo read-only"
+        ),
+        "read-only"
+    );
+    assert_eq!(
+        exec(
+            id,
+            "echo x > /app_conf 2>/dev/null && echo writable || echo read-only"
+        ),
+        "read-only"
+    );
+    // Only hashes of the secret files are kept, keyed by their host path.
+    let inputs = serde_json::to_string(&d.stack.services["app"].repo_inputs).expect("json");
+    assert!(inputs.contains("db/password.txt") && !inputs.contains("s3cret"));
+}
+
+#[tokio::test]
+async fn a_static_ipv4_address_on_a_network_with_a_subnet() {
+    let ex = executor().await;
+    // A subnet no other network of this host uses: try a few.
+    let mut last = String::new();
+    for attempt in 0..8u32 {
+        let stack = unique("gmk");
+        let guard = StackGuard(stack.clone());
+        let octet = (std::process::id() + attempt * 37) % 200 + 20;
+        let compose = format!(
+            r#"services:
+  dns:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    networks:
+      dns-net:
+        ipv4_address: 10.231.{octet}.53
+        aliases: [resolver]
+  client:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    networks: [dns-net]
+networks:
+  dns-net:
+    driver: bridge
+    ipam:
+      config:
+        - subnet: 10.231.{octet}.0/24
+          gateway: 10.231.{octet}.1
+"#
+        );
+        match deploy(&ex, &stack, &compose, &[], &[]).await {
+            Ok(d) => {
+                let ip = inspect(
+                    &d.ids["dns"],
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                );
+                assert_eq!(ip, format!("10.231.{octet}.53"));
+                let seen = exec(
+                    &d.ids["client"],
+                    "ping -c1 -W2 resolver >/dev/null && echo up",
+                );
+                assert_eq!(seen, "up", "the alias resolves on the network");
+                drop(guard);
+                return;
+            }
+            Err(e) if e.contains("overlap") || e.contains("Pool") => last = e,
+            Err(e) => panic!("deploy: {e}"),
+        }
+    }
+    panic!("no free 10.231.x.0/24 subnet: {last}");
+}
+
+#[tokio::test]
+async fn network_mode_joins_another_service_or_none() {
+    let ex = executor().await;
+    let stack = unique("gmk");
+    let _guard = StackGuard(stack.clone());
+    let compose = r#"services:
+  vpn:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+  app:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    network_mode: service:vpn
+  isolated:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    network_mode: none
+"#;
+    let d = deploy(&ex, &stack, compose, &[], &[])
+        .await
+        .expect("deploy");
+    let (vpn, app, isolated) = (&d.ids["vpn"], &d.ids["app"], &d.ids["isolated"]);
+    let mac = |id: &str| exec(id, "cat /sys/class/net/eth0/address");
+    assert!(!mac(vpn).is_empty());
+    assert_eq!(mac(app), mac(vpn), "app shares vpn's network namespace");
+    assert_eq!(exec(isolated, "ls /sys/class/net"), "lo");
+    // Docker resolves `container:<name>` to the container's id at create time: when vpn is
+    // recreated, app must be recreated too (the planner's job: app depends on vpn).
+    assert_eq!(
+        inspect(app, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{vpn}")
+    );
+    assert!(d.stack.services["app"].depends_on.contains_key("vpn"));
+}
