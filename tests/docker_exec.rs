@@ -313,7 +313,11 @@ async fn observe_skips_unmanaged_containers_and_names_finds_them() {
     // and a name that is only a substring of it is not.
     let taken = gitmoor::observe::docker::container_names(
         &ex.docker,
-        &[name.clone(), format!("{stack}-str"), format!("{stack}-none")],
+        &[
+            name.clone(),
+            format!("{stack}-str"),
+            format!("{stack}-none"),
+        ],
     )
     .await
     .expect("names");

@@ -269,8 +269,19 @@ fn a_hand_made_container_with_the_same_name_is_reported_not_replaced() {
     let out = w.host.gitmoor(&["apply"]);
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains(&name) && text.contains("not manage"), "{text}");
-    assert_eq!(container_id(&w.stack, "web"), made, "the stranger is untouched");
-    assert_eq!(container_id(&w.stack, "worker"), "", "nothing of the stack was created");
+    assert!(
+        text.contains(&name) && text.contains("not manage"),
+        "{text}"
+    );
+    assert_eq!(
+        container_id(&w.stack, "web"),
+        made,
+        "the stranger is untouched"
+    );
+    assert_eq!(
+        container_id(&w.stack, "worker"),
+        "",
+        "nothing of the stack was created"
+    );
     docker(&["rm", "-f", &name]);
 }

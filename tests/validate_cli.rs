@@ -11,8 +11,16 @@ fn validate(dir: &Path, secrets: Option<&Path>) -> (bool, String) {
         cmd.arg("--secrets").arg(s);
     }
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(matches!(out.status.code(), Some(0) | Some(1)), "exit {:?}: {text}", out.status.code());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "exit {:?}: {text}",
+        out.status.code()
+    );
     (out.status.success(), text)
 }
 
@@ -41,15 +49,25 @@ fn missing_variable_warns_without_secrets_and_fails_with_them() {
     let d = repo(&[("compose/api/compose.yaml", API)]);
     let (ok, text) = validate(d.path(), None);
     assert!(ok, "{text}");
-    assert!(text.contains("warning") && text.contains("JWT_SECRET"), "{text}");
+    assert!(
+        text.contains("warning") && text.contains("JWT_SECRET"),
+        "{text}"
+    );
 
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("api.env"), "OTHER=1\n").unwrap();
     let (ok, text) = validate(d.path(), Some(secrets.path()));
     assert!(!ok, "{text}");
-    assert!(text.contains("compose/api/compose.yaml:5") && text.contains("JWT_SECRET"), "{text}");
+    assert!(
+        text.contains("compose/api/compose.yaml:5") && text.contains("JWT_SECRET"),
+        "{text}"
+    );
 
-    std::fs::write(secrets.path().join("api.env"), "JWT_SECRET=s3cr3t-value-Zq81\n").unwrap();
+    std::fs::write(
+        secrets.path().join("api.env"),
+        "JWT_SECRET=s3cr3t-value-Zq81\n",
+    )
+    .unwrap();
     let (ok, text) = validate(d.path(), Some(secrets.path()));
     assert!(ok, "{text}");
     assert!(!text.contains("s3cr3t-value-Zq81"), "{text}");
@@ -63,15 +81,27 @@ fn unknown_key_committed_env_and_literal_password_are_refused_with_file_and_line
     ), ("compose/api/.env", "A=1\n")]);
     let (ok, text) = validate(d.path(), None);
     assert!(!ok, "{text}");
-    assert!(text.contains("compose/api/compose.yaml:5: services.api.deploy.replicas"), "{text}");
-    assert!(text.contains("compose/api/compose.yaml:7") && text.contains("DB_PASSWORD"), "{text}");
-    assert!(!text.contains("hunter2"), "the literal value is not echoed: {text}");
+    assert!(
+        text.contains("compose/api/compose.yaml:5: services.api.deploy.replicas"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compose/api/compose.yaml:7") && text.contains("DB_PASSWORD"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2"),
+        "the literal value is not echoed: {text}"
+    );
     assert!(text.contains("compose/api/.env"), "{text}");
 }
 
 #[test]
 fn invalid_yaml_names_the_line() {
-    let d = repo(&[("compose/web/compose.yaml", "services:\n  web:\n    image: [unclosed\n")]);
+    let d = repo(&[(
+        "compose/web/compose.yaml",
+        "services:\n  web:\n    image: [unclosed\n",
+    )]);
     let (ok, text) = validate(d.path(), None);
     assert!(!ok, "{text}");
     assert!(text.contains("compose/web/compose.yaml:"), "{text}");

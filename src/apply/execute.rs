@@ -4,8 +4,8 @@
 
 use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
 use crate::plan::normalize_image;
-use crate::source::snapshot::Snapshot;
 use crate::plan::{Action, ContainerToCreate, Plan};
+use crate::source::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
@@ -50,7 +50,10 @@ pub struct ApplyInputs<'a> {
 
 pub async fn execute(plan: &Plan, exec: &DockerExecutor, opts: &ApplyOptions) -> ApplyReport {
     let empty = Snapshot::default();
-    let inputs = ApplyInputs { snapshot: &empty, auth: None };
+    let inputs = ApplyInputs {
+        snapshot: &empty,
+        auth: None,
+    };
     execute_with(plan, exec, opts, &inputs).await
 }
 

@@ -1,8 +1,8 @@
 //! The diff: pair desired and observed objects by name, decide create / recreate / start /
 //! remove, and order the actions so that dependencies come first and removals last.
 
-use super::images::plan_images;
 use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint};
+use super::images::plan_images;
 use super::{Action, ContainerToCreate, Plan, StackPlan};
 use crate::labels;
 use crate::observe::{Observed, ObservedContainer};

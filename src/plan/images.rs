@@ -114,7 +114,13 @@ fn build_reason(b: &BuildSpec, tag: &str, observed: &Observed) -> Option<String>
     })
 }
 
-fn build_step(stack: &str, service: &str, svc: &ServiceSpec, b: &BuildSpec, reason: &str) -> BuildStep {
+fn build_step(
+    stack: &str,
+    service: &str,
+    svc: &ServiceSpec,
+    b: &BuildSpec,
+    reason: &str,
+) -> BuildStep {
     let mut labels = b.labels.clone();
     labels.insert(BUILD_HASH.to_string(), build_hash(b));
     labels.insert(CONTEXT_TREE.to_string(), b.context_tree.clone());
@@ -133,10 +139,16 @@ fn build_step(stack: &str, service: &str, svc: &ServiceSpec, b: &BuildSpec, reas
 fn tag_moved(tag: &str, observed: &Observed) -> Option<String> {
     let remote = observed.remote_digests.get(tag)?;
     let local = observed.image_digests.get(tag).cloned().unwrap_or_default();
-    if local.iter().any(|d| d.rsplit_once('@').is_some_and(|(_, x)| x == remote)) {
+    if local
+        .iter()
+        .any(|d| d.rsplit_once('@').is_some_and(|(_, x)| x == remote))
+    {
         return None;
     }
-    let was = local.first().and_then(|d| d.rsplit_once('@')).map(|(_, x)| short(x).to_string());
+    let was = local
+        .first()
+        .and_then(|d| d.rsplit_once('@'))
+        .map(|(_, x)| short(x).to_string());
     Some(format!(
         "tag {tag} moved on the registry ({} → {})",
         was.as_deref().unwrap_or("none"),

@@ -6,8 +6,8 @@ pub mod fingerprint;
 pub mod images;
 pub mod render;
 
-pub use images::BuildStep;
 pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
+pub use images::BuildStep;
 
 use crate::spec::model::{NetworkSpec, ServiceSpec, VolumeSpec};
 use std::collections::BTreeMap;

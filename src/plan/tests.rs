@@ -376,7 +376,13 @@ fn normalizes_image_references_like_the_image_listing() {
 
 fn with_build(tree: &str) -> HostSpec {
     let mut spec = seed();
-    let be = spec.stacks.get_mut("app").unwrap().services.get_mut("backend").unwrap();
+    let be = spec
+        .stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut("backend")
+        .unwrap();
     be.image = "app-backend:latest".into();
     be.build = Some(BuildSpec {
         context: "compose/app/backend".into(),
@@ -392,60 +398,112 @@ fn build_runs_when_missing_then_is_skipped_by_its_hash_label() {
     let p = plan(&with_build("t1"), &images(), &ctx()).unwrap();
     assert_eq!(p.builds.len(), 1);
     assert_eq!(p.builds[0].reason, "image app-backend:latest not built yet");
-    assert!(p.pulls.is_empty(), "a built image is not pulled: {:?}", p.pulls);
+    assert!(
+        p.pulls.is_empty(),
+        "a built image is not pulled: {:?}",
+        p.pulls
+    );
 
     // The image now exists, labelled by that build: nothing to build, nothing to recreate.
     let mut host = images();
-    host.images.insert("app-backend:latest".into(), "sha256:b1".into());
-    host.image_labels.insert("app-backend:latest".into(), p.builds[0].labels.clone());
+    host.images
+        .insert("app-backend:latest".into(), "sha256:b1".into());
+    host.image_labels
+        .insert("app-backend:latest".into(), p.builds[0].labels.clone());
     let host = applied(&p, &host);
     let again = plan(&with_build("t1"), &host, &ctx()).unwrap();
     assert!(again.is_empty(), "{}", again.render_text());
 
     // A change inside the context: rebuild and recreate, saying so.
     let p2 = plan(&with_build("t2"), &host, &ctx()).unwrap();
-    assert_eq!(p2.builds[0].reason, "build context compose/app/backend changed (tree t1 → t2)");
+    assert_eq!(
+        p2.builds[0].reason,
+        "build context compose/app/backend changed (tree t1 → t2)"
+    );
     let v = p2.views();
     let re = v.iter().find(|a| a.action == "recreate").unwrap();
     assert_eq!(re.target, "app-backend-1");
-    assert!(re.reasons.iter().any(|r| r.starts_with("image rebuilt: build context")), "{re:?}");
-    assert!(!v.iter().any(|a| a.target == "app-postgres-1"), "postgres untouched: {v:?}");
+    assert!(
+        re.reasons
+            .iter()
+            .any(|r| r.starts_with("image rebuilt: build context")),
+        "{re:?}"
+    );
+    assert!(
+        !v.iter().any(|a| a.target == "app-postgres-1"),
+        "postgres untouched: {v:?}"
+    );
 }
 
 #[test]
 fn pull_policy_never_with_a_missing_image_is_refused() {
     let mut spec = seed();
-    let be = spec.stacks.get_mut("app").unwrap().services.get_mut("backend").unwrap();
+    let be = spec
+        .stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut("backend")
+        .unwrap();
     be.image = "not-here:1".into();
     be.pull_policy = PullPolicy::Never;
     let err = plan(&spec, &images(), &ctx()).unwrap_err().to_string();
-    assert!(err.contains("not-here:1") && err.contains("pull_policy"), "{err}");
+    assert!(
+        err.contains("not-here:1") && err.contains("pull_policy"),
+        "{err}"
+    );
 }
 
 #[test]
 fn pull_policy_always_redeploys_a_moved_tag() {
     let mut spec = seed();
-    let be = spec.stacks.get_mut("app").unwrap().services.get_mut("backend").unwrap();
+    let be = spec
+        .stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut("backend")
+        .unwrap();
     be.pull_policy = PullPolicy::Always;
     let mut host = applied(&plan(&spec, &images(), &ctx()).unwrap(), &images());
-    host.image_digests.insert("example-backend:1".into(), vec!["example-backend@sha256:aaa".into()]);
-    host.remote_digests.insert("example-backend:1".into(), "sha256:aaa".into());
-    assert!(plan(&spec, &host, &ctx()).unwrap().is_empty(), "same digest: nothing to do");
-    host.remote_digests.insert("example-backend:1".into(), "sha256:bbb".into());
+    host.image_digests.insert(
+        "example-backend:1".into(),
+        vec!["example-backend@sha256:aaa".into()],
+    );
+    host.remote_digests
+        .insert("example-backend:1".into(), "sha256:aaa".into());
+    assert!(
+        plan(&spec, &host, &ctx()).unwrap().is_empty(),
+        "same digest: nothing to do"
+    );
+    host.remote_digests
+        .insert("example-backend:1".into(), "sha256:bbb".into());
     let p = plan(&spec, &host, &ctx()).unwrap();
     assert_eq!(p.pulls, vec!["example-backend:1"]);
     let v = p.views();
-    assert!(v[0].reasons[0].contains("moved on the registry (aaa → bbb)"), "{v:?}");
+    assert!(
+        v[0].reasons[0].contains("moved on the registry (aaa → bbb)"),
+        "{v:?}"
+    );
     assert_eq!(v[1].action, "recreate");
 }
 
 #[test]
 fn container_name_is_honoured() {
     let mut spec = seed();
-    spec.stacks.get_mut("app").unwrap().services.get_mut("postgres").unwrap().container_name =
-        Some("db".into());
+    spec.stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut("postgres")
+        .unwrap()
+        .container_name = Some("db".into());
     let p = plan(&spec, &images(), &ctx()).unwrap();
-    assert!(kinds(&p).contains(&"create db".to_string()), "{:?}", kinds(&p));
+    assert!(
+        kinds(&p).contains(&"create db".to_string()),
+        "{:?}",
+        kinds(&p)
+    );
 }
 
 #[test]
@@ -455,6 +513,10 @@ fn external_networks_and_volumes_are_never_created() {
     st.networks.get_mut("web").unwrap().external = true;
     st.volumes.get_mut("pgdata").unwrap().external = true;
     let k = kinds(&plan(&spec, &images(), &ctx()).unwrap());
-    assert!(!k.iter().any(|a| a.contains("app_web") || a.contains("app_pgdata")), "{k:?}");
+    assert!(
+        !k.iter()
+            .any(|a| a.contains("app_web") || a.contains("app_pgdata")),
+        "{k:?}"
+    );
     assert!(k.contains(&"create-network app_db".to_string()), "{k:?}");
 }

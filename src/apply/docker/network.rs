@@ -66,7 +66,10 @@ impl DockerExecutor {
             attachable: Some(net.attachable),
             enable_ipv6: Some(net.enable_ipv6),
             options: (!net.driver_opts.is_empty()).then(|| {
-                net.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                net.driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             }),
             ipam: net.ipam.as_ref().map(|i| bollard::models::Ipam {
                 driver: i.driver.clone(),
@@ -81,8 +84,12 @@ impl DockerExecutor {
                         })
                         .collect(),
                 ),
-                options: (!i.options.is_empty())
-                    .then(|| i.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                options: (!i.options.is_empty()).then(|| {
+                    i.options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                }),
             }),
             labels: Some(
                 net.labels
@@ -145,7 +152,10 @@ impl DockerExecutor {
             name: Some(vol.name.clone()),
             driver: Some(vol.driver.clone().unwrap_or_else(|| "local".to_string())),
             driver_opts: (!vol.driver_opts.is_empty()).then(|| {
-                vol.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                vol.driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             }),
             labels: Some(
                 vol.labels
