@@ -39,6 +39,13 @@ pub struct Config {
     /// Where the status server listens (issue #3).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Registry credentials, in docker's `config.json` format (`{"auths": {"host": {"auth": …}}}`),
+    /// kept outside Git like the secrets.
+    pub registry_auth: Option<PathBuf>,
+    /// Compose profiles to enable: services with a `profiles:` list start only when one of their
+    /// profiles is here (services without one always start).
+    #[serde(default)]
+    pub profiles: Vec<String>,
     /// Names this gitmoor among others on the same Docker engine: it sees, changes and prunes only
     /// the objects labelled with its own instance name.
     #[serde(default = "default_instance")]

@@ -5,14 +5,14 @@
 //! before the first effect; the same failing inputs are not tried again until they change.
 
 use crate::apply::docker::DockerExecutor;
-use crate::apply::execute::{execute, ApplyOptions, ApplyReport};
+use crate::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
 use crate::config::Config;
 use crate::observe::docker::observe;
 use crate::plan::{plan, Plan, PlanContext};
 use crate::source::git::{CommitInfo, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
-use crate::spec::load::{load_host_spec, LoadOptions};
+use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
 use crate::spec::model::HostSpec;
 use crate::state::{Attempt, CommitRef, State};
 use anyhow::Context;
@@ -176,7 +176,7 @@ impl Reconciler {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
         };
-        let (spec, findings) = load_host_spec(&snap, &opts);
+        let (spec, findings) = load_host_spec_with_profiles(&snap, &opts, &self.cfg.profiles);
         for w in &findings.warnings {
             warn!("{w}");
         }
@@ -206,7 +206,25 @@ impl Reconciler {
             }
         };
 
-        let observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        // Registry credentials, and the registry's digest of every `pull_policy: always` tag
+        // (a moved tag is redeployed; a registry that cannot be asked only costs a warning).
+        let auth =
+            crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
+        for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
+            if svc.pull_policy == crate::spec::model::PullPolicy::Always && svc.build.is_none() {
+                match self.exec.remote_digest(&svc.image, auth.as_ref()).await {
+                    Ok(d) => {
+                        observed
+                            .remote_digests
+                            .insert(crate::plan::normalize_image(&svc.image), d);
+                    }
+                    Err(e) => {
+                        warn!(image = %svc.image, error = %format!("{e:#}"), "cannot read the tag's digest on its registry")
+                    }
+                }
+            }
+        }
         let ctx = PlanContext {
             commit: head.sha.clone(),
             bind_root: self.cfg.bind_root(),
@@ -256,7 +274,11 @@ impl Reconciler {
             health_timeout: Duration::from_secs(self.cfg.health_timeout_secs),
             stop_grace_secs: 10,
         };
-        let report = execute(&plan, &self.exec, &apply_opts).await;
+        let apply_inputs = ApplyInputs {
+            snapshot: &snap,
+            auth: auth.as_ref(),
+        };
+        let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
         outcome.verdict = if report.is_ok() {
             Verdict::Applied
         } else {

@@ -48,15 +48,6 @@ pub struct ApplyInputs<'a> {
     pub auth: Option<&'a RegistryAuth>,
 }
 
-pub async fn execute(plan: &Plan, exec: &DockerExecutor, opts: &ApplyOptions) -> ApplyReport {
-    let empty = Snapshot::default();
-    let inputs = ApplyInputs {
-        snapshot: &empty,
-        auth: None,
-    };
-    execute_with(plan, exec, opts, &inputs).await
-}
-
 /// Pulls and builds every image first; a stack whose image could not be had is skipped whole
 /// (nothing of it is stopped), and the other stacks go on.
 pub async fn execute_with(
