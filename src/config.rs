@@ -36,9 +36,34 @@ pub struct Config {
     pub poll: String,
     /// `unix:///var/run/docker.sock`, `tcp://…`; DOCKER_HOST and the default otherwise.
     pub docker_host: Option<String>,
-    /// Where the status server listens (issue #3).
+    /// Where the status server listens: `/health`, `/status`, `/`, `/metrics`, `/hooks/*`
+    /// (default `127.0.0.1:9090`). Put Nginx in front to reach it from outside.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// File holding the webhook secret (trailing newline ignored). Without it there is no
+    /// `/hooks/*` endpoint at all. Read once at start: restart gitmoor after changing it.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Largest webhook body accepted; bigger deliveries get 413 (default 1 MiB; GitHub's push
+    /// payloads list at most 20 commits and stay far below it).
+    #[serde(default = "default_webhook_max_body")]
+    pub webhook_max_body_bytes: usize,
+    /// `/health` answers 503 when one reconcile has been running longer than this (default 900 s:
+    /// above `health_timeout_secs`, so a slow healthcheck wait is not taken for a stuck loop).
+    #[serde(default = "default_health_max_reconcile")]
+    pub health_max_reconcile_secs: u64,
+    /// After a webhook or a secrets edit, wait this long for more before reconciling, so a burst
+    /// of deliveries makes one reconcile (default 500 ms).
+    #[serde(default = "default_nudge_debounce")]
+    pub nudge_debounce_ms: u64,
+    /// The secrets dir watcher waits until its files have been quiet this long (default 500 ms).
+    #[serde(default = "default_secrets_debounce")]
+    pub secrets_debounce_ms: u64,
+    /// How many recent deployments `/status` and the status page list (default 20, at most 50).
+    #[serde(default = "default_status_history")]
+    pub status_history: usize,
+    /// The status page reloads itself this often (default 10 s).
+    #[serde(default = "default_status_refresh")]
+    pub status_refresh_secs: u64,
     /// Registry credentials, in docker's `config.json` format (`{"auths": {"host": {"auth": …}}}`),
     /// kept outside Git like the secrets.
     pub registry_auth: Option<PathBuf>,
@@ -69,6 +94,24 @@ fn default_poll() -> String {
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_webhook_max_body() -> usize {
+    1 << 20
+}
+fn default_health_max_reconcile() -> u64 {
+    900
+}
+fn default_nudge_debounce() -> u64 {
+    500
+}
+fn default_secrets_debounce() -> u64 {
+    500
+}
+fn default_status_history() -> usize {
+    20
+}
+fn default_status_refresh() -> u64 {
+    10
 }
 fn default_instance() -> String {
     "default".into()
@@ -109,6 +152,26 @@ impl Config {
                 cfg.instance
             );
         }
+        if cfg.health_max_reconcile_secs == 0 {
+            bail!(
+                "{}: health_max_reconcile_secs: must be at least 1",
+                path.display()
+            );
+        }
+        if cfg.webhook_max_body_bytes < 1024 {
+            bail!(
+                "{}: webhook_max_body_bytes: {} is too small for any webhook payload; use at least 1024",
+                path.display(),
+                cfg.webhook_max_body_bytes
+            );
+        }
+        if cfg.status_refresh_secs == 0 {
+            bail!(
+                "{}: status_refresh_secs: must be at least 1",
+                path.display()
+            );
+        }
+        cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
         if cfg.repo.trim().is_empty() {
             bail!(
                 "{}: repo: empty; give an ssh, https or file:// URL or a local path",
@@ -171,9 +234,41 @@ mod tests {
         assert_eq!(cfg.secrets_dir, PathBuf::from("/etc/gitmoor/secrets"));
         assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/gitmoor"));
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(cfg.webhook_secret_file, None);
+        assert_eq!(cfg.webhook_max_body_bytes, 1 << 20);
+        assert_eq!(cfg.health_max_reconcile_secs, 900);
+        assert_eq!(cfg.nudge_debounce_ms, 500);
+        assert_eq!(cfg.secrets_debounce_ms, 500);
+        assert_eq!(cfg.status_history, 20);
+        assert_eq!(cfg.status_refresh_secs, 10);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")
+        );
+    }
+
+    #[test]
+    fn status_server_keys_parse_and_are_checked() {
+        let cfg = Config::parse(
+            "repo: x\nlisten: 127.0.0.1:9191\nwebhook_secret_file: /etc/gitmoor/hook\nhealth_max_reconcile_secs: 60\nstatus_history: 500\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9191);
+        assert_eq!(
+            cfg.webhook_secret_file.as_deref(),
+            Some(Path::new("/etc/gitmoor/hook"))
+        );
+        assert_eq!(cfg.health_max_reconcile_secs, 60);
+        assert_eq!(cfg.status_history, crate::state::HISTORY_LEN);
+        let err = Config::parse(
+            "repo: x\nhealth_max_reconcile_secs: 0\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("health_max_reconcile_secs"),
+            "{err:#}"
         );
     }
 

@@ -1,89 +1,376 @@
 //! `gitmoor run`: reconcile once at start, then on the cron schedule or when nudged, one
-//! reconcile at a time, until shutdown.
+//! reconcile at a time, until shutdown; beside it the status server and the secrets watcher.
 //!
-//! Triggers merge rather than queue: any number of nudges while a reconcile runs make exactly one
-//! more (a `Notify` keeps at most one permit). Shutdown is injected, so tests stop the daemon
-//! without signals; a reconcile that is running when shutdown comes is finished, not cut off
-//! halfway through a recreate.
+//! Triggers merge rather than queue. Each nudge bumps a counter; a reconcile covers every nudge
+//! counted before it started (it fetches after them, and is level-triggered), so any number of
+//! nudges while one runs make exactly one more, and a burst that lands within `nudge_debounce_ms`
+//! makes one in all. Shutdown is injected, so tests stop the daemon without signals; a reconcile
+//! that is running when shutdown comes is finished, not cut off halfway through a recreate.
 
 use crate::config::Config;
-use crate::reconcile::{short, Mode, Reconciler, Verdict};
+use crate::observe::docker::observe;
+use crate::reconcile::{short, Mode, Outcome, Reconciler, Verdict};
+use crate::state::State;
+use crate::status::{Finished, StatusHub};
 use chrono::Local;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
+/// How often containers are listed again while a healthcheck is starting.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Why a reconcile was asked for (several merge into one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Webhook = 1,
+    Secrets = 2,
+    Other = 4,
+}
+
+#[derive(Default)]
+struct TriggerInner {
+    notify: Notify,
+    requested: AtomicU64,
+    reasons: AtomicU8,
+}
+
 /// A handle that asks the daemon for a reconcile soon (webhooks, secret edits, tests).
 #[derive(Clone, Default)]
-pub struct Trigger(Arc<Notify>);
+pub struct Trigger(Arc<TriggerInner>);
 
 impl Trigger {
     pub fn nudge(&self) {
-        self.0.notify_one();
+        self.nudge_for(Why::Other);
+    }
+
+    pub fn nudge_for(&self, why: Why) {
+        self.0.reasons.fetch_or(why as u8, Ordering::SeqCst);
+        self.0.requested.fetch_add(1, Ordering::SeqCst);
+        self.0.notify.notify_one();
+    }
+
+    fn requested(&self) -> u64 {
+        self.0.requested.load(Ordering::SeqCst)
+    }
+
+    /// The reasons of the nudges so far (`webhook+secrets`), cleared.
+    fn take_reasons(&self) -> String {
+        let bits = self.0.reasons.swap(0, Ordering::SeqCst);
+        let names: Vec<&str> = [
+            (Why::Webhook, "webhook"),
+            (Why::Secrets, "secrets"),
+            (Why::Other, "nudge"),
+        ]
+        .iter()
+        .filter(|(w, _)| bits & (*w as u8) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            "nudge".into()
+        } else {
+            names.join("+")
+        }
     }
 }
 
+/// The daemon loop alone (no status server, no secrets watcher).
 pub async fn run(
     cfg: Config,
     trigger: Trigger,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let hub = Arc::new(StatusHub::new(&cfg));
+    run_loop(cfg, trigger, hub, shutdown).await
+}
+
+/// `gitmoor run`: the status server on `listener`, the secrets watcher, and the daemon loop, all
+/// stopped by `shutdown` (the server and the watcher stop when the loop does).
+pub async fn run_with_server(
+    cfg: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let hub = Arc::new(StatusHub::new(&cfg));
+    let trigger = Trigger::default();
+    let hooks = crate::server::hooks::HookConfig::from_config(&cfg)?;
+    if let Ok(state) = State::load(&cfg.state_dir) {
+        hub.load_state(&state);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let app = crate::server::AppState {
+        hub: hub.clone(),
+        trigger: trigger.clone(),
+        hooks,
+        refresh_secs: cfg.status_refresh_secs,
+    };
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(crate::server::serve(listener, app, stopped()));
+    info!(address = %addr, "status server listening");
+
+    let (watch_hub, watch_trigger) = (hub.clone(), trigger.clone());
+    let watcher = tokio::spawn(crate::watch::watch_secrets(
+        cfg.secrets_dir.clone(),
+        Duration::from_millis(cfg.secrets_debounce_ms),
+        Duration::from_secs(30),
+        move |change| match change {
+            crate::watch::Change::Stacks(stacks) => {
+                let files: Vec<String> = stacks.iter().map(|s| format!("{s}.env")).collect();
+                info!(files = %files.join(", "), "secrets changed; reconcile requested");
+                watch_hub.count_secrets_change();
+                watch_hub.set_pending("secrets");
+                watch_trigger.nudge_for(Why::Secrets);
+            }
+            crate::watch::Change::DirGone => {
+                warn!("the secrets dir went away; reconcile requested");
+                watch_hub.set_pending("secrets");
+                watch_trigger.nudge_for(Why::Secrets);
+            }
+        },
+        stopped(),
+    ));
+
+    let result = run_loop(cfg, trigger, hub.clone(), shutdown).await;
+    hub.stopped();
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        warn!("the status server did not stop within 5 s");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
+    result
+}
+
+async fn run_loop(
+    cfg: Config,
+    trigger: Trigger,
+    hub: Arc<StatusHub>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let schedule = cfg.schedule()?;
-    let rec = Reconciler::new(cfg, true).await?;
-    info!(repo = %rec.cfg.repo, branch = %rec.cfg.branch, poll = %rec.cfg.poll, "gitmoor daemon started");
+    let debounce = Duration::from_millis(cfg.nudge_debounce_ms);
     tokio::pin!(shutdown);
+    let rec = tokio::select! {
+        r = Reconciler::new(cfg, true) => r?,
+        _ = &mut shutdown => {
+            info!("shutting down");
+            return Ok(());
+        }
+    };
+    info!(repo = %crate::status::doc::redact_userinfo(&rec.cfg.repo), branch = %rec.cfg.branch, poll = %rec.cfg.poll, "gitmoor daemon started");
     let mut skipped = None;
+    let mut why = String::from("start");
     loop {
-        once(&rec, &mut skipped).await;
-        let now = Local::now();
-        let next = match schedule.find_next_occurrence(&now, false) {
-            Ok(t) => t,
-            Err(e) => {
-                error!("the poll schedule has no next run ({e}); stopping");
-                return Err(anyhow::anyhow!(
-                    "poll schedule {:?} has no next run",
-                    rec.cfg.poll
-                ));
+        // Every nudge counted so far is covered by this reconcile: it fetches after them.
+        let served = trigger.requested();
+        once(&rec, &hub, &why, &mut skipped).await;
+        // Healthchecks decide after the apply: look again (listing calls only, no reconcile)
+        // every few seconds while one is starting, for at most the health timeout.
+        let mut recheck_until = hub
+            .any_starting()
+            .then(|| Instant::now() + Duration::from_secs(rec.cfg.health_timeout_secs.max(30)));
+        let wake = loop {
+            if trigger.requested() != served {
+                break None;
+            }
+            let recheck = recheck_until.is_some_and(|t| Instant::now() < t);
+            let now = Local::now();
+            let next = match schedule.find_next_occurrence(&now, false) {
+                Ok(t) => t,
+                Err(e) => {
+                    error!("the poll schedule has no next run ({e}); stopping");
+                    return Err(anyhow::anyhow!(
+                        "poll schedule {:?} has no next run",
+                        rec.cfg.poll
+                    ));
+                }
+            };
+            hub.set_next_poll(Some(next.timestamp()));
+            let wait = (next - now).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => break Some("poll"),
+                _ = tokio::time::sleep(RECHECK), if recheck => {
+                    match observe(&rec.exec.docker, &rec.cfg.instance).await {
+                        Ok(o) => hub.observed(&o),
+                        Err(e) => debug!(error = %format!("{e:#}"), "cannot list containers"),
+                    }
+                    if !hub.any_starting() {
+                        recheck_until = None;
+                    }
+                    continue;
+                }
+                // Re-checked at the top: a permit left by nudges already served wakes us for nothing.
+                _ = trigger.0.notify.notified() => continue,
+                _ = &mut shutdown => {
+                    info!("shutting down");
+                    return Ok(());
+                }
             }
         };
-        let wait = (next - now).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = trigger.0.notified() => info!("reconcile requested"),
-            _ = &mut shutdown => {
-                info!("shutting down");
-                return Ok(());
+        why = match wake {
+            Some(poll) => poll.to_string(),
+            None => {
+                if !debounce.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(debounce) => {}
+                        _ = &mut shutdown => {
+                            info!("shutting down");
+                            return Ok(());
+                        }
+                    }
+                }
+                let why = trigger.take_reasons();
+                info!(trigger = %why, "reconcile requested");
+                why
             }
-        }
+        };
+    }
+}
+
+fn result_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Noop => "noop",
+        Verdict::Applied => "success",
+        Verdict::Invalid => "invalid",
+        Verdict::Failed => "failed",
+        Verdict::Skipped => "skipped",
+        Verdict::Planned => "noop",
     }
 }
 
 /// One reconcile whose errors are logged, never fatal: the daemon outlives a bad commit, an
-/// unreachable remote or a restarting dockerd.
+/// unreachable remote or a restarting dockerd. Each step is reported to the status hub.
 /// `skipped` remembers the commit last reported as skipped, so a bad commit is reported once,
 /// not at every poll.
-async fn once(rec: &Reconciler, skipped: &mut Option<String>) {
-    match rec.reconcile(Mode::Apply, false).await {
-        Ok(o) => match o.verdict {
-            Verdict::Noop => debug!(commit = %short(&o.commit.sha), "in sync"),
-            Verdict::Applied => info!(commit = %short(&o.commit.sha), "deployed"),
-            Verdict::Skipped if skipped.as_deref() == Some(o.commit.sha.as_str()) => {
-                debug!(commit = %short(&o.commit.sha), "still waiting for a fix")
+async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option<String>) {
+    hub.begin(why);
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().timestamp();
+    let head = match rec.fetch().await {
+        Ok(h) => h,
+        Err(e) => {
+            let msg = format!("fetching {} failed: {e:#}", rec.cfg.branch);
+            error!(error = %crate::status::doc::redact_userinfo(&msg), "reconcile failed");
+            hub.fetch_failed(&msg);
+            hub.finish(Finished {
+                started_at,
+                duration: started.elapsed(),
+                trigger: why,
+                result: "error",
+                commit: None,
+                actions: vec![],
+                error: Some(msg),
+                findings: None,
+                desired: None,
+                observed: None,
+                state: None,
+            });
+            return;
+        }
+    };
+    hub.fetched(&head);
+    let commit = head.clone();
+    let outcome = rec.reconcile_fetched(head, Mode::Apply, false).await;
+    match outcome {
+        Ok(mut o) => {
+            log_outcome(&o, skipped);
+            // Bad input stops before Docker is asked anything: list the containers for /status.
+            if o.observed.is_none() {
+                o.observed = observe(&rec.exec.docker, &rec.cfg.instance).await.ok();
             }
-            Verdict::Skipped => {
-                warn!(
-                    commit = %short(&o.commit.sha),
-                    "not retried: these inputs failed before; push a fix or edit the secrets"
-                );
-                *skipped = Some(o.commit.sha.clone());
-            }
-            _ => warn!(
+            finish(rec, hub, why, started, started_at, &o);
+        }
+        Err(e) => {
+            let msg = crate::status::doc::redact_userinfo(&format!("{e:#}"));
+            error!(error = %msg, "reconcile failed");
+            hub.finish(Finished {
+                started_at,
+                duration: started.elapsed(),
+                trigger: why,
+                result: "error",
+                commit: Some(&commit),
+                actions: vec![],
+                error: Some(msg),
+                findings: None,
+                desired: None,
+                observed: None,
+                state: State::load(&rec.cfg.state_dir).ok(),
+            });
+        }
+    }
+}
+
+fn finish(
+    rec: &Reconciler,
+    hub: &StatusHub,
+    why: &str,
+    started: Instant,
+    started_at: i64,
+    o: &Outcome,
+) {
+    hub.finish(Finished {
+        started_at,
+        duration: started.elapsed(),
+        trigger: why,
+        result: result_name(o.verdict),
+        commit: Some(&o.commit),
+        actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
+        error: o.error.clone(),
+        findings: Some(&o.findings),
+        desired: o.desired.clone(),
+        observed: o.observed.as_ref(),
+        state: State::load(&rec.cfg.state_dir).ok(),
+    });
+}
+
+fn log_outcome(o: &Outcome, skipped: &mut Option<String>) {
+    match o.verdict {
+        Verdict::Noop => debug!(commit = %short(&o.commit.sha), "in sync"),
+        Verdict::Applied => info!(commit = %short(&o.commit.sha), "deployed"),
+        Verdict::Skipped if skipped.as_deref() == Some(o.commit.sha.as_str()) => {
+            debug!(commit = %short(&o.commit.sha), "still waiting for a fix")
+        }
+        Verdict::Skipped => {
+            warn!(
                 commit = %short(&o.commit.sha),
-                error = o.error.as_deref().unwrap_or("unknown"),
-                "not deployed; the host keeps the last applied state"
-            ),
-        },
-        Err(e) => error!(error = %format!("{e:#}"), "reconcile failed"),
+                "not retried: these inputs failed before; push a fix or edit the secrets"
+            );
+            *skipped = Some(o.commit.sha.clone());
+        }
+        _ => warn!(
+            commit = %short(&o.commit.sha),
+            error = o.error.as_deref().unwrap_or("unknown"),
+            "not deployed; the host keeps the last applied state"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nudges_count_and_merge_their_reasons() {
+        let t = Trigger::default();
+        assert_eq!(t.requested(), 0);
+        t.nudge_for(Why::Webhook);
+        t.nudge_for(Why::Webhook);
+        t.nudge_for(Why::Secrets);
+        assert_eq!(t.requested(), 3);
+        assert_eq!(t.take_reasons(), "webhook+secrets");
+        assert_eq!(t.take_reasons(), "nudge");
+        t.nudge();
+        assert_eq!(t.take_reasons(), "nudge");
     }
 }

@@ -11,9 +11,12 @@ pub mod labels;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
+pub mod server;
 pub mod source;
 pub mod spec;
 pub mod state;
+pub mod status;
+pub mod watch;
 
 /// `gitmoor status` for a terminal: the deployed commit, the last attempt, each stack.
 pub fn status_text(state: &state::State) -> String {

@@ -7,8 +7,9 @@ use gitmoor::reconcile::{Mode, Reconciler, Verdict};
 use gitmoor::source::snapshot::Snapshot;
 use gitmoor::spec::load::{load_host_spec, LoadOptions};
 use gitmoor::state::State;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -52,10 +53,17 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// Show the last deployments from the state dir.
+    /// Show the daemon's status (from its /status endpoint; from the state dir when it is not
+    /// running).
     Status {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
+        /// The daemon's address (default: `listen:` from the config, else http://127.0.0.1:9090).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the /status document as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -147,12 +155,73 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config } => {
             let cfg = Config::load(&config)?;
-            gitmoor::daemon::run(cfg, gitmoor::daemon::Trigger::default(), shutdown_signal())
-                .await?;
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {} ({e}); set `listen:` in {} to a free address",
+                        cfg.listen,
+                        config.display()
+                    )
+                })?;
+            gitmoor::daemon::run_with_server(cfg, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { config } => {
-            let cfg = Config::load(&config)?;
+        Cmd::Status { config, url, json } => status(&config, url, json).await,
+    }
+}
+
+/// `gitmoor status`: the daemon's /status, or the state file when the daemon does not answer.
+async fn status(config: &Path, url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config);
+    let url = url.unwrap_or_else(|| match &cfg {
+        Ok(c) => {
+            let mut addr = c.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            format!("http://{addr}")
+        }
+        Err(_) => "http://127.0.0.1:9090".into(),
+    });
+    let fetched = gitmoor::server::client::get(&url, "/status", Duration::from_secs(5)).await;
+    match fetched {
+        Ok((200, body)) => {
+            if json {
+                println!("{}", body.trim_end());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let doc: gitmoor::status::doc::StatusDoc = serde_json::from_str(&body)
+                .map_err(|e| anyhow::anyhow!("{url}/status is not gitmoor's status: {e}"))?;
+            if let Ok(c) = &cfg {
+                if c.instance != doc.instance {
+                    eprintln!(
+                        "note: the daemon at {url} is instance {:?}, not {:?} of {}",
+                        doc.instance,
+                        c.instance,
+                        config.display()
+                    );
+                }
+            }
+            print!(
+                "{}",
+                gitmoor::server::text::render(&doc, chrono::Utc::now().timestamp())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            let why = match other {
+                Ok((code, _)) => format!("{url}/status answered {code}"),
+                Err(e) => format!("{e:#}"),
+            };
+            let cfg = cfg.map_err(|e| {
+                anyhow::anyhow!("the daemon does not answer ({why}), and without a config there is no state file to read: {e:#}")
+            })?;
+            eprintln!("the daemon does not answer ({why}); from the state file:");
             print!("{}", gitmoor::status_text(&State::load(&cfg.state_dir)?));
             Ok(ExitCode::SUCCESS)
         }

@@ -8,12 +8,13 @@ use crate::apply::docker::DockerExecutor;
 use crate::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
 use crate::config::Config;
 use crate::observe::docker::observe;
+use crate::observe::Observed;
 use crate::plan::{plan, Plan, PlanContext};
 use crate::source::git::{CommitInfo, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
 use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
-use crate::spec::model::HostSpec;
+use crate::spec::model::{DependsCondition, HostSpec};
 use crate::state::{Attempt, CommitRef, State};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -55,6 +56,41 @@ pub struct Outcome {
     pub plan: Option<Plan>,
     pub report: Option<ApplyReport>,
     pub error: Option<String>,
+    /// The commit's stacks and their services (names only), when its spec could be read.
+    pub desired: Option<BTreeMap<String, Vec<DesiredService>>>,
+    /// The host as it was left: observed again after an apply, or the observation the plan was
+    /// made from when nothing was applied. None when the reconcile stopped before observing.
+    pub observed: Option<Observed>,
+}
+
+/// One service of the commit, as `/status` shows it: no environment, nothing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    pub name: String,
+    pub image: String,
+    /// Another service waits for it with `service_completed_successfully`: exiting is its job.
+    pub one_shot: bool,
+}
+
+/// The names `/status` needs from a spec: stacks, their services, their images.
+pub fn desired_services(spec: &HostSpec) -> BTreeMap<String, Vec<DesiredService>> {
+    spec.stacks
+        .iter()
+        .map(|(name, stack)| {
+            let services = stack
+                .services
+                .iter()
+                .map(|(svc, s)| DesiredService {
+                    name: svc.clone(),
+                    image: s.image.clone(),
+                    one_shot: stack.services.values().any(|other| {
+                        other.depends_on.get(svc) == Some(&DependsCondition::CompletedSuccessfully)
+                    }),
+                })
+                .collect();
+            (name.clone(), services)
+        })
+        .collect()
 }
 
 /// Holds what lives across reconciles: the Git cache, the Docker connection, the state dir lock.
@@ -136,6 +172,17 @@ impl Reconciler {
     /// failed before (the CLI's `apply` does; the daemon does not).
     pub async fn reconcile(&self, mode: Mode, retry: bool) -> anyhow::Result<Outcome> {
         let head = self.fetch().await?;
+        self.reconcile_fetched(head, mode, retry).await
+    }
+
+    /// The rest of a reconcile, for a caller that fetched itself (the daemon, which reports a
+    /// fetch failure apart from the reconcile that follows).
+    pub async fn reconcile_fetched(
+        &self,
+        head: CommitInfo,
+        mode: Mode,
+        retry: bool,
+    ) -> anyhow::Result<Outcome> {
         let span = info_span!("reconcile", commit = %short(&head.sha));
         self.reconcile_commit(head, mode, retry)
             .instrument(span)
@@ -160,6 +207,8 @@ impl Reconciler {
             plan: None,
             report: None,
             error: None,
+            desired: None,
+            observed: None,
         };
 
         if mode == Mode::Apply && !retry {
@@ -206,6 +255,7 @@ impl Reconciler {
             }
         };
 
+        outcome.desired = Some(desired_services(&spec));
         let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
         // Registry credentials, and the registry's digest of every `pull_policy: always` tag
         // (a moved tag is redeployed; a registry that cannot be asked only costs a warning).
@@ -230,11 +280,23 @@ impl Reconciler {
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
         };
-        let plan = match plan(&spec, &observed, &ctx) {
+        // Containers gitmoor does not own matter only where the plan would create one: their
+        // names are looked up (one call) only then, and the plan made again with them.
+        let mut planned = plan(&spec, &observed, &ctx);
+        if let Ok(p) = &planned {
+            let names = p.names_to_create();
+            if !names.is_empty() {
+                observed.all_container_names =
+                    crate::observe::docker::container_names(&self.exec.docker, &names).await?;
+                planned = plan(&spec, &observed, &ctx);
+            }
+        }
+        let plan = match planned {
             Ok(p) => p,
             Err(e) => {
                 outcome.verdict = Verdict::Invalid;
                 outcome.error = Some(e.to_string());
+                outcome.observed = Some(observed);
                 if mode == Mode::Apply {
                     self.record(
                         &mut state,
@@ -250,10 +312,12 @@ impl Reconciler {
         };
         outcome.plan = Some(plan.clone());
         if mode == Mode::Plan {
+            outcome.observed = Some(observed);
             return Ok(outcome);
         }
         if plan.is_empty() {
             outcome.verdict = Verdict::Noop;
+            outcome.observed = Some(observed);
             let results = spec.stacks.keys().map(|k| (k.clone(), Ok(()))).collect();
             self.record(
                 &mut state,
@@ -292,6 +356,14 @@ impl Reconciler {
             }
         }
         outcome.report = Some(report);
+        // What the apply left behind, for `/status`: four listing calls, once per apply.
+        outcome.observed = match observe(&self.exec.docker, &self.cfg.instance).await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot observe the host after the apply");
+                None
+            }
+        };
         self.record(
             &mut state,
             &outcome,
@@ -412,6 +484,10 @@ fn materialise_stacks(snap: &Snapshot, spec: &HostSpec, bind_root: &Path) -> any
     Ok(())
 }
 
+/// The first 10 characters of a sha (whole characters, whatever the string holds).
 pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(10)]
+    match sha.char_indices().nth(10) {
+        Some((i, _)) => &sha[..i],
+        None => sha,
+    }
 }

@@ -1,0 +1,211 @@
+//! Watches the secrets dir (inotify through notify) and asks for a reconcile when a
+//! `<stack>.env` file is created, changed, renamed, removed or has its mode changed.
+//!
+//! The directory is watched, not the files: an atomic save (write a temp file, rename it over
+//! `app.env`) arrives as Create(tmp) then a rename whose target is `app.env`. Events are
+//! debounced: the nudge goes out once the directory has been quiet for the debounce time (at
+//! most 10 debounce times after the first event, so a file rewritten in a loop still counts).
+//! Opening a file is an event too (gitmoor reads them at each reconcile): access events are
+//! ignored, or every reconcile would cause the next. Only file names are logged, never contents.
+
+use notify::event::{EventKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// What the watcher saw, after debouncing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// These stacks' secrets files changed.
+    Stacks(BTreeSet<String>),
+    /// The directory itself went away (or was moved): it is watched again once it is back.
+    DirGone,
+}
+
+/// The stack a path names when it is `<dir>/<stack>.env` (editor temp files and dotfiles are not).
+pub fn stack_of(path: &Path, dir: &Path) -> Option<String> {
+    if path.parent()? != dir {
+        return None;
+    }
+    let name = path.file_name()?.to_str()?;
+    let stack = name.strip_suffix(".env")?;
+    (!stack.is_empty() && !stack.starts_with('.')).then(|| stack.to_string())
+}
+
+fn relevant(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(m) => !matches!(m, ModifyKind::Other),
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+enum Raw {
+    Stack(String),
+    DirGone,
+}
+
+/// Watches `dir` until `stop` resolves, calling `on_change` after each debounced burst. When the
+/// directory does not exist (yet), it is looked for again every `retry`.
+pub async fn watch_secrets(
+    dir: PathBuf,
+    debounce: Duration,
+    retry: Duration,
+    on_change: impl Fn(Change) + Send + 'static,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut warned = false;
+    loop {
+        let (tx, mut rx) = mpsc::channel::<Raw>(256);
+        let watcher = start(&dir, tx);
+        let _watcher: RecommendedWatcher = match watcher {
+            Ok(w) => {
+                if warned {
+                    info!(dir = %dir.display(), "watching the secrets dir");
+                }
+                debug!(dir = %dir.display(), "watching the secrets dir");
+                warned = false;
+                w
+            }
+            Err(e) => {
+                if !warned {
+                    warn!(dir = %dir.display(), error = %e, "cannot watch the secrets dir; secrets edits are seen at the next poll until it exists");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => continue,
+                    _ = &mut stop => return,
+                }
+            }
+        };
+        // Events until the directory goes away.
+        loop {
+            let first = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = &mut stop => return,
+            };
+            let Some(first) = first else { break };
+            let mut stacks = BTreeSet::new();
+            let mut gone = false;
+            let mut take = |raw: Raw| match raw {
+                Raw::Stack(s) => {
+                    stacks.insert(s);
+                }
+                Raw::DirGone => gone = true,
+            };
+            take(first);
+            let deadline = tokio::time::Instant::now() + debounce * 10;
+            loop {
+                let quiet = tokio::time::sleep(debounce);
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(raw) => take(raw),
+                        None => break,
+                    },
+                    _ = quiet => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut stop => return,
+                }
+            }
+            if !stacks.is_empty() {
+                on_change(Change::Stacks(stacks));
+            }
+            if gone {
+                on_change(Change::DirGone);
+                break;
+            }
+        }
+    }
+}
+
+fn start(dir: &Path, tx: mpsc::Sender<Raw>) -> notify::Result<RecommendedWatcher> {
+    let root = dir.to_path_buf();
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if !relevant(&ev.kind) {
+            return;
+        }
+        for p in &ev.paths {
+            let raw = if *p == root {
+                match ev.kind {
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => Raw::DirGone,
+                    _ => continue,
+                }
+            } else if let Some(stack) = stack_of(p, &root) {
+                Raw::Stack(stack)
+            } else {
+                continue;
+            };
+            // A full channel already holds a pending change: dropping this one loses nothing
+            // but a stack name in the log line.
+            let _ = tx.try_send(raw);
+        }
+    })?;
+    w.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn only_stack_env_files_directly_in_the_dir_count() {
+        let d = Path::new("/etc/gitmoor/secrets");
+        let s = |p: &str| stack_of(Path::new(p), d);
+        assert_eq!(s("/etc/gitmoor/secrets/app.env").as_deref(), Some("app"));
+        assert_eq!(s("/etc/gitmoor/secrets/.app.env.swp"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/app.env.tmp"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/app.env~"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/.env"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/sub/app.env"), None);
+        assert_eq!(s("/etc/gitmoor/other/app.env"), None);
+    }
+
+    #[tokio::test]
+    async fn an_atomic_save_is_one_debounced_change_and_reads_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("app.env"), "A=1\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(watch_secrets(
+            root.clone(),
+            Duration::from_millis(200),
+            Duration::from_millis(100),
+            move |c| s2.lock().unwrap().push(c),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Reading is not a change.
+        for _ in 0..3 {
+            let _ = std::fs::read(root.join("app.env")).unwrap();
+        }
+        // An atomic save, then two more writes in quick succession, plus an unrelated file.
+        std::fs::write(root.join("app.env.tmp"), "A=2\n").unwrap();
+        std::fs::rename(root.join("app.env.tmp"), root.join("app.env")).unwrap();
+        std::fs::write(root.join("app.env"), "A=3\n").unwrap();
+        std::fs::write(root.join("notes.txt"), "x").unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().is_empty() && std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![Change::Stacks(BTreeSet::from(["app".to_string()]))]
+        );
+        let _ = stop_tx.send(());
+        task.await.unwrap();
+    }
+}
