@@ -183,9 +183,9 @@ async fn replace(
     opts: &ApplyOptions,
 ) -> anyhow::Result<()> {
     use bollard::query_parameters::{RenameContainerOptions, StopContainerOptionsBuilder};
-    let stop = StopContainerOptionsBuilder::new()
-        .t(opts.stop_grace_secs as i32)
-        .build();
+    // No timeout of our own: the engine then uses the container's `StopTimeout`, which is the
+    // service's `stop_grace_period` (10 s when unset), as `docker compose` does.
+    let stop = StopContainerOptionsBuilder::new().build();
     if let Err(e) = exec.docker.stop_container(old_id, Some(stop)).await {
         // 304: already stopped.
         if !e.to_string().contains("304") {
