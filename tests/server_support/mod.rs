@@ -10,8 +10,14 @@ use std::time::Duration;
 
 /// A host whose config listens on a free loopback port; `extra` is appended to the config.
 pub fn host_with_server(remote: &Remote, extra: &str) -> (Host, u16) {
-    let port = free_port();
-    let host = Host::new(remote, &format!("listen: 127.0.0.1:{port}\n{extra}"));
+    // `Host::new` already gives every config its own free `listen:` port: read it back.
+    let host = Host::new(remote, extra);
+    let text = std::fs::read_to_string(&host.config).unwrap();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen: 127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("Host::new writes listen:");
     (host, port)
 }
 

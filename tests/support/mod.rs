@@ -133,11 +133,12 @@ impl Host {
         std::fs::write(
             &config,
             format!(
-                "repo: {}\nbranch: main\nsecrets_dir: {}\nstate_dir: {}\npoll: \"0 0 1 1 *\"\nhealth_timeout_secs: 90\ninstance: {}\n{extra_config}",
+                "repo: {}\nbranch: main\nsecrets_dir: {}\nstate_dir: {}\npoll: \"0 0 1 1 *\"\nhealth_timeout_secs: 90\ninstance: {}\nlisten: 127.0.0.1:{}\n{extra_config}",
                 remote.url(),
                 secrets.display(),
                 state.display(),
-                unique("t")
+                unique("t"),
+                free_port()
             ),
         )
         .unwrap();
