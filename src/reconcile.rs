@@ -351,9 +351,7 @@ impl Reconciler {
         outcome.error = report.first_error();
         let mut results = report.stacks.clone();
         for k in spec.stacks.keys() {
-            if report.aborted.is_none() {
-                results.entry(k.clone()).or_insert(Ok(()));
-            }
+            results.entry(k.clone()).or_insert(Ok(()));
         }
         outcome.report = Some(report);
         // What the apply left behind, for `/status`: four listing calls, once per apply.

@@ -18,26 +18,23 @@ pub struct ApplyOptions {
     pub stop_grace_secs: i64,
 }
 
-/// What happened: one result per stack in the plan, or a failure before any stack was touched.
+/// What happened: one result per stack in the plan (a stack whose image could not be pulled or
+/// built fails whole, before anything of it changed).
 #[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
-    /// A pull failed: nothing on the host was changed.
-    pub aborted: Option<String>,
     pub stacks: BTreeMap<String, Result<(), String>>,
 }
 
 impl ApplyReport {
     pub fn is_ok(&self) -> bool {
-        self.aborted.is_none() && self.stacks.values().all(|r| r.is_ok())
+        self.stacks.values().all(|r| r.is_ok())
     }
 
     /// The first error, for a one-line summary.
     pub fn first_error(&self) -> Option<String> {
-        self.aborted.clone().or_else(|| {
-            self.stacks
-                .iter()
-                .find_map(|(s, r)| r.as_ref().err().map(|e| format!("stack {s}: {e}")))
-        })
+        self.stacks
+            .iter()
+            .find_map(|(s, r)| r.as_ref().err().map(|e| format!("stack {s}: {e}")))
     }
 }
 
