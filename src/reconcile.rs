@@ -195,11 +195,14 @@ impl Reconciler {
         mode: Mode,
         retry: bool,
     ) -> anyhow::Result<Outcome> {
-        let started = Instant::now();
-        let started_unix = chrono::Utc::now().timestamp();
         let snap = self.snapshot(&head.sha).await?;
-        let inputs = inputs_hash(&head.sha, &self.cfg.secrets_dir);
-        let mut state = State::load(&self.cfg.state_dir)?;
+        let mut run = Attempting {
+            started: Instant::now(),
+            started_unix: chrono::Utc::now().timestamp(),
+            inputs: inputs_hash(&head.sha, &self.cfg.secrets_dir),
+            state: State::load(&self.cfg.state_dir)?,
+            mode,
+        };
         let mut outcome = Outcome {
             commit: head.clone(),
             verdict: Verdict::Planned,
@@ -212,8 +215,8 @@ impl Reconciler {
         };
 
         if mode == Mode::Apply && !retry {
-            if let Some(prev) = &state.last_attempt {
-                if prev.inputs == inputs && should_wait(prev, started_unix) {
+            if let Some(prev) = &run.state.last_attempt {
+                if prev.inputs == run.inputs && should_wait(prev, run.started_unix) {
                     outcome.verdict = Verdict::Skipped;
                     outcome.error = prev.error.clone();
                     return Ok(outcome);
@@ -239,75 +242,19 @@ impl Reconciler {
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("\n");
-                outcome.verdict = Verdict::Invalid;
-                outcome.error = Some(msg);
-                if mode == Mode::Apply {
-                    self.record(
-                        &mut state,
-                        &outcome,
-                        &inputs,
-                        started_unix,
-                        started,
-                        &BTreeMap::new(),
-                    )?;
-                }
-                return Ok(outcome);
+                return self.invalid(&mut run, outcome, msg);
             }
         };
 
         outcome.desired = Some(desired_services(&spec));
-        let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
-        // Registry credentials, and the registry's digest of every `pull_policy: always` tag
-        // (a moved tag is redeployed; a registry that cannot be asked only costs a warning).
         let auth =
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
-        for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
-            if svc.pull_policy == crate::spec::model::PullPolicy::Always && svc.build.is_none() {
-                match self.exec.remote_digest(&svc.image, auth.as_ref()).await {
-                    Ok(d) => {
-                        observed
-                            .remote_digests
-                            .insert(crate::plan::normalize_image(&svc.image), d);
-                    }
-                    Err(e) => {
-                        warn!(image = %svc.image, error = %format!("{e:#}"), "cannot read the tag's digest on its registry")
-                    }
-                }
-            }
-        }
-        let ctx = PlanContext {
-            commit: head.sha.clone(),
-            bind_root: self.cfg.bind_root(),
-            instance: self.cfg.instance.clone(),
-        };
-        // Containers gitmoor does not own matter only where the plan would create one: their
-        // names are looked up (one call) only then, and the plan made again with them.
-        let mut planned = plan(&spec, &observed, &ctx);
-        if let Ok(p) = &planned {
-            let names = p.names_to_create();
-            if !names.is_empty() {
-                observed.all_container_names =
-                    crate::observe::docker::container_names(&self.exec.docker, &names).await?;
-                planned = plan(&spec, &observed, &ctx);
-            }
-        }
-        let plan = match planned {
+        let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
+        let plan = match self.plan_for(&spec, &mut observed, &head.sha).await? {
             Ok(p) => p,
             Err(e) => {
-                outcome.verdict = Verdict::Invalid;
-                outcome.error = Some(e.to_string());
                 outcome.observed = Some(observed);
-                if mode == Mode::Apply {
-                    self.record(
-                        &mut state,
-                        &outcome,
-                        &inputs,
-                        started_unix,
-                        started,
-                        &BTreeMap::new(),
-                    )?;
-                }
-                return Ok(outcome);
+                return self.invalid(&mut run, outcome, e.to_string());
             }
         };
         outcome.plan = Some(plan.clone());
@@ -319,14 +266,7 @@ impl Reconciler {
             outcome.verdict = Verdict::Noop;
             outcome.observed = Some(observed);
             let results = spec.stacks.keys().map(|k| (k.clone(), Ok(()))).collect();
-            self.record(
-                &mut state,
-                &outcome,
-                &inputs,
-                started_unix,
-                started,
-                &results,
-            )?;
+            self.record(&mut run, &outcome, &results)?;
             return Ok(outcome);
         }
 
@@ -362,17 +302,10 @@ impl Reconciler {
                 None
             }
         };
-        self.record(
-            &mut state,
-            &outcome,
-            &inputs,
-            started_unix,
-            started,
-            &results,
-        )?;
+        self.record(&mut run, &outcome, &results)?;
         match outcome.verdict {
             Verdict::Applied => info!(
-                duration_ms = started.elapsed().as_millis() as u64,
+                duration_ms = run.started.elapsed().as_millis() as u64,
                 "applied"
             ),
             _ => warn!(
@@ -383,15 +316,83 @@ impl Reconciler {
         Ok(outcome)
     }
 
+    /// The host as the plan needs it: gitmoor's objects of this instance, and the registry's
+    /// digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry that
+    /// cannot be asked only costs a warning).
+    async fn observe_for(
+        &self,
+        spec: &HostSpec,
+        auth: Option<&crate::apply::docker::registry::RegistryAuth>,
+    ) -> anyhow::Result<Observed> {
+        let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
+            if svc.pull_policy == crate::spec::model::PullPolicy::Always && svc.build.is_none() {
+                match self.exec.remote_digest(&svc.image, auth).await {
+                    Ok(d) => {
+                        observed
+                            .remote_digests
+                            .insert(crate::plan::normalize_image(&svc.image), d);
+                    }
+                    Err(e) => {
+                        warn!(image = %svc.image, error = %format!("{e:#}"), "cannot read the tag's digest on its registry")
+                    }
+                }
+            }
+        }
+        Ok(observed)
+    }
+
+    /// Plans `spec` against `observed`. Containers gitmoor does not own matter only where the
+    /// plan would create one: their names are looked up (one call) only then, and the plan made
+    /// again with them. The outer error is Docker's; the inner one, a plan that cannot be done.
+    async fn plan_for(
+        &self,
+        spec: &HostSpec,
+        observed: &mut Observed,
+        commit: &str,
+    ) -> anyhow::Result<Result<Plan, crate::plan::PlanError>> {
+        let ctx = PlanContext {
+            commit: commit.to_string(),
+            bind_root: self.cfg.bind_root(),
+            instance: self.cfg.instance.clone(),
+        };
+        let planned = plan(spec, observed, &ctx);
+        if let Ok(p) = &planned {
+            let names = p.names_to_create();
+            if !names.is_empty() {
+                observed.all_container_names =
+                    crate::observe::docker::container_names(&self.exec.docker, &names).await?;
+                return Ok(plan(spec, observed, &ctx));
+            }
+        }
+        Ok(planned)
+    }
+
+    /// Ends a reconcile on bad input: nothing on the host changed. In `Mode::Apply` the attempt
+    /// is recorded, so the same inputs are not tried again until they change.
+    fn invalid(
+        &self,
+        run: &mut Attempting,
+        mut outcome: Outcome,
+        error: String,
+    ) -> anyhow::Result<Outcome> {
+        outcome.verdict = Verdict::Invalid;
+        outcome.error = Some(error);
+        self.record(run, &outcome, &BTreeMap::new())?;
+        Ok(outcome)
+    }
+
+    /// Writes the attempt and each stack's result to the state file (`Mode::Apply` only: a plan
+    /// changes nothing and leaves no trace).
     fn record(
         &self,
-        state: &mut State,
+        run: &mut Attempting,
         o: &Outcome,
-        inputs: &str,
-        started_unix: i64,
-        started: Instant,
         results: &BTreeMap<String, Result<(), String>>,
     ) -> anyhow::Result<()> {
+        if run.mode != Mode::Apply {
+            return Ok(());
+        }
         let result = match o.verdict {
             Verdict::Noop => "noop",
             Verdict::Applied => "success",
@@ -405,17 +406,27 @@ impl Reconciler {
                 author: o.commit.author.clone(),
                 time: o.commit.time,
             },
-            inputs: inputs.to_string(),
-            started: started_unix,
-            duration_ms: started.elapsed().as_millis() as u64,
+            inputs: run.inputs.clone(),
+            started: run.started_unix,
+            duration_ms: run.started.elapsed().as_millis() as u64,
             result: result.into(),
             actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
             error: o.error.clone(),
             failures: 0,
         };
-        state.record(attempt, results);
-        state.save(&self.cfg.state_dir)
+        run.state.record(attempt, results);
+        run.state.save(&self.cfg.state_dir)
     }
+}
+
+/// What one reconcile carries from its start to the record it leaves.
+struct Attempting {
+    started: Instant,
+    started_unix: i64,
+    /// `inputs_hash` of the commit and the secrets: equal inputs that failed are not retried.
+    inputs: String,
+    state: State,
+    mode: Mode,
 }
 
 /// After a failure, the same inputs wait: bad input forever (it cannot fix itself), a failed

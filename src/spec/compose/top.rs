@@ -86,57 +86,141 @@ fn refuse_on_external(ctx: &mut Ctx, entries: &[(String, Node)], base: &str, all
     }
 }
 
+/// What differs between a top-level network and a top-level volume; the walk over the section
+/// (key check, `name:`, `labels:`, `external:`, compose's naming and labels) is shared.
+trait TopObject: Default {
+    /// `networks` or `volumes`.
+    const SECTION: &'static str;
+    /// The compose label that carries the object's key in the file.
+    const KIND_LABEL: &'static str;
+    /// Reads one of the object's own keys; false when `key` is not one of them.
+    fn field(&mut self, ctx: &mut Ctx, key: &str, n: &Node, path: &str) -> bool;
+    /// An object made outside gitmoor, known by its Docker name only.
+    fn external(name: String) -> Self;
+    /// Gives a managed object its Docker name and labels.
+    fn managed(self, name: String, labels: BTreeMap<String, String>) -> Self;
+}
+
+impl TopObject for NetworkSpec {
+    const SECTION: &'static str = "networks";
+    const KIND_LABEL: &'static str = labels::NETWORK;
+
+    fn field(&mut self, ctx: &mut Ctx, key: &str, n: &Node, path: &str) -> bool {
+        match key {
+            "internal" => self.internal = ctx.bool(n, path).unwrap_or(false),
+            "driver" => self.driver = ctx.string(n, path).filter(|d| !d.is_empty()),
+            "driver_opts" => self.driver_opts = ctx.string_map(n, path),
+            "ipam" => self.ipam = ipam(ctx, n, path),
+            "attachable" => self.attachable = ctx.bool(n, path).unwrap_or(false),
+            "enable_ipv6" => self.enable_ipv6 = ctx.bool(n, path).unwrap_or(false),
+            "enable_ipv4" => ctx.not_yet(n, path),
+            _ => return false,
+        }
+        true
+    }
+
+    fn external(name: String) -> Self {
+        NetworkSpec {
+            name,
+            external: true,
+            ..Default::default()
+        }
+    }
+
+    fn managed(self, name: String, labels: BTreeMap<String, String>) -> Self {
+        NetworkSpec {
+            name,
+            labels,
+            ..self
+        }
+    }
+}
+
+impl TopObject for VolumeSpec {
+    const SECTION: &'static str = "volumes";
+    const KIND_LABEL: &'static str = labels::VOLUME;
+
+    fn field(&mut self, ctx: &mut Ctx, key: &str, n: &Node, path: &str) -> bool {
+        match key {
+            "driver" => self.driver = ctx.string(n, path).filter(|d| !d.is_empty()),
+            "driver_opts" => self.driver_opts = ctx.string_map(n, path),
+            _ => return false,
+        }
+        true
+    }
+
+    fn external(name: String) -> Self {
+        VolumeSpec {
+            name,
+            external: true,
+            ..Default::default()
+        }
+    }
+
+    fn managed(self, name: String, labels: BTreeMap<String, String>) -> Self {
+        VolumeSpec {
+            name,
+            labels,
+            ..self
+        }
+    }
+}
+
 pub(crate) fn top_networks(
     ctx: &mut Ctx,
     stack: &str,
     node: &Node,
 ) -> BTreeMap<String, NetworkSpec> {
+    top_objects(ctx, stack, node)
+}
+
+pub(crate) fn top_volumes(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, VolumeSpec> {
+    top_objects(ctx, stack, node)
+}
+
+fn top_objects<T: TopObject>(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(node, "networks") else {
+    let Some(entries) = ctx.map(node, T::SECTION) else {
         return out;
     };
+    // "networks" → "network": the word an error uses for one of them.
+    let one = T::SECTION.trim_end_matches('s');
     for (key, v) in entries {
-        let base = format!("networks.{key}");
+        let base = format!("{}.{key}", T::SECTION);
         if !valid_object_name(key) {
             ctx.error(
                 v,
                 &base,
-                "not a valid network name",
+                format!("not a valid {one} name"),
                 "use letters, digits, `_`, `.` and `-`",
             );
         }
-        let mut spec = NetworkSpec::default();
-        let mut name = None;
-        let mut user = BTreeMap::new();
+        let mut spec = T::default();
+        let (mut name, mut user, mut is_external) = (None, BTreeMap::new(), false);
         let fields = ctx.map(v, &base).unwrap_or(&[]);
         for (k, n) in fields {
             let sub = format!("{base}.{k}");
             match k.as_str() {
-                "internal" => spec.internal = ctx.bool(n, &sub).unwrap_or(false),
                 "labels" => user = user_labels(ctx, n, &sub),
-                "external" => spec.external = external(ctx, n, &sub, &mut name),
+                "external" => is_external = external(ctx, n, &sub, &mut name),
                 "name" => name = object_name(ctx, n, &sub),
-                "driver" => spec.driver = ctx.string(n, &sub).filter(|d| !d.is_empty()),
-                "driver_opts" => spec.driver_opts = ctx.string_map(n, &sub),
-                "ipam" => spec.ipam = ipam(ctx, n, &sub),
-                "attachable" => spec.attachable = ctx.bool(n, &sub).unwrap_or(false),
-                "enable_ipv6" => spec.enable_ipv6 = ctx.bool(n, &sub).unwrap_or(false),
-                "enable_ipv4" => ctx.not_yet(n, &sub),
                 k if is_extension(k) => {}
-                _ => ctx.unsupported(n, &sub),
+                k => {
+                    if !spec.field(ctx, k, n, &sub) {
+                        ctx.unsupported(n, &sub)
+                    }
+                }
             }
         }
-        if spec.external {
+        let spec = if is_external {
             refuse_on_external(ctx, fields, &base, &["external", "name"]);
-            spec = NetworkSpec {
-                name: name.unwrap_or_else(|| key.clone()),
-                external: true,
-                ..Default::default()
-            };
+            T::external(name.unwrap_or_else(|| key.clone()))
         } else {
-            spec.name = name.unwrap_or_else(|| format!("{stack}_{key}"));
-            spec.labels = managed_labels(stack, labels::NETWORK, key, user);
-        }
+            spec.managed(
+                name.unwrap_or_else(|| format!("{stack}_{key}")),
+                managed_labels(stack, T::KIND_LABEL, key, user),
+            )
+        };
         out.insert(key.clone(), spec);
     }
     out
@@ -246,53 +330,6 @@ pub(crate) fn in_subnet(addr: &str, subnet: &str) -> bool {
         return true;
     }
     (a >> shift) == (n >> shift)
-}
-
-pub(crate) fn top_volumes(ctx: &mut Ctx, stack: &str, node: &Node) -> BTreeMap<String, VolumeSpec> {
-    let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(node, "volumes") else {
-        return out;
-    };
-    for (key, v) in entries {
-        let base = format!("volumes.{key}");
-        if !valid_object_name(key) {
-            ctx.error(
-                v,
-                &base,
-                "not a valid volume name",
-                "use letters, digits, `_`, `.` and `-`",
-            );
-        }
-        let mut spec = VolumeSpec::default();
-        let mut name = None;
-        let mut user = BTreeMap::new();
-        let fields = ctx.map(v, &base).unwrap_or(&[]);
-        for (k, n) in fields {
-            let sub = format!("{base}.{k}");
-            match k.as_str() {
-                "labels" => user = user_labels(ctx, n, &sub),
-                "external" => spec.external = external(ctx, n, &sub, &mut name),
-                "name" => name = object_name(ctx, n, &sub),
-                "driver" => spec.driver = ctx.string(n, &sub).filter(|d| !d.is_empty()),
-                "driver_opts" => spec.driver_opts = ctx.string_map(n, &sub),
-                k if is_extension(k) => {}
-                _ => ctx.unsupported(n, &sub),
-            }
-        }
-        if spec.external {
-            refuse_on_external(ctx, fields, &base, &["external", "name"]);
-            spec = VolumeSpec {
-                name: name.unwrap_or_else(|| key.clone()),
-                external: true,
-                ..Default::default()
-            };
-        } else {
-            spec.name = name.unwrap_or_else(|| format!("{stack}_{key}"));
-            spec.labels = managed_labels(stack, labels::VOLUME, key, user);
-        }
-        out.insert(key.clone(), spec);
-    }
-    out
 }
 
 #[cfg(test)]
