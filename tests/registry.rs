@@ -9,18 +9,14 @@
 use gitmoor::apply::docker::registry::{local_digest_matches, RegistryAuth};
 use gitmoor::apply::docker::DockerExecutor;
 use gitmoor::observe::docker::observe;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "secret";
+mod support;
+use std::process::Command;
+use std::time::Instant;
+use support::registry::{Registry, PASSWORD};
+use support::run;
 
 fn docker_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI runs");
+    let out = run(Command::new("docker").args(args));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -30,135 +26,6 @@ fn docker_cli(args: &[&str]) -> (bool, String, String) {
 
 fn image_exists(image: &str) -> bool {
     docker_cli(&["image", "inspect", image]).0
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A running registry with `<repo>:1` pushed; stopped and cleaned up on drop.
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-    pid: u32,
-    /// Image ids this test made (never a shared one such as example-busybox:1's).
-    own_images: Vec<String>,
-}
-
-impl Registry {
-    fn start(repo: &str) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/registry.sh");
-        // A port taken between the probe and the registry's bind: try another.
-        for _ in 0..3 {
-            let port = free_port();
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg(dir.path())
-                .arg(port.to_string())
-                .arg(repo)
-                .output()
-                .expect("bash runs");
-            if out.status.success() {
-                let pid = String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse()
-                    .expect("registry.sh prints the registry's pid");
-                return Registry {
-                    dir,
-                    port,
-                    pid,
-                    own_images: Vec::new(),
-                };
-            }
-            eprintln!(
-                "registry.sh on port {port} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        panic!("no registry could be started (see above)");
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The credentials file `docker login` wrote (`{"auths": {"127.0.0.1:PORT": {"auth": …}}}`).
-    fn docker_config_json(&self) -> PathBuf {
-        self.dir.path().join("docker-config/config.json")
-    }
-
-    /// Writes a credentials file of our own and returns its path.
-    fn auth_file(&self, name: &str, json: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, json).unwrap();
-        p
-    }
-
-    /// `docker push` with the logged-in config.
-    fn push(&self, image: &str) {
-        let config = self.dir.path().join("docker-config");
-        let out = Command::new("docker")
-            .arg("--config")
-            .arg(&config)
-            .args(["push", "-q", image])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker push {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Every local reference to this registry: tags and digests.
-        let prefix = format!("127.0.0.1:{}/", self.port);
-        let (_, listing, _) = docker_cli(&[
-            "images",
-            "--digests",
-            "--format",
-            "{{.Repository}} {{.Tag}} {{.Digest}}",
-        ]);
-        for line in listing.lines() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            if let [repo, tag, digest] = parts[..] {
-                if repo.starts_with(&prefix) {
-                    if tag != "<none>" {
-                        docker_cli(&["rmi", &format!("{repo}:{tag}")]);
-                    }
-                    if digest != "<none>" {
-                        docker_cli(&["rmi", &format!("{repo}@{digest}")]);
-                    }
-                }
-            }
-        }
-        for id in &self.own_images {
-            docker_cli(&["rmi", "-f", id]);
-        }
-        let pid = self.pid.to_string();
-        let _ = Command::new("kill").arg(&pid).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline
-            && Command::new("kill")
-                .args(["-0", &pid])
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid])
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 async fn executor() -> DockerExecutor {
@@ -291,28 +158,7 @@ async fn a_moved_tag_is_noticed_by_its_digest() {
 
     // Someone pushes a new image under the same tag; the host still runs the old one.
     let old_id = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &image]).1;
-    let mut build = Command::new("docker")
-        .args(["build", "-q", "-t", &image, "-"])
-        .env("DOCKER_BUILDKIT", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    build
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("FROM example-busybox:1\nLABEL gmt.version=\"{image} v2\"\n").as_bytes())
-        .unwrap();
-    let out = build.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let new_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    reg.own_images.push(new_id.clone());
+    let new_id = reg.build(&image, "v2");
     assert_ne!(old_id, new_id);
     reg.push(&image);
     assert!(

@@ -8,157 +8,13 @@
 //! test built, and stop the registry, even when an assertion fails.
 
 mod support;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use support::registry::Registry;
 use support::*;
 
 /// The registry's repository the tests push to.
 const REPO: &str = "gmt/app";
-
-/// A running registry with `REPO:1` pushed (the content of `example-busybox:1`, no local tag).
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-    pid: u32,
-    /// Image ids the test built (never a shared one such as example-busybox:1's).
-    own_images: Vec<String>,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/registry.sh");
-        // A port taken between the probe and the registry's bind: try another.
-        for _ in 0..3 {
-            let port = free_port();
-            let out = run(Command::new("bash")
-                .arg(&script)
-                .arg(dir.path())
-                .arg(port.to_string())
-                .arg(REPO));
-            if out.status.success() {
-                let pid = String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse()
-                    .expect("registry.sh prints the registry's pid");
-                return Registry {
-                    dir,
-                    port,
-                    pid,
-                    own_images: Vec::new(),
-                };
-            }
-            eprintln!(
-                "registry.sh on port {port} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        panic!("no registry could be started (see above)");
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn image(&self, tag: &str) -> String {
-        format!("{}/{REPO}:{tag}", self.host())
-    }
-
-    /// The credentials file `docker login` wrote: what a user points `registry_auth:` at.
-    fn auth_file(&self) -> PathBuf {
-        self.dir.path().join("docker-config/config.json")
-    }
-
-    /// `docker push` with the logged-in docker config, as the user's CI would.
-    fn push(&self, image: &str) {
-        let out = run(Command::new("docker")
-            .arg("--config")
-            .arg(self.dir.path().join("docker-config"))
-            .args(["push", "-q", image]));
-        assert!(
-            out.status.success(),
-            "docker push {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Builds a new image from example-busybox:1 (differing by a label) tagged `image`; returns
-    /// its id.
-    fn build(&mut self, image: &str, variant: &str) -> String {
-        let mut child = Command::new("docker")
-            .args(["build", "-q", "-t", image, "-"])
-            .env("DOCKER_BUILDKIT", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker build runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                format!("FROM example-busybox:1\nLABEL gmt.variant=\"{image} {variant}\"\n")
-                    .as_bytes(),
-            )
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "docker build: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        self.own_images.push(id.clone());
-        id
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Every local reference to this registry: tags and digests.
-        let prefix = format!("127.0.0.1:{}/", self.port);
-        let listing = docker(&[
-            "images",
-            "--digests",
-            "--format",
-            "{{.Repository}} {{.Tag}} {{.Digest}}",
-        ]);
-        for line in listing.lines() {
-            if let [repo, tag, digest] = line.split_whitespace().collect::<Vec<_>>()[..] {
-                if repo.starts_with(&prefix) {
-                    if tag != "<none>" {
-                        docker(&["rmi", &format!("{repo}:{tag}")]);
-                    }
-                    if digest != "<none>" {
-                        docker(&["rmi", &format!("{repo}@{digest}")]);
-                    }
-                }
-            }
-        }
-        for id in &self.own_images {
-            docker(&["rmi", "-f", id]);
-        }
-        let pid = self.pid.to_string();
-        let alive = || {
-            Command::new("kill")
-                .args(["-0", &pid])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let _ = Command::new("kill").arg(&pid).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && alive() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if alive() {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        }
-    }
-}
 
 /// One service on `image`; `extra` adds keys to it (e.g. `pull_policy: always`).
 fn compose(image: &str, extra: &str) -> String {
@@ -181,7 +37,10 @@ impl Configs {
         let plain = std::fs::read_to_string(&host.config).unwrap();
         std::fs::write(
             &with_auth,
-            format!("{plain}registry_auth: {}\n", reg.auth_file().display()),
+            format!(
+                "{plain}registry_auth: {}\n",
+                reg.docker_config_json().display()
+            ),
         )
         .unwrap();
         Configs { host, with_auth }
@@ -262,7 +121,7 @@ fn assert_stack_absent(stack: &str, text: &str) {
 
 #[test]
 fn deploys_from_a_private_registry_only_with_registry_auth() {
-    let mut reg = Registry::start();
+    let mut reg = Registry::start(REPO);
     let host = reg.host();
     let image = reg.image("1");
     let stack = unique("rg");
@@ -367,7 +226,7 @@ fn deploys_from_a_private_registry_only_with_registry_auth() {
 
 #[test]
 fn a_moved_tag_with_pull_policy_always_is_redeployed() {
-    let mut reg = Registry::start();
+    let mut reg = Registry::start(REPO);
     let host = reg.host();
     let image = reg.image("1");
     let repo = format!("{host}/{REPO}");

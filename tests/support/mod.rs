@@ -4,6 +4,8 @@
 //! what it made, so tests run in parallel and never touch anything else on the host.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
