@@ -27,6 +27,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of plain files `(path, text)`: the world of a unit test.
+    #[cfg(test)]
+    pub fn from_texts(files: &[(&str, &str)]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (p, d) in files {
+            s.files.insert(
+                p.to_string(),
+                FileEntry {
+                    data: d.as_bytes().to_vec(),
+                    executable: false,
+                    symlink: false,
+                },
+            );
+        }
+        s
+    }
+
     /// Reads a directory tree, skipping `.git`. Symlinks are recorded, not followed.
     pub fn from_dir(root: &Path) -> io::Result<Snapshot> {
         let mut snap = Snapshot::default();

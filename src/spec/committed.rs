@@ -82,21 +82,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::snapshot::FileEntry;
 
     fn snap(files: &[(&str, &str)]) -> Snapshot {
-        let mut s = Snapshot::default();
-        for (p, d) in files {
-            s.files.insert(
-                p.to_string(),
-                FileEntry {
-                    data: d.as_bytes().to_vec(),
-                    executable: false,
-                    symlink: false,
-                },
-            );
-        }
-        s
+        Snapshot::from_texts(files)
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The seed app, and the helpers the other compose tests share.
 
 use super::*;
-use crate::source::snapshot::FileEntry;
 use crate::spec::model::{
     DependsCondition, HealthcheckSpec, MountSpec, PortSpec, Secret, ServiceSpec,
 };
@@ -10,18 +9,7 @@ pub(super) const FILE: &str = "compose/app/compose.yaml";
 pub(super) const SECRETS: &str = "/etc/gitmoor/secrets/app.env";
 
 pub(super) fn snap(files: &[(&str, &str)]) -> Snapshot {
-    let mut s = Snapshot::default();
-    for (p, d) in files {
-        s.files.insert(
-            p.to_string(),
-            FileEntry {
-                data: d.as_bytes().to_vec(),
-                executable: false,
-                symlink: false,
-            },
-        );
-    }
-    s
+    Snapshot::from_texts(files)
 }
 
 /// Strict mode with a secrets file holding `pairs`.
