@@ -5,7 +5,8 @@
 //!
 //! Networks are made here from their spec (driver, IPAM) with bollard, as the network executor is
 //! to make them; containers go through `DockerExecutor::create_container`. Every test owns a
-//! uniquely named stack, and a guard removes what it made.
+//! uniquely named stack, and a guard removes what it made. What only shows across two commits (a
+//! joiner recreated with the service it joins) goes through `gitmoor apply` on a real remote.
 
 mod support;
 
@@ -367,10 +368,111 @@ async fn network_mode_joins_another_service_or_none() {
     assert_eq!(mac(app), mac(vpn), "app shares vpn's network namespace");
     assert_eq!(exec(isolated, "ls /sys/class/net"), "lo");
     // Docker resolves `container:<name>` to the container's id at create time: when vpn is
-    // recreated, app must be recreated too (the planner's job: app depends on vpn).
+    // recreated, app must be recreated too (the planner does it: see
+    // `recreating_a_service_recreates_the_sidecar_in_its_network_namespace`).
     assert_eq!(
         inspect(app, "{{.HostConfig.NetworkMode}}"),
         format!("container:{vpn}")
     );
     assert!(d.stack.services["app"].depends_on.contains_key("vpn"));
+}
+
+/// web, a sidecar in web's network namespace, and an unrelated worker; `greeting` goes into
+/// web's environment, `work` into the worker's.
+fn joined_stack(greeting: &str, work: &str) -> String {
+    format!(
+        r#"services:
+  web:
+    image: example-busybox:1
+    init: true
+    stop_grace_period: 2s
+    command: ["sleep", "600"]
+    environment:
+      GREETING: {greeting}
+  sidecar:
+    image: example-busybox:1
+    init: true
+    stop_grace_period: 2s
+    command: ["sleep", "600"]
+    network_mode: service:web
+  worker:
+    image: example-busybox:1
+    init: true
+    stop_grace_period: 2s
+    command: ["sleep", "600"]
+    environment:
+      WORK: {work}
+"#
+    )
+}
+
+/// Through the whole reconcile (`gitmoor apply` on a real remote): Docker binds a joiner to the
+/// joined container's id, so when web is recreated the sidecar must be recreated with it, into the
+/// new web's namespace; a change elsewhere recreates neither.
+#[tokio::test]
+async fn recreating_a_service_recreates_the_sidecar_in_its_network_namespace() {
+    use support::{container_id, output_text, Host, Remote};
+    let stack = unique("gmk");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &joined_stack("hello", "one"));
+    remote.commit("web with a sidecar");
+    host.apply_ok();
+    let ids = || {
+        (
+            container_id(&stack, "web"),
+            container_id(&stack, "sidecar"),
+            container_id(&stack, "worker"),
+        )
+    };
+    let (web1, side1, worker1) = ids();
+    assert!(!web1.is_empty() && !side1.is_empty() && !worker1.is_empty());
+    assert_eq!(
+        inspect(&side1, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web1}")
+    );
+
+    remote.write(&file, &joined_stack("bonjour", "one"));
+    remote.commit("web: new greeting");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "gitmoor apply failed:\n{text}");
+    let (web2, side2, worker2) = ids();
+    assert_ne!(web2, web1, "web is recreated:\n{text}");
+    assert_ne!(side2, side1, "the sidecar is recreated with it:\n{text}");
+    assert_eq!(worker2, worker1, "the worker is left alone:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "joins network of {stack}-web-1, which is recreated"
+        )),
+        "the plan says why the sidecar goes:\n{text}"
+    );
+    assert_eq!(inspect(&side2, "{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect(&side2, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web2}")
+    );
+    let mac = |id: &str| exec(id, "cat /sys/class/net/eth0/address");
+    assert!(!mac(&web2).is_empty());
+    assert_eq!(mac(&side2), mac(&web2), "the sidecar sees web's interface");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &format!("name={stack}-")])
+            .lines()
+            .count(),
+        3,
+        "no container is left set aside"
+    );
+
+    remote.write(&file, &joined_stack("bonjour", "two"));
+    remote.commit("worker: new work");
+    host.apply_ok();
+    let (web3, side3, worker3) = ids();
+    assert_ne!(worker3, worker2, "the worker is recreated");
+    assert_eq!(
+        (web3, side3),
+        (web2, side2),
+        "web and its sidecar are left alone"
+    );
 }

@@ -6,7 +6,7 @@ use super::images::plan_images;
 use super::{Action, ContainerToCreate, Plan, StackPlan};
 use crate::labels;
 use crate::observe::{Observed, ObservedContainer};
-use crate::spec::model::{DependsCondition, HostSpec, StackSpec};
+use crate::spec::model::{DependsCondition, HostSpec, ServiceSpec, StackSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -144,14 +144,20 @@ fn plan_stack(
 
     let order = topo_order(stack);
     let waited = waited_on(stack);
+    // Container name -> service, to find which service a `container:<name>` mode joins.
+    let by_container: BTreeMap<String, &String> = stack
+        .services
+        .iter()
+        .map(|(s, spec)| (container_name(name, s, spec), s))
+        .collect();
+    // Services whose container this plan replaces or starts anew, by what happens to it. Filled
+    // in topo order, so a service is decided before the services that join its namespaces.
+    let mut fresh: BTreeMap<String, Fresh> = BTreeMap::new();
     let mut creates = Vec::new();
     let mut early_removals = Vec::new();
     for svc_name in &order {
         let svc = &stack.services[svc_name];
-        let cname = svc
-            .container_name
-            .clone()
-            .unwrap_or_else(|| format!("{name}-{svc_name}-1"));
+        let cname = container_name(name, svc_name, svc);
         let mine: Vec<&&ObservedContainer> =
             live.iter().filter(|c| &c.service == svc_name).collect();
         if mine.is_empty() && observed.all_container_names.iter().any(|n| n == &cname) {
@@ -204,6 +210,7 @@ fn plan_stack(
             });
         }
         let Some(cur) = keep else {
+            fresh.insert(svc_name.clone(), Fresh::Created);
             creates.push(Action::Create { container });
             continue;
         };
@@ -245,13 +252,31 @@ fn plan_stack(
         {
             reasons.push("its network changed".into());
         }
+        // Docker binds a joiner to the joined container's id, not its name: once that container
+        // is replaced, the joiner sits in a dead namespace (and cannot even be started again),
+        // so it is replaced too. A joined container that is only started again gets a new
+        // namespace as well, which strands a joiner that kept running.
+        for (what, joined) in joined_namespaces(svc) {
+            let Some(of) = by_container.get(joined) else {
+                continue;
+            };
+            let why = match fresh.get(*of) {
+                Some(Fresh::Recreated) => "recreated",
+                Some(Fresh::Created) => "created",
+                Some(Fresh::Started) if cur.state == "running" => "started anew",
+                _ => continue,
+            };
+            reasons.push(format!("joins {what} of {joined}, which is {why}"));
+        }
         if !reasons.is_empty() {
+            fresh.insert(svc_name.clone(), Fresh::Recreated);
             creates.push(Action::Recreate {
                 old_id: cur.id.clone(),
                 container,
                 reasons,
             });
         } else if cur.state != "running" && !(container.wait_completed && cur.state == "exited") {
+            fresh.insert(svc_name.clone(), Fresh::Started);
             creates.push(Action::Start {
                 service: svc_name.clone(),
                 id: cur.id.clone(),
@@ -314,7 +339,7 @@ fn plan_stack(
                 service: c.service.clone(),
                 id: c.id.clone(),
                 name: c.name.clone(),
-                reason: format!("service {} left {}", c.service, stack.compose_file),
+                reason: removed_service_reason(stack, &c.service),
             });
         }
     }
@@ -323,7 +348,7 @@ fn plan_stack(
             actions.push(Action::RemoveNetwork {
                 id: n.id.clone(),
                 name: n.name.clone(),
-                reason: format!("network left {}", stack.compose_file),
+                reason: removed_network_reason(stack, &n.name),
             });
         }
     }
@@ -331,6 +356,62 @@ fn plan_stack(
         stack: name.clone(),
         actions,
     })
+}
+
+/// Why a container of a service the stack no longer runs is removed. A service left out by its
+/// `profiles:` is still in the file, so "left the file" would send the user looking for an edit
+/// that never happened; the fix is in gitmoor's config (`profiles`), and the reason says so.
+fn removed_service_reason(stack: &StackSpec, service: &str) -> String {
+    match stack.inactive_services.get(service).map(Vec::as_slice) {
+        Some([one]) => format!(
+            "service {service} is in profile {one}, which is not enabled (config: profiles)"
+        ),
+        Some(many) if !many.is_empty() => format!(
+            "service {service} is in profiles {}, none of which is enabled (config: profiles)",
+            many.join(", ")
+        ),
+        _ => format!("service {service} left {}", stack.compose_file),
+    }
+}
+
+/// Why a network of the stack is removed. The implicit `default` network is in the spec only
+/// while a running service uses it, so its removal is not an edit of the file (it may be that the
+/// services on it are left out by their profiles).
+fn removed_network_reason(stack: &StackSpec, network: &str) -> String {
+    if network == format!("{}_default", stack.name) {
+        format!("no service that runs uses network {network}")
+    } else {
+        format!("network left {}", stack.compose_file)
+    }
+}
+
+/// What the plan does to a service's container that matters to the services joining it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Created,
+    Recreated,
+    Started,
+}
+
+/// `container_name:`, or compose's `<stack>-<service>-1`.
+fn container_name(stack: &str, service: &str, spec: &ServiceSpec) -> String {
+    spec.container_name
+        .clone()
+        .unwrap_or_else(|| format!("{stack}-{service}-1"))
+}
+
+/// The containers whose namespaces a service joins (`network_mode`, `pid`, `ipc` set to
+/// `container:<name>`, which is what compose's `service:<name>` is resolved to), with the
+/// namespace's name for the reason.
+fn joined_namespaces(svc: &ServiceSpec) -> Vec<(&'static str, &str)> {
+    [
+        ("network", &svc.network_mode),
+        ("PID namespace", &svc.pid),
+        ("IPC namespace", &svc.ipc),
+    ]
+    .into_iter()
+    .filter_map(|(what, mode)| Some((what, mode.as_deref()?.strip_prefix("container:")?)))
+    .collect()
 }
 
 /// The labels a new container gets: the user's, then compose's and gitmoor's (which win).

@@ -520,3 +520,277 @@ fn external_networks_and_volumes_are_never_created() {
     );
     assert!(k.contains(&"create-network app_db".to_string()), "{k:?}");
 }
+
+/// The seed plus `sidecar`, which joins backend's network namespace (compose's
+/// `network_mode: service:backend`, as the spec resolves it), and `tracer`, which joins
+/// postgres's PID and IPC namespaces through a `container_name`.
+fn with_joiners() -> HostSpec {
+    let mut spec = seed();
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.services.get_mut("postgres").unwrap().container_name = Some("the-db".into());
+    let mut sidecar = ServiceSpec {
+        image: "example-backend:1".into(),
+        network_mode: Some("container:app-backend-1".into()),
+        ..Default::default()
+    };
+    sidecar
+        .depends_on
+        .insert("backend".into(), DependsCondition::Started);
+    st.services.insert("sidecar".into(), sidecar);
+    let mut tracer = ServiceSpec {
+        image: "example-backend:1".into(),
+        pid: Some("container:the-db".into()),
+        ipc: Some("container:the-db".into()),
+        ..Default::default()
+    };
+    tracer
+        .depends_on
+        .insert("postgres".into(), DependsCondition::Started);
+    st.services.insert("tracer".into(), tracer);
+    spec
+}
+
+fn set_env(spec: &mut HostSpec, service: &str, value: &str) {
+    spec.stacks
+        .get_mut("app")
+        .unwrap()
+        .services
+        .get_mut(service)
+        .unwrap()
+        .environment
+        .insert("GREETING".into(), Secret(value.into()));
+}
+
+#[test]
+fn joiners_are_created_after_the_service_they_join() {
+    let p = plan(&with_joiners(), &images(), &ctx()).unwrap();
+    let k = kinds(&p);
+    let at = |n: &str| k.iter().position(|a| a == n).unwrap();
+    assert!(
+        at("create app-backend-1") < at("create app-sidecar-1"),
+        "{k:?}"
+    );
+    assert!(at("create the-db") < at("create app-tracer-1"), "{k:?}");
+}
+
+#[test]
+fn recreating_a_service_recreates_the_services_joining_its_network() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    let mut spec = with_joiners();
+    set_env(&mut spec, "backend", "bonjour");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["recreate app-backend-1", "recreate app-sidecar-1"]
+    );
+    assert_eq!(
+        p.views()[1].reasons,
+        vec!["joins network of app-backend-1, which is recreated"]
+    );
+    assert!(
+        p.render_text().contains(
+            "[app] recreate app-sidecar-1: joins network of app-backend-1, which is recreated\n"
+        ),
+        "{}",
+        p.render_text()
+    );
+    let Action::Recreate { old_id, .. } = &p.stacks[0].actions[1] else {
+        panic!("{:?}", p.stacks[0].actions[1])
+    };
+    let old_sidecar = host.containers.iter().find(|c| c.service == "sidecar");
+    assert_eq!(Some(old_id), old_sidecar.map(|c| &c.id));
+    let after = applied(&p, &host);
+    assert!(plan(&spec, &after, &ctx()).unwrap().is_empty());
+}
+
+#[test]
+fn a_joiner_with_its_own_change_gets_both_reasons() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    let mut spec = with_joiners();
+    set_env(&mut spec, "backend", "bonjour");
+    set_env(&mut spec, "sidecar", "hej");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        p.views()[1].reasons,
+        vec![
+            "environment.GREETING added",
+            "joins network of app-backend-1, which is recreated"
+        ]
+    );
+}
+
+#[test]
+fn pid_and_ipc_joiners_follow_the_container_they_join() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    let mut spec = with_joiners();
+    set_env(&mut spec, "postgres", "hi");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate the-db", "recreate app-tracer-1"]);
+    assert_eq!(
+        p.views()[1].reasons,
+        vec![
+            "joins PID namespace of the-db, which is recreated",
+            "joins IPC namespace of the-db, which is recreated"
+        ]
+    );
+}
+
+#[test]
+fn a_change_elsewhere_or_to_the_joiner_recreates_only_what_changed() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    let mut spec = with_joiners();
+    set_env(&mut spec, "tracer", "x");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-tracer-1"]);
+    let mut spec = with_joiners();
+    set_env(&mut spec, "sidecar", "x");
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-sidecar-1"]);
+}
+
+#[test]
+fn a_joined_container_that_is_made_anew_or_restarted_takes_its_joiners_along() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    // Gone (removed by hand): created, and the joiner, bound to the old id, recreated.
+    let mut gone = host.clone();
+    gone.containers.retain(|c| c.service != "backend");
+    gone.all_container_names.retain(|n| n != "app-backend-1");
+    let p = plan(&with_joiners(), &gone, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["create app-backend-1", "recreate app-sidecar-1"]
+    );
+    assert_eq!(
+        p.views()[1].reasons,
+        vec!["joins network of app-backend-1, which is created"]
+    );
+    // Stopped: started, with a new namespace; the running joiner is stranded in the old one.
+    let mut stopped = host.clone();
+    let state = |o: &mut Observed, svc: &str, st: &str| {
+        o.containers
+            .iter_mut()
+            .find(|c| c.service == svc)
+            .unwrap()
+            .state = st.into()
+    };
+    state(&mut stopped, "backend", "exited");
+    let p = plan(&with_joiners(), &stopped, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["start app-backend-1", "recreate app-sidecar-1"]
+    );
+    assert_eq!(
+        p.views()[1].reasons,
+        vec!["joins network of app-backend-1, which is started anew"]
+    );
+    // Both stopped: the same containers, so starting both in order is enough.
+    state(&mut stopped, "sidecar", "exited");
+    let p = plan(&with_joiners(), &stopped, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["start app-backend-1", "start app-sidecar-1"]
+    );
+}
+
+#[test]
+fn a_network_change_takes_the_joiners_of_its_containers_along() {
+    let host = applied(
+        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
+        &images(),
+    );
+    let mut spec = with_joiners();
+    spec.stacks
+        .get_mut("app")
+        .unwrap()
+        .networks
+        .get_mut("web")
+        .unwrap()
+        .internal = true;
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "remove app-sidecar-1",
+            "remove app-backend-1",
+            "remove-network app_web",
+            "create-network app_web",
+            "create app-backend-1",
+            "create app-sidecar-1"
+        ]
+    );
+    assert_eq!(
+        p.views()[0].reasons,
+        vec!["joins network of app-backend-1, which is recreated"]
+    );
+    let after = applied(&p, &host);
+    assert!(plan(&spec, &after, &ctx()).unwrap().is_empty());
+}
+
+#[test]
+fn a_service_left_out_by_its_profile_is_removed_for_that_reason() {
+    let host = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let mut spec = seed();
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.services.remove("backend");
+    st.inactive_services
+        .insert("backend".into(), vec!["debug".into()]);
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["remove app-backend-1"]);
+    let why = "service backend is in profile debug, which is not enabled (config: profiles)";
+    assert_eq!(p.views()[0].reasons, vec![why]);
+    let text = p.render_text();
+    assert!(
+        text.contains(&format!("[app] remove app-backend-1: {why}\n")),
+        "{text}"
+    );
+    assert!(!text.contains("left compose"), "{text}");
+
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.inactive_services
+        .insert("backend".into(), vec!["tools".into(), "debug".into()]);
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        p.views()[0].reasons,
+        vec![
+            "service backend is in profiles tools, debug, none of which is enabled (config: profiles)"
+        ]
+    );
+}
+
+#[test]
+fn the_default_network_no_running_service_uses_is_removed_for_that_reason() {
+    let mut spec = seed();
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.networks.get_mut("web").unwrap().name = "app_default".into();
+    let host = applied(&plan(&spec, &images(), &ctx()).unwrap(), &images());
+    // The spec leaves the implicit default network out when only inactive services use it.
+    let st = spec.stacks.get_mut("app").unwrap();
+    st.services.remove("backend");
+    st.networks.remove("web");
+    st.inactive_services
+        .insert("backend".into(), vec!["debug".into()]);
+    let p = plan(&spec, &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["remove app-backend-1", "remove-network app_default"]
+    );
+    assert_eq!(
+        p.views()[1].reasons,
+        vec!["no service that runs uses network app_default"]
+    );
+}
