@@ -172,6 +172,17 @@ impl Config {
             );
         }
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
+        for (key, dir) in [
+            ("secrets_dir", &cfg.secrets_dir),
+            ("state_dir", &cfg.state_dir),
+        ] {
+            if dir.as_os_str().is_empty() {
+                bail!(
+                    "{}: {key}: empty; give a directory, e.g. /etc/gitmoor/secrets or /var/lib/gitmoor",
+                    path.display()
+                );
+            }
+        }
         if cfg.repo.trim().is_empty() {
             bail!(
                 "{}: repo: empty; give an ssh, https or file:// URL or a local path",
@@ -300,5 +311,15 @@ mod tests {
         assert!(format!("{err:#}").contains("brnach"), "{err:#}");
         let err = Config::parse("repo: x\npoll: nope\n", Path::new("/c.yaml")).unwrap_err();
         assert!(format!("{err:#}").contains("poll"), "{err:#}");
+    }
+
+    #[test]
+    fn empty_directories_are_refused() {
+        for key in ["secrets_dir", "state_dir"] {
+            let err = Config::parse(&format!("repo: x\n{key}: ''\n"), Path::new("/c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("/c.yaml: {key}: empty")), "{err}");
+        }
     }
 }

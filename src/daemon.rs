@@ -219,7 +219,12 @@ async fn run_loop(
             }
         };
         why = match wake {
-            Some(poll) => poll.to_string(),
+            Some(poll) => {
+                // A nudge that came with the timer is served by this reconcile: its reason must
+                // not be reported by the next one.
+                let _ = trigger.take_reasons();
+                poll.to_string()
+            }
             None => {
                 if !debounce.is_zero() {
                     tokio::select! {
@@ -245,6 +250,7 @@ fn result_name(v: Verdict) -> &'static str {
         Verdict::Invalid => "invalid",
         Verdict::Failed => "failed",
         Verdict::Skipped => "skipped",
+        // The daemon always applies; a plan-only outcome never reaches here.
         Verdict::Planned => "noop",
     }
 }
@@ -335,6 +341,11 @@ fn finish(
 }
 
 fn log_outcome(o: &Outcome, skipped: &mut Option<String>) {
+    // Any other outcome ends a run of skips: if the same bad commit comes back (a revert of a
+    // revert), it is worth one warning again.
+    if o.verdict != Verdict::Skipped {
+        *skipped = None;
+    }
     match o.verdict {
         Verdict::Noop => debug!(commit = %short(&o.commit.sha), "in sync"),
         Verdict::Applied => info!(commit = %short(&o.commit.sha), "deployed"),
@@ -350,7 +361,7 @@ fn log_outcome(o: &Outcome, skipped: &mut Option<String>) {
         }
         _ => warn!(
             commit = %short(&o.commit.sha),
-            error = o.error.as_deref().unwrap_or("unknown"),
+            error = %crate::status::doc::redact_userinfo(o.error.as_deref().unwrap_or("unknown")),
             "not deployed; the host keeps the last applied state"
         ),
     }

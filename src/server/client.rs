@@ -86,11 +86,13 @@ fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
         if size == 0 {
             return Ok(out);
         }
-        if raw.len() < size + 2 {
+        // A size near usize::MAX must be an error, not an overflow.
+        let need = size.checked_add(2).context("bad chunk size")?;
+        if raw.len() < need {
             bail!("truncated chunked body");
         }
         out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
+        raw = &raw[need..];
     }
 }
 
@@ -127,5 +129,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r, (503, "abcde".into()));
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab"[..],
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab\r\n"[..],
+        ] {
+            assert!(parse_response(bad).is_err());
+        }
     }
 }

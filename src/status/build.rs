@@ -1,7 +1,9 @@
 //! Pure pieces of the status: stacks and services from the desired names and the observed
 //! containers, the overall state, and which stacks a secrets file blocks. Tested with plain data.
 
-use super::doc::{CommitView, HeadView, OverallState, SecretBlock, ServiceView, StackView};
+use super::doc::{
+    redact_userinfo, CommitView, HeadView, OverallState, SecretBlock, ServiceView, StackView,
+};
 use crate::observe::Observed;
 use crate::reconcile::DesiredService;
 use crate::spec::secrets::stack_secrets_path;
@@ -111,7 +113,7 @@ pub fn stack_views(
             health: stack_health(&services).into(),
             result: rec.map(|r| r.result.clone()).filter(|r| !r.is_empty()),
             last_good_commit: rec.and_then(|r| r.last_good_commit.clone()),
-            error: rec.and_then(|r| r.error.clone()),
+            error: rec.and_then(|r| r.error.as_deref().map(redact_userinfo)),
             secrets_blocked: blocked.iter().find(|b| b.stack == name).cloned(),
             services,
         });
@@ -274,6 +276,10 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
 pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock> {
     let probe = stack_secrets_path(secrets_dir, "x").display().to_string();
     let prefix = &probe[..probe.len() - "x.env".len()];
+    // Each pass of the scan below consumes the prefix: an empty one would never move on.
+    if prefix.is_empty() {
+        return Vec::new();
+    }
     let mut by_stack: BTreeMap<String, (String, Vec<String>, bool)> = BTreeMap::new();
     for line in errors.iter().flat_map(|e| e.lines()) {
         let mut rest = line;
@@ -328,6 +334,12 @@ pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_blocks_ends_on_an_empty_secrets_dir() {
+        let errors = vec!["x: y.env: cannot read ,:/ z.env".to_string()];
+        assert!(super::secrets_blocks(&errors, std::path::Path::new("")).is_empty());
+    }
+
     use super::*;
 
     fn c(stack: &str, service: &str, state: &str, health: Option<&str>) -> SeenContainer {

@@ -235,6 +235,9 @@ impl StatusHub {
             let mut l = self.write();
             l.running = Some((now_unix(), trigger.to_string()));
             l.pending = None;
+            // The poll that was next is being served (or passed over): the daemon sets the next
+            // one when this reconcile ends; meanwhile a time in the past would mislead.
+            l.next_poll = None;
         }
         self.set_phase(PHASE_RECONCILING);
     }
@@ -276,11 +279,8 @@ impl StatusHub {
             .map(|x| x.warnings.iter().map(problem).collect())
             .unwrap_or_default();
         let error = f.error.as_deref().map(redact_userinfo);
-        let mut l = self.write();
-        if let Some(state) = &f.state {
-            self.apply_state(&mut l, state);
-        }
-        match f.result {
+        // Worked out before the lock is taken: it looks at the disk, and readers wait on the lock.
+        let blocked = match f.result {
             // The spec was read: what blocks it now is all there is.
             "invalid" | "skipped" => {
                 let lines: Vec<String> = match f.findings {
@@ -289,10 +289,17 @@ impl StatusHub {
                     }
                     _ => error.iter().cloned().collect(),
                 };
-                l.blocked = build::secrets_blocks(&lines, &self.secrets_dir);
+                Some(build::secrets_blocks(&lines, &self.secrets_dir))
             }
-            "success" | "noop" | "failed" => l.blocked.clear(),
-            _ => {}
+            "success" | "noop" | "failed" => Some(Vec::new()),
+            _ => None,
+        };
+        let mut l = self.write();
+        if let Some(state) = &f.state {
+            self.apply_state(&mut l, state);
+        }
+        if let Some(blocked) = blocked {
+            l.blocked = blocked;
         }
         if let Some(d) = f.desired {
             l.desired = Some(d);
