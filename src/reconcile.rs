@@ -415,6 +415,11 @@ impl Reconciler {
             failures: 0,
         };
         run.state.record(attempt, results);
+        // After a full success the host holds exactly the commit's stacks (the others were
+        // removed): the state forgets the rest, so `/status` does not list them forever.
+        if let (Verdict::Applied | Verdict::Noop, Some(desired)) = (o.verdict, &o.desired) {
+            run.state.retain_stacks(|k| desired.contains_key(k));
+        }
         run.state.save(&self.cfg.state_dir)
     }
 }

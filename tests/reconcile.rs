@@ -149,8 +149,16 @@ fn removed_service_and_removed_stack_keep_volumes() {
     w.remote.commit("retire the stack");
     let plan = output_text(&w.host.gitmoor(&["plan"]));
     assert!(plan.contains(&format!("keep volume {vol}")), "{plan}");
+    let state = w.host.state_json();
+    assert!(
+        state["stacks"].get(&w.stack).is_some(),
+        "the stack is in the state while it runs: {state}"
+    );
     w.host.apply_ok();
     assert_eq!(w.ids(), (String::new(), String::new()));
+    // A retired stack leaves the state file (and so `/status`) once it is gone from the host.
+    let state = w.host.state_json();
+    assert!(state["stacks"].get(&w.stack).is_none(), "{state}");
     assert_eq!(
         docker(&[
             "network",
