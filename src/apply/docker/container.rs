@@ -1,6 +1,6 @@
 //! Creating one container: the body, name conflicts, and the extra networks.
 
-use super::body::{create_body, endpoint};
+use super::body::{create_body, endpoint_for};
 use super::{docker_message, status_code, DockerExecutor};
 use crate::labels;
 use crate::plan::ContainerToCreate;
@@ -29,10 +29,12 @@ impl DockerExecutor {
             Err(e) => return Err(create_error(c, &e)),
         };
 
-        for (network, aliases) in c.networks.iter().skip(1) {
+        // Each extra network gets its aliases and the static address the service asks for there
+        // (`ipv4_address`/`ipv6_address` on a second network must not be silently dropped).
+        for (i, (network, _)) in c.networks.iter().enumerate().skip(1) {
             let request = NetworkConnectRequest {
                 container: id.clone(),
-                endpoint_config: Some(endpoint(aliases)),
+                endpoint_config: Some(endpoint_for(c, i)),
             };
             if let Err(e) = self.docker.connect_network(network, request).await {
                 // Leave no half-wired container behind: the next reconcile creates it afresh.
