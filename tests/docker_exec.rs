@@ -489,6 +489,50 @@ async fn static_addresses_hold_on_the_first_and_the_second_network() {
 }
 
 #[tokio::test]
+async fn platform_is_asked_of_the_engine_at_create() {
+    let ex = executor().await;
+    let stack = unique_stack("plat");
+    let _cleanup = Cleanup::new(&stack);
+    let net = network(&stack, "default", false);
+    ex.ensure_network(&net).await.expect("network");
+
+    // This host is amd64, and so is the local busybox image: the service deploys.
+    let mut spec = web_spec();
+    spec.platform = Some("linux/amd64".into());
+    let web = container(&stack, "web", spec, &[(&net, &["web"])]);
+    let id = ex
+        .create_container(&web)
+        .await
+        .expect("create for linux/amd64");
+    ex.start(&id).await.expect("start");
+    let info = ex
+        .docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    assert_eq!(info.platform.as_deref(), Some("linux"));
+    assert_eq!(
+        info.state.and_then(|s| s.running),
+        Some(true),
+        "runs on linux/amd64"
+    );
+
+    // Another platform: the engine refuses the amd64 image, which shows the option reaches it
+    // (without it the engine would run the image with only a warning).
+    let mut spec = web_spec();
+    spec.platform = Some("linux/arm64".into());
+    let other = container(&stack, "arm", spec, &[(&net, &["arm"])]);
+    let err = ex
+        .create_container(&other)
+        .await
+        .expect_err("an amd64 image is not linux/arm64");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("is not for platform linux/arm64"), "{msg}");
+    assert!(msg.contains("service arm"), "{msg}");
+    ex.stop_and_remove(&id, 0).await.expect("remove");
+}
+
+#[tokio::test]
 async fn healthchecks_healthy_unhealthy_exited_and_timeout() {
     let ex = executor().await;
     let stack = unique_stack("hc");

@@ -55,9 +55,11 @@ pub async fn execute_with(
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
     let mut missing: BTreeMap<String, String> = BTreeMap::new();
+    let platforms = pull_platforms(plan);
     for image in &plan.pulls {
         info!(image = %image, "pull");
-        if let Err(e) = exec.pull_with(image, inputs.auth).await {
+        let platform = platforms.get(&normalize_image(image)).map(String::as_str);
+        if let Err(e) = exec.pull_for_platform(image, platform, inputs.auth).await {
             missing.insert(normalize_image(image), format!("{e:#}"));
         }
     }
@@ -102,6 +104,25 @@ pub async fn execute_with(
         report.stacks.insert(sp.stack.clone(), result);
     }
     report
+}
+
+/// The `platform:` each image is pulled for, by normalized image: the platform of a service in
+/// the plan that runs it. Its create call asks for that platform, so the pull must fetch that
+/// one (on a multi-arch tag the host's own would not do). Two services asking different
+/// platforms of one tag cannot both be served by it; the first one's is pulled.
+fn pull_platforms(plan: &Plan) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for action in plan.stacks.iter().flat_map(|s| &s.actions) {
+        if let Action::Create { container } | Action::Recreate { container, .. } = action {
+            if let Some(p) = container.spec.platform.as_deref().map(str::trim) {
+                if !p.is_empty() {
+                    out.entry(normalize_image(&container.spec.image))
+                        .or_insert_with(|| p.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn run_stack(
@@ -241,5 +262,55 @@ fn describe(a: &Action) -> String {
         Action::Start { name, .. } => format!("start {name}"),
         Action::Remove { name, .. } => format!("remove {name}"),
         Action::RemoveNetwork { name, .. } => format!("remove network {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StackPlan;
+    use crate::spec::model::ServiceSpec;
+
+    fn create(service: &str, image: &str, platform: Option<&str>) -> Action {
+        Action::Create {
+            container: ContainerToCreate {
+                name: format!("shop-{service}-1"),
+                stack: "shop".into(),
+                service: service.into(),
+                spec: ServiceSpec {
+                    image: image.into(),
+                    platform: platform.map(str::to_string),
+                    ..Default::default()
+                },
+                labels: BTreeMap::new(),
+                networks: Vec::new(),
+                wait_healthy: false,
+                wait_completed: false,
+            },
+        }
+    }
+
+    #[test]
+    fn pulls_take_the_platform_of_the_services_that_run_them() {
+        let plan = Plan {
+            pulls: vec!["postgres:15".into(), "nginx".into()],
+            stacks: vec![StackPlan {
+                stack: "shop".into(),
+                actions: vec![
+                    create("db", "postgres:15", Some("linux/arm64")),
+                    create("web", "nginx", None),
+                    create("db2", "postgres:15", Some("linux/amd64")),
+                ],
+            }],
+            ..Default::default()
+        };
+        let platforms = pull_platforms(&plan);
+        assert_eq!(
+            platforms
+                .get(&normalize_image("postgres:15"))
+                .map(String::as_str),
+            Some("linux/arm64")
+        );
+        assert_eq!(platforms.get(&normalize_image("nginx")), None);
     }
 }
