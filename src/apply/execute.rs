@@ -78,7 +78,9 @@ pub async fn execute_with(
             Err(e) => Err(e),
         };
         if let Err(e) = built {
-            missing.insert(normalize_image(&b.tag), format!("{e:#}"));
+            // Named by service and stack: the tag alone does not say which file to fix.
+            let e = format!("service {} of stack {}: {e:#}", b.service, b.stack);
+            missing.insert(normalize_image(&b.tag), e);
         }
     }
     for sp in &plan.stacks {

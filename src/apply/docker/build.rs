@@ -142,7 +142,22 @@ impl DockerExecutor {
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut image_id: Option<String> = None;
         let mut built_short: Option<String> = None;
-        while let Some(item) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + self.build_timeout();
+        loop {
+            let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // Dropping the stream closes the connection, which makes the engine cancel the
+                // build (`forcerm` removes the step's container); the tag keeps its old image.
+                Err(_elapsed) => {
+                    return Err(timeout_error(
+                        req,
+                        &shown_dockerfile,
+                        step.as_deref(),
+                        self.build_timeout(),
+                    ))
+                }
+            };
             let info = match item {
                 Ok(info) => info,
                 Err(e) => {
@@ -222,6 +237,29 @@ impl DockerExecutor {
             )),
         }
     }
+}
+
+/// The error for a build that ran past `build_timeout_secs`: the step it was at, and the setting
+/// to raise when the build is slow rather than stuck.
+fn timeout_error(
+    req: &BuildRequest,
+    dockerfile: &str,
+    step: Option<&str>,
+    timeout: std::time::Duration,
+) -> anyhow::Error {
+    let at = match step.map(|s| s.split_once(" : ").unwrap_or((s, ""))) {
+        Some((number, instruction)) => {
+            format!(" at step {} `{}`", number.trim(), instruction.trim())
+        }
+        None => String::new(),
+    };
+    anyhow!(
+        "building image {} from {dockerfile} timed out after {} s{at} (build_timeout_secs); the \
+         build was stopped and the tag keeps its previous image; find what the step waits for, or \
+         raise build_timeout_secs in gitmoor's config if the build needs longer",
+        req.tag,
+        timeout.as_secs_f64()
+    )
 }
 
 /// The error for a failed build: the step that failed and the engine's message.
