@@ -782,8 +782,9 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         )),
         "{err}"
     );
+    // Steps 3 to 5 are the label steps (the two hashes, the instance).
     assert!(
-        err.contains(&format!("at step 2/4 `RUN sleep 30 && echo {marker}`")),
+        err.contains(&format!("at step 2/5 `RUN sleep 30 && echo {marker}`")),
         "{err}"
     );
     assert!(err.contains("raise build_timeout_secs"), "{err}");
@@ -810,4 +811,131 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         // An async sleep: the client's connection task must run to close the connection.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Builds `tag` from `Dockerfile` text with `labels`, and returns the image id.
+async fn build_tagged(
+    exec: &DockerExecutor,
+    root: &Path,
+    tag: &str,
+    dockerfile: &str,
+    labels: &[(&str, &str)],
+) -> String {
+    write(root, "other/Dockerfile", dockerfile, 0o644);
+    let snap = Snapshot::from_dir(root).unwrap();
+    let mut req = request(tag, "other");
+    req.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    exec.build(&req, context_tar(&snap, "other").unwrap())
+        .await
+        .expect("build")
+}
+
+fn image_exists(id: &str) -> bool {
+    docker_cli(&["image", "inspect", id]).0
+}
+
+#[tokio::test]
+async fn superseded_built_images_are_pruned_unless_in_use_or_not_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let stack = unique("prune");
+    let tag = format!("{stack}-web");
+    let unlabelled = format!("{stack}-plain");
+    let foreign = format!("{stack}-foreign");
+    let mut images = Images::new(&[&tag, &unlabelled, &foreign]);
+    let _containers = StackContainers(stack.clone());
+    let instance = unique("prune-inst");
+    let exec = executor().await;
+
+    // Dangling images this instance must not touch: one gitmoor did not build (no labels), one
+    // another instance built. Each made dangling by building its tag a second time.
+    let other_instance = [(BUILD_HASH, "h"), (labels::INSTANCE, "someone-else")];
+    for (tag, labels) in [(&unlabelled, &[][..]), (&foreign, &other_instance[..])] {
+        for n in 1..=2 {
+            let dockerfile = format!("FROM example-busybox:1\nRUN echo {stack}-{n} > /n\n");
+            let id = build_tagged(&exec, root, tag, &dockerfile, labels).await;
+            images.ids.push(id);
+        }
+    }
+    let not_ours = [images.ids[0].clone(), images.ids[2].clone()];
+
+    let web = format!("{stack}-web-1");
+    let deploy = |n: u32| {
+        write(
+            root,
+            "app/Dockerfile",
+            &format!("FROM example-busybox:1\nRUN echo {stack}-v{n} > /v\n"),
+            0o644,
+        );
+        let snap = Snapshot::from_dir(root).unwrap();
+        let (old, _) = container_state(&web);
+        let old = (!old.is_empty()).then_some(old);
+        let plan = build_and_deploy_plan(
+            &stack,
+            &instance,
+            &tag,
+            "app",
+            &format!("v{n}"),
+            old.as_deref(),
+        );
+        (plan, snap)
+    };
+
+    let (plan, snap) = deploy(1);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v1 = image_id(&tag);
+    images.ids.push(v1.clone());
+    assert!(
+        report.pruned_images.is_empty(),
+        "{:?}",
+        report.pruned_images
+    );
+
+    // A container gitmoor does not manage still uses v1 when the rebuild supersedes it.
+    let holder = format!("{stack}-holder");
+    let project = format!("{}={stack}", labels::PROJECT);
+    let (ok, _, err) = docker_cli(&["create", "--name", &holder, "--label", &project, &v1]);
+    assert!(ok, "docker create: {err}");
+
+    let (plan, snap) = deploy(2);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v2 = image_id(&tag);
+    images.ids.push(v2.clone());
+    assert_ne!(v1, v2);
+    assert!(
+        report.pruned_images.is_empty(),
+        "{:?}",
+        report.pruned_images
+    );
+    assert!(image_exists(&v1), "v1 is in use by {holder}: kept");
+
+    // Once nothing uses them, the next apply removes every superseded image of this instance.
+    let (ok, _, err) = docker_cli(&["rm", &holder]);
+    assert!(ok, "docker rm: {err}");
+    let (plan, snap) = deploy(3);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v3 = image_id(&tag);
+    images.ids.push(v3.clone());
+    let mut pruned = report.pruned_images.clone();
+    pruned.sort();
+    let mut want = vec![v1.clone(), v2.clone()];
+    want.sort();
+    assert_eq!(pruned, want);
+    assert!(!image_exists(&v1) && !image_exists(&v2));
+    assert!(image_exists(&v3));
+    assert_eq!(container_state(&web).1, "running");
+    for id in &not_ours {
+        assert!(image_exists(id), "{id} is not this instance's build: kept");
+    }
+    let log = log().text();
+    assert!(
+        log.contains("removed an image a rebuild superseded") && log.contains(&v1),
+        "each removal is logged"
+    );
 }

@@ -3,6 +3,7 @@
 //! other stacks go on: one broken stack must not hold the rest of the host hostage.
 
 use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
+use crate::labels;
 use crate::plan::normalize_image;
 use crate::plan::{Action, ContainerToCreate, Plan};
 use crate::source::snapshot::Snapshot;
@@ -23,6 +24,8 @@ pub struct ApplyOptions {
 #[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     pub stacks: BTreeMap<String, Result<(), String>>,
+    /// Ids of the images gitmoor had built that a rebuild superseded, removed after the apply.
+    pub pruned_images: Vec<String>,
 }
 
 impl ApplyReport {
@@ -56,6 +59,7 @@ pub async fn execute_with(
     let mut report = ApplyReport::default();
     let mut missing: BTreeMap<String, String> = BTreeMap::new();
     let platforms = pull_platforms(plan);
+    let instance = plan_instance(plan);
     for image in &plan.pulls {
         info!(image = %image, "pull");
         let platform = platforms.get(&normalize_image(image)).map(String::as_str);
@@ -65,7 +69,7 @@ pub async fn execute_with(
     }
     for b in &plan.builds {
         info!(image = %b.tag, reason = %b.reason, "build");
-        let req = BuildRequest {
+        let mut req = BuildRequest {
             tag: b.tag.clone(),
             context_dir: b.build.context.clone(),
             dockerfile: b.build.dockerfile.clone(),
@@ -73,6 +77,12 @@ pub async fn execute_with(
             target: b.build.target.clone(),
             labels: b.labels.clone(),
         };
+        // The instance label marks the image as this instance's, so that only this instance
+        // ever prunes it once a rebuild supersedes it.
+        if let Some(instance) = &instance {
+            req.labels
+                .insert(labels::INSTANCE.to_string(), instance.clone());
+        }
         let built = match request_tar(inputs.snapshot, &req) {
             Ok(tar) => exec.build_with(&req, tar, inputs.auth).await.map(|_| ()),
             Err(e) => Err(e),
@@ -105,7 +115,35 @@ pub async fn execute_with(
         }
         report.stacks.insert(sp.stack.clone(), result);
     }
+    // Only after a clean apply: every new container runs, so what a rebuild left untagged is
+    // garbage. An image some container still uses is kept by the engine (never forced).
+    if let (true, Some(instance)) = (report.is_ok(), &instance) {
+        match exec.prune_built_images(instance).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    info!(count = ids.len(), "removed images superseded by a rebuild");
+                }
+                report.pruned_images = ids;
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "pruning superseded built images failed"),
+        }
+    }
     report
+}
+
+/// The gitmoor instance this plan was made for: the planner puts it on every container it
+/// creates (`io.gitmoor.instance`), and the executor has no other word of it. None when the plan
+/// creates no container, and then it builds nothing either (a rebuild always recreates).
+fn plan_instance(plan: &Plan) -> Option<String> {
+    plan.stacks
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::Create { container } | Action::Recreate { container, .. } => {
+                container.labels.get(labels::INSTANCE).cloned()
+            }
+            _ => None,
+        })
 }
 
 /// The `platform:` each image is pulled for, by normalized image: the platform of a service in
@@ -290,6 +328,26 @@ mod tests {
                 wait_completed: false,
             },
         }
+    }
+
+    #[test]
+    fn the_instance_comes_from_the_plans_containers() {
+        let mut web = create("web", "shop-web", None);
+        if let Action::Create { container } = &mut web {
+            container
+                .labels
+                .insert(labels::INSTANCE.to_string(), "blue".to_string());
+        }
+        let mut plan = Plan {
+            stacks: vec![StackPlan {
+                stack: "shop".into(),
+                actions: vec![web],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(plan_instance(&plan).as_deref(), Some("blue"));
+        plan.stacks[0].actions.clear();
+        assert_eq!(plan_instance(&plan), None);
     }
 
     #[test]

@@ -9,10 +9,14 @@
 
 use super::registry::RegistryAuth;
 use super::{docker_message, status_code, DockerExecutor};
+use crate::labels;
+use crate::plan::images::BUILD_HASH;
 use crate::source::snapshot::Snapshot;
 use anyhow::{anyhow, bail, Context};
 use bollard::errors::Error as DockerError;
-use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, BuilderVersion, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -220,6 +224,75 @@ impl DockerExecutor {
         };
         tracing::info!(image = %req.tag, id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "built image");
         Ok(id)
+    }
+
+    /// Removes the images gitmoor built for `instance` that a rebuild left behind: untagged
+    /// (dangling), carrying the build-hash label and this instance's label, and used by no
+    /// container. A rebuild of `<stack>-<service>` moves the tag to the new image, and the old one
+    /// would otherwise fill the disk build after build. Never forced: an image a container still
+    /// uses (a stopped one, or the previous container a failed recreate brought back) answers
+    /// 409 and is skipped. Images gitmoor did not build, or built for another instance, are never
+    /// listed. Returns the ids removed; a failure to remove one is logged and the rest go on.
+    pub async fn prune_built_images(&self, instance: &str) -> anyhow::Result<Vec<String>> {
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([
+            ("dangling", vec!["true".to_string()]),
+            (
+                "label",
+                vec![
+                    format!("{}={instance}", labels::INSTANCE),
+                    BUILD_HASH.to_string(),
+                ],
+            ),
+        ]);
+        let images = self
+            .docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "listing superseded built images failed: {}",
+                    docker_message(&e)
+                )
+            })?;
+        let mut removed = Vec::new();
+        for image in images {
+            // The engine filtered already; checked again so that no other image is ever removed.
+            let label = |k: &str| image.labels.get(k).map(String::as_str);
+            let untagged = image
+                .repo_tags
+                .iter()
+                .all(|t| t.as_str() == "<none>:<none>");
+            if !untagged || label(labels::INSTANCE) != Some(instance) || label(BUILD_HASH).is_none()
+            {
+                continue;
+            }
+            let options = RemoveImageOptionsBuilder::new()
+                .force(false)
+                .noprune(false)
+                .build();
+            match self
+                .docker
+                .remove_image(&image.id, Some(options), None)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(image = %image.id, instance, "removed an image a rebuild superseded");
+                    removed.push(image.id);
+                }
+                // In use by a container (409), or gone meanwhile (404): nothing to do.
+                Err(e) if matches!(status_code(&e), Some(409) | Some(404)) => {
+                    tracing::debug!(image = %image.id, "superseded image kept: {}", docker_message(&e));
+                }
+                Err(e) => tracing::warn!(
+                    image = %image.id,
+                    "removing a superseded built image failed: {}",
+                    docker_message(&e)
+                ),
+            }
+        }
+        Ok(removed)
     }
 
     /// One label of a local image; None when the image or the label is missing.
