@@ -78,6 +78,12 @@ pub struct Config {
     /// How long to wait for a service that others depend on with `service_healthy`.
     #[serde(default = "default_health_timeout")]
     pub health_timeout_secs: u64,
+    /// How long one image build may run (default 1800 s). A build that hangs (a `RUN` step
+    /// waiting on the network forever) would otherwise hold the daemon's one reconcile, and so
+    /// every stack; past this bound the build is stopped and its stack fails, keeping its running
+    /// containers, while the other stacks go on. Raise it for builds that are slow, not stuck.
+    #[serde(default = "default_build_timeout")]
+    pub build_timeout_secs: u64,
 }
 
 fn default_branch() -> String {
@@ -118,6 +124,9 @@ fn default_instance() -> String {
 }
 fn default_health_timeout() -> u64 {
     120
+}
+fn default_build_timeout() -> u64 {
+    crate::apply::docker::DEFAULT_BUILD_TIMEOUT.as_secs()
 }
 
 impl Config {
@@ -163,6 +172,12 @@ impl Config {
                 "{}: webhook_max_body_bytes: {} is too small for any webhook payload; use at least 1024",
                 path.display(),
                 cfg.webhook_max_body_bytes
+            );
+        }
+        if cfg.build_timeout_secs == 0 {
+            bail!(
+                "{}: build_timeout_secs: must be at least 1 (default 1800)",
+                path.display()
             );
         }
         if cfg.status_refresh_secs == 0 {
@@ -252,6 +267,7 @@ mod tests {
         assert_eq!(cfg.secrets_debounce_ms, 500);
         assert_eq!(cfg.status_history, 20);
         assert_eq!(cfg.status_refresh_secs, 10);
+        assert_eq!(cfg.build_timeout_secs, 1800);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")
@@ -281,6 +297,16 @@ mod tests {
             format!("{err:#}").contains("health_max_reconcile_secs"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn build_timeout_parses_and_zero_is_refused() {
+        let cfg =
+            Config::parse("repo: x\nbuild_timeout_secs: 600\n", Path::new("/c.yaml")).unwrap();
+        assert_eq!(cfg.build_timeout_secs, 600);
+        let err =
+            Config::parse("repo: x\nbuild_timeout_secs: 0\n", Path::new("/c.yaml")).unwrap_err();
+        assert!(format!("{err:#}").contains("build_timeout_secs"), "{err:#}");
     }
 
     #[test]

@@ -6,13 +6,18 @@
 
 use gitmoor::apply::docker::build::{context_tar, request_tar, BuildRequest};
 use gitmoor::apply::docker::DockerExecutor;
+use gitmoor::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
+use gitmoor::labels;
 use gitmoor::observe::docker::observe;
+use gitmoor::plan::images::{BUILD_HASH, CONTEXT_TREE};
+use gitmoor::plan::{Action, BuildStep, ContainerToCreate, Plan, StackPlan};
 use gitmoor::source::snapshot::Snapshot;
+use gitmoor::spec::model::{BuildSpec, ServiceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -612,4 +617,325 @@ Dockerfile
         "gitmoor and the docker CLI send the same context"
     );
     assert!(ours.contains("./docs/README.md") && !ours.contains("./secret\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds inside an apply (execute_with), as a reconcile runs them
+
+/// Removes the containers of a test's stack (by its compose project label), even when the test
+/// fails. Declared after `Images`, so it is dropped first and the images are no longer in use.
+struct StackContainers(String);
+
+impl Drop for StackContainers {
+    fn drop(&mut self) {
+        let filter = format!("label={}={}", labels::PROJECT, self.0);
+        let (_, ids, _) = docker_cli(&["ps", "-aq", "--filter", &filter]);
+        for id in ids.split_whitespace() {
+            let _ = docker_cli(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// The plan a reconcile makes when service `web` of `stack` (image `tag`, built from `context`
+/// whose content id is `tree`) must be built and then created, or recreated over `old_id`.
+fn build_and_deploy_plan(
+    stack: &str,
+    instance: &str,
+    tag: &str,
+    context: &str,
+    tree: &str,
+    old_id: Option<&str>,
+) -> Plan {
+    let build = BuildSpec {
+        context: context.to_string(),
+        dockerfile: "Dockerfile".to_string(),
+        context_tree: tree.to_string(),
+        ..Default::default()
+    };
+    let container = ContainerToCreate {
+        name: format!("{stack}-web-1"),
+        stack: stack.to_string(),
+        service: "web".to_string(),
+        spec: ServiceSpec {
+            image: tag.to_string(),
+            command: Some(vec!["sleep".into(), "3600".into()]),
+            // sleep as PID 1 ignores SIGTERM: no point waiting for it.
+            stop_grace_period: Some(0),
+            build: Some(build.clone()),
+            ..Default::default()
+        },
+        labels: BTreeMap::from([
+            (labels::PROJECT.to_string(), stack.to_string()),
+            (labels::SERVICE.to_string(), "web".to_string()),
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::INSTANCE.to_string(), instance.to_string()),
+        ]),
+        networks: Vec::new(),
+        wait_healthy: false,
+        wait_completed: false,
+    };
+    let action = match old_id {
+        None => Action::Create { container },
+        Some(old_id) => Action::Recreate {
+            old_id: old_id.to_string(),
+            container,
+            reasons: vec!["image rebuilt".into()],
+        },
+    };
+    Plan {
+        builds: vec![BuildStep {
+            stack: stack.to_string(),
+            service: "web".to_string(),
+            tag: tag.to_string(),
+            build,
+            labels: BTreeMap::from([
+                (BUILD_HASH.to_string(), tree.to_string()),
+                (CONTEXT_TREE.to_string(), tree.to_string()),
+            ]),
+            reason: "test".into(),
+        }],
+        stacks: vec![StackPlan {
+            stack: stack.to_string(),
+            actions: vec![action],
+        }],
+        ..Default::default()
+    }
+}
+
+async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyReport {
+    let opts = ApplyOptions {
+        health_timeout: Duration::from_secs(20),
+        stop_grace_secs: 0,
+    };
+    let inputs = ApplyInputs {
+        snapshot: snap,
+        auth: None,
+    };
+    execute_with(plan, exec, &opts, &inputs).await
+}
+
+fn container_state(name: &str) -> (String, String) {
+    let (_, out, _) = docker_cli(&["inspect", "-f", "{{.Id}} {{.State.Status}}", name]);
+    let mut parts = out.split_whitespace();
+    (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    )
+}
+
+fn image_id(reference: &str) -> String {
+    let (_, id, _) = docker_cli(&["image", "inspect", "-f", "{{.Id}}", reference]);
+    id.trim().to_string()
+}
+
+#[tokio::test]
+async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let stack = unique("hang");
+    let tag = format!("{stack}-web");
+    let mut images = Images::new(&[&tag]);
+    let _containers = StackContainers(stack.clone());
+    let instance = unique("hang-inst");
+    let exec = executor().await;
+
+    write(root, "app/Dockerfile", "FROM example-busybox:1\n", 0o644);
+    let snap = Snapshot::from_dir(root).unwrap();
+    let plan = build_and_deploy_plan(&stack, &instance, &tag, "app", "v1", None);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let good = image_id(&tag);
+    images.ids.push(good.clone());
+    let (old_id, state) = container_state(&format!("{stack}-web-1"));
+    assert_eq!(state, "running");
+
+    let marker = unique("sleeping");
+    write(
+        root,
+        "app/Dockerfile",
+        &format!("FROM example-busybox:1\nRUN sleep 30 && echo {marker}\n"),
+        0o644,
+    );
+    let snap = Snapshot::from_dir(root).unwrap();
+    let plan = build_and_deploy_plan(&stack, &instance, &tag, "app", "v2", Some(&old_id));
+    // The first build gets the default bound: on a busy host even a trivial one may take 2 s.
+    let exec = exec.with_build_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 2 s bound held the apply {:?}",
+        started.elapsed()
+    );
+    let err = match report.stacks.get(&stack) {
+        Some(Err(e)) => e.clone(),
+        other => panic!("the stack should fail on the timeout: {other:?}"),
+    };
+    eprintln!("timed out build: {err}");
+    assert!(
+        err.contains(&format!("service web of stack {stack}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "building image {tag} from app/Dockerfile timed out after 2 s"
+        )),
+        "{err}"
+    );
+    // Steps 3 to 5 are the label steps (the two hashes, the instance).
+    assert!(
+        err.contains(&format!("at step 2/5 `RUN sleep 30 && echo {marker}`")),
+        "{err}"
+    );
+    assert!(err.contains("raise build_timeout_secs"), "{err}");
+    assert!(err.contains("nothing in this stack was changed"), "{err}");
+
+    // The old container keeps serving, and the tag still names its image.
+    assert_eq!(
+        container_state(&format!("{stack}-web-1")),
+        (old_id, "running".to_string())
+    );
+    assert_eq!(image_id(&tag), good);
+    // The engine cancelled the build when the connection closed: its step container goes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, all, _) =
+            docker_cli(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"]);
+        if !all.contains(&marker) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out step's container was left behind:\n{all}"
+        );
+        // An async sleep: the client's connection task must run to close the connection.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Builds `tag` from `Dockerfile` text with `labels`, and returns the image id.
+async fn build_tagged(
+    exec: &DockerExecutor,
+    root: &Path,
+    tag: &str,
+    dockerfile: &str,
+    labels: &[(&str, &str)],
+) -> String {
+    write(root, "other/Dockerfile", dockerfile, 0o644);
+    let snap = Snapshot::from_dir(root).unwrap();
+    let mut req = request(tag, "other");
+    req.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    exec.build(&req, context_tar(&snap, "other").unwrap())
+        .await
+        .expect("build")
+}
+
+fn image_exists(id: &str) -> bool {
+    docker_cli(&["image", "inspect", id]).0
+}
+
+#[tokio::test]
+async fn superseded_built_images_are_pruned_unless_in_use_or_not_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let stack = unique("prune");
+    let tag = format!("{stack}-web");
+    let unlabelled = format!("{stack}-plain");
+    let foreign = format!("{stack}-foreign");
+    let mut images = Images::new(&[&tag, &unlabelled, &foreign]);
+    let _containers = StackContainers(stack.clone());
+    let instance = unique("prune-inst");
+    let exec = executor().await;
+
+    // Dangling images this instance must not touch: one gitmoor did not build (no labels), one
+    // another instance built. Each made dangling by building its tag a second time.
+    let other_instance = [(BUILD_HASH, "h"), (labels::INSTANCE, "someone-else")];
+    for (tag, labels) in [(&unlabelled, &[][..]), (&foreign, &other_instance[..])] {
+        for n in 1..=2 {
+            let dockerfile = format!("FROM example-busybox:1\nRUN echo {stack}-{n} > /n\n");
+            let id = build_tagged(&exec, root, tag, &dockerfile, labels).await;
+            images.ids.push(id);
+        }
+    }
+    let not_ours = [images.ids[0].clone(), images.ids[2].clone()];
+
+    let web = format!("{stack}-web-1");
+    let deploy = |n: u32| {
+        write(
+            root,
+            "app/Dockerfile",
+            &format!("FROM example-busybox:1\nRUN echo {stack}-v{n} > /v\n"),
+            0o644,
+        );
+        let snap = Snapshot::from_dir(root).unwrap();
+        let (old, _) = container_state(&web);
+        let old = (!old.is_empty()).then_some(old);
+        let plan = build_and_deploy_plan(
+            &stack,
+            &instance,
+            &tag,
+            "app",
+            &format!("v{n}"),
+            old.as_deref(),
+        );
+        (plan, snap)
+    };
+
+    let (plan, snap) = deploy(1);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v1 = image_id(&tag);
+    images.ids.push(v1.clone());
+    assert!(
+        report.pruned_images.is_empty(),
+        "{:?}",
+        report.pruned_images
+    );
+
+    // A container gitmoor does not manage still uses v1 when the rebuild supersedes it.
+    let holder = format!("{stack}-holder");
+    let project = format!("{}={stack}", labels::PROJECT);
+    let (ok, _, err) = docker_cli(&["create", "--name", &holder, "--label", &project, &v1]);
+    assert!(ok, "docker create: {err}");
+
+    let (plan, snap) = deploy(2);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v2 = image_id(&tag);
+    images.ids.push(v2.clone());
+    assert_ne!(v1, v2);
+    assert!(
+        report.pruned_images.is_empty(),
+        "{:?}",
+        report.pruned_images
+    );
+    assert!(image_exists(&v1), "v1 is in use by {holder}: kept");
+
+    // Once nothing uses them, the next apply removes every superseded image of this instance.
+    let (ok, _, err) = docker_cli(&["rm", &holder]);
+    assert!(ok, "docker rm: {err}");
+    let (plan, snap) = deploy(3);
+    let report = apply(&exec, &plan, &snap).await;
+    assert!(report.is_ok(), "{:?}", report.first_error());
+    let v3 = image_id(&tag);
+    images.ids.push(v3.clone());
+    let mut pruned = report.pruned_images.clone();
+    pruned.sort();
+    let mut want = vec![v1.clone(), v2.clone()];
+    want.sort();
+    assert_eq!(pruned, want);
+    assert!(!image_exists(&v1) && !image_exists(&v2));
+    assert!(image_exists(&v3));
+    assert_eq!(container_state(&web).1, "running");
+    for id in &not_ours {
+        assert!(image_exists(id), "{id} is not this instance's build: kept");
+    }
+    let log = log().text();
+    assert!(
+        log.contains("removed an image a rebuild superseded") && log.contains(&v1),
+        "each removal is logged"
+    );
 }

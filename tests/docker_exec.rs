@@ -11,7 +11,8 @@ use gitmoor::labels;
 use gitmoor::observe::docker::observe;
 use gitmoor::plan::ContainerToCreate;
 use gitmoor::spec::model::{
-    HealthcheckSpec, LoggingSpec, MountSpec, NetworkSpec, PortSpec, Secret, ServiceSpec, VolumeSpec,
+    HealthcheckSpec, IpamPool, IpamSpec, LoggingSpec, MountSpec, NetworkAttach, NetworkSpec,
+    PortSpec, Secret, ServiceSpec, VolumeSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -420,6 +421,115 @@ async fn two_networks_one_internal_publish_a_port_and_resolve_aliases() {
     ex.stop_and_remove(&id, 0)
         .await
         .expect("already gone is ok");
+}
+
+/// A network with one ipam subnet (static addresses need one).
+fn network_with_subnet(stack: &str, key: &str, subnet: &str) -> NetworkSpec {
+    NetworkSpec {
+        ipam: Some(IpamSpec {
+            config: vec![IpamPool {
+                subnet: Some(subnet.to_string()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..network(stack, key, false)
+    }
+}
+
+#[tokio::test]
+async fn static_addresses_hold_on_the_first_and_the_second_network() {
+    let ex = executor().await;
+    let stack = unique_stack("ip");
+    let _cleanup = Cleanup::new(&stack);
+    // Subnets no other test and no default address pool of this host uses.
+    let back = network_with_subnet(&stack, "back", "10.231.41.0/24");
+    let front = network_with_subnet(&stack, "front", "10.231.42.0/24");
+    ex.ensure_network(&back).await.expect("back network");
+    ex.ensure_network(&front).await.expect("front network");
+
+    let attach = |ip: &str| NetworkAttach {
+        aliases: vec!["web".into()],
+        ipv4_address: Some(ip.to_string()),
+        ipv6_address: None,
+    };
+    let mut spec = web_spec();
+    // Keyed by compose key, in the planner's order: `back` is created with, `front` connected.
+    spec.networks = BTreeMap::from([
+        ("back".to_string(), attach("10.231.41.10")),
+        ("front".to_string(), attach("10.231.42.20")),
+    ]);
+    let web = container(
+        &stack,
+        "web",
+        spec,
+        &[(&back, &["web"]), (&front, &["web"])],
+    );
+    let id = ex.create_container(&web).await.expect("create web");
+    ex.start(&id).await.expect("start web");
+
+    let info = ex
+        .docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let networks = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .expect("networks");
+    let address = |net: &NetworkSpec| {
+        networks
+            .get(&net.name)
+            .and_then(|e| e.ip_address.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(address(&back), "10.231.41.10", "{networks:?}");
+    assert_eq!(address(&front), "10.231.42.20", "{networks:?}");
+    ex.stop_and_remove(&id, 0).await.expect("remove");
+}
+
+#[tokio::test]
+async fn platform_is_asked_of_the_engine_at_create() {
+    let ex = executor().await;
+    let stack = unique_stack("plat");
+    let _cleanup = Cleanup::new(&stack);
+    let net = network(&stack, "default", false);
+    ex.ensure_network(&net).await.expect("network");
+
+    // This host is amd64, and so is the local busybox image: the service deploys.
+    let mut spec = web_spec();
+    spec.platform = Some("linux/amd64".into());
+    let web = container(&stack, "web", spec, &[(&net, &["web"])]);
+    let id = ex
+        .create_container(&web)
+        .await
+        .expect("create for linux/amd64");
+    ex.start(&id).await.expect("start");
+    let info = ex
+        .docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    assert_eq!(info.platform.as_deref(), Some("linux"));
+    assert_eq!(
+        info.state.and_then(|s| s.running),
+        Some(true),
+        "runs on linux/amd64"
+    );
+
+    // Another platform: the engine refuses the amd64 image, which shows the option reaches it
+    // (without it the engine would run the image with only a warning).
+    let mut spec = web_spec();
+    spec.platform = Some("linux/arm64".into());
+    let other = container(&stack, "arm", spec, &[(&net, &["arm"])]);
+    let err = ex
+        .create_container(&other)
+        .await
+        .expect_err("an amd64 image is not linux/arm64");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("is not for platform linux/arm64"), "{msg}");
+    assert!(msg.contains("service arm"), "{msg}");
+    ex.stop_and_remove(&id, 0).await.expect("remove");
 }
 
 #[tokio::test]

@@ -23,11 +23,18 @@ use anyhow::anyhow;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{RemoveContainerOptionsBuilder, StopContainerOptionsBuilder};
 use bollard::Docker;
+use std::time::Duration;
+
+/// How long one image build may take unless configured otherwise (config `build_timeout_secs`).
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Talks to one Docker daemon on behalf of the apply step.
 #[derive(Debug, Clone)]
 pub struct DockerExecutor {
     pub docker: Docker,
+    /// Bound on one image build: a build that hangs (a `RUN` waiting on the network forever)
+    /// would otherwise hold the one reconcile the daemon runs at a time, and so every stack.
+    build_timeout: Duration,
 }
 
 impl DockerExecutor {
@@ -64,7 +71,22 @@ impl DockerExecutor {
         let docker = connected.map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         tracing::debug!(docker_host = %shown, api_version = %docker.client_version(), "connected to dockerd");
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            build_timeout: DEFAULT_BUILD_TIMEOUT,
+        })
+    }
+
+    /// The same executor with another bound on each image build (config `build_timeout_secs`;
+    /// [`DEFAULT_BUILD_TIMEOUT`] until set).
+    pub fn with_build_timeout(mut self, timeout: Duration) -> Self {
+        self.build_timeout = timeout;
+        self
+    }
+
+    /// The bound on one image build.
+    pub fn build_timeout(&self) -> Duration {
+        self.build_timeout
     }
 
     /// Starts a created (or stopped) container. Already running is fine.

@@ -3,6 +3,7 @@
 //! other stacks go on: one broken stack must not hold the rest of the host hostage.
 
 use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
+use crate::labels;
 use crate::plan::normalize_image;
 use crate::plan::{Action, ContainerToCreate, Plan};
 use crate::source::snapshot::Snapshot;
@@ -23,6 +24,8 @@ pub struct ApplyOptions {
 #[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     pub stacks: BTreeMap<String, Result<(), String>>,
+    /// Ids of the images gitmoor had built that a rebuild superseded, removed after the apply.
+    pub pruned_images: Vec<String>,
 }
 
 impl ApplyReport {
@@ -55,15 +58,18 @@ pub async fn execute_with(
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
     let mut missing: BTreeMap<String, String> = BTreeMap::new();
+    let platforms = pull_platforms(plan);
+    let instance = plan_instance(plan);
     for image in &plan.pulls {
         info!(image = %image, "pull");
-        if let Err(e) = exec.pull_with(image, inputs.auth).await {
+        let platform = platforms.get(&normalize_image(image)).map(String::as_str);
+        if let Err(e) = exec.pull_for_platform(image, platform, inputs.auth).await {
             missing.insert(normalize_image(image), format!("{e:#}"));
         }
     }
     for b in &plan.builds {
         info!(image = %b.tag, reason = %b.reason, "build");
-        let req = BuildRequest {
+        let mut req = BuildRequest {
             tag: b.tag.clone(),
             context_dir: b.build.context.clone(),
             dockerfile: b.build.dockerfile.clone(),
@@ -71,12 +77,20 @@ pub async fn execute_with(
             target: b.build.target.clone(),
             labels: b.labels.clone(),
         };
+        // The instance label marks the image as this instance's, so that only this instance
+        // ever prunes it once a rebuild supersedes it.
+        if let Some(instance) = &instance {
+            req.labels
+                .insert(labels::INSTANCE.to_string(), instance.clone());
+        }
         let built = match request_tar(inputs.snapshot, &req) {
             Ok(tar) => exec.build_with(&req, tar, inputs.auth).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = built {
-            missing.insert(normalize_image(&b.tag), format!("{e:#}"));
+            // Named by service and stack: the tag alone does not say which file to fix.
+            let e = format!("service {} of stack {}: {e:#}", b.service, b.stack);
+            missing.insert(normalize_image(&b.tag), e);
         }
     }
     for sp in &plan.stacks {
@@ -101,7 +115,54 @@ pub async fn execute_with(
         }
         report.stacks.insert(sp.stack.clone(), result);
     }
+    // Only after a clean apply: every new container runs, so what a rebuild left untagged is
+    // garbage. An image some container still uses is kept by the engine (never forced).
+    if let (true, Some(instance)) = (report.is_ok(), &instance) {
+        match exec.prune_built_images(instance).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    info!(count = ids.len(), "removed images superseded by a rebuild");
+                }
+                report.pruned_images = ids;
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "pruning superseded built images failed"),
+        }
+    }
     report
+}
+
+/// The gitmoor instance this plan was made for: the planner puts it on every container it
+/// creates (`io.gitmoor.instance`), and the executor has no other word of it. None when the plan
+/// creates no container, and then it builds nothing either (a rebuild always recreates).
+fn plan_instance(plan: &Plan) -> Option<String> {
+    plan.stacks
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::Create { container } | Action::Recreate { container, .. } => {
+                container.labels.get(labels::INSTANCE).cloned()
+            }
+            _ => None,
+        })
+}
+
+/// The `platform:` each image is pulled for, by normalized image: the platform of a service in
+/// the plan that runs it. Its create call asks for that platform, so the pull must fetch that
+/// one (on a multi-arch tag the host's own would not do). Two services asking different
+/// platforms of one tag cannot both be served by it; the first one's is pulled.
+fn pull_platforms(plan: &Plan) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for action in plan.stacks.iter().flat_map(|s| &s.actions) {
+        if let Action::Create { container } | Action::Recreate { container, .. } = action {
+            if let Some(p) = container.spec.platform.as_deref().map(str::trim) {
+                if !p.is_empty() {
+                    out.entry(normalize_image(&container.spec.image))
+                        .or_insert_with(|| p.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn run_stack(
@@ -241,5 +302,75 @@ fn describe(a: &Action) -> String {
         Action::Start { name, .. } => format!("start {name}"),
         Action::Remove { name, .. } => format!("remove {name}"),
         Action::RemoveNetwork { name, .. } => format!("remove network {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StackPlan;
+    use crate::spec::model::ServiceSpec;
+
+    fn create(service: &str, image: &str, platform: Option<&str>) -> Action {
+        Action::Create {
+            container: ContainerToCreate {
+                name: format!("shop-{service}-1"),
+                stack: "shop".into(),
+                service: service.into(),
+                spec: ServiceSpec {
+                    image: image.into(),
+                    platform: platform.map(str::to_string),
+                    ..Default::default()
+                },
+                labels: BTreeMap::new(),
+                networks: Vec::new(),
+                wait_healthy: false,
+                wait_completed: false,
+            },
+        }
+    }
+
+    #[test]
+    fn the_instance_comes_from_the_plans_containers() {
+        let mut web = create("web", "shop-web", None);
+        if let Action::Create { container } = &mut web {
+            container
+                .labels
+                .insert(labels::INSTANCE.to_string(), "blue".to_string());
+        }
+        let mut plan = Plan {
+            stacks: vec![StackPlan {
+                stack: "shop".into(),
+                actions: vec![web],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(plan_instance(&plan).as_deref(), Some("blue"));
+        plan.stacks[0].actions.clear();
+        assert_eq!(plan_instance(&plan), None);
+    }
+
+    #[test]
+    fn pulls_take_the_platform_of_the_services_that_run_them() {
+        let plan = Plan {
+            pulls: vec!["postgres:15".into(), "nginx".into()],
+            stacks: vec![StackPlan {
+                stack: "shop".into(),
+                actions: vec![
+                    create("db", "postgres:15", Some("linux/arm64")),
+                    create("web", "nginx", None),
+                    create("db2", "postgres:15", Some("linux/amd64")),
+                ],
+            }],
+            ..Default::default()
+        };
+        let platforms = pull_platforms(&plan);
+        assert_eq!(
+            platforms
+                .get(&normalize_image("postgres:15"))
+                .map(String::as_str),
+            Some("linux/arm64")
+        );
+        assert_eq!(platforms.get(&normalize_image("nginx")), None);
     }
 }

@@ -150,7 +150,7 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
 }
 
 /// Endpoint settings for one network: just the aliases (Docker assigns the address).
-pub(crate) fn endpoint(aliases: &[String]) -> EndpointSettings {
+fn endpoint(aliases: &[String]) -> EndpointSettings {
     EndpointSettings {
         aliases: non_empty(aliases.to_vec()),
         ..Default::default()

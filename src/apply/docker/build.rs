@@ -9,10 +9,14 @@
 
 use super::registry::RegistryAuth;
 use super::{docker_message, status_code, DockerExecutor};
+use crate::labels;
+use crate::plan::images::BUILD_HASH;
 use crate::source::snapshot::Snapshot;
 use anyhow::{anyhow, bail, Context};
 use bollard::errors::Error as DockerError;
-use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, BuilderVersion, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -142,7 +146,22 @@ impl DockerExecutor {
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut image_id: Option<String> = None;
         let mut built_short: Option<String> = None;
-        while let Some(item) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + self.build_timeout();
+        loop {
+            let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // Dropping the stream closes the connection, which makes the engine cancel the
+                // build (`forcerm` removes the step's container); the tag keeps its old image.
+                Err(_elapsed) => {
+                    return Err(timeout_error(
+                        req,
+                        &shown_dockerfile,
+                        step.as_deref(),
+                        self.build_timeout(),
+                    ))
+                }
+            };
             let info = match item {
                 Ok(info) => info,
                 Err(e) => {
@@ -207,6 +226,75 @@ impl DockerExecutor {
         Ok(id)
     }
 
+    /// Removes the images gitmoor built for `instance` that a rebuild left behind: untagged
+    /// (dangling), carrying the build-hash label and this instance's label, and used by no
+    /// container. A rebuild of `<stack>-<service>` moves the tag to the new image, and the old one
+    /// would otherwise fill the disk build after build. Never forced: an image a container still
+    /// uses (a stopped one, or the previous container a failed recreate brought back) answers
+    /// 409 and is skipped. Images gitmoor did not build, or built for another instance, are never
+    /// listed. Returns the ids removed; a failure to remove one is logged and the rest go on.
+    pub async fn prune_built_images(&self, instance: &str) -> anyhow::Result<Vec<String>> {
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([
+            ("dangling", vec!["true".to_string()]),
+            (
+                "label",
+                vec![
+                    format!("{}={instance}", labels::INSTANCE),
+                    BUILD_HASH.to_string(),
+                ],
+            ),
+        ]);
+        let images = self
+            .docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "listing superseded built images failed: {}",
+                    docker_message(&e)
+                )
+            })?;
+        let mut removed = Vec::new();
+        for image in images {
+            // The engine filtered already; checked again so that no other image is ever removed.
+            let label = |k: &str| image.labels.get(k).map(String::as_str);
+            let untagged = image
+                .repo_tags
+                .iter()
+                .all(|t| t.as_str() == "<none>:<none>");
+            if !untagged || label(labels::INSTANCE) != Some(instance) || label(BUILD_HASH).is_none()
+            {
+                continue;
+            }
+            let options = RemoveImageOptionsBuilder::new()
+                .force(false)
+                .noprune(false)
+                .build();
+            match self
+                .docker
+                .remove_image(&image.id, Some(options), None)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(image = %image.id, instance, "removed an image a rebuild superseded");
+                    removed.push(image.id);
+                }
+                // In use by a container (409), or gone meanwhile (404): nothing to do.
+                Err(e) if matches!(status_code(&e), Some(409) | Some(404)) => {
+                    tracing::debug!(image = %image.id, "superseded image kept: {}", docker_message(&e));
+                }
+                Err(e) => tracing::warn!(
+                    image = %image.id,
+                    "removing a superseded built image failed: {}",
+                    docker_message(&e)
+                ),
+            }
+        }
+        Ok(removed)
+    }
+
     /// One label of a local image; None when the image or the label is missing.
     /// (To read every image's labels at once, use `Observed::image_labels` from the observe step.)
     pub async fn image_label(&self, tag: &str, key: &str) -> anyhow::Result<Option<String>> {
@@ -222,6 +310,29 @@ impl DockerExecutor {
             )),
         }
     }
+}
+
+/// The error for a build that ran past `build_timeout_secs`: the step it was at, and the setting
+/// to raise when the build is slow rather than stuck.
+fn timeout_error(
+    req: &BuildRequest,
+    dockerfile: &str,
+    step: Option<&str>,
+    timeout: std::time::Duration,
+) -> anyhow::Error {
+    let at = match step.map(|s| s.split_once(" : ").unwrap_or((s, ""))) {
+        Some((number, instruction)) => {
+            format!(" at step {} `{}`", number.trim(), instruction.trim())
+        }
+        None => String::new(),
+    };
+    anyhow!(
+        "building image {} from {dockerfile} timed out after {} s{at} (build_timeout_secs); the \
+         build was stopped and the tag keeps its previous image; find what the step waits for, or \
+         raise build_timeout_secs in gitmoor's config if the build needs longer",
+        req.tag,
+        timeout.as_secs_f64()
+    )
 }
 
 /// The error for a failed build: the step that failed and the engine's message.

@@ -1,13 +1,13 @@
 //! Creating one container: the body, name conflicts, and the extra networks.
 
-use super::body::{create_body, endpoint};
+use super::body::{create_body, endpoint_for};
 use super::{docker_message, status_code, DockerExecutor};
 use crate::labels;
 use crate::plan::ContainerToCreate;
 use anyhow::{anyhow, bail};
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, NetworkConnectRequest};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
+use bollard::query_parameters::{CreateContainerOptions, CreateContainerOptionsBuilder};
 
 /// Grace period for stopping a leftover container found under our name.
 const LEFTOVER_GRACE_SECS: i64 = 10;
@@ -29,10 +29,12 @@ impl DockerExecutor {
             Err(e) => return Err(create_error(c, &e)),
         };
 
-        for (network, aliases) in c.networks.iter().skip(1) {
+        // Each extra network gets its aliases and the static address the service asks for there
+        // (`ipv4_address`/`ipv6_address` on a second network must not be silently dropped).
+        for (i, (network, _)) in c.networks.iter().enumerate().skip(1) {
             let request = NetworkConnectRequest {
                 container: id.clone(),
-                endpoint_config: Some(endpoint(aliases)),
+                endpoint_config: Some(endpoint_for(c, i)),
             };
             if let Err(e) = self.docker.connect_network(network, request).await {
                 // Leave no half-wired container behind: the next reconcile creates it afresh.
@@ -55,8 +57,10 @@ impl DockerExecutor {
         c: &ContainerToCreate,
         body: ContainerCreateBody,
     ) -> Result<String, DockerError> {
-        let options = CreateContainerOptionsBuilder::new().name(&c.name).build();
-        let created = self.docker.create_container(Some(options), body).await?;
+        let created = self
+            .docker
+            .create_container(Some(create_options(c)), body)
+            .await?;
         for warning in &created.warnings {
             tracing::warn!(container = %c.name, "docker: {warning}");
         }
@@ -114,9 +118,31 @@ impl DockerExecutor {
     }
 }
 
+/// The create call's query: the container's name, and the service's `platform:` when it has one.
+/// The platform is not part of the body (API 1.41 takes it as a query parameter); without it the
+/// engine would run an image of another architecture with only a warning, where compose makes
+/// the platform a requirement.
+fn create_options(c: &ContainerToCreate) -> CreateContainerOptions {
+    let options = CreateContainerOptionsBuilder::new().name(&c.name);
+    match c.spec.platform.as_deref().map(str::trim) {
+        Some(platform) if !platform.is_empty() => options.platform(platform),
+        _ => options,
+    }
+    .build()
+}
+
 fn create_error(c: &ContainerToCreate, e: &DockerError) -> anyhow::Error {
     let msg = docker_message(e);
     match status_code(e) {
+        Some(404) if msg.contains("does not match the specified platform") => anyhow!(
+            "creating container {}: image {} is not for platform {} ({msg}); fix `platform:` \
+             of service {} in stack {}, or use an image built for that platform",
+            c.name,
+            c.spec.image,
+            c.spec.platform.as_deref().unwrap_or("?"),
+            c.service,
+            c.stack
+        ),
         Some(404) if msg.contains("image") => anyhow!(
             "creating container {}: image {} is not present locally ({msg}); pull, build or \
              load it on the host, or fix the tag",
@@ -134,5 +160,37 @@ fn create_error(c: &ContainerToCreate, e: &DockerError) -> anyhow::Error {
             c.service,
             c.stack
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::model::ServiceSpec;
+
+    fn container(platform: Option<&str>) -> ContainerToCreate {
+        ContainerToCreate {
+            name: "shop-web-1".into(),
+            stack: "shop".into(),
+            service: "web".into(),
+            spec: ServiceSpec {
+                image: "x:1".into(),
+                platform: platform.map(str::to_string),
+                ..Default::default()
+            },
+            labels: Default::default(),
+            networks: Vec::new(),
+            wait_healthy: false,
+            wait_completed: false,
+        }
+    }
+
+    #[test]
+    fn platform_goes_on_the_create_call() {
+        let options = create_options(&container(Some("linux/amd64")));
+        assert_eq!(options.name.as_deref(), Some("shop-web-1"));
+        assert_eq!(options.platform, "linux/amd64");
+        assert_eq!(create_options(&container(None)).platform, "");
+        assert_eq!(create_options(&container(Some(" "))).platform, "");
     }
 }

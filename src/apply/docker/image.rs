@@ -19,16 +19,36 @@ impl DockerExecutor {
     /// none). A registry that wants credentials gives an error naming the registry and the file to
     /// add them to; nothing on the host is changed by a failed pull.
     pub async fn pull_with(&self, image: &str, auth: Option<&RegistryAuth>) -> anyhow::Result<()> {
+        self.pull_for_platform(image, None, auth).await
+    }
+
+    /// [`pull_with`](Self::pull_with) for one platform (`linux/arm64`, a service's `platform:`):
+    /// a multi-arch tag then gives that platform's image, not the host's, so the create call that
+    /// asks for the same platform finds it.
+    pub async fn pull_for_platform(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        auth: Option<&RegistryAuth>,
+    ) -> anyhow::Result<()> {
         let (from_image, tag) = split_image_ref(image);
-        let options = CreateImageOptionsBuilder::new()
+        let mut options = CreateImageOptionsBuilder::new()
             .from_image(from_image)
-            .tag(tag)
-            .build();
+            .tag(tag);
+        if let Some(platform) = platform.map(str::trim).filter(|p| !p.is_empty()) {
+            options = options.platform(platform);
+        }
+        let options = options.build();
         let credentials = auth.and_then(|a| a.credentials_for_image(image));
         let had_credentials = credentials.is_some();
         let mut stream = self.docker.create_image(Some(options), None, credentials);
         let mut last_status: HashMap<String, String> = HashMap::new();
-        tracing::info!(image, with_credentials = had_credentials, "pulling image");
+        tracing::info!(
+            image,
+            platform,
+            with_credentials = had_credentials,
+            "pulling image"
+        );
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| {
                 let message = docker_message(&e);
