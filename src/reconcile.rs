@@ -133,7 +133,9 @@ impl Reconciler {
         let (url, cache) = (cfg.repo.clone(), cfg.repo_cache_dir());
         let source =
             tokio::task::spawn_blocking(move || GitSource::open(&url, auth, &cache)).await??;
-        let exec = DockerExecutor::connect(cfg.docker_host.as_deref()).await?;
+        let exec = DockerExecutor::connect(cfg.docker_host.as_deref())
+            .await?
+            .with_build_timeout(Duration::from_secs(cfg.build_timeout_secs));
         Ok(Reconciler {
             cfg,
             source: Arc::new(Mutex::new(source)),
