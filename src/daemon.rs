@@ -135,6 +135,11 @@ pub async fn run_with_server(
                 watch_hub.set_pending("secrets");
                 watch_trigger.nudge_for(Why::Secrets);
             }
+            crate::watch::Change::Rescan => {
+                info!("secrets dir: changes may have been missed; reconcile requested");
+                watch_hub.set_pending("secrets");
+                watch_trigger.nudge_for(Why::Secrets);
+            }
         },
         stopped(),
     ));

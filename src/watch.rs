@@ -24,6 +24,9 @@ pub enum Change {
     Stacks(BTreeSet<String>),
     /// The directory itself went away (or was moved): it is watched again once it is back.
     DirGone,
+    /// Changes may have been missed (the kernel's event queue overflowed, or the directory came
+    /// back after being missing): any stack's file may differ, so reconcile them all.
+    Rescan,
 }
 
 /// The stack a path names when it is `<dir>/<stack>.env` (editor temp files and dotfiles are not).
@@ -47,6 +50,7 @@ fn relevant(kind: &EventKind) -> bool {
 enum Raw {
     Stack(String),
     DirGone,
+    Rescan,
 }
 
 /// Watches `dir` until `stop` resolves, calling `on_change` after each debounced burst. When the
@@ -67,6 +71,8 @@ pub async fn watch_secrets(
             Ok(w) => {
                 if warned {
                     info!(dir = %dir.display(), "watching the secrets dir");
+                    // Files written while it was missing made no event.
+                    on_change(Change::Rescan);
                 }
                 debug!(dir = %dir.display(), "watching the secrets dir");
                 warned = false;
@@ -91,12 +97,13 @@ pub async fn watch_secrets(
             };
             let Some(first) = first else { break };
             let mut stacks = BTreeSet::new();
-            let mut gone = false;
+            let (mut gone, mut rescan) = (false, false);
             let mut take = |raw: Raw| match raw {
                 Raw::Stack(s) => {
                     stacks.insert(s);
                 }
                 Raw::DirGone => gone = true,
+                Raw::Rescan => rescan = true,
             };
             take(first);
             let deadline = tokio::time::Instant::now() + debounce * 10;
@@ -112,7 +119,9 @@ pub async fn watch_secrets(
                     _ = &mut stop => return,
                 }
             }
-            if !stacks.is_empty() {
+            if rescan {
+                on_change(Change::Rescan);
+            } else if !stacks.is_empty() {
                 on_change(Change::Stacks(stacks));
             }
             if gone {
@@ -126,7 +135,15 @@ pub async fn watch_secrets(
 fn start(dir: &Path, tx: mpsc::Sender<Raw>) -> notify::Result<RecommendedWatcher> {
     let root = dir.to_path_buf();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let Ok(ev) = res else { return };
+        // An error or an overflowed queue means events were lost: which files changed is unknown.
+        let Ok(ev) = res else {
+            let _ = tx.try_send(Raw::Rescan);
+            return;
+        };
+        if ev.need_rescan() {
+            let _ = tx.try_send(Raw::Rescan);
+            return;
+        }
         if !relevant(&ev.kind) {
             return;
         }
@@ -205,6 +222,36 @@ mod tests {
             got,
             vec![Change::Stacks(BTreeSet::from(["app".to_string()]))]
         );
+        let _ = stop_tx.send(());
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dir_that_appears_later_is_rescanned_once_watched() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("secrets");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(watch_secrets(
+            root.clone(),
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            move |c| s2.lock().unwrap().push(c),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(seen.lock().unwrap().is_empty());
+        // Made while nothing watches it: no event will ever name app.env.
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("app.env"), "A=1\n").unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().is_empty() && std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.lock().unwrap().first(), Some(&Change::Rescan));
         let _ = stop_tx.send(());
         task.await.unwrap();
     }
