@@ -368,7 +368,10 @@ async fn build_args_and_target_select_what_is_built() {
     let _images = Images::new(&[&base_tag, &final_tag]);
 
     let mut req = request(&base_tag, "svc");
-    req.args = BTreeMap::from([("GREETING".to_string(), "bonjour".to_string())]);
+    req.args = BTreeMap::from([(
+        "GREETING".to_string(),
+        gitmoor::spec::model::Secret("bonjour".to_string()),
+    )]);
     req.target = Some("base".to_string());
     exec.build(&req, context_tar(&snap, "svc").unwrap())
         .await

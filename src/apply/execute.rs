@@ -76,6 +76,7 @@ pub async fn execute_with(
             args: b.build.args.clone(),
             target: b.build.target.clone(),
             labels: b.labels.clone(),
+            platform: platforms.get(&normalize_image(&b.tag)).cloned(),
         };
         // The instance label marks the image as this instance's, so that only this instance
         // ever prunes it once a rebuild supersedes it.
@@ -146,8 +147,8 @@ fn plan_instance(plan: &Plan) -> Option<String> {
         })
 }
 
-/// The `platform:` each image is pulled for, by normalized image: the platform of a service in
-/// the plan that runs it. Its create call asks for that platform, so the pull must fetch that
+/// The `platform:` each image is pulled or built for, by normalized image: the platform of a
+/// service in the plan that runs it. Its create call asks for that platform, so the pull must fetch that
 /// one (on a multi-arch tag the host's own would not do). Two services asking different
 /// platforms of one tag cannot both be served by it; the first one's is pulled.
 fn pull_platforms(plan: &Plan) -> BTreeMap<String, String> {

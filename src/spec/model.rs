@@ -249,7 +249,7 @@ pub struct BuildSpec {
     /// The Dockerfile's path relative to the context (default `Dockerfile`).
     pub dockerfile: String,
     /// Build args, interpolated (a bare `- NAME` takes the stack variable of that name).
-    pub args: BTreeMap<String, String>,
+    pub args: BTreeMap<String, Secret>,
     pub target: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// `Snapshot::content_id` of the context folder: changes exactly when a file in it changes.

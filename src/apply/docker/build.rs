@@ -12,10 +12,12 @@ use super::{docker_message, status_code, DockerExecutor};
 use crate::labels;
 use crate::plan::images::BUILD_HASH;
 use crate::source::snapshot::Snapshot;
+use crate::spec::model::Secret;
 use anyhow::{anyhow, bail, Context};
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, BuilderVersion, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+    BuildImageOptions, BuildImageOptionsBuilder, BuilderVersion, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -33,11 +35,14 @@ pub struct BuildRequest {
     pub dockerfile: String,
     /// Build args (`ARG`). Their values never appear in a log line or an error: build output
     /// that echoes one is shown with `***` in its place.
-    pub args: BTreeMap<String, String>,
+    pub args: BTreeMap<String, Secret>,
     /// The stage to build (`--target`).
     pub target: Option<String>,
     /// Labels the image gets (each becomes a `LABEL` step at the end of the build).
     pub labels: BTreeMap<String, String>,
+    /// The service's `platform:` (`linux/amd64`): `FROM` images are pulled for it, as compose
+    /// builds for the platform the container is then created with.
+    pub platform: Option<String>,
 }
 
 /// The context `context_dir` of the commit as a tar, `.dockerignore` applied, the file named
@@ -111,37 +116,14 @@ impl DockerExecutor {
         let dockerfile = dockerfile_in_tar(&req.context_dir, &req.dockerfile)?;
         let shown_dockerfile =
             dockerfile_repo_path(&normalize_repo_dir(&req.context_dir)?, &req.dockerfile)?;
-        let args: HashMap<&str, &str> = req
-            .args
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let labels: HashMap<&str, &str> = req
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut options = BuildImageOptionsBuilder::new()
-            .dockerfile(&dockerfile)
-            .t(&req.tag)
-            .rm(true)
-            .forcerm(true)
-            .q(false)
-            .version(BuilderVersion::BuilderV1)
-            .buildargs(&args)
-            .labels(&labels);
-        if let Some(target) = req.target.as_deref().filter(|t| !t.is_empty()) {
-            options = options.target(target);
-        }
+        let options = build_options(req, &dockerfile);
         let credentials = auth.map(RegistryAuth::credentials_map);
-        let redact = Redactor::new(req.args.values());
+        let redact = Redactor::new(req.args.values().map(Secret::expose));
 
         tracing::info!(image = %req.tag, context = %shown_dir(&req.context_dir), dockerfile = %shown_dockerfile, "building image");
         let started = std::time::Instant::now();
         let body = bollard::body_full(tar.into());
-        let mut stream = self
-            .docker
-            .build_image(options.build(), credentials, Some(body));
+        let mut stream = self.docker.build_image(options, credentials, Some(body));
         let mut step: Option<String> = None;
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut image_id: Option<String> = None;
@@ -410,6 +392,37 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// The query of a build: the classic builder (API 1.41 has no other without a session), the
+/// tag, args, labels, target and platform, intermediate containers removed even on failure.
+fn build_options(req: &BuildRequest, dockerfile: &str) -> BuildImageOptions {
+    let args: HashMap<&str, &str> = req
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    let labels: HashMap<&str, &str> = req
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut options = BuildImageOptionsBuilder::new()
+        .dockerfile(dockerfile)
+        .t(&req.tag)
+        .rm(true)
+        .forcerm(true)
+        .q(false)
+        .version(BuilderVersion::BuilderV1)
+        .buildargs(&args)
+        .labels(&labels);
+    if let Some(target) = req.target.as_deref().filter(|t| !t.is_empty()) {
+        options = options.target(target);
+    }
+    if let Some(platform) = req.platform.as_deref().filter(|p| !p.is_empty()) {
+        options = options.platform(platform);
+    }
+    options.build()
+}
+
 /// Replaces build-arg values in build output with `***` (build args may come from the secrets
 /// file through interpolation, and a RUN step may echo them). Values shorter than 4 characters
 /// are left alone: they would blank out half the output and are no secret.
@@ -418,8 +431,11 @@ struct Redactor {
 }
 
 impl Redactor {
-    fn new<'a>(values: impl Iterator<Item = &'a String>) -> Self {
-        let mut values: Vec<String> = values.filter(|v| v.len() >= 4).cloned().collect();
+    fn new<'a>(values: impl Iterator<Item = &'a str>) -> Self {
+        let mut values: Vec<String> = values
+            .filter(|v| v.len() >= 4)
+            .map(str::to_string)
+            .collect();
         // Longest first, so a value containing another is replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -760,6 +776,24 @@ fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn build_options_carry_platform_target_and_args() {
+        let req = BuildRequest {
+            tag: "app-api".into(),
+            args: BTreeMap::from([("V".to_string(), Secret("1".to_string()))]),
+            target: Some("runtime".into()),
+            platform: Some("linux/arm64".into()),
+            ..Default::default()
+        };
+        let o = build_options(&req, "Dockerfile");
+        assert_eq!(o.platform, "linux/arm64");
+        assert_eq!(o.target, "runtime");
+        assert_eq!(o.t.as_deref(), Some("app-api"));
+        assert!(o.buildargs.as_ref().is_some_and(|a| a["V"] == "1"));
+        let o = build_options(&BuildRequest::default(), "Dockerfile");
+        assert_eq!(o.platform, "", "no platform: the engine's own");
+    }
+
     use super::*;
     use crate::source::snapshot::FileEntry;
 
@@ -1011,7 +1045,7 @@ mod tests {
     #[test]
     fn redactor_hides_arg_values() {
         let args = ["s3cr3t-token".to_string(), "abc".to_string()];
-        let r = Redactor::new(args.iter());
+        let r = Redactor::new(args.iter().map(String::as_str));
         assert_eq!(r.apply("token=s3cr3t-token abc"), "token=*** abc");
     }
 }

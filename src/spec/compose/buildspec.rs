@@ -9,7 +9,7 @@ use super::ctx::{is_extension, Ctx};
 use super::interp::StackVars;
 use super::mounts::normalize;
 use crate::source::snapshot::Snapshot;
-use crate::spec::model::{BuildSpec, PullPolicy};
+use crate::spec::model::{BuildSpec, PullPolicy, Secret};
 use crate::spec::yaml::{Node, NodeValue};
 use std::collections::BTreeMap;
 
@@ -203,7 +203,7 @@ fn context_parts(
 
 /// `args:` as a mapping or a list of `NAME=value`; a bare `NAME` (or `NAME:` with no value)
 /// takes the stack variable of that name, and is left out when there is none (as compose does).
-fn args(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> BTreeMap<String, String> {
+fn args(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> BTreeMap<String, Secret> {
     let mut out = BTreeMap::new();
     let mut put = |ctx: &mut Ctx, at: &Node, k: &str, v: Option<String>| {
         if k.is_empty() || k.contains(char::is_whitespace) {
@@ -216,7 +216,7 @@ fn args(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> BTreeMap<Strin
             return;
         }
         if let Some(v) = v.or_else(|| env.vars.lookup(k)) {
-            out.insert(k.to_string(), v);
+            out.insert(k.to_string(), Secret(v));
         }
     };
     match &node.value {

@@ -324,7 +324,7 @@ fn build_as_a_string_and_as_a_mapping() {
     assert_eq!(b.target.as_deref(), Some("runtime"));
     assert_eq!(
         b.args,
-        map(&[
+        secrets(&[
             ("NODE_ENV", "production"),
             ("PLAIN", "yes"),
             ("VERSION", "1.2.3")
@@ -340,7 +340,7 @@ fn build_as_a_string_and_as_a_mapping() {
         lib.context, "shared/lib",
         "a context outside the stack but inside the repo"
     );
-    assert_eq!(lib.args, map(&[("GO", "1.22"), ("TAG", "t")]));
+    assert_eq!(lib.args, secrets(&[("GO", "1.22"), ("TAG", "t")]));
 }
 
 #[test]
@@ -786,4 +786,24 @@ fn keys_made_of_interpolated_values_are_scrubbed() {
         shown,
         vec![format!("{FILE}:5: services.app.environment.***: variable *** is not set; add ***=... to /etc/gitmoor/secrets/app.env")]
     );
+}
+
+fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, crate::spec::model::Secret> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), crate::spec::model::Secret(v.to_string())))
+        .collect()
+}
+
+#[test]
+fn build_args_never_print_their_values() {
+    let spec = api_with(
+        "build:\n  context: .\n  args:\n    NPM_TOKEN: ${NPM_TOKEN}",
+        "",
+        &[("compose/app/Dockerfile", "FROM scratch\n")],
+        &strict(&[("NPM_TOKEN", "from-the-secrets-file")]),
+    );
+    let b = spec.build.expect("a build");
+    assert_eq!(b.args["NPM_TOKEN"].expose(), "from-the-secrets-file");
+    assert!(!format!("{b:?}").contains("from-the-secrets-file"));
 }
