@@ -20,9 +20,9 @@
 //! - what can be judged from the headers is judged first, without reading a byte of the body: a
 //!   missing signature header, GitLab's token (the secret itself, not an HMAC of the body), and a
 //!   `Content-Length` over `webhook_max_body_bytes` (413);
-//! - at most [`MAX_DELIVERIES_IN_FLIGHT`] deliveries are read and verified at once; one more is
-//!   answered 503 at once (forges retry), so the buffers held are at most that many times
-//!   `webhook_max_body_bytes`;
+//! - at most [`MAX_DELIVERIES_IN_FLIGHT`] deliveries are read and verified at once, so the buffers
+//!   held are at most that many times `webhook_max_body_bytes`; one more waits up to
+//!   [`SLOT_WAIT`] for a slot (holding no buffer), then is answered 503;
 //! - the body must arrive within `webhook_read_timeout_secs` (408), so a sender that stalls
 //!   gives its slot back; the body is read in chunks and refused (413) as soon as it grows past
 //!   the limit, whatever `Content-Length` said.
@@ -52,6 +52,12 @@ use tracing::{debug, info, warn};
 /// push, so a handful covers bursts (and the daemon merges their nudges anyway); the cap is what
 /// bounds the memory unauthenticated clients can pin: this many times `webhook_max_body_bytes`.
 pub const MAX_DELIVERIES_IN_FLIGHT: usize = 4;
+
+/// How long a delivery waits for a slot before 503. An honest delivery holds its slot for
+/// microseconds (its body arrives with its headers), so a burst of them (a forge sends one per
+/// push, and GitHub and GitLab do not retry a failed one) overlaps only briefly and waits in line
+/// here instead of being refused; only slots held by stalled senders make it run out.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// The webhook secret and what a delivery is checked against.
 pub struct HookConfig {
@@ -414,7 +420,7 @@ async fn handle(p: Provider, s: AppState, req: Request) -> Response {
         );
     }
     // Held until the body is read and verified; dropped before the nudge, which needs no slot.
-    let Ok(slot) = cfg.in_flight.try_acquire() else {
+    let Ok(Ok(slot)) = tokio::time::timeout(SLOT_WAIT, cfg.in_flight.acquire()).await else {
         s.hub.count_webhook(p.name(), "busy");
         cfg.log_refusal(p, "busy: too many deliveries being read at once");
         let mut resp = refuse(
@@ -795,26 +801,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_delivery_beyond_the_slots_is_busy_at_once() {
+    async fn a_delivery_beyond_the_slots_is_busy_after_a_short_wait() {
         let (s, hooks) = app(Duration::from_secs(3600));
         let held = hooks
             .in_flight
             .try_acquire_many(MAX_DELIVERIES_IN_FLIGHT as u32)
             .unwrap();
         let sig = [("x-hub-signature-256", "sha256=00")];
+        let started = std::time::Instant::now();
         let resp = handle(Provider::GitHub, s.clone(), stalled("/hooks/github", &sig)).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()["retry-after"], "5");
-        drop(held);
+        assert!(started.elapsed() >= SLOT_WAIT);
         let body = br#"{"zen":"hi"}"#;
-        let ping = Request::builder()
-            .method("POST")
-            .uri("/hooks/github")
-            .header("x-github-event", "ping")
-            .header("x-hub-signature-256", sign(SECRET, body))
-            .body(Body::from(&body[..]))
-            .unwrap();
-        let resp = handle(Provider::GitHub, s, ping).await;
+        let ping = || {
+            Request::builder()
+                .method("POST")
+                .uri("/hooks/github")
+                .header("x-github-event", "ping")
+                .header("x-hub-signature-256", sign(SECRET, body))
+                .body(Body::from(&body[..]))
+                .unwrap()
+        };
+        // A slot that frees up within the wait lets the waiting delivery in.
+        let (resp, ()) = tokio::join!(handle(Provider::GitHub, s.clone(), ping()), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+        });
+        assert_eq!(resp.status(), StatusCode::OK);
+        let resp = handle(Provider::GitHub, s, ping()).await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 
