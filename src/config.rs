@@ -47,6 +47,11 @@ pub struct Config {
     /// payloads list at most 20 commits and stay far below it).
     #[serde(default = "default_webhook_max_body")]
     pub webhook_max_body_bytes: usize,
+    /// How long one webhook delivery may take to send its body (default 10 s; then 408). The
+    /// hooks are public, so a client that sends slowly must not hold a connection and its buffer
+    /// for as long as it likes; forges send their payload at once.
+    #[serde(default = "default_webhook_read_timeout")]
+    pub webhook_read_timeout_secs: u64,
     /// `/health` answers 503 when one reconcile has been running longer than this (default 900 s:
     /// above `health_timeout_secs`, so a slow healthcheck wait is not taken for a stuck loop).
     #[serde(default = "default_health_max_reconcile")]
@@ -103,6 +108,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_webhook_max_body() -> usize {
     1 << 20
+}
+fn default_webhook_read_timeout() -> u64 {
+    10
 }
 fn default_health_max_reconcile() -> u64 {
     900
@@ -164,6 +172,12 @@ impl Config {
         if cfg.health_max_reconcile_secs == 0 {
             bail!(
                 "{}: health_max_reconcile_secs: must be at least 1",
+                path.display()
+            );
+        }
+        if cfg.webhook_read_timeout_secs == 0 {
+            bail!(
+                "{}: webhook_read_timeout_secs: must be at least 1",
                 path.display()
             );
         }
@@ -262,6 +276,7 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:9090");
         assert_eq!(cfg.webhook_secret_file, None);
         assert_eq!(cfg.webhook_max_body_bytes, 1 << 20);
+        assert_eq!(cfg.webhook_read_timeout_secs, 10);
         assert_eq!(cfg.health_max_reconcile_secs, 900);
         assert_eq!(cfg.nudge_debounce_ms, 500);
         assert_eq!(cfg.secrets_debounce_ms, 500);

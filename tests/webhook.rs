@@ -2,12 +2,17 @@
 //! delivery deploys the new commit within seconds, for each provider; a bad or missing signature
 //! is 401 and deploys nothing; pings and other branches change nothing; a burst of 20
 //! deliveries makes one reconcile; a bad commit pushed through a webhook is reported with the
-//! file it names while the last good state keeps running.
+//! file it names while the last good state keeps running. Senders that stall are cut off
+//! (408), deliveries beyond the slots get 503 at once, and a wrong GitLab token is refused
+//! before its body is read, while `/health` keeps answering.
 
 mod server_support;
 mod support;
 use server_support::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 use support::*;
 
 const SECRET: &str = "webhook-s3cret-for-tests";
@@ -290,4 +295,190 @@ fn a_burst_of_twenty_deliveries_makes_one_reconcile() {
         d.metric("gitmoor_webhook_deliveries_total{provider=\"github\",outcome=\"accepted\"}"),
         Some(20.0)
     );
+}
+
+/// `MAX_DELIVERIES_IN_FLIGHT` in src/server/hooks.rs.
+const SLOTS: usize = 4;
+
+/// A delivery that sends its headers and `sent` of a body announced as `len` bytes, then stalls:
+/// the connection stays open and nothing more comes.
+fn stall(port: u16, path: &str, headers: &[(&str, &str)], len: usize, sent: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut req =
+        format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send the headers");
+    s.write_all(sent).expect("send part of the body");
+    s
+}
+
+/// The status the server answered on a stalled connection, or None when it closed it without an
+/// answer; waits at most `secs`.
+fn answer(mut s: TcpStream, secs: u64) -> Option<u16> {
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the server closes (its refusals say `Connection: close`), a reset or the timeout.
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        resp.extend_from_slice(&buf[..n]);
+    }
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn assert_health_ok(d: &Daemon) {
+    let (code, body) = d.get("/health").expect("/health answers");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn a_sender_that_stalls_is_cut_off_while_the_server_keeps_answering() {
+    let (stack, _guard, remote, host, port) = setup("webhook_read_timeout_secs: 3\n");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &stack_file("one"));
+    let one = remote.commit("one");
+    let d = Daemon::start(&host, port);
+    d.wait_synced(&one, 120);
+    let before = d.reconciles();
+
+    // A correctly signed push, of which only the first half ever arrives.
+    let body = push_payload("refs/heads/main", &one);
+    let sig = sign(SECRET, body.as_bytes());
+    let headers = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)];
+    let started = Instant::now();
+    let slow = stall(
+        port,
+        "/hooks/github",
+        &headers,
+        body.len(),
+        &body.as_bytes()[..body.len() / 2],
+    );
+    for _ in 0..5 {
+        assert_health_ok(&d);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let code = answer(slow, 20);
+    let took = started.elapsed();
+    assert!(matches!(code, Some(408) | None), "{code:?}");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
+        "cut off after {took:?}; the read timeout is 3 s"
+    );
+    assert_eq!(
+        d.metric("gitmoor_webhook_deliveries_total{provider=\"github\",outcome=\"timeout\"}"),
+        Some(1.0)
+    );
+    assert_health_ok(&d);
+    assert_eq!(
+        d.reconciles(),
+        before,
+        "a cut-off delivery caused a reconcile"
+    );
+}
+
+#[test]
+fn deliveries_beyond_the_slots_are_busy_while_health_answers() {
+    let (stack, _guard, remote, host, port) = setup("webhook_read_timeout_secs: 5\n");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &stack_file("one"));
+    let one = remote.commit("one");
+    let d = Daemon::start(&host, port);
+    d.wait_synced(&one, 120);
+
+    let ping = b"{\"zen\":\"hi\"}";
+    let ping_sig = sign(SECRET, ping);
+    let send_ping = || {
+        post(
+            port,
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", "ping"),
+                ("X-Hub-Signature-256", &ping_sig),
+            ],
+            ping,
+        )
+    };
+    // Every slot held by a sender that announced 1000 bytes and sent 10.
+    let sig = sign(SECRET, b"whatever");
+    let headers = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)];
+    let stalled: Vec<TcpStream> = (0..SLOTS)
+        .map(|_| stall(port, "/hooks/github", &headers, 1000, &[b'{'; 10]))
+        .collect();
+    // Once all of them are being read, one more complete delivery waits a moment, then is refused.
+    let (code, text) = eventually(3, || {
+        let (code, text) = send_ping();
+        (code == 503).then_some((code, text))
+    })
+    .unwrap_or_else(|| panic!("no 503 with {SLOTS} stalled deliveries:\n{}", d.log_text()));
+    assert_eq!(code, 503);
+    assert!(text.contains("busy"), "{text}");
+    assert_health_ok(&d);
+    assert_eq!(d.get("/status").map(|r| r.0), Some(200));
+
+    // The stalled ones are cut off, and give their slots back.
+    for s in stalled {
+        let code = answer(s, 20);
+        assert!(matches!(code, Some(408) | None), "{code:?}");
+    }
+    assert_eq!(send_ping(), (200, "pong\n".to_string()));
+    assert!(d
+        .metric("gitmoor_webhook_deliveries_total{provider=\"github\",outcome=\"busy\"}")
+        .is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        d.metric("gitmoor_webhook_deliveries_total{provider=\"github\",outcome=\"timeout\"}"),
+        Some(SLOTS as f64)
+    );
+}
+
+#[test]
+fn a_wrong_gitlab_token_is_refused_before_its_body_is_read() {
+    // The default read timeout (10 s) and body limit (1 MiB).
+    let (stack, _guard, remote, host, port) = setup("");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &stack_file("one"));
+    let one = remote.commit("one");
+    let d = Daemon::start(&host, port);
+    d.wait_synced(&one, 120);
+    let before = d.reconciles();
+
+    // 64 MiB announced, 64 KiB sent, then nothing: the token alone decides, at once.
+    let huge = 64 << 20;
+    let part = vec![b'x'; 64 << 10];
+    let started = Instant::now();
+    let wrong = stall(
+        port,
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "guess")],
+        huge,
+        &part,
+    );
+    assert_eq!(answer(wrong, 20), Some(401));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the 401 waited for the body: {:?}",
+        started.elapsed()
+    );
+    // The right token with the same body: too large, also without reading it.
+    let started = Instant::now();
+    let right = stall(
+        port,
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", SECRET)],
+        huge,
+        &part,
+    );
+    assert_eq!(answer(right, 20), Some(413));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_health_ok(&d);
+    assert_eq!(
+        d.metric("gitmoor_webhook_deliveries_total{provider=\"gitlab\",outcome=\"unauthorized\"}"),
+        Some(1.0)
+    );
+    assert_eq!(d.reconciles(), before);
 }

@@ -3,6 +3,11 @@
 //!
 //! It only reads the status hub and nudges the daemon: no request calls Docker or Git, and no
 //! webhook chooses what is deployed (it asks for a fetch of the configured branch, nothing else).
+//!
+//! Exposure: only `/hooks/` is meant to be public (the forges must reach it, and `hooks` bounds
+//! what an unauthenticated sender can cost). `/`, `/status` and `/metrics` show error messages,
+//! file paths and the repo URL, so they belong behind authentication or an allow-list in the
+//! Nginx in front; docs/status.md gives the configuration.
 
 pub mod client;
 pub mod hooks;
@@ -12,7 +17,7 @@ pub mod text;
 
 use crate::daemon::Trigger;
 use crate::status::StatusHub;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,21 +42,27 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status_json))
         .route("/", get(status_page))
         .route("/metrics", get(metrics_text));
-    if let Some(h) = &state.hooks {
-        let limit = h.max_body;
+    if state.hooks.is_some() {
+        // No `DefaultBodyLimit` layer: the hook handlers take the raw request and read the body
+        // themselves, capped in size, time and concurrency (see `hooks`).
         r = r.merge(
             Router::new()
                 .route("/hooks/github", post(hooks::github))
                 .route("/hooks/gitea", post(hooks::gitea))
                 .route("/hooks/gitlab", post(hooks::gitlab))
-                .route("/hooks/generic", post(hooks::generic))
-                .layer(DefaultBodyLimit::max(limit)),
+                .route("/hooks/generic", post(hooks::generic)),
         );
     }
     r.fallback(not_found).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
+///
+/// `axum::serve` sets no read timeout on request headers (hyper's `header_read_timeout` needs a
+/// timer that `axum::serve` does not configure, and it offers no way to set one), so a client
+/// that sends its headers slowly holds a connection here. The server listens on loopback by
+/// default and is meant to be reached through Nginx, whose `client_header_timeout` and
+/// `client_body_timeout` bound slow clients before they reach it (docs/status.md).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
