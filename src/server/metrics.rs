@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (0.0.4). Labels carry names, shas, states and
 //! results: never a value from a secrets file.
 
+use crate::state::ReconcileResult;
 use crate::status::doc::{parse_time, StatusDoc};
 use crate::status::{Counters, DURATION_BUCKETS};
 use std::collections::BTreeMap;
@@ -48,8 +49,8 @@ pub fn render(d: &StatusDoc, c: &Counters) -> String {
         "counter",
         "Reconciles since start, by result (success, noop, invalid, failed, skipped, error).",
     );
-    for r in ["success", "noop", "invalid", "failed", "skipped", "error"] {
-        let n = c.reconciles.get(r).copied().unwrap_or(0);
+    for r in ReconcileResult::ALL {
+        let n = c.reconciles.get(r.as_str()).copied().unwrap_or(0);
         let _ = writeln!(o, "gitmoor_reconciles_total{{result=\"{r}\"}} {n}");
     }
 

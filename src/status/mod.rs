@@ -14,7 +14,7 @@ use crate::plan::render::ActionView;
 use crate::reconcile::{short, DesiredService};
 use crate::source::git::CommitInfo;
 use crate::spec::error::{Findings, SpecError};
-use crate::state::{CommitRef, StackState, State};
+use crate::state::{CommitRef, ReconcileResult, StackState, State};
 use build::SeenContainer;
 use doc::*;
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ const PHASE_STOPPED: u8 = 3;
 /// Counters behind `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
-    /// By result: success, noop, invalid, failed, skipped, error.
+    /// By `ReconcileResult::as_str`.
     pub reconciles: BTreeMap<String, u64>,
     /// Cumulative counts per bucket of `DURATION_BUCKETS`.
     pub duration_buckets: Vec<u64>,
@@ -55,8 +55,7 @@ pub struct Finished<'a> {
     pub started_at: i64,
     pub duration: Duration,
     pub trigger: &'a str,
-    /// success, noop, invalid, failed, skipped, error.
-    pub result: &'a str,
+    pub result: ReconcileResult,
     pub commit: Option<&'a CommitInfo>,
     pub actions: Vec<ActionView>,
     pub error: Option<String>,
@@ -215,7 +214,7 @@ impl StatusHub {
                 commit: commit_view(&a.commit),
                 started_at: rfc3339(a.started),
                 duration_ms: a.duration_ms,
-                result: a.result.clone(),
+                result: a.result.to_string(),
                 actions: a.actions.clone(),
                 error: a.error.as_deref().map(redact_userinfo),
             })
@@ -224,7 +223,7 @@ impl StatusHub {
             l.counters.last_success = state
                 .history
                 .iter()
-                .find(|a| a.result == "success" || a.result == "noop")
+                .find(|a| a.result.is_ok())
                 .map(|a| a.started + (a.duration_ms / 1000) as i64);
         }
     }
@@ -282,7 +281,7 @@ impl StatusHub {
         // Worked out before the lock is taken: it looks at the disk, and readers wait on the lock.
         let blocked = match f.result {
             // The spec was read: what blocks it now is all there is.
-            "invalid" | "skipped" => {
+            ReconcileResult::Invalid | ReconcileResult::Skipped => {
                 let lines: Vec<String> = match f.findings {
                     Some(x) if !x.errors.is_empty() => {
                         x.errors.iter().map(|e| e.to_string()).collect()
@@ -291,8 +290,10 @@ impl StatusHub {
                 };
                 Some(build::secrets_blocks(&lines, &self.secrets_dir))
             }
-            "success" | "noop" | "failed" => Some(Vec::new()),
-            _ => None,
+            ReconcileResult::Success | ReconcileResult::Noop | ReconcileResult::Failed => {
+                Some(Vec::new())
+            }
+            ReconcileResult::Error => None,
         };
         let mut l = self.write();
         if let Some(state) = &f.state {
@@ -336,7 +337,7 @@ impl StatusHub {
         }
         c.duration_sum += secs;
         c.duration_count += 1;
-        if f.result == "success" || f.result == "noop" {
+        if f.result.is_ok() {
             c.last_success = Some(now);
         }
         drop(l);
@@ -468,7 +469,7 @@ mod tests {
             started_at: 0,
             duration: Duration::from_secs(2),
             trigger: "start",
-            result: "noop",
+            result: ReconcileResult::Noop,
             commit: None,
             actions: vec![],
             error: None,
@@ -494,7 +495,7 @@ mod tests {
             started_at: 0,
             duration: Duration::from_millis(300),
             trigger: "webhook",
-            result: "error",
+            result: ReconcileResult::Error,
             commit: None,
             actions: vec![],
             error: Some("fetch https://bot:tok3n@example.org/x.git failed".into()),
