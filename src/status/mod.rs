@@ -85,6 +85,97 @@ struct Live {
     counters: Counters,
 }
 
+impl Live {
+    /// Takes in what a reconcile learnt about the host. What it did not learn (None) keeps its
+    /// last known value: a reconcile that stopped early says nothing about the containers.
+    fn update_host(
+        &mut self,
+        blocked: Option<Vec<SecretBlock>>,
+        desired: Option<BTreeMap<String, Vec<DesiredService>>>,
+        observed: Option<&Observed>,
+        now: i64,
+    ) {
+        if let Some(blocked) = blocked {
+            self.blocked = blocked;
+        }
+        if let Some(d) = desired {
+            self.desired = Some(d);
+        }
+        if let Some(o) = observed {
+            self.see_containers(o, now);
+        }
+        self.refresh_stacks();
+    }
+
+    /// `observed_at` goes with the containers: `/status` says how old its container facts are.
+    fn see_containers(&mut self, o: &Observed, at: i64) {
+        self.seen = build::seen_containers(o);
+        self.observed_at = Some(at);
+    }
+
+    /// The stacks are worked out whenever one of their inputs changes, so a request only
+    /// copies them.
+    fn refresh_stacks(&mut self) {
+        self.stacks = build::stack_views(
+            self.desired.as_ref(),
+            &self.seen,
+            &self.recorded,
+            &self.blocked,
+        );
+    }
+
+    /// The reconcile that ran is the last one now. Its trigger is the one `begin` recorded when
+    /// there is one: `finish` alone (a test, a stop) falls back to the one it was given.
+    fn end_reconcile(&mut self, mut last: ReconcileView) {
+        if let Some((_, trigger)) = self.running.take() {
+            last.trigger = trigger;
+        }
+        self.last = Some(last);
+    }
+}
+
+impl Finished<'_> {
+    /// `last_reconcile` of `/status`; takes the actions, which nothing else needs.
+    fn take_view(&mut self, finished_at: i64) -> ReconcileView {
+        ReconcileView {
+            started_at: rfc3339(self.started_at),
+            finished_at: rfc3339(finished_at),
+            duration_ms: self.duration.as_millis() as u64,
+            trigger: self.trigger.to_string(),
+            result: self.result.to_string(),
+            commit: self.commit.map(commit_info_view),
+            actions: std::mem::take(&mut self.actions),
+            error: self.error.as_deref().map(redact_userinfo),
+            errors: problems(self.findings.map(|x| x.errors.as_slice())),
+            warnings: problems(self.findings.map(|x| x.warnings.as_slice())),
+        }
+    }
+}
+
+impl Counters {
+    /// Counters only grow from the daemon's start (Prometheus works out the rates); the last
+    /// success moves only when the commit ended up running.
+    fn count(&mut self, result: ReconcileResult, duration: Duration, now: i64) {
+        *self.reconciles.entry(result.to_string()).or_default() += 1;
+        self.observe_duration(duration);
+        if result.is_ok() {
+            self.last_success = Some(now);
+        }
+    }
+
+    /// Prometheus buckets are cumulative: a duration counts in every bucket at or above it.
+    fn observe_duration(&mut self, duration: Duration) {
+        let secs = duration.as_secs_f64();
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.duration_buckets[i] += 1;
+            }
+        }
+        self.duration_sum += secs;
+        self.duration_count += 1;
+    }
+}
+
 /// The daemon's side writes, the server's side reads. Cheap to share (`Arc<StatusHub>`).
 pub struct StatusHub {
     epoch: Instant,
@@ -120,14 +211,18 @@ fn commit_info_view(c: &CommitInfo) -> CommitView {
     })
 }
 
-fn problem(e: &SpecError) -> ProblemView {
-    ProblemView {
-        file: e.file.clone(),
-        line: e.line,
-        key: e.key.clone(),
-        message: e.message.clone(),
-        fix: e.fix.clone(),
-    }
+fn problems(errors: Option<&[SpecError]>) -> Vec<ProblemView> {
+    errors
+        .unwrap_or_default()
+        .iter()
+        .map(|e| ProblemView {
+            file: e.file.clone(),
+            line: e.line,
+            key: e.key.clone(),
+            message: e.message.clone(),
+            fix: e.fix.clone(),
+        })
+        .collect()
 }
 
 fn now_unix() -> i64 {
@@ -200,7 +295,7 @@ impl StatusHub {
     pub fn load_state(&self, state: &State) {
         let mut l = self.write();
         self.apply_state(&mut l, state);
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
+        l.refresh_stacks();
     }
 
     fn apply_state(&self, l: &mut Live, state: &State) {
@@ -267,26 +362,34 @@ impl StatusHub {
     }
 
     /// A reconcile ended (whatever its result).
-    pub fn finish(&self, f: Finished) {
+    pub fn finish(&self, mut f: Finished) {
         let now = now_unix();
-        let errors: Vec<ProblemView> = f
-            .findings
-            .map(|x| x.errors.iter().map(problem).collect())
-            .unwrap_or_default();
-        let warnings: Vec<ProblemView> = f
-            .findings
-            .map(|x| x.warnings.iter().map(problem).collect())
-            .unwrap_or_default();
-        let error = f.error.as_deref().map(redact_userinfo);
-        // Worked out before the lock is taken: it looks at the disk, and readers wait on the lock.
-        let blocked = match f.result {
+        // Worked out before the lock is taken, as readers wait on the lock (the secrets blocks
+        // look at the disk).
+        let last = f.take_view(now);
+        let blocked = self.blocked_after(&f, last.error.as_deref());
+        let mut l = self.write();
+        if let Some(state) = &f.state {
+            self.apply_state(&mut l, state);
+        }
+        l.update_host(blocked, f.desired.take(), f.observed, now);
+        l.counters.count(f.result, f.duration, now);
+        l.end_reconcile(last);
+        drop(l);
+        self.set_phase(PHASE_IDLE);
+    }
+
+    /// The secrets files that block the deploy, as far as this reconcile can tell; None when it
+    /// cannot tell (it stopped before reading the spec), so the last known blocks stand.
+    fn blocked_after(&self, f: &Finished, error: Option<&str>) -> Option<Vec<SecretBlock>> {
+        match f.result {
             // The spec was read: what blocks it now is all there is.
             ReconcileResult::Invalid | ReconcileResult::Skipped => {
                 let lines: Vec<String> = match f.findings {
                     Some(x) if !x.errors.is_empty() => {
                         x.errors.iter().map(|e| e.to_string()).collect()
                     }
-                    _ => error.iter().cloned().collect(),
+                    _ => error.map(str::to_string).into_iter().collect(),
                 };
                 Some(build::secrets_blocks(&lines, &self.secrets_dir))
             }
@@ -294,62 +397,14 @@ impl StatusHub {
                 Some(Vec::new())
             }
             ReconcileResult::Error => None,
-        };
-        let mut l = self.write();
-        if let Some(state) = &f.state {
-            self.apply_state(&mut l, state);
         }
-        if let Some(blocked) = blocked {
-            l.blocked = blocked;
-        }
-        if let Some(d) = f.desired {
-            l.desired = Some(d);
-        }
-        if let Some(o) = f.observed {
-            l.seen = build::seen_containers(o);
-            l.observed_at = Some(now);
-        }
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
-        let trigger = l
-            .running
-            .take()
-            .map(|r| r.1)
-            .unwrap_or_else(|| f.trigger.to_string());
-        l.last = Some(ReconcileView {
-            started_at: rfc3339(f.started_at),
-            finished_at: rfc3339(now),
-            duration_ms: f.duration.as_millis() as u64,
-            trigger,
-            result: f.result.to_string(),
-            commit: f.commit.map(commit_info_view),
-            actions: f.actions,
-            error,
-            errors,
-            warnings,
-        });
-        let c = &mut l.counters;
-        *c.reconciles.entry(f.result.to_string()).or_default() += 1;
-        let secs = f.duration.as_secs_f64();
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                c.duration_buckets[i] += 1;
-            }
-        }
-        c.duration_sum += secs;
-        c.duration_count += 1;
-        if f.result.is_ok() {
-            c.last_success = Some(now);
-        }
-        drop(l);
-        self.set_phase(PHASE_IDLE);
     }
 
     /// A fresh look at the containers between reconciles (while some are still starting).
     pub fn observed(&self, o: &Observed) {
         let mut l = self.write();
-        l.seen = build::seen_containers(o);
-        l.observed_at = Some(now_unix());
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
+        l.see_containers(o, now_unix());
+        l.refresh_stacks();
     }
 
     /// Whether a container's healthcheck has not decided yet (worth another look soon).
