@@ -34,7 +34,7 @@ const PHASE_RECONCILING: u8 = 2;
 const PHASE_STOPPED: u8 = 3;
 
 /// Counters behind `/metrics`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     /// By `ReconcileResult::as_str`.
     pub reconciles: BTreeMap<String, u64>,
@@ -48,6 +48,68 @@ pub struct Counters {
     pub webhooks: BTreeMap<(String, String), u64>,
     /// Debounced changes seen in the secrets dir.
     pub secrets_changes: u64,
+}
+
+/// What `/metrics` shows, and nothing more: a scrape gathers these few facts under the read
+/// lock instead of copying the whole `/status` document with its history and their plans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricView {
+    /// What `/health` answers.
+    pub up: bool,
+    pub state: OverallState,
+    pub reconciling: bool,
+    pub branch: String,
+    pub deployed: Option<CommitView>,
+    /// Containers by Docker's (state, health), health `none` without a healthcheck.
+    pub containers: BTreeMap<(String, String), u64>,
+    /// Each stack, in `/status` order, with its services by gitmoor's verdict.
+    pub services: Vec<(String, BTreeMap<String, u64>)>,
+    pub secrets_blocked: usize,
+    pub counters: Counters,
+}
+
+impl MetricView {
+    /// The same facts read from a `/status` document: a scrape through the hub and one through
+    /// the document must print the same bytes.
+    pub fn from_doc(d: &StatusDoc, counters: &Counters) -> MetricView {
+        MetricView {
+            up: d.health.ok,
+            state: d.state,
+            reconciling: d.reconciling.is_some(),
+            branch: d.branch.clone(),
+            deployed: d.deployed.clone(),
+            containers: container_counts(&d.stacks),
+            services: service_counts(&d.stacks),
+            secrets_blocked: d.secrets.blocked.len(),
+            counters: counters.clone(),
+        }
+    }
+}
+
+fn container_counts(stacks: &[StackView]) -> BTreeMap<(String, String), u64> {
+    let mut by = BTreeMap::new();
+    for v in stacks
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter(|v| v.container.is_some())
+    {
+        let health = v.health.clone().unwrap_or_else(|| "none".into());
+        *by.entry((v.state.clone(), health)).or_default() += 1;
+    }
+    by
+}
+
+fn service_counts(stacks: &[StackView]) -> Vec<(String, BTreeMap<String, u64>)> {
+    stacks
+        .iter()
+        .map(|s| {
+            let mut counts = BTreeMap::new();
+            for v in &s.services {
+                *counts.entry(v.status.clone()).or_default() += 1;
+            }
+            (s.name.clone(), counts)
+        })
+        .collect()
 }
 
 /// What one finished reconcile tells the status.
@@ -174,6 +236,21 @@ impl Counters {
         self.duration_sum += secs;
         self.duration_count += 1;
     }
+}
+
+/// The overall state and why; `/status` and `/metrics` must agree on it.
+fn overall(l: &Live) -> (OverallState, String) {
+    let last = l.last.as_ref();
+    build::overall(&build::OverallInputs {
+        reconciling: l.running.is_some(),
+        last_result: last.map(|r| r.result.as_str()),
+        last_error: last.and_then(|r| r.error.as_deref()),
+        last_commit: last.and_then(|r| r.commit.as_ref()),
+        deployed: l.deployed.as_ref(),
+        head: l.head.as_ref(),
+        pending: l.pending.as_deref(),
+        stacks: &l.stacks,
+    })
 }
 
 /// The daemon's side writes, the server's side reads. Cheap to share (`Arc<StatusHub>`).
@@ -442,22 +519,29 @@ impl StatusHub {
         self.read().counters.clone()
     }
 
+    /// What `/metrics` needs, as of now (see `MetricView`).
+    pub fn metric_view(&self) -> MetricView {
+        let up = self.health().is_ok();
+        let l = self.read();
+        MetricView {
+            up,
+            state: overall(&l).0,
+            reconciling: l.running.is_some(),
+            branch: self.branch.clone(),
+            deployed: l.deployed.clone(),
+            containers: container_counts(&l.stacks),
+            services: service_counts(&l.stacks),
+            secrets_blocked: l.blocked.len(),
+            counters: l.counters.clone(),
+        }
+    }
+
     /// The `/status` document, as of now.
     pub fn doc(&self) -> StatusDoc {
         let health = self.health();
         let l = self.read();
         let now = now_unix();
-        let last = l.last.as_ref();
-        let (state, state_reason) = build::overall(&build::OverallInputs {
-            reconciling: l.running.is_some(),
-            last_result: last.map(|r| r.result.as_str()),
-            last_error: last.and_then(|r| r.error.as_deref()),
-            last_commit: last.and_then(|r| r.commit.as_ref()),
-            deployed: l.deployed.as_ref(),
-            head: l.head.as_ref(),
-            pending: l.pending.as_deref(),
-            stacks: &l.stacks,
-        });
+        let (state, state_reason) = overall(&l);
         StatusDoc {
             schema: SCHEMA,
             generated_at: rfc3339(now),
