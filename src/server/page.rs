@@ -37,7 +37,7 @@ h3{font-size:.95rem;margin:0;display:flex;gap:8px;align-items:center;flex-wrap:w
 .pill{display:inline-block;padding:1px 8px;border-radius:999px;font-size:.8rem;font-weight:600;border:1px solid currentColor;white-space:nowrap}
 .s-synced,.s-healthy,.s-ok,.s-success,.s-noop,.s-completed{color:var(--ok)}
 .s-progressing,.s-starting,.s-out_of_sync,.s-skipped{color:var(--warn)}
-.s-degraded,.s-failed,.s-invalid,.s-error,.s-missing,.s-not_in_repo,.s-unreadable,.s-incomplete,.s-invalid{color:var(--bad)}
+.s-degraded,.s-failed,.s-invalid,.s-error,.s-missing,.s-not_in_repo,.s-unreadable,.s-incomplete{color:var(--bad)}
 .state.s-synced{border-left-color:var(--ok)}.state.s-progressing,.state.s-out_of_sync{border-left-color:var(--warn)}.state.s-degraded,.state.s-failed{border-left-color:var(--bad)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}
 dt{color:var(--mute);font-size:.875rem;padding-top:1px}
@@ -417,6 +417,18 @@ mod tests {
         assert!(html.matches(&escaped).count() >= 20, "{html}");
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
         assert!(html.contains("/health is failing"));
+    }
+
+    #[test]
+    fn no_selector_is_listed_twice_in_a_rule() {
+        for rule in CSS.split('}') {
+            let Some((selectors, _)) = rule.rsplit_once('{') else {
+                continue;
+            };
+            let list: Vec<&str> = selectors.split(',').map(str::trim).collect();
+            let unique: std::collections::BTreeSet<&str> = list.iter().copied().collect();
+            assert_eq!(unique.len(), list.len(), "{selectors}");
+        }
     }
 
     #[test]
