@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::observe::docker::observe;
 use crate::reconcile::{short, Mode, Outcome, Reconciler, Verdict};
-use crate::state::State;
+use crate::state::{ReconcileResult, State};
 use crate::status::{Finished, StatusHub};
 use chrono::Local;
 use std::future::Future;
@@ -248,18 +248,6 @@ async fn run_loop(
     }
 }
 
-fn result_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Noop => "noop",
-        Verdict::Applied => "success",
-        Verdict::Invalid => "invalid",
-        Verdict::Failed => "failed",
-        Verdict::Skipped => "skipped",
-        // The daemon always applies; a plan-only outcome never reaches here.
-        Verdict::Planned => "noop",
-    }
-}
-
 /// One reconcile whose errors are logged, never fatal: the daemon outlives a bad commit, an
 /// unreachable remote or a restarting dockerd. Each step is reported to the status hub.
 /// `skipped` remembers the commit last reported as skipped, so a bad commit is reported once,
@@ -278,7 +266,7 @@ async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option
                 started_at,
                 duration: started.elapsed(),
                 trigger: why,
-                result: "error",
+                result: ReconcileResult::Error,
                 commit: None,
                 actions: vec![],
                 error: Some(msg),
@@ -309,7 +297,7 @@ async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option
                 started_at,
                 duration: started.elapsed(),
                 trigger: why,
-                result: "error",
+                result: ReconcileResult::Error,
                 commit: Some(&commit),
                 actions: vec![],
                 error: Some(msg),
@@ -334,7 +322,7 @@ fn finish(
         started_at,
         duration: started.elapsed(),
         trigger: why,
-        result: result_name(o.verdict),
+        result: o.verdict.result(),
         commit: Some(&o.commit),
         actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
         error: o.error.clone(),

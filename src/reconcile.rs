@@ -15,7 +15,7 @@ use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
 use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
 use crate::spec::model::{DependsCondition, HostSpec};
-use crate::state::{Attempt, CommitRef, State};
+use crate::state::{Attempt, CommitRef, ReconcileResult, State};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -46,6 +46,22 @@ pub enum Verdict {
     Failed,
     /// The same inputs failed before; not tried again until they change.
     Skipped,
+}
+
+impl Verdict {
+    /// The result it is recorded and reported as.
+    pub fn result(self) -> ReconcileResult {
+        match self {
+            Verdict::Noop => ReconcileResult::Noop,
+            Verdict::Applied => ReconcileResult::Success,
+            Verdict::Invalid => ReconcileResult::Invalid,
+            Verdict::Failed => ReconcileResult::Failed,
+            Verdict::Skipped => ReconcileResult::Skipped,
+            // Only `gitmoor plan` stops there, and it records and reports nothing; were a plan
+            // ever reported, nothing was changed.
+            Verdict::Planned => ReconcileResult::Noop,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -395,12 +411,6 @@ impl Reconciler {
         if run.mode != Mode::Apply {
             return Ok(());
         }
-        let result = match o.verdict {
-            Verdict::Noop => "noop",
-            Verdict::Applied => "success",
-            Verdict::Invalid => "invalid",
-            _ => "failed",
-        };
         let attempt = Attempt {
             commit: CommitRef {
                 sha: o.commit.sha.clone(),
@@ -411,7 +421,7 @@ impl Reconciler {
             inputs: run.inputs.clone(),
             started: run.started_unix,
             duration_ms: run.started.elapsed().as_millis() as u64,
-            result: result.into(),
+            result: o.verdict.result(),
             actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
             error: o.error.clone(),
             failures: 0,
@@ -439,9 +449,9 @@ struct Attempting {
 /// After a failure, the same inputs wait: bad input forever (it cannot fix itself), a failed
 /// effect with a backoff of 1, 2, 4 … 60 minutes (dockerd may come back).
 fn should_wait(prev: &Attempt, now: i64) -> bool {
-    match prev.result.as_str() {
-        "invalid" => true,
-        "failed" => {
+    match prev.result {
+        ReconcileResult::Invalid => true,
+        ReconcileResult::Failed => {
             let backoff = 60i64
                 .saturating_mul(1 << prev.failures.saturating_sub(1).min(6))
                 .min(3600);

@@ -24,6 +24,71 @@ pub struct State {
     pub history: Vec<Attempt>,
 }
 
+/// How a reconcile ended, as `state.json`, `/status` and `/metrics` spell it. One type, so a
+/// misspelt result is a compile error rather than a state that never matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileResult {
+    /// Changes were applied and all succeeded.
+    Success,
+    /// The host already matched the commit.
+    Noop,
+    /// Bad input (spec errors, an impossible plan): nothing on the host changed.
+    Invalid,
+    /// An action failed; the stack's error says which.
+    Failed,
+    /// The same inputs failed before; they wait for a push or a secrets edit.
+    Skipped,
+    /// The fetch, dockerd or the state dir failed (never written to `state.json`).
+    Error,
+}
+
+impl ReconcileResult {
+    /// In the order `/metrics` lists them (its output must not move between versions).
+    pub const ALL: [ReconcileResult; 6] = [
+        ReconcileResult::Success,
+        ReconcileResult::Noop,
+        ReconcileResult::Invalid,
+        ReconcileResult::Failed,
+        ReconcileResult::Skipped,
+        ReconcileResult::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Noop => "noop",
+            ReconcileResult::Invalid => "invalid",
+            ReconcileResult::Failed => "failed",
+            ReconcileResult::Skipped => "skipped",
+            ReconcileResult::Error => "error",
+        }
+    }
+
+    /// Success or noop: afterwards the commit is what runs, so it counts as deployed.
+    pub fn is_ok(self) -> bool {
+        matches!(self, ReconcileResult::Success | ReconcileResult::Noop)
+    }
+}
+
+impl std::fmt::Display for ReconcileResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReconcileResult {
+    type Err = String;
+
+    /// The spelling of `as_str` (what `/status` carries back to `gitmoor status`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReconcileResult::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown reconcile result {s:?}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRef {
     pub sha: String,
@@ -42,8 +107,9 @@ pub struct Attempt {
     /// Unix seconds.
     pub started: i64,
     pub duration_ms: u64,
-    /// `success`, `noop`, `invalid` (bad input, nothing touched), `failed` (an effect failed).
-    pub result: String,
+    /// `success`, `noop`, `invalid` or `failed`: a skipped reconcile leaves no attempt, and one
+    /// that could not fetch or reach dockerd never gets this far.
+    pub result: ReconcileResult,
     pub actions: Vec<ActionView>,
     pub error: Option<String>,
     /// Consecutive failures of these same inputs.
@@ -51,12 +117,12 @@ pub struct Attempt {
     pub failures: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackState {
     /// The last commit this stack was applied from without error.
     pub last_good_commit: Option<String>,
     /// `success` or `failed`.
-    pub result: String,
+    pub result: ReconcileResult,
     pub error: Option<String>,
     /// Unix seconds.
     pub updated: i64,
@@ -94,40 +160,44 @@ impl State {
         stack_results: &BTreeMap<String, Result<(), String>>,
     ) {
         if let Some(prev) = &self.last_attempt {
-            if prev.inputs == attempt.inputs
-                && prev.failures > 0
-                && attempt.result != "success"
-                && attempt.result != "noop"
-            {
+            if prev.inputs == attempt.inputs && prev.failures > 0 && !attempt.result.is_ok() {
                 attempt.failures = prev.failures + 1;
             }
         }
-        if attempt.failures == 0 && (attempt.result == "invalid" || attempt.result == "failed") {
+        if attempt.failures == 0
+            && matches!(
+                attempt.result,
+                ReconcileResult::Invalid | ReconcileResult::Failed
+            )
+        {
             attempt.failures = 1;
         }
         for (stack, r) in stack_results {
-            let s = self.stacks.entry(stack.clone()).or_default();
-            s.updated = attempt.started;
-            match r {
-                Ok(()) => {
-                    s.result = "success".into();
-                    s.error = None;
-                    s.last_good_commit = Some(attempt.commit.sha.clone());
-                }
-                Err(e) => {
-                    s.result = "failed".into();
-                    s.error = Some(e.clone());
-                }
-            }
+            // A failure keeps the last good commit: it is what still runs there.
+            let kept_good = self.stacks.remove(stack).and_then(|s| s.last_good_commit);
+            let s = match r {
+                Ok(()) => StackState {
+                    last_good_commit: Some(attempt.commit.sha.clone()),
+                    result: ReconcileResult::Success,
+                    error: None,
+                    updated: attempt.started,
+                },
+                Err(e) => StackState {
+                    last_good_commit: kept_good,
+                    result: ReconcileResult::Failed,
+                    error: Some(e.clone()),
+                    updated: attempt.started,
+                },
+            };
+            self.stacks.insert(stack.clone(), s);
         }
-        if attempt.result == "success" || attempt.result == "noop" {
+        if attempt.result.is_ok() {
             self.applied = Some(attempt.commit.clone());
         }
-        let is_repeat_noop = attempt.result == "noop"
-            && self
-                .history
-                .first()
-                .is_some_and(|h| h.result == "noop" && h.commit.sha == attempt.commit.sha);
+        let is_repeat_noop = attempt.result == ReconcileResult::Noop
+            && self.history.first().is_some_and(|h| {
+                h.result == ReconcileResult::Noop && h.commit.sha == attempt.commit.sha
+            });
         if !is_repeat_noop {
             self.history.insert(0, attempt.clone());
             self.history.truncate(HISTORY_LEN);
@@ -179,7 +249,7 @@ mod tests {
             inputs: format!("in-{sha}"),
             started: 1,
             duration_ms: 2,
-            result: result.into(),
+            result: result.parse().unwrap(),
             actions: vec![],
             error: None,
             failures: 0,
@@ -222,6 +292,27 @@ mod tests {
             s.record(attempt("same", "noop"), &BTreeMap::new());
         }
         assert_eq!(s.history.len(), 1);
+    }
+
+    #[test]
+    fn results_keep_their_spelling_in_the_state_file() {
+        let old = r#"{"applied":null,"last_attempt":{"commit":{"sha":"a","subject":"s","author":"x","time":0},"inputs":"i","started":1,"duration_ms":2,"result":"invalid","actions":[],"error":"bad","failures":1},"stacks":{"api":{"last_good_commit":null,"result":"failed","error":"e","updated":1}},"history":[]}"#;
+        let s: State = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            s.last_attempt.as_ref().unwrap().result,
+            ReconcileResult::Invalid
+        );
+        assert_eq!(s.stacks["api"].result, ReconcileResult::Failed);
+        assert_eq!(serde_json::to_string(&s).unwrap(), old);
+        for r in ReconcileResult::ALL {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+            assert_eq!(r.as_str().parse::<ReconcileResult>(), Ok(r));
+            assert_eq!(r.to_string(), r.as_str());
+        }
+        assert!("Success".parse::<ReconcileResult>().is_err());
     }
 
     #[test]

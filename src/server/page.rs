@@ -37,7 +37,7 @@ h3{font-size:.95rem;margin:0;display:flex;gap:8px;align-items:center;flex-wrap:w
 .pill{display:inline-block;padding:1px 8px;border-radius:999px;font-size:.8rem;font-weight:600;border:1px solid currentColor;white-space:nowrap}
 .s-synced,.s-healthy,.s-ok,.s-success,.s-noop,.s-completed{color:var(--ok)}
 .s-progressing,.s-starting,.s-out_of_sync,.s-skipped{color:var(--warn)}
-.s-degraded,.s-failed,.s-invalid,.s-error,.s-missing,.s-not_in_repo,.s-unreadable,.s-incomplete,.s-invalid{color:var(--bad)}
+.s-degraded,.s-failed,.s-invalid,.s-error,.s-missing,.s-not_in_repo,.s-unreadable,.s-incomplete{color:var(--bad)}
 .state.s-synced{border-left-color:var(--ok)}.state.s-progressing,.state.s-out_of_sync{border-left-color:var(--warn)}.state.s-degraded,.state.s-failed{border-left-color:var(--bad)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}
 dt{color:var(--mute);font-size:.875rem;padding-top:1px}
@@ -131,7 +131,24 @@ fn actions_list(out: &mut String, actions: &[crate::plan::render::ActionView], m
 /// The whole page. `now` is unix seconds (for "5 min ago").
 pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
     let mut o = String::with_capacity(8192);
-    let state = d.state.as_str();
+    document_head(&mut o, d, refresh_secs);
+    page_header(&mut o, d);
+    verdict(&mut o, d);
+    deployed(&mut o, d, now);
+    if let Some(r) = &d.last_reconcile {
+        last_reconcile(&mut o, r, now);
+    }
+    if !d.secrets.blocked.is_empty() {
+        blocked_secrets(&mut o, &d.secrets.blocked);
+    }
+    stacks(&mut o, d, now);
+    history(&mut o, &d.history, now);
+    footer(&mut o, d, refresh_secs, now);
+    o
+}
+
+/// The title carries the state, so a browser tab tells it without being opened.
+fn document_head(o: &mut String, d: &StatusDoc, refresh_secs: u64) {
     let _ = write!(
         o,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -139,8 +156,12 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
 <meta http-equiv=\"refresh\" content=\"{refresh_secs}\">\
 <meta name=\"color-scheme\" content=\"light dark\">\
 <title>{} · gitmoor</title><style>{CSS}</style></head><body><main>",
-        esc(&state.replace('_', " "))
+        esc(&d.state.as_str().replace('_', " "))
     );
+}
+
+/// Which host this is: several gitmoor pages may be open side by side.
+fn page_header(o: &mut String, d: &StatusDoc) {
     let _ = write!(
         o,
         "<header><h1>gitmoor</h1><p>{} · branch <b>{}</b> · instance {}</p></header>",
@@ -148,8 +169,11 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         esc(&d.branch),
         esc(&d.instance)
     );
+}
 
-    // The verdict first: what a person opening the page wants to know.
+/// The verdict first: what a person opening the page wants to know.
+fn verdict(o: &mut String, d: &StatusDoc) {
+    let state = d.state.as_str();
     let _ = write!(
         o,
         "<section class=\"state s-{}\"><div class=\"big s-{}\">{}</div><p>{}</p>",
@@ -174,7 +198,11 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         );
     }
     o.push_str("</section>");
+}
 
+/// What runs beside what the branch asks for, and why they may differ (a failing fetch, a
+/// pending nudge).
+fn deployed(o: &mut String, d: &StatusDoc, now: i64) {
     o.push_str("<section><h2>Deployed</h2><dl>");
     match &d.deployed {
         Some(c) => {
@@ -187,24 +215,7 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         }
         None => o.push_str("<dt>commit</dt><dd>nothing deployed yet</dd>"),
     }
-    match &d.branch_head {
-        Some(h) if d.deployed.as_ref().is_some_and(|c| c.sha == h.commit.sha) => {
-            let _ = write!(
-                o,
-                "<dt>branch head</dt><dd>same, fetched {}</dd>",
-                when(&h.fetched_at, now)
-            );
-        }
-        Some(h) => {
-            let _ = write!(
-                o,
-                "<dt>branch head</dt><dd>{}<br><span class=\"mute\">fetched {}</span></dd>",
-                commit_line(&h.commit),
-                when(&h.fetched_at, now)
-            );
-        }
-        None => o.push_str("<dt>branch head</dt><dd>not fetched yet</dd>"),
-    }
+    branch_head(o, d, now);
     if let Some(e) = &d.fetch.last_error {
         let _ = write!(
             o,
@@ -224,85 +235,75 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         );
     }
     o.push_str("</dl></section>");
+}
 
-    if let Some(r) = &d.last_reconcile {
-        let _ = write!(
-            o,
-            "<section><h2>Last reconcile {}</h2><dl><dt>started</dt><dd>{}</dd><dt>took</dt><dd>{}</dd><dt>trigger</dt><dd>{}</dd>",
-            pill(&r.result, &r.result),
-            when(&r.started_at, now),
-            duration(r.duration_ms),
-            esc(&r.trigger)
-        );
-        if let Some(c) = &r.commit {
-            let _ = write!(o, "<dt>commit</dt><dd>{}</dd>", commit_line(c));
-        }
-        o.push_str("</dl>");
-        actions_list(&mut o, &r.actions, 50);
-        if let Some(e) = &r.error {
-            let _ = write!(o, "<pre>{}</pre>", esc(e));
-        }
-        o.push_str("</section>");
-    }
-
-    if !d.secrets.blocked.is_empty() {
-        o.push_str("<section><h2>Secrets blocking a deploy</h2><ul>");
-        for b in &d.secrets.blocked {
+/// A head that is already deployed reads "same": the commit is not repeated.
+fn branch_head(o: &mut String, d: &StatusDoc, now: i64) {
+    match &d.branch_head {
+        Some(h) if d.deployed.as_ref().is_some_and(|c| c.sha == h.commit.sha) => {
             let _ = write!(
                 o,
-                "<li><b>{}</b> {} <code>{}</code><pre>{}</pre></li>",
-                esc(&b.stack),
-                pill(&b.problem, &b.problem),
-                esc(&b.file),
-                esc(&b.detail)
+                "<dt>branch head</dt><dd>same, fetched {}</dd>",
+                when(&h.fetched_at, now)
             );
         }
-        o.push_str("</ul></section>");
+        Some(h) => {
+            let _ = write!(
+                o,
+                "<dt>branch head</dt><dd>{}<br><span class=\"mute\">fetched {}</span></dd>",
+                commit_line(&h.commit),
+                when(&h.fetched_at, now)
+            );
+        }
+        None => o.push_str("<dt>branch head</dt><dd>not fetched yet</dd>"),
     }
+}
 
+/// The plan and the whole error: what to read when the verdict is not `synced`.
+fn last_reconcile(o: &mut String, r: &ReconcileView, now: i64) {
+    let _ = write!(
+        o,
+        "<section><h2>Last reconcile {}</h2><dl><dt>started</dt><dd>{}</dd><dt>took</dt><dd>{}</dd><dt>trigger</dt><dd>{}</dd>",
+        pill(&r.result, &r.result),
+        when(&r.started_at, now),
+        duration(r.duration_ms),
+        esc(&r.trigger)
+    );
+    if let Some(c) = &r.commit {
+        let _ = write!(o, "<dt>commit</dt><dd>{}</dd>", commit_line(c));
+    }
+    o.push_str("</dl>");
+    actions_list(o, &r.actions, 50);
+    if let Some(e) = &r.error {
+        let _ = write!(o, "<pre>{}</pre>", esc(e));
+    }
+    o.push_str("</section>");
+}
+
+/// Listed apart from the stacks: a blocked secrets file is fixed on the host, not in Git.
+fn blocked_secrets(o: &mut String, blocked: &[SecretBlock]) {
+    o.push_str("<section><h2>Secrets blocking a deploy</h2><ul>");
+    for b in blocked {
+        let _ = write!(
+            o,
+            "<li><b>{}</b> {} <code>{}</code><pre>{}</pre></li>",
+            esc(&b.stack),
+            pill(&b.problem, &b.problem),
+            esc(&b.file),
+            esc(&b.detail)
+        );
+    }
+    o.push_str("</ul></section>");
+}
+
+/// Container facts are as of `observed_at`, not of the request: the section says so.
+fn stacks(o: &mut String, d: &StatusDoc, now: i64) {
     o.push_str("<section><h2>Stacks</h2>");
     if d.stacks.is_empty() {
         o.push_str("<p class=\"mute\">no stack yet</p>");
     }
     for s in &d.stacks {
-        let blocked = s
-            .secrets_blocked
-            .as_ref()
-            .map(|b| format!(" {}", pill(&b.problem, &format!("secrets {}", b.problem))))
-            .unwrap_or_default();
-        let _ = write!(
-            o,
-            "<div class=\"stack\"><h3>{} {}{blocked}</h3>",
-            esc(&s.name),
-            pill(&s.health, &s.health)
-        );
-        if let Some(g) = &s.last_good_commit {
-            let _ = write!(
-                o,
-                "<div class=\"mute\">last good commit <code>{}</code></div>",
-                esc(crate::reconcile::short(g))
-            );
-        }
-        if let Some(e) = &s.error {
-            let _ = write!(o, "<pre>{}</pre>", esc(e));
-        }
-        for v in &s.services {
-            let health = v
-                .health
-                .as_deref()
-                .map(|h| format!(", {}", esc(h)))
-                .unwrap_or_default();
-            let _ = write!(
-                o,
-                "<div class=\"svc\"><div><b>{}</b><br><span class=\"mute\"><code>{}</code> · {}</span></div><div>{} <span class=\"mute\">{}{health}</span></div></div>",
-                esc(&v.name),
-                esc(v.container.as_deref().unwrap_or("no container")),
-                esc(v.image.as_deref().unwrap_or("")),
-                pill(&v.status, &v.status),
-                esc(&v.state)
-            );
-        }
-        o.push_str("</div>");
+        stack(o, s);
     }
     if let Some(t) = &d.observed_at {
         let _ = write!(
@@ -312,13 +313,63 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         );
     }
     o.push_str("</section>");
+}
 
+/// The stack's health, with its last good commit and error: what still runs after a failure.
+fn stack(o: &mut String, s: &StackView) {
+    let blocked = s
+        .secrets_blocked
+        .as_ref()
+        .map(|b| format!(" {}", pill(&b.problem, &format!("secrets {}", b.problem))))
+        .unwrap_or_default();
+    let _ = write!(
+        o,
+        "<div class=\"stack\"><h3>{} {}{blocked}</h3>",
+        esc(&s.name),
+        pill(&s.health, &s.health)
+    );
+    if let Some(g) = &s.last_good_commit {
+        let _ = write!(
+            o,
+            "<div class=\"mute\">last good commit <code>{}</code></div>",
+            esc(crate::reconcile::short(g))
+        );
+    }
+    if let Some(e) = &s.error {
+        let _ = write!(o, "<pre>{}</pre>", esc(e));
+    }
+    for v in &s.services {
+        service(o, v);
+    }
+    o.push_str("</div>");
+}
+
+/// gitmoor's verdict leads; Docker's own state and health follow for whoever digs further.
+fn service(o: &mut String, v: &ServiceView) {
+    let health = v
+        .health
+        .as_deref()
+        .map(|h| format!(", {}", esc(h)))
+        .unwrap_or_default();
+    let _ = write!(
+        o,
+        "<div class=\"svc\"><div><b>{}</b><br><span class=\"mute\"><code>{}</code> · {}</span></div><div>{} <span class=\"mute\">{}{health}</span></div></div>",
+        esc(&v.name),
+        esc(v.container.as_deref().unwrap_or("no container")),
+        esc(v.image.as_deref().unwrap_or("")),
+        pill(&v.status, &v.status),
+        esc(&v.state)
+    );
+}
+
+/// Only each error's first line: the whole of the last one is in "Last reconcile".
+fn history(o: &mut String, history: &[HistoryView], now: i64) {
     o.push_str("<section><h2>Recent deployments</h2>");
-    if d.history.is_empty() {
+    if history.is_empty() {
         o.push_str("<p class=\"mute\">none yet</p>");
     } else {
         o.push_str("<ol>");
-        for h in &d.history {
+        for h in history {
             let _ = write!(
                 o,
                 "<li>{} <code>{}</code> {}<br><span class=\"mute\">{} · {} · {} action(s)</span>",
@@ -338,13 +389,15 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         o.push_str("</ol>");
     }
     o.push_str("</section>");
+}
 
+/// When the page was made, since it reloads itself and may be looked at much later.
+fn footer(o: &mut String, d: &StatusDoc, refresh_secs: u64, now: i64) {
     let _ = writeln!(
         o,
         "<footer>generated {} · refreshes every {refresh_secs} s · <a href=\"/status\">JSON</a> · <a href=\"/metrics\">metrics</a></footer></main></body></html>",
         when(&d.generated_at, now)
     );
-    o
 }
 
 #[cfg(test)]
@@ -364,6 +417,18 @@ mod tests {
         assert!(html.matches(&escaped).count() >= 20, "{html}");
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
         assert!(html.contains("/health is failing"));
+    }
+
+    #[test]
+    fn no_selector_is_listed_twice_in_a_rule() {
+        for rule in CSS.split('}') {
+            let Some((selectors, _)) = rule.rsplit_once('{') else {
+                continue;
+            };
+            let list: Vec<&str> = selectors.split(',').map(str::trim).collect();
+            let unique: std::collections::BTreeSet<&str> = list.iter().copied().collect();
+            assert_eq!(unique.len(), list.len(), "{selectors}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::doc::{
 use crate::observe::Observed;
 use crate::reconcile::DesiredService;
 use crate::spec::secrets::stack_secrets_path;
-use crate::state::StackState;
+use crate::state::{ReconcileResult, StackState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -111,7 +111,7 @@ pub fn stack_views(
         out.push(StackView {
             name: name.to_string(),
             health: stack_health(&services).into(),
-            result: rec.map(|r| r.result.clone()).filter(|r| !r.is_empty()),
+            result: rec.map(|r| r.result.to_string()),
             last_good_commit: rec.and_then(|r| r.last_good_commit.clone()),
             error: rec.and_then(|r| r.error.as_deref().map(redact_userinfo)),
             secrets_blocked: blocked.iter().find(|b| b.stack == name).cloned(),
@@ -170,8 +170,8 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
         .last_commit
         .map(|c| format!("{} ", c.short))
         .unwrap_or_default();
-    match result {
-        "invalid" => {
+    match result.parse() {
+        Ok(ReconcileResult::Invalid) => {
             return (
                 OverallState::Failed,
                 format!(
@@ -180,7 +180,7 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
                 ),
             )
         }
-        "failed" => {
+        Ok(ReconcileResult::Failed) => {
             return (
                 OverallState::Failed,
                 format!(
@@ -189,7 +189,7 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
                 ),
             )
         }
-        "skipped" => {
+        Ok(ReconcileResult::Skipped) => {
             return (
                 OverallState::Failed,
                 format!(
@@ -198,13 +198,13 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
             ),
             )
         }
-        "error" => {
+        Ok(ReconcileResult::Error) => {
             return (
                 OverallState::Failed,
                 format!("the last reconcile failed: {}", first_line(i.last_error)),
             )
         }
-        _ => {}
+        Ok(ReconcileResult::Success | ReconcileResult::Noop) | Err(_) => {}
     }
     let with = |health: &str| {
         i.stacks

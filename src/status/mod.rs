@@ -14,7 +14,7 @@ use crate::plan::render::ActionView;
 use crate::reconcile::{short, DesiredService};
 use crate::source::git::CommitInfo;
 use crate::spec::error::{Findings, SpecError};
-use crate::state::{CommitRef, StackState, State};
+use crate::state::{CommitRef, ReconcileResult, StackState, State};
 use build::SeenContainer;
 use doc::*;
 use std::collections::BTreeMap;
@@ -34,9 +34,9 @@ const PHASE_RECONCILING: u8 = 2;
 const PHASE_STOPPED: u8 = 3;
 
 /// Counters behind `/metrics`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
-    /// By result: success, noop, invalid, failed, skipped, error.
+    /// By `ReconcileResult::as_str`.
     pub reconciles: BTreeMap<String, u64>,
     /// Cumulative counts per bucket of `DURATION_BUCKETS`.
     pub duration_buckets: Vec<u64>,
@@ -50,13 +50,74 @@ pub struct Counters {
     pub secrets_changes: u64,
 }
 
+/// What `/metrics` shows, and nothing more: a scrape gathers these few facts under the read
+/// lock instead of copying the whole `/status` document with its history and their plans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricView {
+    /// What `/health` answers.
+    pub up: bool,
+    pub state: OverallState,
+    pub reconciling: bool,
+    pub branch: String,
+    pub deployed: Option<CommitView>,
+    /// Containers by Docker's (state, health), health `none` without a healthcheck.
+    pub containers: BTreeMap<(String, String), u64>,
+    /// Each stack, in `/status` order, with its services by gitmoor's verdict.
+    pub services: Vec<(String, BTreeMap<String, u64>)>,
+    pub secrets_blocked: usize,
+    pub counters: Counters,
+}
+
+impl MetricView {
+    /// The same facts read from a `/status` document: a scrape through the hub and one through
+    /// the document must print the same bytes.
+    pub fn from_doc(d: &StatusDoc, counters: &Counters) -> MetricView {
+        MetricView {
+            up: d.health.ok,
+            state: d.state,
+            reconciling: d.reconciling.is_some(),
+            branch: d.branch.clone(),
+            deployed: d.deployed.clone(),
+            containers: container_counts(&d.stacks),
+            services: service_counts(&d.stacks),
+            secrets_blocked: d.secrets.blocked.len(),
+            counters: counters.clone(),
+        }
+    }
+}
+
+fn container_counts(stacks: &[StackView]) -> BTreeMap<(String, String), u64> {
+    let mut by = BTreeMap::new();
+    for v in stacks
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter(|v| v.container.is_some())
+    {
+        let health = v.health.clone().unwrap_or_else(|| "none".into());
+        *by.entry((v.state.clone(), health)).or_default() += 1;
+    }
+    by
+}
+
+fn service_counts(stacks: &[StackView]) -> Vec<(String, BTreeMap<String, u64>)> {
+    stacks
+        .iter()
+        .map(|s| {
+            let mut counts = BTreeMap::new();
+            for v in &s.services {
+                *counts.entry(v.status.clone()).or_default() += 1;
+            }
+            (s.name.clone(), counts)
+        })
+        .collect()
+}
+
 /// What one finished reconcile tells the status.
 pub struct Finished<'a> {
     pub started_at: i64,
     pub duration: Duration,
     pub trigger: &'a str,
-    /// success, noop, invalid, failed, skipped, error.
-    pub result: &'a str,
+    pub result: ReconcileResult,
     pub commit: Option<&'a CommitInfo>,
     pub actions: Vec<ActionView>,
     pub error: Option<String>,
@@ -84,6 +145,112 @@ struct Live {
     next_poll: Option<i64>,
     fetch: FetchView,
     counters: Counters,
+}
+
+impl Live {
+    /// Takes in what a reconcile learnt about the host. What it did not learn (None) keeps its
+    /// last known value: a reconcile that stopped early says nothing about the containers.
+    fn update_host(
+        &mut self,
+        blocked: Option<Vec<SecretBlock>>,
+        desired: Option<BTreeMap<String, Vec<DesiredService>>>,
+        observed: Option<&Observed>,
+        now: i64,
+    ) {
+        if let Some(blocked) = blocked {
+            self.blocked = blocked;
+        }
+        if let Some(d) = desired {
+            self.desired = Some(d);
+        }
+        if let Some(o) = observed {
+            self.see_containers(o, now);
+        }
+        self.refresh_stacks();
+    }
+
+    /// `observed_at` goes with the containers: `/status` says how old its container facts are.
+    fn see_containers(&mut self, o: &Observed, at: i64) {
+        self.seen = build::seen_containers(o);
+        self.observed_at = Some(at);
+    }
+
+    /// The stacks are worked out whenever one of their inputs changes, so a request only
+    /// copies them.
+    fn refresh_stacks(&mut self) {
+        self.stacks = build::stack_views(
+            self.desired.as_ref(),
+            &self.seen,
+            &self.recorded,
+            &self.blocked,
+        );
+    }
+
+    /// The reconcile that ran is the last one now. Its trigger is the one `begin` recorded when
+    /// there is one: `finish` alone (a test, a stop) falls back to the one it was given.
+    fn end_reconcile(&mut self, mut last: ReconcileView) {
+        if let Some((_, trigger)) = self.running.take() {
+            last.trigger = trigger;
+        }
+        self.last = Some(last);
+    }
+}
+
+impl Finished<'_> {
+    /// `last_reconcile` of `/status`; takes the actions, which nothing else needs.
+    fn take_view(&mut self, finished_at: i64) -> ReconcileView {
+        ReconcileView {
+            started_at: rfc3339(self.started_at),
+            finished_at: rfc3339(finished_at),
+            duration_ms: self.duration.as_millis() as u64,
+            trigger: self.trigger.to_string(),
+            result: self.result.to_string(),
+            commit: self.commit.map(commit_info_view),
+            actions: std::mem::take(&mut self.actions),
+            error: self.error.as_deref().map(redact_userinfo),
+            errors: problems(self.findings.map(|x| x.errors.as_slice())),
+            warnings: problems(self.findings.map(|x| x.warnings.as_slice())),
+        }
+    }
+}
+
+impl Counters {
+    /// Counters only grow from the daemon's start (Prometheus works out the rates); the last
+    /// success moves only when the commit ended up running.
+    fn count(&mut self, result: ReconcileResult, duration: Duration, now: i64) {
+        *self.reconciles.entry(result.to_string()).or_default() += 1;
+        self.observe_duration(duration);
+        if result.is_ok() {
+            self.last_success = Some(now);
+        }
+    }
+
+    /// Prometheus buckets are cumulative: a duration counts in every bucket at or above it.
+    fn observe_duration(&mut self, duration: Duration) {
+        let secs = duration.as_secs_f64();
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.duration_buckets[i] += 1;
+            }
+        }
+        self.duration_sum += secs;
+        self.duration_count += 1;
+    }
+}
+
+/// The overall state and why; `/status` and `/metrics` must agree on it.
+fn overall(l: &Live) -> (OverallState, String) {
+    let last = l.last.as_ref();
+    build::overall(&build::OverallInputs {
+        reconciling: l.running.is_some(),
+        last_result: last.map(|r| r.result.as_str()),
+        last_error: last.and_then(|r| r.error.as_deref()),
+        last_commit: last.and_then(|r| r.commit.as_ref()),
+        deployed: l.deployed.as_ref(),
+        head: l.head.as_ref(),
+        pending: l.pending.as_deref(),
+        stacks: &l.stacks,
+    })
 }
 
 /// The daemon's side writes, the server's side reads. Cheap to share (`Arc<StatusHub>`).
@@ -121,14 +288,18 @@ fn commit_info_view(c: &CommitInfo) -> CommitView {
     })
 }
 
-fn problem(e: &SpecError) -> ProblemView {
-    ProblemView {
-        file: e.file.clone(),
-        line: e.line,
-        key: e.key.clone(),
-        message: e.message.clone(),
-        fix: e.fix.clone(),
-    }
+fn problems(errors: Option<&[SpecError]>) -> Vec<ProblemView> {
+    errors
+        .unwrap_or_default()
+        .iter()
+        .map(|e| ProblemView {
+            file: e.file.clone(),
+            line: e.line,
+            key: e.key.clone(),
+            message: e.message.clone(),
+            fix: e.fix.clone(),
+        })
+        .collect()
 }
 
 fn now_unix() -> i64 {
@@ -201,7 +372,7 @@ impl StatusHub {
     pub fn load_state(&self, state: &State) {
         let mut l = self.write();
         self.apply_state(&mut l, state);
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
+        l.refresh_stacks();
     }
 
     fn apply_state(&self, l: &mut Live, state: &State) {
@@ -215,7 +386,7 @@ impl StatusHub {
                 commit: commit_view(&a.commit),
                 started_at: rfc3339(a.started),
                 duration_ms: a.duration_ms,
-                result: a.result.clone(),
+                result: a.result.to_string(),
                 actions: a.actions.clone(),
                 error: a.error.as_deref().map(redact_userinfo),
             })
@@ -224,7 +395,7 @@ impl StatusHub {
             l.counters.last_success = state
                 .history
                 .iter()
-                .find(|a| a.result == "success" || a.result == "noop")
+                .find(|a| a.result.is_ok())
                 .map(|a| a.started + (a.duration_ms / 1000) as i64);
         }
     }
@@ -268,87 +439,49 @@ impl StatusHub {
     }
 
     /// A reconcile ended (whatever its result).
-    pub fn finish(&self, f: Finished) {
+    pub fn finish(&self, mut f: Finished) {
         let now = now_unix();
-        let errors: Vec<ProblemView> = f
-            .findings
-            .map(|x| x.errors.iter().map(problem).collect())
-            .unwrap_or_default();
-        let warnings: Vec<ProblemView> = f
-            .findings
-            .map(|x| x.warnings.iter().map(problem).collect())
-            .unwrap_or_default();
-        let error = f.error.as_deref().map(redact_userinfo);
-        // Worked out before the lock is taken: it looks at the disk, and readers wait on the lock.
-        let blocked = match f.result {
-            // The spec was read: what blocks it now is all there is.
-            "invalid" | "skipped" => {
-                let lines: Vec<String> = match f.findings {
-                    Some(x) if !x.errors.is_empty() => {
-                        x.errors.iter().map(|e| e.to_string()).collect()
-                    }
-                    _ => error.iter().cloned().collect(),
-                };
-                Some(build::secrets_blocks(&lines, &self.secrets_dir))
-            }
-            "success" | "noop" | "failed" => Some(Vec::new()),
-            _ => None,
-        };
+        // Worked out before the lock is taken, as readers wait on the lock (the secrets blocks
+        // look at the disk).
+        let last = f.take_view(now);
+        let blocked = self.blocked_after(&f, last.error.as_deref());
         let mut l = self.write();
         if let Some(state) = &f.state {
             self.apply_state(&mut l, state);
         }
-        if let Some(blocked) = blocked {
-            l.blocked = blocked;
-        }
-        if let Some(d) = f.desired {
-            l.desired = Some(d);
-        }
-        if let Some(o) = f.observed {
-            l.seen = build::seen_containers(o);
-            l.observed_at = Some(now);
-        }
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
-        let trigger = l
-            .running
-            .take()
-            .map(|r| r.1)
-            .unwrap_or_else(|| f.trigger.to_string());
-        l.last = Some(ReconcileView {
-            started_at: rfc3339(f.started_at),
-            finished_at: rfc3339(now),
-            duration_ms: f.duration.as_millis() as u64,
-            trigger,
-            result: f.result.to_string(),
-            commit: f.commit.map(commit_info_view),
-            actions: f.actions,
-            error,
-            errors,
-            warnings,
-        });
-        let c = &mut l.counters;
-        *c.reconciles.entry(f.result.to_string()).or_default() += 1;
-        let secs = f.duration.as_secs_f64();
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                c.duration_buckets[i] += 1;
-            }
-        }
-        c.duration_sum += secs;
-        c.duration_count += 1;
-        if f.result == "success" || f.result == "noop" {
-            c.last_success = Some(now);
-        }
+        l.update_host(blocked, f.desired.take(), f.observed, now);
+        l.counters.count(f.result, f.duration, now);
+        l.end_reconcile(last);
         drop(l);
         self.set_phase(PHASE_IDLE);
+    }
+
+    /// The secrets files that block the deploy, as far as this reconcile can tell; None when it
+    /// cannot tell (it stopped before reading the spec), so the last known blocks stand.
+    fn blocked_after(&self, f: &Finished, error: Option<&str>) -> Option<Vec<SecretBlock>> {
+        match f.result {
+            // The spec was read: what blocks it now is all there is.
+            ReconcileResult::Invalid | ReconcileResult::Skipped => {
+                let lines: Vec<String> = match f.findings {
+                    Some(x) if !x.errors.is_empty() => {
+                        x.errors.iter().map(|e| e.to_string()).collect()
+                    }
+                    _ => error.map(str::to_string).into_iter().collect(),
+                };
+                Some(build::secrets_blocks(&lines, &self.secrets_dir))
+            }
+            ReconcileResult::Success | ReconcileResult::Noop | ReconcileResult::Failed => {
+                Some(Vec::new())
+            }
+            ReconcileResult::Error => None,
+        }
     }
 
     /// A fresh look at the containers between reconciles (while some are still starting).
     pub fn observed(&self, o: &Observed) {
         let mut l = self.write();
-        l.seen = build::seen_containers(o);
-        l.observed_at = Some(now_unix());
-        l.stacks = build::stack_views(l.desired.as_ref(), &l.seen, &l.recorded, &l.blocked);
+        l.see_containers(o, now_unix());
+        l.refresh_stacks();
     }
 
     /// Whether a container's healthcheck has not decided yet (worth another look soon).
@@ -386,22 +519,29 @@ impl StatusHub {
         self.read().counters.clone()
     }
 
+    /// What `/metrics` needs, as of now (see `MetricView`).
+    pub fn metric_view(&self) -> MetricView {
+        let up = self.health().is_ok();
+        let l = self.read();
+        MetricView {
+            up,
+            state: overall(&l).0,
+            reconciling: l.running.is_some(),
+            branch: self.branch.clone(),
+            deployed: l.deployed.clone(),
+            containers: container_counts(&l.stacks),
+            services: service_counts(&l.stacks),
+            secrets_blocked: l.blocked.len(),
+            counters: l.counters.clone(),
+        }
+    }
+
     /// The `/status` document, as of now.
     pub fn doc(&self) -> StatusDoc {
         let health = self.health();
         let l = self.read();
         let now = now_unix();
-        let last = l.last.as_ref();
-        let (state, state_reason) = build::overall(&build::OverallInputs {
-            reconciling: l.running.is_some(),
-            last_result: last.map(|r| r.result.as_str()),
-            last_error: last.and_then(|r| r.error.as_deref()),
-            last_commit: last.and_then(|r| r.commit.as_ref()),
-            deployed: l.deployed.as_ref(),
-            head: l.head.as_ref(),
-            pending: l.pending.as_deref(),
-            stacks: &l.stacks,
-        });
+        let (state, state_reason) = overall(&l);
         StatusDoc {
             schema: SCHEMA,
             generated_at: rfc3339(now),
@@ -468,7 +608,7 @@ mod tests {
             started_at: 0,
             duration: Duration::from_secs(2),
             trigger: "start",
-            result: "noop",
+            result: ReconcileResult::Noop,
             commit: None,
             actions: vec![],
             error: None,
@@ -494,7 +634,7 @@ mod tests {
             started_at: 0,
             duration: Duration::from_millis(300),
             trigger: "webhook",
-            result: "error",
+            result: ReconcileResult::Error,
             commit: None,
             actions: vec![],
             error: Some("fetch https://bot:tok3n@example.org/x.git failed".into()),
