@@ -125,7 +125,7 @@ async fn status_page(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    let body = metrics::render(&s.hub.doc(), &s.hub.counters());
+    let body = metrics::render_view(&s.hub.metric_view());
     with_type(
         body.into_response(),
         "text/plain; version=0.0.4; charset=utf-8",
