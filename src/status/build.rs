@@ -529,6 +529,62 @@ mod tests {
         assert!(why.contains("compose/app/compose.yaml:3"), "{why}");
     }
 
+    /// The loader's own messages, not copies: a reworded error that `secrets_blocks` no longer
+    /// recognises fails here instead of silently dropping the stack from `/status`.
+    #[test]
+    fn secrets_blocks_read_the_loaders_real_errors() {
+        use crate::source::snapshot::Snapshot;
+        use crate::spec::load::{load_host_spec, LoadOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path();
+        std::fs::write(sd.join("present.env"), "A=1\n").unwrap();
+        std::fs::write(sd.join("broken.env"), "A='s3cr3tvalue\n").unwrap();
+        std::fs::create_dir(sd.join("dir.env")).unwrap();
+        let web = |var: &str| {
+            format!("services:\n  web:\n    image: x\n    environment:\n      V: ${{{var}}}\n")
+        };
+        let snap = Snapshot::from_texts(&[
+            ("compose/absent/compose.yaml", &web("X")),
+            ("compose/present/compose.yaml", &web("Y")),
+            ("compose/broken/compose.yaml", &web("A")),
+            ("compose/dir/compose.yaml", &web("A")),
+            (
+                "compose/noenv/compose.yaml",
+                "services:\n  web:\n    image: x\n    env_file: .env\n",
+            ),
+            (
+                "compose/other/compose.yaml",
+                "services:\n  x:\n    image: x\n    bogus: 1\n",
+            ),
+        ]);
+        let opts = LoadOptions {
+            secrets_dir: Some(sd.to_path_buf()),
+            bind_root: sd.join("stacks"),
+        };
+        let (_, findings) = load_host_spec(&snap, &opts);
+        let errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();
+        let blocks = secrets_blocks(&errors, sd);
+        let got: Vec<(&str, &str)> = blocks
+            .iter()
+            .map(|b| (b.stack.as_str(), b.problem.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("absent", "missing"),
+                ("broken", "invalid"),
+                ("dir", "unreadable"),
+                ("noenv", "missing"),
+                ("present", "incomplete")
+            ],
+            "{errors:#?}"
+        );
+        assert!(
+            !format!("{blocks:?}").contains("s3cr3tvalue"),
+            "{blocks:#?}"
+        );
+    }
+
     #[test]
     fn secrets_blocks_name_the_stack_and_the_problem() {
         let dir = tempfile::tempdir().unwrap();
