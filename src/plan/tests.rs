@@ -575,10 +575,7 @@ fn joiners_are_created_after_the_service_they_join() {
 
 #[test]
 fn recreating_a_service_recreates_the_services_joining_its_network() {
-    let host = applied(
-        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
-        &images(),
-    );
+    let host = joiners_deployed();
     let mut spec = with_joiners();
     set_env(&mut spec, "backend", "bonjour");
     let p = plan(&spec, &host, &ctx()).unwrap();
@@ -606,12 +603,17 @@ fn recreating_a_service_recreates_the_services_joining_its_network() {
     assert!(plan(&spec, &after, &ctx()).unwrap().is_empty());
 }
 
-#[test]
-fn a_joiner_with_its_own_change_gets_both_reasons() {
-    let host = applied(
+/// The host after `with_joiners()` was applied to an empty one.
+fn joiners_deployed() -> Observed {
+    applied(
         &plan(&with_joiners(), &images(), &ctx()).unwrap(),
         &images(),
-    );
+    )
+}
+
+#[test]
+fn a_joiner_with_its_own_change_gets_both_reasons() {
+    let host = joiners_deployed();
     let mut spec = with_joiners();
     set_env(&mut spec, "backend", "bonjour");
     set_env(&mut spec, "sidecar", "hej");
@@ -627,10 +629,7 @@ fn a_joiner_with_its_own_change_gets_both_reasons() {
 
 #[test]
 fn pid_and_ipc_joiners_follow_the_container_they_join() {
-    let host = applied(
-        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
-        &images(),
-    );
+    let host = joiners_deployed();
     let mut spec = with_joiners();
     set_env(&mut spec, "postgres", "hi");
     let p = plan(&spec, &host, &ctx()).unwrap();
@@ -646,10 +645,7 @@ fn pid_and_ipc_joiners_follow_the_container_they_join() {
 
 #[test]
 fn a_change_elsewhere_or_to_the_joiner_recreates_only_what_changed() {
-    let host = applied(
-        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
-        &images(),
-    );
+    let host = joiners_deployed();
     let mut spec = with_joiners();
     set_env(&mut spec, "tracer", "x");
     let p = plan(&spec, &host, &ctx()).unwrap();
@@ -662,10 +658,7 @@ fn a_change_elsewhere_or_to_the_joiner_recreates_only_what_changed() {
 
 #[test]
 fn a_joined_container_that_is_made_anew_or_restarted_takes_its_joiners_along() {
-    let host = applied(
-        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
-        &images(),
-    );
+    let host = joiners_deployed();
     // Gone (removed by hand): created, and the joiner, bound to the old id, recreated.
     let mut gone = host.clone();
     gone.containers.retain(|c| c.service != "backend");
@@ -709,10 +702,7 @@ fn a_joined_container_that_is_made_anew_or_restarted_takes_its_joiners_along() {
 
 #[test]
 fn a_network_change_takes_the_joiners_of_its_containers_along() {
-    let host = applied(
-        &plan(&with_joiners(), &images(), &ctx()).unwrap(),
-        &images(),
-    );
+    let host = joiners_deployed();
     let mut spec = with_joiners();
     spec.stacks
         .get_mut("app")
