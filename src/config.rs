@@ -83,7 +83,8 @@ pub struct Config {
     /// How long to wait for a service that others depend on with `service_healthy`.
     #[serde(default = "default_health_timeout")]
     pub health_timeout_secs: u64,
-    /// How long one image build may run (default 1800 s). A build that hangs (a `RUN` step
+    /// How long one image build may run (default 600 s, under `health_max_reconcile_secs`'s 900 so
+    /// that a build stopped for time is reported before `/health` calls the loop stuck). A build that hangs (a `RUN` step
     /// waiting on the network forever) would otherwise hold the daemon's one reconcile, and so
     /// every stack; past this bound the build is stopped and its stack fails, keeping its running
     /// containers, while the other stacks go on. Raise it for builds that are slow, not stuck.
@@ -190,7 +191,7 @@ impl Config {
         }
         if cfg.build_timeout_secs == 0 {
             bail!(
-                "{}: build_timeout_secs: must be at least 1 (default 1800)",
+                "{}: build_timeout_secs: must be at least 1 (default 600)",
                 path.display()
             );
         }
@@ -282,7 +283,7 @@ mod tests {
         assert_eq!(cfg.secrets_debounce_ms, 500);
         assert_eq!(cfg.status_history, 20);
         assert_eq!(cfg.status_refresh_secs, 10);
-        assert_eq!(cfg.build_timeout_secs, 1800);
+        assert_eq!(cfg.build_timeout_secs, 600);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")

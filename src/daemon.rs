@@ -174,6 +174,13 @@ async fn run_loop(
         }
     };
     info!(repo = %crate::status::doc::redact_userinfo(&rec.cfg.repo), branch = %rec.cfg.branch, poll = %rec.cfg.poll, "gitmoor daemon started");
+    if rec.cfg.build_timeout_secs >= rec.cfg.health_max_reconcile_secs {
+        warn!(
+            build_timeout_secs = rec.cfg.build_timeout_secs,
+            health_max_reconcile_secs = rec.cfg.health_max_reconcile_secs,
+            "a build may run longer than /health allows a reconcile: /health turns 503 during a long build; raise health_max_reconcile_secs above build_timeout_secs"
+        );
+    }
     let mut skipped = None;
     let mut why = String::from("start");
     loop {

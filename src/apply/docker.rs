@@ -26,7 +26,7 @@ use bollard::Docker;
 use std::time::Duration;
 
 /// How long one image build may take unless configured otherwise (config `build_timeout_secs`).
-pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Talks to one Docker daemon on behalf of the apply step.
 #[derive(Debug, Clone)]
