@@ -334,8 +334,9 @@ impl Reconciler {
         Ok(outcome)
     }
 
-    /// The host as the plan needs it: gitmoor's objects of this instance, and the registry's
-    /// digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry that
+    /// The host as the plan needs it: gitmoor's objects of this instance, the platform of each
+    /// local image a service pins with `platform:`, and the registry's digest of every
+    /// `pull_policy: always` tag (a moved tag is redeployed; a registry that
     /// cannot be asked only costs a warning).
     async fn observe_for(
         &self,
@@ -344,6 +345,16 @@ impl Reconciler {
     ) -> anyhow::Result<Observed> {
         let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
         for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
+            let wants_platform = svc
+                .platform
+                .as_deref()
+                .is_some_and(|p| !p.trim().is_empty());
+            if wants_platform && svc.build.is_none() {
+                let tag = crate::plan::normalize_image(&svc.image);
+                if let Some(p) = self.exec.image_platform(&svc.image).await? {
+                    observed.image_platforms.insert(tag, p);
+                }
+            }
             if svc.pull_policy == crate::spec::model::PullPolicy::Always && svc.build.is_none() {
                 match self.exec.remote_digest(&svc.image, auth).await {
                     Ok(d) => {

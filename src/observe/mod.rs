@@ -24,6 +24,9 @@ pub struct Observed {
     /// Registry digests of the tags whose services ask `pull_policy: always`, looked up before
     /// planning (a moved tag is redeployed). Tags whose lookup failed are absent.
     pub remote_digests: BTreeMap<String, String>,
+    /// Platforms (`linux/amd64`) of the local images of services that set `platform:`, by
+    /// `repo:tag`, looked up before planning.
+    pub image_platforms: BTreeMap<String, String>,
     /// Names of every container on the host, managed or not (to report name conflicts).
     pub all_container_names: Vec<String>,
 }

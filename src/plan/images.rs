@@ -38,15 +38,44 @@ pub struct ImagePlan {
     pub image_changes: BTreeMap<(String, String), String>,
 }
 
-pub fn build_hash(b: &BuildSpec) -> String {
-    let json = serde_json::to_string(b).unwrap_or_default();
+/// The hash of one build: the build section, plus the service's `platform:` when it sets one
+/// (an image of another platform must be built anew). Without a platform the hash is that of the
+/// build section alone, as images built before platforms counted carry.
+pub fn build_hash(b: &BuildSpec, platform: Option<&str>) -> String {
+    let mut json = serde_json::to_string(b).unwrap_or_default();
+    if let Some(p) = wanted_platform(platform) {
+        json.push_str("\0platform=");
+        json.push_str(&p);
+    }
     hex::encode(&Sha256::digest(json.as_bytes())[..16])
+}
+
+/// A service's `platform:`, trimmed and lowercased; None when it sets none.
+fn wanted_platform(platform: Option<&str>) -> Option<String> {
+    platform
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| !p.is_empty())
+}
+
+/// Whether an image of platform `have` (`os/arch[/variant]`, from the engine) serves `want`
+/// (compose's `platform:`): same OS and architecture, and the same variant when both name one.
+fn platform_serves(have: &str, want: &str) -> bool {
+    let have: Vec<String> = have.split('/').map(str::to_ascii_lowercase).collect();
+    let want: Vec<&str> = want.split('/').collect();
+    let part = |v: &[String], i: usize| v.get(i).cloned().unwrap_or_default();
+    part(&have, 0) == want.first().copied().unwrap_or_default()
+        && part(&have, 1) == want.get(1).copied().unwrap_or_default()
+        && match (have.get(2), want.get(2)) {
+            (Some(h), Some(w)) => h == w,
+            _ => true,
+        }
 }
 
 pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan, PlanError> {
     let mut out = ImagePlan::default();
     let mut pulls = BTreeSet::new();
     let mut built: BTreeSet<String> = BTreeSet::new();
+    one_platform_per_image(desired)?;
     for stack in desired.stacks.values() {
         for (name, svc) in &stack.services {
             let key = (stack.name.clone(), name.clone());
@@ -60,7 +89,7 @@ pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan,
                     )))
                 }
                 (Some(b), _) => {
-                    if let Some(reason) = build_reason(b, &tag, observed) {
+                    if let Some(reason) = build_reason(b, svc, &tag, observed) {
                         if built.insert(tag.clone()) {
                             out.builds.push(build_step(&stack.name, name, svc, b, &reason));
                         }
@@ -77,6 +106,18 @@ pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan,
                     pulls.insert(svc.image.clone());
                     out.pull_reasons.insert(svc.image.clone(), "not on the host".into());
                 }
+                (None, policy) if wrong_platform(svc, &tag, observed).is_some() => {
+                    let why = wrong_platform(svc, &tag, observed).unwrap_or_default();
+                    if policy == PullPolicy::Never {
+                        return Err(PlanError(format!(
+                            "{}: services.{name}: {why} and pull_policy is never; load an image for that platform on the host, or change pull_policy",
+                            stack.compose_file
+                        )));
+                    }
+                    pulls.insert(svc.image.clone());
+                    out.pull_reasons.insert(svc.image.clone(), why.clone());
+                    out.image_changes.insert(key, why);
+                }
                 (None, PullPolicy::Always) => {
                     if let Some(moved) = tag_moved(&tag, observed) {
                         pulls.insert(svc.image.clone());
@@ -92,14 +133,55 @@ pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan,
     Ok(out)
 }
 
+/// The reason to pull `svc`'s image again when the local one is of another platform than its
+/// `platform:` asks; None when it sets none, or the platform is right or unknown.
+fn wrong_platform(svc: &ServiceSpec, tag: &str, observed: &Observed) -> Option<String> {
+    let want = wanted_platform(svc.platform.as_deref())?;
+    let have = observed.image_platforms.get(tag)?;
+    (!platform_serves(have, &want))
+        .then(|| format!("image {tag} is {have}, the service wants {want}"))
+}
+
+/// One tag is one image: two services that ask different platforms of the same tag cannot both
+/// be served, and would fail at the create call. Said before anything changes.
+fn one_platform_per_image(desired: &HostSpec) -> Result<(), PlanError> {
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for stack in desired.stacks.values() {
+        for (name, svc) in &stack.services {
+            let Some(want) = wanted_platform(svc.platform.as_deref()) else {
+                continue;
+            };
+            let here = format!("{}: services.{name}", stack.compose_file);
+            match seen.get(&normalize_image(&svc.image)) {
+                Some((other, p)) if *p != want => {
+                    return Err(PlanError(format!(
+                        "{here}: platform {want} for image {}, but {other} asks {p} of the same tag; give each platform its own tag",
+                        svc.image
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(normalize_image(&svc.image), (here, want));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why the image must be built, or None when the local image is this very build.
-fn build_reason(b: &BuildSpec, tag: &str, observed: &Observed) -> Option<String> {
+fn build_reason(
+    b: &BuildSpec,
+    svc: &ServiceSpec,
+    tag: &str,
+    observed: &Observed,
+) -> Option<String> {
     if !observed.images.contains_key(tag) {
         return Some(format!("image {tag} not built yet"));
     }
     let labels = observed.image_labels.get(tag);
     let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-    if label(BUILD_HASH) == Some(build_hash(b).as_str()) {
+    if label(BUILD_HASH) == Some(build_hash(b, svc.platform.as_deref()).as_str()) {
         return None;
     }
     Some(match label(CONTEXT_TREE) {
@@ -110,7 +192,10 @@ fn build_reason(b: &BuildSpec, tag: &str, observed: &Observed) -> Option<String>
             short(old),
             short(&b.context_tree)
         ),
-        Some(_) => format!("build args, target or Dockerfile of {} changed", b.context),
+        Some(_) => format!(
+            "build args, target, platform or Dockerfile of {} changed",
+            b.context
+        ),
     })
 }
 
@@ -122,7 +207,10 @@ fn build_step(
     reason: &str,
 ) -> BuildStep {
     let mut labels = b.labels.clone();
-    labels.insert(BUILD_HASH.to_string(), build_hash(b));
+    labels.insert(
+        BUILD_HASH.to_string(),
+        build_hash(b, svc.platform.as_deref()),
+    );
     labels.insert(CONTEXT_TREE.to_string(), b.context_tree.clone());
     BuildStep {
         stack: stack.to_string(),
@@ -159,4 +247,106 @@ fn tag_moved(tag: &str, observed: &Observed) -> Option<String> {
 fn short(h: &str) -> &str {
     let h = h.strip_prefix("sha256:").unwrap_or(h);
     &h[..h.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::model::StackSpec;
+
+    /// One stack `app` whose services are `(name, image, platform, pull_policy)`.
+    fn host(services: &[(&str, &str, Option<&str>, PullPolicy)]) -> HostSpec {
+        let mut stack = StackSpec {
+            name: "app".into(),
+            compose_file: "compose/app/compose.yaml".into(),
+            ..Default::default()
+        };
+        for (name, image, platform, policy) in services {
+            stack.services.insert(
+                name.to_string(),
+                ServiceSpec {
+                    image: image.to_string(),
+                    platform: platform.map(str::to_string),
+                    pull_policy: *policy,
+                    ..Default::default()
+                },
+            );
+        }
+        HostSpec {
+            stacks: BTreeMap::from([("app".to_string(), stack)]),
+        }
+    }
+
+    fn with_local(image: &str, platform: &str) -> Observed {
+        let mut o = Observed::default();
+        o.images.insert(image.into(), "sha256:1".into());
+        o.image_platforms.insert(image.into(), platform.into());
+        o
+    }
+
+    #[test]
+    fn platforms_match_on_os_and_arch_and_variant_when_both_say() {
+        assert!(platform_serves("linux/amd64", "linux/amd64"));
+        assert!(platform_serves("linux/arm64/v8", "linux/arm64"));
+        assert!(platform_serves("linux/arm/v7", "linux/arm/v7"));
+        assert!(!platform_serves("linux/arm/v6", "linux/arm/v7"));
+        assert!(!platform_serves("linux/amd64", "linux/arm64"));
+        assert!(!platform_serves("windows/amd64", "linux/amd64"));
+    }
+
+    #[test]
+    fn the_build_hash_counts_the_platform_only_when_one_is_set() {
+        let b = BuildSpec::default();
+        assert_eq!(build_hash(&b, None), build_hash(&b, Some("  ")));
+        assert_ne!(build_hash(&b, None), build_hash(&b, Some("linux/arm64")));
+        assert_eq!(
+            build_hash(&b, Some("linux/arm64")),
+            build_hash(&b, Some("Linux/ARM64"))
+        );
+    }
+
+    #[test]
+    fn a_local_image_of_another_platform_is_pulled_again_with_the_reason() {
+        let spec = host(&[("web", "x:1", Some("linux/arm64"), PullPolicy::Missing)]);
+        let p = plan_images(&spec, &with_local("x:1", "linux/amd64")).unwrap();
+        assert_eq!(p.pulls, vec!["x:1"]);
+        let why = "image x:1 is linux/amd64, the service wants linux/arm64";
+        assert_eq!(p.pull_reasons["x:1"], why);
+        assert_eq!(p.image_changes[&("app".into(), "web".into())], why);
+        // The right platform, or none asked: nothing to pull.
+        let p = plan_images(&spec, &with_local("x:1", "linux/arm64/v8")).unwrap();
+        assert!(p.pulls.is_empty());
+        let spec_any = host(&[("web", "x:1", None, PullPolicy::Missing)]);
+        assert!(plan_images(&spec_any, &with_local("x:1", "linux/amd64"))
+            .unwrap()
+            .pulls
+            .is_empty());
+        // pull_policy: never cannot fix it: said before anything changes.
+        let never = host(&[("web", "x:1", Some("linux/arm64"), PullPolicy::Never)]);
+        let e = plan_images(&never, &with_local("x:1", "linux/amd64")).unwrap_err();
+        assert!(
+            e.0.contains("services.web: image x:1 is linux/amd64"),
+            "{e}"
+        );
+        assert!(e.0.contains("pull_policy is never"), "{e}");
+    }
+
+    #[test]
+    fn two_platforms_of_one_tag_are_refused() {
+        let spec = host(&[
+            ("a", "x:1", Some("linux/amd64"), PullPolicy::Missing),
+            ("b", "x:1", Some("linux/arm64"), PullPolicy::Missing),
+        ]);
+        let e = plan_images(&spec, &Observed::default()).unwrap_err();
+        assert!(
+            e.0.contains("services.b: platform linux/arm64 for image x:1")
+                && e.0.contains("services.a asks linux/amd64"),
+            "{e}"
+        );
+        let same = host(&[
+            ("a", "x:1", Some("linux/amd64"), PullPolicy::Missing),
+            ("b", "x:1", Some("linux/amd64"), PullPolicy::Missing),
+        ]);
+        assert!(plan_images(&same, &Observed::default()).is_ok());
+    }
 }

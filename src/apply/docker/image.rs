@@ -52,11 +52,16 @@ impl DockerExecutor {
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| {
                 let message = docker_message(&e);
-                auth_error(image, &message, auth, had_credentials).unwrap_or_else(|| {
-                    anyhow!(
+                auth_error(image, &message, auth, had_credentials).unwrap_or_else(|| match platform
+                {
+                    Some(p) => anyhow!(
+                        "image {image} for platform {p} cannot be pulled: {message}; \
+                         load an image for {p} on the host, or fix the tag or the platform"
+                    ),
+                    None => anyhow!(
                         "image {image} is not present locally and cannot be pulled: {message}; \
                          build or load it on the host, or fix the tag"
-                    )
+                    ),
                 })
             })?;
             let Some(status) = info.status else { continue };
@@ -106,6 +111,30 @@ impl DockerExecutor {
         match self.docker.inspect_image(image).await {
             Ok(i) => Ok(i.repo_digests.unwrap_or_default()),
             Err(e) if status_code(&e) == Some(404) => Ok(Vec::new()),
+            Err(e) => Err(anyhow!(
+                "inspecting image {image} failed: {}",
+                docker_message(&e)
+            )),
+        }
+    }
+
+    /// The local image's platform as compose writes one (`linux/amd64`, `linux/arm/v7`); None
+    /// when the image is missing. Read for services that set `platform:`, so that an image of
+    /// another platform is pulled or built anew instead of failing the create call.
+    pub async fn image_platform(&self, image: &str) -> anyhow::Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => {
+                let mut p = format!(
+                    "{}/{}",
+                    i.os.unwrap_or_default(),
+                    i.architecture.unwrap_or_default()
+                );
+                if let Some(v) = i.variant.filter(|v| !v.is_empty()) {
+                    p = format!("{p}/{v}");
+                }
+                Ok(Some(p))
+            }
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(anyhow!(
                 "inspecting image {image} failed: {}",
                 docker_message(&e)
