@@ -4,8 +4,8 @@
 //! gives), tags under a unique name, and a guard removes those tags (and so their layers) even
 //! when the test fails. Base image: `example-busybox:1`, built locally by `scripts/setup`.
 
-use gitmoor::apply::docker::build::{context_tar, request_tar, BuildRequest};
 use gitmoor::apply::docker::DockerExecutor;
+use gitmoor::apply::docker::{context_tar, request_tar, BuildRequest};
 use gitmoor::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
 use gitmoor::labels;
 use gitmoor::observe::docker::observe;

@@ -9,13 +9,15 @@
 mod body;
 pub mod build;
 mod container;
+pub mod context;
 mod image;
 mod network;
 pub mod registry;
 mod wait;
 
 pub use body::create_body;
-pub use build::{context_tar, request_tar, BuildRequest};
+pub use build::BuildRequest;
+pub use context::{context_tar, request_tar};
 pub use image::split_image_ref;
 pub use registry::{local_digest_matches, RegistryAuth};
 
