@@ -552,3 +552,61 @@ async fn a_sidecar_left_bound_to_a_replaced_container_is_recreated_by_the_next_a
         "a further apply changes nothing:\n{text}"
     );
 }
+
+/// web and the sidecar are recreated in one apply, and the new sidecar cannot start: the old one
+/// joined the web that was just removed, so it cannot be started again. It is not tried; it is
+/// given its name back, stopped, and the error says it cannot come back. A fixed commit then
+/// brings a sidecar up in the new web's namespace.
+#[tokio::test]
+async fn an_old_sidecar_whose_web_is_gone_is_not_restored() {
+    use support::{container_id, output_text, Host, Remote};
+    let stack = unique("gmr");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &joined_stack("hello", "one"));
+    remote.commit("web with a sidecar");
+    host.apply_ok();
+    let side1 = container_id(&stack, "sidecar");
+
+    // Without an init in front, a missing entrypoint fails the start itself.
+    let broken = joined_stack("bonjour", "one")
+        .replacen(
+            "sidecar:\n    image: example-busybox:1\n    init: true",
+            "sidecar:\n    image: example-busybox:1\n    init: false",
+            1,
+        )
+        .replacen(
+            "network_mode: service:web",
+            "network_mode: service:web\n    entrypoint: [\"/no-such-binary\"]",
+            1,
+        );
+    remote.write(&file, &broken);
+    remote.commit("web: new greeting; sidecar: a broken entrypoint");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the new sidecar fails:\n{text}");
+    assert!(
+        text.contains("the previous container cannot come back")
+            && text.contains("which no longer exists"),
+        "the error says why the old sidecar stays down:\n{text}"
+    );
+    assert_eq!(
+        container_id(&stack, "sidecar"),
+        side1,
+        "named back:\n{text}"
+    );
+    assert_ne!(inspect(&side1, "{{.State.Status}}"), "running");
+
+    remote.write(&file, &joined_stack("bonjour", "one"));
+    remote.commit("sidecar: fixed");
+    let text = host.apply_ok();
+    let (web, side) = (container_id(&stack, "web"), container_id(&stack, "sidecar"));
+    assert_ne!(side, side1, "the sidecar is recreated:\n{text}");
+    assert_eq!(inspect(&side, "{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect(&side, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web}")
+    );
+}
