@@ -476,3 +476,137 @@ async fn recreating_a_service_recreates_the_sidecar_in_its_network_namespace() {
         "web and its sidecar are left alone"
     );
 }
+
+/// Level-triggered repair of a joiner an apply left behind: web is recreated but the sidecar's
+/// own recreate fails (here: the name it is set aside under is taken), so the sidecar is left
+/// stopped, bound to the id of a web that no longer exists. The next apply recreates it, saying
+/// why, into the current web's namespace; the one after that has nothing to do.
+#[tokio::test]
+async fn a_sidecar_left_bound_to_a_replaced_container_is_recreated_by_the_next_apply() {
+    use support::{container_id, output_text, Host, Remote};
+    let stack = unique("gmj");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &joined_stack("hello", "one"));
+    remote.commit("web with a sidecar");
+    host.apply_ok();
+    let web1 = container_id(&stack, "web");
+    let side1 = container_id(&stack, "sidecar");
+    assert_eq!(
+        inspect(&side1, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web1}")
+    );
+
+    // Interrupt the apply between web's recreate and the sidecar's.
+    let blocker = format!("{stack}-sidecar-1-gitmoor-old");
+    let project = format!("com.docker.compose.project={stack}");
+    docker(&[
+        "create",
+        "--name",
+        &blocker,
+        "--label",
+        &project,
+        "example-busybox:1",
+    ]);
+    remote.write(&file, &joined_stack("bonjour", "one"));
+    remote.commit("web: new greeting");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "the sidecar's recreate fails:\n{text}"
+    );
+    let web2 = container_id(&stack, "web");
+    assert_ne!(web2, web1, "web is recreated:\n{text}");
+    assert_eq!(
+        container_id(&stack, "sidecar"),
+        side1,
+        "the sidecar is left behind:\n{text}"
+    );
+    docker(&["rm", "-f", &blocker]);
+
+    let text = host.apply_ok();
+    assert!(
+        text.contains(&format!(
+            "joins network of {stack}-web-1, which is a different container now"
+        )),
+        "the plan says why the sidecar goes:\n{text}"
+    );
+    let side2 = container_id(&stack, "sidecar");
+    assert_ne!(side2, side1, "the sidecar is recreated:\n{text}");
+    assert_eq!(container_id(&stack, "web"), web2, "web is left alone");
+    assert_eq!(inspect(&side2, "{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect(&side2, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web2}")
+    );
+    let mac = |id: &str| exec(id, "cat /sys/class/net/eth0/address");
+    assert_eq!(mac(&side2), mac(&web2), "the sidecar sees web's interface");
+
+    let text = host.apply_ok();
+    assert_eq!(
+        (container_id(&stack, "web"), container_id(&stack, "sidecar")),
+        (web2, side2),
+        "a further apply changes nothing:\n{text}"
+    );
+}
+
+/// web and the sidecar are recreated in one apply, and the new sidecar cannot start: the old one
+/// joined the web that was just removed, so it cannot be started again. It is not tried; it is
+/// given its name back, stopped, and the error says it cannot come back. A fixed commit then
+/// brings a sidecar up in the new web's namespace.
+#[tokio::test]
+async fn an_old_sidecar_whose_web_is_gone_is_not_restored() {
+    use support::{container_id, output_text, Host, Remote};
+    let stack = unique("gmr");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &joined_stack("hello", "one"));
+    remote.commit("web with a sidecar");
+    host.apply_ok();
+    let side1 = container_id(&stack, "sidecar");
+
+    // Without an init in front, a missing entrypoint fails the start itself.
+    let broken = joined_stack("bonjour", "one")
+        .replacen(
+            "sidecar:\n    image: example-busybox:1\n    init: true",
+            "sidecar:\n    image: example-busybox:1\n    init: false",
+            1,
+        )
+        .replacen(
+            "network_mode: service:web",
+            "network_mode: service:web\n    entrypoint: [\"/no-such-binary\"]",
+            1,
+        );
+    remote.write(&file, &broken);
+    remote.commit("web: new greeting; sidecar: a broken entrypoint");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the new sidecar fails:\n{text}");
+    assert!(
+        text.contains("the previous container cannot come back")
+            && text.contains("which no longer exists"),
+        "the error says why the old sidecar stays down:\n{text}"
+    );
+    assert_eq!(
+        container_id(&stack, "sidecar"),
+        side1,
+        "named back:\n{text}"
+    );
+    assert_ne!(inspect(&side1, "{{.State.Status}}"), "running");
+
+    remote.write(&file, &joined_stack("bonjour", "one"));
+    remote.commit("sidecar: fixed");
+    let text = host.apply_ok();
+    let (web, side) = (container_id(&stack, "web"), container_id(&stack, "sidecar"));
+    assert_ne!(side, side1, "the sidecar is recreated:\n{text}");
+    assert_eq!(inspect(&side, "{{.State.Status}}"), "running");
+    assert_eq!(
+        inspect(&side, "{{.HostConfig.NetworkMode}}"),
+        format!("container:{web}")
+    );
+}

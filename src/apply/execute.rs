@@ -234,7 +234,9 @@ async fn run_action(
 /// Recreate with a way back: the old container is stopped and set aside under another name,
 /// the new one is created and started (and waited for, when another service waits on it). Only
 /// then is the old one removed; if anything fails, the new one goes and the old one is renamed
-/// back and started, so the last good container keeps serving.
+/// back and started, so the last good container keeps serving. An old joiner (`network_mode`,
+/// `pid`, `ipc` = `container:<x>`) whose `<x>` is gone cannot be started again: it is only renamed
+/// back, stopped, and the error says so (the next plan recreates it).
 async fn replace(
     old_id: &str,
     c: &ContainerToCreate,
@@ -262,6 +264,25 @@ async fn replace(
         Err(e) => {
             warn!(container = %c.name, error = %format!("{e:#}"), "new container failed; bringing the old one back");
             let _ = exec.stop_and_remove(&c.name, 0).await;
+            // A joiner whose joined container was replaced (earlier in this apply, or before)
+            // is bound to a namespace that is gone: starting it cannot work. It gets its name
+            // back, stopped, so the next plan sees it and recreates it.
+            let dead = dead_joins(exec, old_id).await;
+            if !dead.is_empty() {
+                let renamed = exec
+                    .docker
+                    .rename_container(old_id, rename(c.name.clone()))
+                    .await;
+                let left = match renamed {
+                    Ok(()) => format!("left stopped as {}", c.name),
+                    Err(_) => format!("left stopped as {aside}"),
+                };
+                return Err(e.context(format!(
+                    "the previous container cannot come back: it joins {}, which no longer exists; \
+                     it is {left}, and the next reconcile recreates it",
+                    dead.join(" and ")
+                )));
+            }
             let back = async {
                 exec.docker
                     .rename_container(old_id, rename(c.name.clone()))
@@ -276,6 +297,33 @@ async fn replace(
             }
         }
     }
+}
+
+/// The namespaces container `id` joins (`network_mode`, `pid`, `ipc` = `container:<id>`) whose
+/// container no longer exists, as `network of <short id>`. Empty when nothing it joins is gone, or
+/// when that cannot be told (then restoring it is worth the try).
+async fn dead_joins(exec: &DockerExecutor, id: &str) -> Vec<String> {
+    let Ok(info) = exec.docker.inspect_container(id, None).await else {
+        return Vec::new();
+    };
+    let host = info.host_config.unwrap_or_default();
+    let mut dead = Vec::new();
+    for (what, mode) in [
+        ("network", host.network_mode),
+        ("PID namespace", host.pid_mode),
+        ("IPC namespace", host.ipc_mode),
+    ] {
+        let Some(joined) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) else {
+            continue;
+        };
+        if let Err(e) = exec.docker.inspect_container(joined, None).await {
+            if super::docker::status_code(&e) == Some(404) {
+                let short: String = joined.chars().take(12).collect();
+                dead.push(format!("the {what} of container {short}"));
+            }
+        }
+    }
+    dead
 }
 
 async fn create_and_wait(

@@ -1,5 +1,6 @@
 //! Reads the host's Docker objects in four listing calls (containers, networks, volumes, images),
-//! whatever the number of stacks: one reconcile never inspects containers one by one.
+//! whatever the number of stacks: one reconcile never inspects containers one by one, except the
+//! rare ones that join another's PID or IPC namespace (the listing does not show those modes).
 
 use super::{Observed, ObservedContainer, ObservedNetwork, ObservedVolume};
 use crate::labels;
@@ -72,6 +73,7 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
         }
     }
     observed.all_container_names.sort();
+    join_pid_ipc(docker, &mut observed.containers).await?;
     observed
         .containers
         .sort_by(|a, b| (&a.stack, &a.service, &a.name).cmp(&(&b.stack, &b.service, &b.name)));
@@ -101,6 +103,61 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
     observed.networks.retain(|n| mine(&n.labels));
     observed.volumes.retain(|v| mine(&v.labels));
     Ok(observed)
+}
+
+/// Fills `joins_pid` and `joins_ipc` of this instance's containers whose fingerprint label shows
+/// a `pid` or `ipc` setting: the listing does not carry those modes, so this is one inspect call
+/// per such container (concurrently), and none at all on a host without them. A container gone
+/// since the listing is left as it was (its join unknown); the planner acts on it anyway.
+async fn join_pid_ipc(docker: &Docker, containers: &mut [ObservedContainer]) -> anyhow::Result<()> {
+    // The listing is filtered by instance already: these are all ours.
+    let wanted: Vec<usize> = containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| sets_pid_or_ipc(&c.labels))
+        .map(|(i, _)| i)
+        .collect();
+    let inspected = futures_util::future::join_all(
+        wanted
+            .iter()
+            .map(|&i| docker.inspect_container(&containers[i].id, None)),
+    )
+    .await;
+    for (&i, info) in wanted.iter().zip(inspected) {
+        let host = match info {
+            Ok(info) => info.host_config.unwrap_or_default(),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "inspecting container {} failed; is dockerd running and reachable?",
+                    containers[i].name
+                )))
+            }
+        };
+        containers[i].joins_pid = joined_id(host.pid_mode.as_deref());
+        containers[i].joins_ipc = joined_id(host.ipc_mode.as_deref());
+    }
+    Ok(())
+}
+
+/// Whether the container was made from a spec with `pid:` or `ipc:` (its fingerprint label has a
+/// hash for the field exactly when the field is set).
+fn sets_pid_or_ipc(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get(labels::FINGERPRINT)
+        .and_then(|f| serde_json::from_str::<BTreeMap<String, String>>(f).ok())
+        .is_some_and(|f| f.contains_key("pid") || f.contains_key("ipc"))
+}
+
+/// `container:<id>` (what Docker keeps for a network, PID or IPC mode that joins a container)
+/// -> the id.
+fn joined_id(mode: Option<&str>) -> Option<String> {
+    mode?
+        .strip_prefix("container:")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
 }
 
 /// Which of `names` are taken by a container (any container: ours, another instance's, a
@@ -169,6 +226,14 @@ fn observed_container(summary: &ContainerSummary) -> Option<ObservedContainer> {
         state: summary.state.map(|s| s.to_string()).unwrap_or_default(),
         health: parse_health(status).map(str::to_string),
         labels,
+        joins_network: joined_id(
+            summary
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref()),
+        ),
+        joins_pid: None,
+        joins_ipc: None,
     })
 }
 
@@ -313,6 +378,27 @@ mod tests {
         assert_eq!(c.stack, "shop");
         assert_eq!(c.service, "web");
         assert_eq!(c.health.as_deref(), Some("healthy"));
+        assert_eq!(c.joins_network, None);
+        summary.host_config = Some(bollard::models::ContainerSummaryHostConfig {
+            network_mode: Some("container:0123abcd".into()),
+            ..Default::default()
+        });
+        let c = observed_container(&summary).expect("managed container observed");
+        assert_eq!(c.joins_network.as_deref(), Some("0123abcd"));
+    }
+
+    #[test]
+    fn only_containers_with_pid_or_ipc_settings_are_inspected() {
+        let fp = |f: &str| BTreeMap::from([(labels::FINGERPRINT.to_string(), f.to_string())]);
+        assert!(sets_pid_or_ipc(&fp(r#"{"image":"1","pid":"2"}"#)));
+        assert!(sets_pid_or_ipc(&fp(r#"{"ipc":"2"}"#)));
+        assert!(!sets_pid_or_ipc(&fp(r#"{"image":"1","network_mode":"2"}"#)));
+        assert!(!sets_pid_or_ipc(&fp("not json")));
+        assert!(!sets_pid_or_ipc(&BTreeMap::new()));
+        assert_eq!(joined_id(Some("container:abc")), Some("abc".into()));
+        assert_eq!(joined_id(Some("host")), None);
+        assert_eq!(joined_id(Some("container:")), None);
+        assert_eq!(joined_id(None), None);
     }
 
     #[test]

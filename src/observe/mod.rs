@@ -45,6 +45,20 @@ pub struct ObservedContainer {
     /// `healthy`, `unhealthy`, `starting`, or None without a healthcheck (parsed from the status).
     pub health: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The id of the container whose network namespace this one joins (`network_mode:
+    /// container:<x>`), as Docker bound it. Docker resolves `<x>` to an id once, at create time,
+    /// and keeps that id: when `<x>` is replaced, the joiner is left in a dead namespace (and
+    /// cannot even start again). The planner compares these ids with the current container of the
+    /// service the spec joins, so a joiner left behind (an interrupted apply, a joiner whose own
+    /// recreate failed) is replaced on the next reconcile. Comes free with the container listing
+    /// (`HostConfig.NetworkMode`). `None`: no such join, or not known (never a reason to act).
+    pub joins_network: Option<String>,
+    /// Like `joins_network`, for `pid: container:<x>`. The listing does not show PID and IPC
+    /// modes, so these two cost one inspect call, made only for the containers whose fingerprint
+    /// label shows a `pid` or `ipc` setting (rare): the common path stays at the listing calls.
+    pub joins_pid: Option<String>,
+    /// Like `joins_pid`, for `ipc: container:<x>`.
+    pub joins_ipc: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -153,6 +153,8 @@ fn plan_stack(
     // Services whose container this plan replaces or starts anew, by what happens to it. Filled
     // in topo order, so a service is decided before the services that join its namespaces.
     let mut fresh: BTreeMap<String, Fresh> = BTreeMap::new();
+    // Service -> the container the plan keeps for it (id, name), to check what a joiner is bound to.
+    let mut current: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut creates = Vec::new();
     let mut early_removals = Vec::new();
     for svc_name in &order {
@@ -214,6 +216,7 @@ fn plan_stack(
             creates.push(Action::Create { container });
             continue;
         };
+        current.insert(svc_name.clone(), (cur.id.as_str(), cur.name.as_str()));
         let mut reasons = Vec::new();
         if cur.labels.get(labels::CONFIG_HASH) != Some(&hash) {
             match cur
@@ -255,8 +258,10 @@ fn plan_stack(
         // Docker binds a joiner to the joined container's id, not its name: once that container
         // is replaced, the joiner sits in a dead namespace (and cannot even be started again),
         // so it is replaced too. A joined container that is only started again gets a new
-        // namespace as well, which strands a joiner that kept running.
-        for (what, joined) in joined_namespaces(svc) {
+        // namespace as well, which strands a joiner that kept running. And, level-triggered: a
+        // joiner bound to another id than the joined service's container now (left behind by an
+        // interrupted apply, or by its own failed recreate) is replaced, whatever else happens.
+        for (ns, joined) in joined_namespaces(svc) {
             let Some(of) = by_container.get(joined) else {
                 continue;
             };
@@ -264,9 +269,16 @@ fn plan_stack(
                 Some(Fresh::Recreated) => "recreated",
                 Some(Fresh::Created) => "created",
                 Some(Fresh::Started) if cur.state == "running" => "started anew",
-                _ => continue,
+                _ => match (ns.bound(cur), current.get(*of)) {
+                    // Docker keeps the id; a name is accepted too, so an engine that kept the
+                    // name can never cause a recreate on every reconcile.
+                    (Some(bound), Some((id, name))) if bound != *id && bound != *name => {
+                        "a different container now"
+                    }
+                    _ => continue,
+                },
             };
-            reasons.push(format!("joins {what} of {joined}, which is {why}"));
+            reasons.push(format!("joins {} of {joined}, which is {why}", ns.what()));
         }
         if !reasons.is_empty() {
             fresh.insert(svc_name.clone(), Fresh::Recreated);
@@ -400,17 +412,44 @@ fn container_name(stack: &str, service: &str, spec: &ServiceSpec) -> String {
         .unwrap_or_else(|| format!("{stack}-{service}-1"))
 }
 
+/// A namespace one container can join of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Namespace {
+    Network,
+    Pid,
+    Ipc,
+}
+
+impl Namespace {
+    /// Its name in a reason.
+    fn what(self) -> &'static str {
+        match self {
+            Namespace::Network => "network",
+            Namespace::Pid => "PID namespace",
+            Namespace::Ipc => "IPC namespace",
+        }
+    }
+
+    /// The id of the container `c` is bound to in this namespace, when observed.
+    fn bound(self, c: &ObservedContainer) -> Option<&str> {
+        match self {
+            Namespace::Network => c.joins_network.as_deref(),
+            Namespace::Pid => c.joins_pid.as_deref(),
+            Namespace::Ipc => c.joins_ipc.as_deref(),
+        }
+    }
+}
+
 /// The containers whose namespaces a service joins (`network_mode`, `pid`, `ipc` set to
-/// `container:<name>`, which is what compose's `service:<name>` is resolved to), with the
-/// namespace's name for the reason.
-fn joined_namespaces(svc: &ServiceSpec) -> Vec<(&'static str, &str)> {
+/// `container:<name>`, which is what compose's `service:<name>` is resolved to).
+fn joined_namespaces(svc: &ServiceSpec) -> Vec<(Namespace, &str)> {
     [
-        ("network", &svc.network_mode),
-        ("PID namespace", &svc.pid),
-        ("IPC namespace", &svc.ipc),
+        (Namespace::Network, &svc.network_mode),
+        (Namespace::Pid, &svc.pid),
+        (Namespace::Ipc, &svc.ipc),
     ]
     .into_iter()
-    .filter_map(|(what, mode)| Some((what, mode.as_deref()?.strip_prefix("container:")?)))
+    .filter_map(|(ns, mode)| Some((ns, mode.as_deref()?.strip_prefix("container:")?)))
     .collect()
 }
 

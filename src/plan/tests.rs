@@ -131,6 +131,17 @@ fn applied(plan: &Plan, before: &Observed) -> Observed {
                     if let Action::Recreate { old_id, .. } = a {
                         o.containers.retain(|c| &c.id != old_id);
                     }
+                    // Docker binds a join to the id of the container it names, at create time.
+                    let bound = |mode: &Option<String>| {
+                        let name = mode.as_deref()?.strip_prefix("container:")?;
+                        o.containers
+                            .iter()
+                            .find(|c| c.name == name)
+                            .map(|c| c.id.clone())
+                    };
+                    let joins_network = bound(&container.spec.network_mode);
+                    let joins_pid = bound(&container.spec.pid);
+                    let joins_ipc = bound(&container.spec.ipc);
                     o.containers.push(ObservedContainer {
                         id: format!("c{n}"),
                         name: container.name.clone(),
@@ -141,6 +152,9 @@ fn applied(plan: &Plan, before: &Observed) -> Observed {
                         state: "running".into(),
                         health: None,
                         labels: container.labels.clone(),
+                        joins_network,
+                        joins_pid,
+                        joins_ipc,
                     });
                     o.all_container_names.push(container.name.clone());
                 }
@@ -521,33 +535,41 @@ fn external_networks_and_volumes_are_never_created() {
     assert!(k.contains(&"create-network app_db".to_string()), "{k:?}");
 }
 
-/// The seed plus `sidecar`, which joins backend's network namespace (compose's
-/// `network_mode: service:backend`, as the spec resolves it), and `tracer`, which joins
-/// postgres's PID and IPC namespaces through a `container_name`.
+/// A stack with joiners, read by the compose loader (so the implicit `depends_on` of a join is
+/// the loader's, not the fixture's): `sidecar` joins backend's network namespace
+/// (`network_mode: service:backend`), and `agent` joins postgres's PID and IPC namespaces by its
+/// `container_name` (`container:the-db`), with no `depends_on` of its own. `agent` sorts before
+/// `postgres`, so only the join orders it after postgres.
 fn with_joiners() -> HostSpec {
-    let mut spec = seed();
-    let st = spec.stacks.get_mut("app").unwrap();
-    st.services.get_mut("postgres").unwrap().container_name = Some("the-db".into());
-    let mut sidecar = ServiceSpec {
-        image: "example-backend:1".into(),
-        network_mode: Some("container:app-backend-1".into()),
-        ..Default::default()
-    };
-    sidecar
-        .depends_on
-        .insert("backend".into(), DependsCondition::Started);
-    st.services.insert("sidecar".into(), sidecar);
-    let mut tracer = ServiceSpec {
-        image: "example-backend:1".into(),
-        pid: Some("container:the-db".into()),
-        ipc: Some("container:the-db".into()),
-        ..Default::default()
-    };
-    tracer
-        .depends_on
-        .insert("postgres".into(), DependsCondition::Started);
-    st.services.insert("tracer".into(), tracer);
-    spec
+    let yaml = "services:
+  postgres:
+    image: example-postgres:15
+    container_name: the-db
+    ipc: shareable
+    networks: [db]
+  backend:
+    image: example-backend:1
+    environment:
+      GREETING: hello
+    networks: [db, web]
+    depends_on: [postgres]
+  sidecar:
+    image: example-backend:1
+    network_mode: service:backend
+  agent:
+    image: example-backend:1
+    pid: container:the-db
+    ipc: container:the-db
+networks:
+  db:
+    internal: true
+  web: {}
+";
+    let snap = crate::source::snapshot::Snapshot::from_texts(&[("compose/app/compose.yaml", yaml)]);
+    let (spec, findings) =
+        crate::spec::load::load_host_spec(&snap, &crate::spec::load::LoadOptions::default());
+    assert!(findings.errors.is_empty(), "{:?}", findings.errors);
+    spec.expect("the joiners' stack loads")
 }
 
 fn set_env(spec: &mut HostSpec, service: &str, value: &str) {
@@ -570,7 +592,7 @@ fn joiners_are_created_after_the_service_they_join() {
         at("create app-backend-1") < at("create app-sidecar-1"),
         "{k:?}"
     );
-    assert!(at("create the-db") < at("create app-tracer-1"), "{k:?}");
+    assert!(at("create the-db") < at("create app-agent-1"), "{k:?}");
 }
 
 #[test]
@@ -633,7 +655,7 @@ fn pid_and_ipc_joiners_follow_the_container_they_join() {
     let mut spec = with_joiners();
     set_env(&mut spec, "postgres", "hi");
     let p = plan(&spec, &host, &ctx()).unwrap();
-    assert_eq!(kinds(&p), vec!["recreate the-db", "recreate app-tracer-1"]);
+    assert_eq!(kinds(&p), vec!["recreate the-db", "recreate app-agent-1"]);
     assert_eq!(
         p.views()[1].reasons,
         vec![
@@ -647,9 +669,9 @@ fn pid_and_ipc_joiners_follow_the_container_they_join() {
 fn a_change_elsewhere_or_to_the_joiner_recreates_only_what_changed() {
     let host = joiners_deployed();
     let mut spec = with_joiners();
-    set_env(&mut spec, "tracer", "x");
+    set_env(&mut spec, "agent", "x");
     let p = plan(&spec, &host, &ctx()).unwrap();
-    assert_eq!(kinds(&p), vec!["recreate app-tracer-1"]);
+    assert_eq!(kinds(&p), vec!["recreate app-agent-1"]);
     let mut spec = with_joiners();
     set_env(&mut spec, "sidecar", "x");
     let p = plan(&spec, &host, &ctx()).unwrap();
@@ -698,6 +720,91 @@ fn a_joined_container_that_is_made_anew_or_restarted_takes_its_joiners_along() {
         kinds(&p),
         vec!["start app-backend-1", "start app-sidecar-1"]
     );
+}
+
+#[test]
+fn joins_by_container_name_come_from_the_loader() {
+    let spec = with_joiners();
+    let st = &spec.stacks["app"];
+    assert_eq!(
+        st.services["agent"].depends_on["postgres"],
+        DependsCondition::Started
+    );
+    assert_eq!(
+        st.services["sidecar"].depends_on["backend"],
+        DependsCondition::Started
+    );
+    let order = topo_order(st);
+    let at = |s: &str| order.iter().position(|o| o == s).unwrap();
+    assert!(at("postgres") < at("agent"), "{order:?}");
+    assert!(at("backend") < at("sidecar"), "{order:?}");
+}
+
+/// The host after an apply that replaced `service`'s container and stopped before its joiners:
+/// the container has a new id, the joiners are still bound to the old one.
+fn replaced_behind_joiners(host: &Observed, service: &str) -> Observed {
+    let mut o = host.clone();
+    let c = o
+        .containers
+        .iter_mut()
+        .find(|c| c.service == service)
+        .unwrap();
+    c.id = format!("{}-new", c.id);
+    o
+}
+
+#[test]
+fn a_joiner_left_bound_to_a_replaced_container_is_recreated_next_time() {
+    let host = replaced_behind_joiners(&joiners_deployed(), "backend");
+    let p = plan(&with_joiners(), &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-sidecar-1"]);
+    assert_eq!(
+        p.views()[0].reasons,
+        vec!["joins network of app-backend-1, which is a different container now"]
+    );
+    let after = applied(&p, &host);
+    assert!(plan(&with_joiners(), &after, &ctx()).unwrap().is_empty());
+
+    // A stopped joiner is recreated too: starting it would fail (its namespace is gone).
+    let mut stopped = host.clone();
+    for c in stopped
+        .containers
+        .iter_mut()
+        .filter(|c| c.service == "sidecar")
+    {
+        c.state = "exited".into();
+    }
+    assert_eq!(
+        kinds(&plan(&with_joiners(), &stopped, &ctx()).unwrap()),
+        vec!["recreate app-sidecar-1"]
+    );
+
+    // PID and IPC joins (through `container_name`) the same way.
+    let host = replaced_behind_joiners(&joiners_deployed(), "postgres");
+    let p = plan(&with_joiners(), &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-agent-1"]);
+    assert_eq!(
+        p.views()[0].reasons,
+        vec![
+            "joins PID namespace of the-db, which is a different container now",
+            "joins IPC namespace of the-db, which is a different container now"
+        ]
+    );
+    let after = applied(&p, &host);
+    assert!(plan(&with_joiners(), &after, &ctx()).unwrap().is_empty());
+}
+
+#[test]
+fn a_join_not_known_or_kept_by_name_is_no_reason() {
+    let mut host = joiners_deployed();
+    for c in &mut host.containers {
+        match c.service.as_str() {
+            "sidecar" => c.joins_network = None,
+            "agent" => c.joins_pid = Some("the-db".into()),
+            _ => {}
+        }
+    }
+    assert!(plan(&with_joiners(), &host, &ctx()).unwrap().is_empty());
 }
 
 #[test]

@@ -316,6 +316,9 @@ mod tests {
                 state: state.into(),
                 health: health.map(Into::into),
                 labels: BTreeMap::new(),
+                joins_network: None,
+                joins_pid: None,
+                joins_ipc: None,
             };
         let observed = Observed {
             containers: vec![

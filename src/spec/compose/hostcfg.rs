@@ -218,7 +218,8 @@ pub(crate) struct ModeEnv<'a> {
     pub container_names: &'a BTreeMap<String, String>,
 }
 
-/// `network_mode`, `pid`, `ipc`: the Docker mode, and the service it joins (if any).
+/// `network_mode`, `pid`, `ipc`: the Docker mode, and the service it joins (if any): one named
+/// by `service:<name>`, or whose container `container:<name>` names.
 pub(crate) fn mode(
     ctx: &mut Ctx,
     env: &ModeEnv,
@@ -252,7 +253,19 @@ pub(crate) fn mode(
     }
     if let Some(c) = s.strip_prefix("container:") {
         if !c.is_empty() {
-            return Some((s.clone(), None));
+            // The container of a sibling service (its `container_name:`, or compose's
+            // `<stack>-<service>-1`) is a join like `service:<name>`: the joiner must start after
+            // it, and be replaced with it.
+            let sibling = env
+                .container_names
+                .iter()
+                .find(|(svc, name)| name.as_str() == c && env.services.contains(*svc))
+                .map(|(svc, _)| svc);
+            if sibling.is_some_and(|svc| svc == env.me) {
+                ctx.error(v, k, "a service cannot join itself", REMOVE_IT);
+                return None;
+            }
+            return Some((s.clone(), sibling.cloned()));
         }
     }
     let mut choices: Vec<&str> = allowed.to_vec();

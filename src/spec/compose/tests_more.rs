@@ -135,6 +135,33 @@ fn joining_another_service_uses_its_container_and_starts_after_it() {
 }
 
 #[test]
+fn joining_a_siblings_container_by_name_is_a_join_too() {
+    let text = "services:\n  vpn:\n    image: v\n    container_name: the-vpn\n  app:\n    image: a\n    network_mode: container:the-vpn\n  debug:\n    image: d\n    pid: container:app-app-1\n    ipc: container:app-app-1\n  other:\n    image: o\n    network_mode: container:not-ours\n";
+    let spec = ok_with(text, &[], &strict(&[]));
+    let app = &spec.services["app"];
+    assert_eq!(app.network_mode.as_deref(), Some("container:the-vpn"));
+    assert_eq!(app.depends_on["vpn"], DependsCondition::Started);
+    let debug = &spec.services["debug"];
+    assert_eq!(debug.pid.as_deref(), Some("container:app-app-1"));
+    assert_eq!(debug.depends_on["app"], DependsCondition::Started);
+    let other = &spec.services["other"];
+    assert_eq!(other.network_mode.as_deref(), Some("container:not-ours"));
+    assert!(other.depends_on.is_empty(), "a container of no service");
+    assert_eq!(
+        crate::plan::topo_order(&spec),
+        vec!["other", "vpn", "app", "debug"]
+    );
+    let (spec, findings) = super::tests::load(
+        "services:\n  app:\n    image: a\n    container_name: me\n    network_mode: container:me\n",
+    );
+    assert!(spec.is_none());
+    assert!(
+        format!("{findings:?}").contains("a service cannot join itself"),
+        "{findings:?}"
+    );
+}
+
+#[test]
 fn networks_and_volumes_with_drivers_names_and_external() {
     let top = r#"networks:
   front:
