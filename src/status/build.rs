@@ -583,47 +583,10 @@ mod tests {
             !format!("{blocks:?}").contains("s3cr3tvalue"),
             "{blocks:#?}"
         );
-    }
-
-    #[test]
-    fn secrets_blocks_name_the_stack_and_the_problem() {
-        let dir = tempfile::tempdir().unwrap();
-        let sd = dir.path();
-        std::fs::write(sd.join("present.env"), "A=1\n").unwrap();
-        std::fs::write(sd.join("broken.env"), "A=1\n").unwrap();
-        std::fs::create_dir(sd.join("dir.env")).unwrap();
-        let p = |s: &str| sd.join(format!("{s}.env")).display().to_string();
-        let errors = vec![
-            format!(
-                "compose/absent/compose.yaml:8: services.web.environment.X: variable X is not set; add X=... to {}",
-                p("absent")
-            ),
-            format!(
-                "compose/present/compose.yaml:8: services.web.environment.Y: variable Y is not set; add Y=... to {}",
-                p("present")
-            ),
-            format!("{}:3: invalid line; write KEY=value", p("broken")),
-            format!(
-                "{}: cannot read the secrets file: Is a directory (os error 21); make it a regular file",
-                p("dir")
-            ),
-            "compose/other/compose.yaml:2: services.x: unknown key".to_string(),
-        ];
-        let blocks = secrets_blocks(&errors, sd);
-        let got: Vec<(&str, &str)> = blocks
-            .iter()
-            .map(|b| (b.stack.as_str(), b.problem.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("absent", "missing"),
-                ("broken", "invalid"),
-                ("dir", "unreadable"),
-                ("present", "incomplete")
-            ]
+        assert!(
+            blocks[0].detail.contains("variable X is not set"),
+            "{blocks:#?}"
         );
-        assert!(blocks[0].detail.contains("variable X is not set"));
-        assert_eq!(blocks[0].file, p("absent"));
+        assert_eq!(blocks[0].file, sd.join("absent.env").display().to_string());
     }
 }
