@@ -83,11 +83,12 @@ pub struct Config {
     /// How long to wait for a service that others depend on with `service_healthy`.
     #[serde(default = "default_health_timeout")]
     pub health_timeout_secs: u64,
-    /// How long one image build may run (default 600 s, under `health_max_reconcile_secs`'s 900 so
-    /// that a build stopped for time is reported before `/health` calls the loop stuck). A build that hangs (a `RUN` step
-    /// waiting on the network forever) would otherwise hold the daemon's one reconcile, and so
-    /// every stack; past this bound the build is stopped and its stack fails, keeping its running
-    /// containers, while the other stacks go on. Raise it for builds that are slow, not stuck.
+    /// How long the image builds of one reconcile may run, together (default 600 s, under
+    /// `health_max_reconcile_secs`'s 900, so that builds stopped for time are reported before
+    /// `/health` calls the loop stuck). A build that hangs (a `RUN` step waiting on the network
+    /// forever) would otherwise hold the daemon's one reconcile, and so every stack; past this
+    /// bound the build is stopped and its stack fails, keeping its running containers, while the
+    /// other stacks go on. Raise it for builds that are slow, not stuck.
     #[serde(default = "default_build_timeout")]
     pub build_timeout_secs: u64,
 }

@@ -760,7 +760,16 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         0o644,
     );
     let snap = Snapshot::from_dir(root).unwrap();
-    let plan = build_and_deploy_plan(&stack, &instance, &tag, "app", "v2", Some(&old_id));
+    let mut plan = build_and_deploy_plan(&stack, &instance, &tag, "app", "v2", Some(&old_id));
+    // A second stack whose build comes after it: the builds of one apply share the bound, so
+    // it is not even started once the first has used it up.
+    let stack2 = unique("hang");
+    let tag2 = format!("{stack2}-web");
+    let _images2 = Images::new(&[&tag2]);
+    let _containers2 = StackContainers(stack2.clone());
+    let plan2 = build_and_deploy_plan(&stack2, &instance, &tag2, "app", "v2", None);
+    plan.builds.extend(plan2.builds);
+    plan.stacks.extend(plan2.stacks);
     // The first build gets the default bound: on a busy host even a trivial one may take 2 s.
     let exec = exec.with_build_timeout(Duration::from_secs(2));
     let started = Instant::now();
@@ -779,17 +788,24 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         err.contains(&format!("service web of stack {stack}")),
         "{err}"
     );
+    // Steps 3 to 5 are the label steps (the two hashes, the instance).
     assert!(
         err.contains(&format!(
-            "building image {tag} from app/Dockerfile timed out after 2 s"
+            "building image {tag} from app/Dockerfile was stopped at step 2/5 `RUN sleep 30 && echo {marker}`: the builds of this apply ran past build_timeout_secs (2 s)"
         )),
         "{err}"
     );
-    // Steps 3 to 5 are the label steps (the two hashes, the instance).
+    let err2 = match report.stacks.get(&stack2) {
+        Some(Err(e)) => e.clone(),
+        other => panic!("the second build should not run: {other:?}"),
+    };
     assert!(
-        err.contains(&format!("at step 2/5 `RUN sleep 30 && echo {marker}`")),
-        "{err}"
+        err2.contains(&format!(
+            "building image {tag2} from app/Dockerfile was stopped: the builds of this apply ran past build_timeout_secs (2 s)"
+        )),
+        "{err2}"
     );
+    assert!(!image_exists(&tag2), "never built");
     assert!(err.contains("raise build_timeout_secs"), "{err}");
     assert!(err.contains("nothing in this stack was changed"), "{err}");
 

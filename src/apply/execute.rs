@@ -67,6 +67,8 @@ pub async fn execute_with(
             missing.insert(normalize_image(image), format!("{e:#}"));
         }
     }
+    // One budget for all the builds of this apply (see `build_until`).
+    let build_deadline = tokio::time::Instant::now() + exec.build_timeout();
     for b in &plan.builds {
         info!(image = %b.tag, reason = %b.reason, "build");
         let mut req = BuildRequest {
@@ -85,7 +87,10 @@ pub async fn execute_with(
                 .insert(labels::INSTANCE.to_string(), instance.clone());
         }
         let built = match request_tar(inputs.snapshot, &req) {
-            Ok(tar) => exec.build_with(&req, tar, inputs.auth).await.map(|_| ()),
+            Ok(tar) => exec
+                .build_until(&req, tar, inputs.auth, build_deadline)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = built {

@@ -61,6 +61,20 @@ impl DockerExecutor {
         tar: Vec<u8>,
         auth: Option<&RegistryAuth>,
     ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + self.build_timeout();
+        self.build_until(req, tar, auth, deadline).await
+    }
+
+    /// [`build_with`](Self::build_with), stopped at `deadline`: the builds of one apply share one
+    /// `build_timeout_secs`, so that N builds that hang hold the reconcile for that bound, not N
+    /// times it. A build whose turn comes after the deadline fails without being started.
+    pub async fn build_until(
+        &self,
+        req: &BuildRequest,
+        tar: Vec<u8>,
+        auth: Option<&RegistryAuth>,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<String> {
         let dockerfile = dockerfile_in_tar(&req.context_dir, &req.dockerfile)?;
         let shown_dockerfile =
             dockerfile_repo_path(&normalize_repo_dir(&req.context_dir)?, &req.dockerfile)?;
@@ -76,7 +90,14 @@ impl DockerExecutor {
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut image_id: Option<String> = None;
         let mut built_short: Option<String> = None;
-        let deadline = tokio::time::Instant::now() + self.build_timeout();
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timeout_error(
+                req,
+                &shown_dockerfile,
+                None,
+                self.build_timeout(),
+            ));
+        }
         loop {
             let item = match tokio::time::timeout_at(deadline, stream.next()).await {
                 Ok(Some(item)) => item,
@@ -242,8 +263,8 @@ impl DockerExecutor {
     }
 }
 
-/// The error for a build that ran past `build_timeout_secs`: the step it was at, and the setting
-/// to raise when the build is slow rather than stuck.
+/// The error for a build stopped at the apply's build deadline (`build_timeout_secs`): the step
+/// it was at, and the setting to raise when the builds are slow rather than stuck.
 fn timeout_error(
     req: &BuildRequest,
     dockerfile: &str,
@@ -257,9 +278,9 @@ fn timeout_error(
         None => String::new(),
     };
     anyhow!(
-        "building image {} from {dockerfile} timed out after {} s{at} (build_timeout_secs); the \
-         build was stopped and the tag keeps its previous image; find what the step waits for, or \
-         raise build_timeout_secs in gitmoor's config if the build needs longer",
+        "building image {} from {dockerfile} was stopped{at}: the builds of this apply ran past \
+         build_timeout_secs ({} s); the tag keeps its previous image; find what the step waits \
+         for, or raise build_timeout_secs in gitmoor's config if the builds need longer",
         req.tag,
         timeout.as_secs_f64()
     )
