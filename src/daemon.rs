@@ -178,7 +178,7 @@ async fn run_loop(
         warn!(
             build_timeout_secs = rec.cfg.build_timeout_secs,
             health_max_reconcile_secs = rec.cfg.health_max_reconcile_secs,
-            "a build may run longer than /health allows a reconcile: /health turns 503 during a long build; raise health_max_reconcile_secs above build_timeout_secs"
+            "the builds of a reconcile may run longer than /health allows a reconcile: /health turns 503 during long builds; raise health_max_reconcile_secs above build_timeout_secs"
         );
     }
     let mut skipped = None;
