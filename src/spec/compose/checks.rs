@@ -45,13 +45,10 @@ pub(crate) fn inactive_deps(
             let Some(profiles) = inactive.get(dep) else {
                 continue;
             };
-            let at = services_node
-                .get(name)
-                .and_then(|s| s.get("depends_on").or_else(|| s.get("network_mode")))
-                .unwrap_or(services_node);
+            let (key, at) = dependency_site(services_node, name, dep);
             ctx.error(
                 at,
-                &format!("services.{name}.depends_on.{dep}"),
+                &format!("services.{name}.{key}"),
                 format!(
                     "`{dep}` does not run: its profiles ({}) are not enabled",
                     profiles.join(", ")
@@ -60,6 +57,34 @@ pub(crate) fn inactive_deps(
             );
         }
     }
+}
+
+/// Where `name` asks for `dep`, for an error's key and line: a namespace join
+/// (`network_mode`, `pid`, `ipc`: `service:dep` or `container:<dep's container name>`), else its
+/// `depends_on` entry.
+fn dependency_site<'a>(services_node: &'a Node, name: &str, dep: &str) -> (String, &'a Node) {
+    let svc = services_node.get(name);
+    let dep_container = services_node
+        .get(dep)
+        .and_then(|d| d.get("container_name"))
+        .and_then(Node::as_str);
+    for field in ["network_mode", "pid", "ipc"] {
+        let Some(node) = svc.and_then(|s| s.get(field)) else {
+            continue;
+        };
+        let value = node.as_str().unwrap_or_default();
+        let joins = value.strip_prefix("service:") == Some(dep)
+            || value
+                .strip_prefix("container:")
+                .is_some_and(|c| Some(c) == dep_container);
+        if joins {
+            return (field.to_string(), node);
+        }
+    }
+    let at = svc
+        .and_then(|s| s.get("depends_on"))
+        .unwrap_or(services_node);
+    (format!("depends_on.{dep}"), at)
 }
 
 /// A `depends_on` cycle can never start: name it.

@@ -108,6 +108,8 @@ const CASES: &[Case] = &[
     case("shm_size", "services:\n  api:\n    image: x\n    shm_size: big\n", "shm_size", "services.api.shm_size", "`big` is not a size"),
     case("init", "services:\n  api:\n    image: x\n    init: maybe\n", "init", "services.api.init", "expected true or false"),
     case("profile name", "services:\n  api:\n    image: x\n    profiles: [\"-x\"]\n", "profiles", "services.api.profiles[0]", "is not a valid profile name"),
+    case("joins an inactive service by container name", "services:\n  agent:\n    image: x\n    pid: container:the-db\n  db:\n    image: x\n    container_name: the-db\n    profiles: [debug]\n", "pid", "services.agent.pid", "`db` does not run: its profiles (debug) are not enabled"),
+    case("joins an inactive service", "services:\n  agent:\n    image: x\n    network_mode: service:db\n  db:\n    image: x\n    profiles: [debug]\n", "network_mode", "services.agent.network_mode", "`db` does not run: its profiles (debug) are not enabled"),
     case("depends on an inactive service", "services:\n  api:\n    image: x\n    depends_on: [dbg]\n  dbg:\n    image: x\n    profiles: [debug]\n", "depends_on", "services.api.depends_on.dbg", "`dbg` does not run: its profiles (debug) are not enabled"),
     case("literal secret in build args", "services:\n  api:\n    image: x\n    build:\n      args:\n        NPM_TOKEN: abc\n", "NPM_TOKEN", "services.api.build.args.NPM_TOKEN", "literal secret"),
     case("depends_on unknown", "services:\n  api:\n    image: x\n    depends_on: [nope]\n", "depends_on", "services.api.depends_on.nope", "unknown service `nope`"),
