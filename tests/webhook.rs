@@ -48,6 +48,19 @@ fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, S
     request(port, "POST", path, headers, body).expect("the server answers")
 }
 
+/// A push delivery to `/hooks/github`, signed with the right secret.
+fn github_push(port: u16, payload: &str) -> (u16, String) {
+    post(
+        port,
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sign(SECRET, payload.as_bytes())),
+        ],
+        payload.as_bytes(),
+    )
+}
+
 #[test]
 fn signed_deliveries_deploy_within_seconds_and_bad_ones_deploy_nothing() {
     let (stack, _guard, remote, host, port) = setup("webhook_max_body_bytes: 4096\n");
@@ -110,15 +123,7 @@ fn signed_deliveries_deploy_within_seconds_and_bad_ones_deploy_nothing() {
     );
     assert_eq!((code, text.as_str()), (200, "pong\n"));
     let other = push_payload("refs/heads/feature", &two);
-    let (code, _) = post(
-        port,
-        "/hooks/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-Hub-Signature-256", &sign(SECRET, other.as_bytes())),
-        ],
-        other.as_bytes(),
-    );
+    let (code, _) = github_push(port, &other);
     assert_eq!(code, 204);
     // Too big a body: 413 before anything else.
     let big = vec![b'x'; 8192];
@@ -217,15 +222,7 @@ fn signed_deliveries_deploy_within_seconds_and_bad_ones_deploy_nothing() {
     );
     let six = remote.commit("six: a typo");
     let p = three_body(&six);
-    let (code, _) = post(
-        port,
-        "/hooks/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-Hub-Signature-256", &sign(SECRET, p.as_bytes())),
-        ],
-        p.as_bytes(),
-    );
+    let (code, _) = github_push(port, &p);
     assert_eq!(code, 202);
     let s = d.wait_status(60, "the bad commit reported", |s| {
         s["last_reconcile"]["commit"]["sha"] == six.as_str()

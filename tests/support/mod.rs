@@ -227,19 +227,42 @@ pub fn inspect(id_or_name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, id_or_name])
 }
 
-/// A plain HTTP/1.0 request on loopback; returns (status, body).
+/// A plain request on loopback with a text body; returns (status, body).
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request(
+        port,
+        method,
+        path,
+        &[("Content-Type", "text/plain")],
+        body.as_bytes(),
+    )
+}
+
+/// An HTTP/1.1 request on loopback with headers; returns (status, body).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
     s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let resp = String::from_utf8_lossy(&resp).into_owned();
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;
     let body = resp
         .split_once("\r\n\r\n")
