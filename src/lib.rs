@@ -11,6 +11,7 @@ pub mod labels;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
+pub mod redact;
 pub mod server;
 pub mod source;
 pub mod spec;

@@ -713,6 +713,7 @@ async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyRepo
     let inputs = ApplyInputs {
         snapshot: snap,
         auth: None,
+        redact: &Default::default(),
     };
     execute_with(plan, exec, &opts, &inputs).await
 }

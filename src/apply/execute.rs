@@ -6,6 +6,7 @@ use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
 use crate::labels;
 use crate::plan::normalize_image;
 use crate::plan::{Action, ContainerToCreate, Plan};
+use crate::redact::StackRedactors;
 use crate::source::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +47,9 @@ impl ApplyReport {
 pub struct ApplyInputs<'a> {
     pub snapshot: &'a Snapshot,
     pub auth: Option<&'a RegistryAuth>,
+    /// Per stack, its host secrets' values: a stack's error (engine messages, healthcheck
+    /// output) is redacted with them before it is logged or reported.
+    pub redact: &'a StackRedactors,
 }
 
 /// Pulls and builds every image first; a stack whose image could not be had is skipped whole
@@ -106,7 +110,9 @@ pub async fn execute_with(
             }
             _ => None,
         });
+        let redactor = inputs.redact.get(&sp.stack).cloned().unwrap_or_default();
         if let Some(err) = blocked {
+            let err = redactor.apply(err);
             warn!(stack = %sp.stack, error = %err, "image unavailable; nothing in this stack was changed");
             report.stacks.insert(
                 sp.stack.clone(),
@@ -115,7 +121,10 @@ pub async fn execute_with(
             continue;
         }
         let span = info_span!("stack", stack = %sp.stack);
-        let result = run_stack(&sp.actions, exec, opts).instrument(span).await;
+        let result = run_stack(&sp.actions, exec, opts)
+            .instrument(span)
+            .await
+            .map_err(|e| redactor.apply(&e));
         if let Err(e) = &result {
             warn!(stack = %sp.stack, error = %e, "stack failed; its remaining actions were skipped");
         }
@@ -267,7 +276,9 @@ async fn replace(
     match create_and_wait(c, exec, opts).await {
         Ok(()) => exec.stop_and_remove(old_id, 0).await,
         Err(e) => {
-            warn!(container = %c.name, error = %format!("{e:#}"), "new container failed; bringing the old one back");
+            // The error itself (it may quote healthcheck output) is logged once, redacted, by
+            // the stack that reports it.
+            warn!(container = %c.name, "new container failed; bringing the old one back");
             let _ = exec.stop_and_remove(&c.name, 0).await;
             // A joiner whose joined container was replaced (earlier in this apply, or before)
             // is bound to a namespace that is gone: starting it cannot work. It gets its name

@@ -35,6 +35,9 @@ pub struct StackSpec {
     /// Services of the file left out because none of their `profiles:` is enabled, with those
     /// profiles (so a removal can say why).
     pub inactive_services: BTreeMap<String, Vec<String>>,
+    /// The values of the stack's host secrets (`<secrets_dir>/<name>.env`): text the apply did
+    /// not write (healthcheck output, engine errors) is redacted with them before it is shown.
+    pub host_secrets: Vec<Secret>,
 }
 
 /// A network of the stack. Fields added after the first release are left out of the serialised

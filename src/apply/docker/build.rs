@@ -12,6 +12,7 @@ use super::registry::RegistryAuth;
 use super::{docker_message, status_code, DockerExecutor};
 use crate::labels;
 use crate::plan::images::BUILD_HASH;
+use crate::redact::{LineBuffer, Redactor};
 use crate::spec::model::Secret;
 use anyhow::anyhow;
 use bollard::errors::Error as DockerError;
@@ -89,6 +90,9 @@ impl DockerExecutor {
         let mut step: Option<String> = None;
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut image_id: Option<String> = None;
+        // Output chunks are cut anywhere; whole lines are redacted, so a value split across two
+        // chunks is still hidden.
+        let mut lines = LineBuffer::new(64 * 1024);
         let mut built_short: Option<String> = None;
         if tokio::time::Instant::now() >= deadline {
             return Err(timeout_error(
@@ -126,28 +130,31 @@ impl DockerExecutor {
                     ))
                 }
             };
-            if let Some(text) = &info.stream {
-                for line in text.lines() {
-                    let line = redact.apply(strip_ansi(line).trim_end());
-                    if line.trim().is_empty() {
-                        continue;
+            let finished = match &info.stream {
+                Some(text) => lines.push(text, &redact),
+                None => Vec::new(),
+            };
+            for line in finished {
+                // Colour codes could hide a value from the first pass.
+                let line = redact.apply(strip_ansi(&line).trim_end());
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if let Some(s) = line.strip_prefix("Step ") {
+                    tracing::info!(image = %req.tag, "Step {s}");
+                    step = Some(s.to_string());
+                    tail.clear();
+                } else {
+                    if let Some(id) = line.strip_prefix("Successfully built ") {
+                        built_short = Some(id.trim().to_string());
                     }
-                    if let Some(s) = line.strip_prefix("Step ") {
-                        tracing::info!(image = %req.tag, "Step {s}");
-                        step = Some(s.to_string());
-                        tail.clear();
-                    } else {
-                        if let Some(id) = line.strip_prefix("Successfully built ") {
-                            built_short = Some(id.trim().to_string());
-                        }
-                        tracing::debug!(image = %req.tag, "{line}");
-                        if !line.starts_with(" ---> ")
-                            && !line.starts_with("Removing intermediate container ")
-                        {
-                            tail.push_back(line);
-                            if tail.len() > 5 {
-                                tail.pop_front();
-                            }
+                    tracing::debug!(image = %req.tag, "{line}");
+                    if !line.starts_with(" ---> ")
+                        && !line.starts_with("Removing intermediate container ")
+                    {
+                        tail.push_back(line);
+                        if tail.len() > 5 {
+                            tail.pop_front();
                         }
                     }
                 }
@@ -390,36 +397,6 @@ fn build_options(req: &BuildRequest, dockerfile: &str) -> BuildImageOptions {
         options = options.platform(platform);
     }
     options.build()
-}
-
-/// Replaces build-arg values in build output with `***` (build args may come from the secrets
-/// file through interpolation, and a RUN step may echo them). Values shorter than 4 characters
-/// are left alone: they would blank out half the output and are no secret.
-struct Redactor {
-    values: Vec<String>,
-}
-
-impl Redactor {
-    fn new<'a>(values: impl Iterator<Item = &'a str>) -> Self {
-        let mut values: Vec<String> = values
-            .filter(|v| v.len() >= 4)
-            .map(str::to_string)
-            .collect();
-        // Longest first, so a value containing another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Self { values }
-    }
-
-    fn apply(&self, line: &str) -> String {
-        let mut s = line.to_string();
-        for v in &self.values {
-            if s.contains(v.as_str()) {
-                s = s.replace(v.as_str(), "***");
-            }
-        }
-        s
-    }
 }
 
 #[cfg(test)]

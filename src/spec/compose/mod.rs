@@ -340,5 +340,6 @@ fn convert(
         volumes,
         has_secrets_file: input.vars.has_secrets_file,
         inactive_services: inactive,
+        host_secrets: input.vars.vars.values().cloned().collect(),
     })
 }
