@@ -10,12 +10,13 @@ use crate::config::Config;
 use crate::observe::docker::observe;
 use crate::observe::Observed;
 use crate::plan::{plan, Plan, PlanContext};
+use crate::redact::{Redactor, StackRedactors};
 use crate::source::git::{CommitInfo, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
 use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
 use crate::spec::model::{DependsCondition, HostSpec};
-use crate::state::{Attempt, CommitRef, ReconcileResult, State};
+use crate::state::{Attempt, CommitRef, InProgress, Phase, ReconcileResult, State};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -122,14 +123,10 @@ impl Reconciler {
     /// Git cache and the Docker connection.
     /// `exclusive` takes the lock (apply, run); `gitmoor plan` reads without it.
     pub async fn new(cfg: Config, exclusive: bool) -> anyhow::Result<Reconciler> {
-        std::fs::create_dir_all(&cfg.state_dir)
+        crate::state::create_private_dir(&cfg.state_dir)
             .with_context(|| format!("cannot create state_dir {}", cfg.state_dir.display()))?;
         let lock_path = cfg.state_dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock = lock_file(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         if exclusive {
             lock.try_lock().map_err(|_| {
@@ -147,8 +144,12 @@ impl Reconciler {
             ca_file: cfg.ca_file.clone(),
         };
         let (url, cache) = (cfg.repo.clone(), cfg.repo_cache_dir());
-        let source =
-            tokio::task::spawn_blocking(move || GitSource::open(&url, auth, &cache)).await??;
+        let cache_lock = cfg.state_dir.join("repo.lock");
+        let source = tokio::task::spawn_blocking(move || {
+            let _held = CacheLock::take(&cache_lock)?;
+            GitSource::open(&url, auth, &cache).map_err(anyhow::Error::from)
+        })
+        .await??;
         let exec = DockerExecutor::connect(cfg.docker_host.as_deref())
             .await?
             .with_build_timeout(Duration::from_secs(cfg.build_timeout_secs));
@@ -160,11 +161,20 @@ impl Reconciler {
         })
     }
 
+    /// The lock on the Git cache (`state_dir/repo.lock`). `gitmoor plan` runs beside the daemon
+    /// without the state lock, but it fetches into the same cache: the two take turns here, so
+    /// neither reads a half-written ref or pack.
+    fn cache_lock(&self) -> std::path::PathBuf {
+        self.cfg.state_dir.join("repo.lock")
+    }
+
     /// Fetches and returns the branch head.
     pub async fn fetch(&self) -> anyhow::Result<CommitInfo> {
         let src = self.source.clone();
         let branch = self.cfg.branch.clone();
+        let lock = self.cache_lock();
         let head = tokio::task::spawn_blocking(move || {
+            let _held = CacheLock::take(&lock)?;
             let g = src
                 .lock()
                 .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
@@ -177,7 +187,9 @@ impl Reconciler {
     async fn snapshot(&self, sha: &str) -> anyhow::Result<Snapshot> {
         let src = self.source.clone();
         let sha = sha.to_string();
+        let lock = self.cache_lock();
         tokio::task::spawn_blocking(move || {
+            let _held = CacheLock::take(&lock)?;
             let g = src
                 .lock()
                 .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
@@ -202,9 +214,26 @@ impl Reconciler {
         retry: bool,
     ) -> anyhow::Result<Outcome> {
         let span = info_span!("reconcile", commit = %short(&head.sha));
-        self.reconcile_commit(head, mode, retry)
+        let outcome = self
+            .reconcile_commit(head, mode, retry)
             .instrument(span)
-            .await
+            .await;
+        if outcome.is_err() && mode == Mode::Apply {
+            // An error that is not the commit's fault (dockerd away, a Git read): the process
+            // did not die, so the mark must not make the next try look like a crash.
+            self.clear_mark();
+        }
+        outcome
+    }
+
+    fn clear_mark(&self) {
+        if let Ok(mut state) = State::load(&self.cfg.state_dir) {
+            if state.in_progress.take().is_some() {
+                if let Err(e) = state.save(&self.cfg.state_dir) {
+                    warn!(error = %format!("{e:#}"), "cannot clear the reconcile mark");
+                }
+            }
+        }
     }
 
     async fn reconcile_commit(
@@ -213,12 +242,22 @@ impl Reconciler {
         mode: Mode,
         retry: bool,
     ) -> anyhow::Result<Outcome> {
-        let snap = self.snapshot(&head.sha).await?;
+        let state = match mode {
+            // Only the writer may move a corrupt state aside; a plan reads it as it is.
+            Mode::Apply => {
+                let (state, warning) = State::load_or_set_aside(&self.cfg.state_dir)?;
+                if let Some(w) = warning {
+                    warn!("{w}");
+                }
+                state
+            }
+            Mode::Plan => State::load(&self.cfg.state_dir).unwrap_or_default(),
+        };
         let mut run = Attempting {
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
             inputs: inputs_hash(&head.sha, &self.cfg.secrets_dir),
-            state: State::load(&self.cfg.state_dir)?,
+            state,
             mode,
         };
         let mut outcome = Outcome {
@@ -232,6 +271,9 @@ impl Reconciler {
             observed: None,
         };
 
+        if mode == Mode::Apply {
+            self.close_interrupted(&mut run)?;
+        }
         if mode == Mode::Apply && !retry {
             if let Some(prev) = &run.state.last_attempt {
                 if prev.inputs == run.inputs && should_wait(prev, run.started_unix) {
@@ -242,6 +284,15 @@ impl Reconciler {
             }
         }
 
+        // Reading a commit is where a hostile one costs memory and time: mark it first, so a
+        // process killed on the way leaves a trace (see `close_interrupted`). Inputs that were
+        // already read to the end once need no mark: reading is a function of them.
+        if mode == Mode::Apply
+            && run.state.last_attempt.as_ref().map(|a| a.inputs.as_str()) != Some(&run.inputs)
+        {
+            self.mark(&mut run, &head, Phase::Reading)?;
+        }
+        let snap = self.snapshot(&head.sha).await?;
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
@@ -291,14 +342,17 @@ impl Reconciler {
         for line in plan.render_text().lines() {
             info!("plan: {line}");
         }
+        self.mark(&mut run, &head, Phase::Applying)?;
         materialise_stacks(&snap, &spec, &self.cfg.bind_root())?;
         let apply_opts = ApplyOptions {
             health_timeout: Duration::from_secs(self.cfg.health_timeout_secs),
             stop_grace_secs: 10,
         };
+        let redact = stack_redactors(&spec);
         let apply_inputs = ApplyInputs {
             snapshot: &snap,
             auth: auth.as_ref(),
+            redact: &redact,
         };
         let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
         outcome.verdict = if report.is_ok() {
@@ -397,6 +451,62 @@ impl Reconciler {
         Ok(planned)
     }
 
+    /// Saves the mark of a reconcile under way (`Mode::Apply` only).
+    fn mark(&self, run: &mut Attempting, head: &CommitInfo, phase: Phase) -> anyhow::Result<()> {
+        if run.mode != Mode::Apply {
+            return Ok(());
+        }
+        run.state.in_progress = Some(InProgress {
+            commit: commit_ref(head),
+            inputs: run.inputs.clone(),
+            started: run.started_unix,
+            phase,
+        });
+        run.state.save(&self.cfg.state_dir)
+    }
+
+    /// A mark left by a reconcile that never recorded its end: the process died. It becomes an
+    /// attempt of its own, so the usual rules apply to those inputs: died while reading, they
+    /// are bad input (the same read would kill the next process too) and wait until the commit
+    /// or the secrets change; died while applying, they failed and are retried with backoff.
+    fn close_interrupted(&self, run: &mut Attempting) -> anyhow::Result<()> {
+        let Some(ip) = run.state.in_progress.take() else {
+            return Ok(());
+        };
+        let (result, error) = match ip.phase {
+            Phase::Reading => (
+                ReconcileResult::Invalid,
+                format!(
+                    "gitmoor stopped while reading commit {} (killed, out of memory?); it is not \
+                     tried again until the commit or the secrets change; check the commit's size \
+                     and the limits in gitmoor's config",
+                    short(&ip.commit.sha)
+                ),
+            ),
+            Phase::Applying => (
+                ReconcileResult::Failed,
+                format!(
+                    "gitmoor stopped while applying commit {} (killed or rebooted); the host may \
+                     be partly updated; retried with backoff",
+                    short(&ip.commit.sha)
+                ),
+            ),
+        };
+        warn!(commit = %short(&ip.commit.sha), "{error}");
+        let attempt = Attempt {
+            commit: ip.commit,
+            inputs: ip.inputs,
+            started: ip.started,
+            duration_ms: 0,
+            result,
+            actions: Vec::new(),
+            error: Some(error),
+            failures: 0,
+        };
+        run.state.record(attempt, &BTreeMap::new());
+        run.state.save(&self.cfg.state_dir)
+    }
+
     /// Ends a reconcile on bad input: nothing on the host changed. In `Mode::Apply` the attempt
     /// is recorded, so the same inputs are not tried again until they change.
     fn invalid(
@@ -423,12 +533,7 @@ impl Reconciler {
             return Ok(());
         }
         let attempt = Attempt {
-            commit: CommitRef {
-                sha: o.commit.sha.clone(),
-                subject: o.commit.subject.clone(),
-                author: o.commit.author.clone(),
-                time: o.commit.time,
-            },
+            commit: commit_ref(&o.commit),
             inputs: run.inputs.clone(),
             started: run.started_unix,
             duration_ms: run.started.elapsed().as_millis() as u64,
@@ -472,21 +577,73 @@ fn should_wait(prev: &Attempt, now: i64) -> bool {
     }
 }
 
-/// A hash of everything a reconcile reads: the commit and the secrets files' bytes.
+fn commit_ref(c: &CommitInfo) -> CommitRef {
+    CommitRef {
+        sha: c.sha.clone(),
+        subject: c.subject.clone(),
+        author: c.author.clone(),
+        time: c.time,
+    }
+}
+
+/// The state dir's lock file, private like everything in the state dir.
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// A held lock on the Git cache; released when dropped (the file closes).
+struct CacheLock {
+    _file: std::fs::File,
+}
+
+impl CacheLock {
+    /// Waits for the lock: a fetch of the other process is short, and waiting beats failing.
+    fn take(path: &Path) -> anyhow::Result<CacheLock> {
+        let f = lock_file(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(CacheLock { _file: f })
+    }
+}
+
+/// How deep `inputs_hash` looks into the secrets dir (`<stack>/env/x.env` is 3 deep).
+const SECRETS_HASH_DEPTH: usize = 8;
+
+/// A hash of everything a reconcile reads: the commit, and every file of the secrets dir (the
+/// `<stack>.env` files, and the files `secrets:` and `env_file:` read there), by path and bytes.
+/// Fixing any of them makes inputs that failed new inputs, worth a try.
 pub fn inputs_hash(sha: &str, secrets_dir: &Path) -> String {
     let mut h = Sha256::new();
     h.update(sha.as_bytes());
-    let mut files: Vec<_> = std::fs::read_dir(secrets_dir)
+    hash_dir(&mut h, secrets_dir, SECRETS_HASH_DEPTH);
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Paths and bytes of the regular files under `dir`, in sorted order. Symlinks are followed (the
+/// secrets dir is the admin's, not the repo's), to a bounded depth.
+fn hash_dir(h: &mut Sha256, dir: &Path, depth: usize) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    files.sort();
-    for f in files {
-        if f.extension().is_some_and(|e| e == "env") {
-            h.update(f.to_string_lossy().as_bytes());
-            h.update(std::fs::read(&f).unwrap_or_default());
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if depth > 0 {
+                hash_dir(h, &p, depth - 1);
+            }
+        } else if p.is_file() {
+            h.update(p.to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update(std::fs::read(&p).unwrap_or_default());
+            h.update([0]);
         }
     }
-    hex::encode(&h.finalize()[..16])
 }
 
 /// Writes each stack's folder under `bind_root/<stack>` so relative bind mounts have a stable
@@ -519,6 +676,17 @@ fn materialise_stacks(snap: &Snapshot, spec: &HostSpec, bind_root: &Path) -> any
         let _ = std::fs::remove_dir_all(&old);
     }
     Ok(())
+}
+
+/// Each stack's redactor, from the values of its host secrets.
+fn stack_redactors(spec: &HostSpec) -> StackRedactors {
+    spec.stacks
+        .iter()
+        .map(|(name, st)| {
+            let values = st.host_secrets.iter().map(|v| v.expose());
+            (name.clone(), Redactor::new(values))
+        })
+        .collect()
 }
 
 /// The first 10 characters of a sha (whole characters, whatever the string holds).

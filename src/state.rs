@@ -22,6 +22,32 @@ pub struct State {
     pub stacks: BTreeMap<String, StackState>,
     /// Newest first.
     pub history: Vec<Attempt>,
+    /// A reconcile that started on new inputs and has not recorded its end yet. Written before
+    /// the expensive steps, so a process killed on the way (out of memory on a hostile commit,
+    /// `kill -9`) leaves a trace, and the next start does not walk into the same wall forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<InProgress>,
+}
+
+/// Where an unfinished reconcile was when it was last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InProgress {
+    pub commit: CommitRef,
+    /// `Attempt::inputs` of the reconcile.
+    pub inputs: String,
+    /// Unix seconds.
+    pub started: i64,
+    pub phase: Phase,
+}
+
+/// Reading has no effect on the host and is a pure function of the inputs: dying there will
+/// happen again on the same inputs. Applying may have died for an outside reason (a reboot) and
+/// left the host half-changed, so it is retried, with the backoff of a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Reading,
+    Applying,
 }
 
 /// How a reconcile ended, as `state.json`, `/status` and `/metrics` spell it. One type, so a
@@ -133,6 +159,34 @@ impl State {
         state_dir.join("state.json")
     }
 
+    /// The writer's read: a state file that cannot be parsed (a disk error, a hand edit) is
+    /// renamed aside to `state.json.corrupt-<unix time>` and a fresh state is used, with a warning
+    /// naming both. Nothing the plan needs lives only here (containers carry their own labels),
+    /// so the next apply rebuilds it; only the history and the retry memory are lost.
+    pub fn load_or_set_aside(state_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
+        match Self::load(state_dir) {
+            Ok(s) => Ok((s, None)),
+            Err(e) if e.downcast_ref::<serde_json::Error>().is_some() => {
+                let path = Self::path(state_dir);
+                let aside = state_dir.join(format!(
+                    "state.json.corrupt-{}",
+                    chrono::Utc::now().timestamp()
+                ));
+                std::fs::rename(&path, &aside).with_context(|| {
+                    format!("{} is corrupt and cannot be moved aside", path.display())
+                })?;
+                let warning = format!(
+                    "{} was not valid gitmoor state ({}); moved it to {} and started afresh",
+                    path.display(),
+                    e.root_cause(),
+                    aside.display()
+                );
+                Ok((State::default(), Some(warning)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads the state; a missing file is a fresh host. A corrupt one is an error naming it.
     pub fn load(state_dir: &Path) -> anyhow::Result<State> {
         let path = Self::path(state_dir);
@@ -194,6 +248,7 @@ impl State {
         if attempt.result.is_ok() {
             self.applied = Some(attempt.commit.clone());
         }
+        self.in_progress = None;
         let is_repeat_noop = attempt.result == ReconcileResult::Noop
             && self.history.first().is_some_and(|h| {
                 h.result == ReconcileResult::Noop && h.commit.sha == attempt.commit.sha
@@ -216,14 +271,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .context("state path has no parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_private_dir(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
     {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            private_file(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -232,6 +288,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates `dir` (and its parents) and makes `dir` itself 0700 whatever the umask: the state
+/// dir holds errors, paths, the hash key and the repo cache, for root's eyes only.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing as a new or truncated file readable by its owner only (0600),
+/// whatever the umask.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open(2): narrow it too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -313,6 +397,53 @@ mod tests {
             assert_eq!(r.to_string(), r.as_str());
         }
         assert!("Success".parse::<ReconcileResult>().is_err());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_set_aside_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(State::path(dir.path()), b"{nope").unwrap();
+        let (state, warning) = State::load_or_set_aside(dir.path()).unwrap();
+        assert_eq!(state, State::default());
+        let warning = warning.unwrap();
+        assert!(warning.contains("state.json.corrupt-"), "{warning}");
+        assert!(!State::path(dir.path()).exists());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.corrupt-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "the corrupt file is kept for a look");
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"{nope");
+    }
+
+    #[test]
+    fn an_unreadable_state_is_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: an I/O error, not a parse error.
+        std::fs::create_dir(State::path(dir.path())).unwrap();
+        assert!(State::load_or_set_aside(dir.path()).is_err());
+        assert!(State::path(dir.path()).is_dir());
+    }
+
+    #[test]
+    fn state_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("state");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(State::path(&sub), b"{}").unwrap();
+        std::fs::set_permissions(State::path(&sub), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        State::default().save(&sub).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&sub), 0o700);
+        assert_eq!(mode(&State::path(&sub)), 0o600);
     }
 
     #[test]
