@@ -457,7 +457,8 @@ fn prepare(stack: &str, text: &str, secrets: &Path) -> Snapshot {
             }
         }
         for f in &n.secret_files {
-            let p = secrets.join(f);
+            // Where a user puts a stack's host files: its own folder of the secrets dir.
+            let p = secrets.join(stack).join(f.trim_start_matches("./"));
             if let Some(parent) = p.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }

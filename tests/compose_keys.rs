@@ -88,7 +88,8 @@ async fn deploy(
     }
     std::fs::create_dir_all(&secrets_dir).expect("mkdir");
     for (p, c) in secrets {
-        write(&secrets_dir, p, c);
+        // The stack's own folder of the secrets dir: the only place its `secrets:` are read.
+        write(&secrets_dir, &format!("{stack}/{p}"), c);
     }
     let snap = Snapshot::from_dir(&repo).expect("snapshot");
     let opts = LoadOptions {

@@ -3,7 +3,8 @@
 //! As docker compose does outside Swarm, both become read-only bind mounts: a secret at
 //! `/run/secrets/<name>`, a config at `/<name>` (or the long syntax's `target`). A config is a
 //! file of the stack folder (served from the materialised folder, like a bind mount); a secret is
-//! a file of the host's secrets dir, never of the repo. Their content hash goes into the service's
+//! a file of the stack's own folder of the host's secrets dir (`<secrets_dir>/<stack>/`), never of
+//! the repo nor of another stack. Their content hash goes into the service's
 //! `repo_inputs`, so editing one recreates exactly the services that use it; for a secret only the
 //! hash is kept.
 
@@ -51,6 +52,8 @@ struct Resolved {
     source: String,
     /// `repo_inputs` key and hash; None when not checked (no secrets dir).
     input: Option<(String, String)>,
+    /// A secret read from the top of the secrets dir, not from the stack's own folder.
+    legacy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +149,23 @@ pub(crate) fn declared(ctx: &mut Ctx, env: &FileEnv, kind: Kind, node: &Node) ->
             ctx.error(at, &p.key, p.message.clone(), &p.fix);
             out.reported.insert(name.clone());
         }
+        if let Ok(Resolved {
+            source,
+            legacy: true,
+            ..
+        }) = &resolved
+        {
+            ctx.warn(
+                at,
+                &key,
+                format!("`{file}` is read from the top of the secrets dir ({source})"),
+                &format!(
+                    "move it into the stack's own folder, <secrets_dir>/{}/{}",
+                    env.stack,
+                    file.trim_start_matches("./")
+                ),
+            );
+        }
         out.objects.insert(
             name.clone(),
             FileObject {
@@ -206,6 +226,7 @@ fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             .to_string_lossy()
             .into_owned(),
         input: Some((file.to_string(), hash)),
+        legacy: false,
     })
 }
 
@@ -220,8 +241,11 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
     if !inside {
         return Err(problem(
             key,
-            format!("`{file}` is not a path inside the secrets dir"),
-            "write the path of the file relative to the host's secrets dir (e.g. db_password.txt)",
+            format!("`{file}` is not a path inside the stack's folder of the secrets dir"),
+            &format!(
+                "write the path of the file relative to <secrets_dir>/{}/ (e.g. db_password.txt)",
+                env.stack
+            ),
         ));
     }
     let Some(dir) = env.secrets_dir else {
@@ -230,14 +254,31 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             message: format!(
                 "`{file}` is read from the host's secrets dir (no secrets dir given, so it is not checked)"
             ),
-            fix: format!("make sure <secrets_dir>/{file} exists on the host"),
+            fix: format!("make sure <secrets_dir>/{}/{file} exists on the host", env.stack),
             warning: true,
         });
     };
-    let path = rel
+    let in_stack = |base: &Path| {
+        rel.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .fold(base.to_path_buf(), |p, c| p.join(c))
+    };
+    // A stack reads its own folder of the secrets dir, `<secrets_dir>/<stack>/`, never another
+    // stack's files. The older place, a plain file at the top of the secrets dir, is still read
+    // (with a warning), but never a `<stack>.env` (each is its stack's own) nor a deeper path.
+    let path = in_stack(&dir.join(env.stack));
+    let legacy_ok = rel
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
-        .fold(dir.to_path_buf(), |p, c| p.join(c));
+        .count()
+        == 1
+        && !file.ends_with(".env");
+    let top = in_stack(dir);
+    let (path, legacy) = if !path.exists() && legacy_ok && top.is_file() {
+        (top, true)
+    } else {
+        (path, false)
+    };
     let shown = path.display().to_string();
     let meta = match std::fs::metadata(&path) {
         Ok(m) => m,
@@ -278,6 +319,7 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
     Ok(Resolved {
         source: shown.clone(),
         input: Some((shown, hex::encode(&h.finalize()[..10]))),
+        legacy,
     })
 }
 

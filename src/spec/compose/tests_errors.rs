@@ -51,7 +51,7 @@ const CASES: &[Case] = &[
     case("secret from environment", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    environment: S\n", "environment", "secrets.s.environment", "not supported yet (only file: sources)"),
     case("secret external", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    external: true\n", "external", "secrets.s.external", "Swarm"),
     case("secret without file", "services:\n  api:\n    image: x\nsecrets:\n  s: {}\n", "s: {}", "secrets.s.file", "missing"),
-    case("secret leaves the secrets dir", "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ../s.txt\n", "file:", "secrets.s.file", "not a path inside the secrets dir"),
+    case("secret leaves the secrets dir", "services:\n  api:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ../s.txt\n", "file:", "secrets.s.file", "not a path inside the stack's folder of the secrets dir"),
     case("secret undeclared", "services:\n  api:\n    image: x\n    secrets: [s]\n", "secrets", "services.api.secrets[0]", "secret `s` is not declared"),
     case("config missing in repo", "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: ./c.conf\n", "file:", "configs.c.file", "`./c.conf` does not exist in the repo (compose/app/c.conf)"),
     case("config leaves the stack", "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: ../other/c.conf\n", "file:", "configs.c.file", "is not a file inside the stack folder"),

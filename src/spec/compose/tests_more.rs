@@ -497,8 +497,9 @@ configs:
 #[test]
 fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("db")).expect("mkdir");
-    std::fs::write(dir.path().join("db/password.txt"), "hunter2\n").expect("write");
+    std::fs::create_dir_all(dir.path().join("app/db")).expect("mkdir");
+    std::fs::write(dir.path().join("app/db/password.txt"), "hunter2\n").expect("write");
+    // The older place, at the top of the secrets dir: still read, with a warning.
     std::fs::write(dir.path().join("api.key"), "k3y").expect("write");
     let files = [
         ("compose/app/nginx.conf", "events {}"),
@@ -508,8 +509,15 @@ fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
     let spec = spec.unwrap_or_else(|| panic!("{:#?}", f.errors));
     assert_eq!(
         f.warnings.len(),
-        1,
-        "mode: is ignored, as compose does: {:#?}",
+        2,
+        "mode: is ignored, as compose does; api.key should move: {:#?}",
+        f.warnings
+    );
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.to_string().contains("<secrets_dir>/app/api.key")),
+        "{:#?}",
         f.warnings
     );
     let d = dir.path().display();
@@ -518,7 +526,7 @@ fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
         db.volumes,
         vec![
             MountSpec::Bind {
-                source: format!("{d}/db/password.txt"),
+                source: format!("{d}/app/db/password.txt"),
                 target: "/run/secrets/db-password".into(),
                 read_only: true
             },
@@ -537,7 +545,7 @@ fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
     let keys: Vec<&String> = db.repo_inputs.keys().collect();
     assert_eq!(
         keys,
-        vec![&format!("{d}/api.key"), &format!("{d}/db/password.txt")]
+        vec![&format!("{d}/api.key"), &format!("{d}/app/db/password.txt")]
     );
     let hashes = serde_json::to_string(&db.repo_inputs).expect("json");
     assert!(!hashes.contains("hunter2") && !hashes.contains("k3y"));
@@ -565,7 +573,7 @@ fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
     assert!(web.repo_inputs.keys().all(|k| !k.contains(&*d.to_string())));
 
     // Editing the secret changes the db's inputs, and only the db's.
-    std::fs::write(dir.path().join("db/password.txt"), "rotated\n").expect("write");
+    std::fs::write(dir.path().join("app/db/password.txt"), "rotated\n").expect("write");
     let (again, _) = load_full(SECRETS_AND_CONFIGS, &files, Some(dir.path()), &[]);
     let again = again.expect("spec");
     assert_ne!(again.services["db"].repo_inputs, db.repo_inputs);
@@ -596,8 +604,8 @@ fn a_missing_secret_file_is_an_error_only_when_checked_and_used() {
     assert_eq!(
         shown,
         vec![
-            format!("{FILE}:21: secrets.db-password.file: the secret file {d}/db/password.txt does not exist; create {d}/db/password.txt on the host (it is never read from the repo)"),
-            format!("{FILE}:23: secrets.api-key.file: the secret file {d}/api.key does not exist; create {d}/api.key on the host (it is never read from the repo)"),
+            format!("{FILE}:21: secrets.db-password.file: the secret file {d}/app/db/password.txt does not exist; create {d}/app/db/password.txt on the host (it is never read from the repo)"),
+            format!("{FILE}:23: secrets.api-key.file: the secret file {d}/app/api.key does not exist; create {d}/app/api.key on the host (it is never read from the repo)"),
         ],
         "once each, and not for the unused one"
     );
@@ -833,4 +841,28 @@ fn build_args_never_print_their_values() {
     let b = spec.build.expect("a build");
     assert_eq!(b.args["NPM_TOKEN"].expose(), "from-the-secrets-file");
     assert!(!format!("{b:?}").contains("from-the-secrets-file"));
+}
+
+#[test]
+fn a_stack_never_reads_another_stacks_host_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Another stack's `.env` and its own folder, both on the host, both off limits to `app`.
+    std::fs::write(dir.path().join("other.env"), "TOKEN=other-secret\n").expect("write");
+    std::fs::create_dir_all(dir.path().join("other")).expect("mkdir");
+    std::fs::write(dir.path().join("other/key.txt"), "other-key").expect("write");
+    for (file, needle) in [
+        ("other.env", "app/other.env"),
+        ("../other.env", "not a path inside"),
+        ("other/key.txt", "app/other/key.txt"),
+        ("../other/key.txt", "not a path inside"),
+    ] {
+        let text = format!(
+            "services:\n  db:\n    image: postgres\n    secrets: [s]\nsecrets:\n  s:\n    file: {file}\n"
+        );
+        let (spec, f) = load_full(&text, &[], Some(dir.path()), &[]);
+        assert!(spec.is_none(), "{file} must be refused");
+        let errors = format!("{:#?}", f.errors);
+        assert!(errors.contains(needle), "{file}: {errors}");
+        assert!(!errors.contains("other-secret") && !errors.contains("other-key"));
+    }
 }
