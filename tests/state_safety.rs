@@ -1,0 +1,308 @@
+//! What gitmoor keeps in its state dir, and how it behaves when that state or its inputs are
+//! not what it expects: a corrupt state file, a process killed while reading a commit, a
+//! `gitmoor plan` beside a running daemon, a fixed host secret file, a umask that would share
+//! everything. Each on the real dockerd with a real Git remote and the real binary.
+
+mod support;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn web(port: u16, msg: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: example-busybox:1\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n    init: true\n    environment:\n      MSG: {msg}\n    ports: [\"127.0.0.1:{port}:8080\"]\n"
+    )
+}
+
+/// A host whose daemon polls every second.
+fn polling_host(remote: &Remote) -> Host {
+    let host = Host::new(remote, "");
+    let cfg = std::fs::read_to_string(&host.config)
+        .unwrap()
+        .replace("poll: \"0 0 1 1 *\"", "poll: \"* * * * * *\"");
+    std::fs::write(&host.config, cfg).unwrap();
+    host
+}
+
+fn daemon(host: &Host, log: &str) -> (Child, std::path::PathBuf) {
+    let log = host.dir.path().join(log);
+    let child = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(["run", "--config"])
+        .arg(&host.config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = eventually(30, || child.try_wait().ok().flatten());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn state(host: &Host) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(host.state.join("state.json")).ok()?).ok()
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_the_next_apply_succeeds() {
+    let stack = unique("cs");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let port = free_port();
+    remote.write(&format!("compose/{stack}/compose.yaml"), &web(port, "one"));
+    remote.commit("one");
+    host.apply_ok();
+    let id = container_id(&stack, "web");
+
+    // A disk error or a hand edit: the file is no longer JSON.
+    std::fs::write(host.state.join("state.json"), b"{\"applied\": nul").unwrap();
+    let text = host.apply_ok();
+    assert!(
+        text.contains("state.json.corrupt-") && text.contains("started afresh"),
+        "the warning names where the file went:\n{text}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&host.state)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt file is kept for a look");
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        b"{\"applied\": nul",
+        "kept as it was"
+    );
+    let s = host.state_json();
+    assert_eq!(s["last_attempt"]["result"], "noop", "{s:#}");
+    assert_eq!(s["stacks"][&stack]["result"], "success", "{s:#}");
+    assert_eq!(
+        container_id(&stack, "web"),
+        id,
+        "the service was not touched"
+    );
+    assert!(http(port, "GET", "/", "").is_some(), "still serving");
+}
+
+#[test]
+fn the_state_dir_is_private_whatever_the_umask() {
+    let stack = unique("um");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &web(free_port(), "one"),
+    );
+    remote.commit("one");
+    // The umask of a shell or a cron job: everything world-readable unless gitmoor says not.
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" apply --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_gitmoor"))
+        .arg(&host.config));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&host.state), 0o700, "state_dir");
+    for f in ["state.json", "lock", "repo.lock"] {
+        assert_eq!(mode(&host.state.join(f)), 0o600, "{f}");
+    }
+}
+
+/// A reconcile held while reading a commit (here: its secrets file is a FIFO nobody writes, the
+/// way a hostile commit can hold it in a parse) and killed with SIGKILL leaves its mark; the next
+/// daemon does not walk into the same inputs again, says why, and a change of inputs deploys.
+#[test]
+fn a_reconcile_killed_while_reading_is_not_retried_until_its_inputs_change() {
+    let stack = unique("kr");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = polling_host(&remote);
+    let port = free_port();
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &web(port, "${MSG}"),
+    );
+    remote.commit("one");
+    let fifo = host.secrets.join(format!("{stack}.env"));
+    let made = run(Command::new("mkfifo").arg(&fifo));
+    assert!(made.status.success(), "{}", output_text(&made));
+
+    let (mut child, log) = daemon(&host, "first.log");
+    let marked = eventually(30, || {
+        let s = state(&host)?;
+        (s["in_progress"]["phase"] == "reading").then_some(s)
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let marked = marked.unwrap_or_else(|| panic!("no reading mark:\n{text}"));
+    assert_eq!(marked["in_progress"]["commit"]["subject"], "one");
+    child.kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().unwrap();
+
+    let (child, log) = daemon(&host, "second.log");
+    let s = eventually(30, || {
+        let s = state(&host)?;
+        (s["last_attempt"]["result"] == "invalid").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let error = s["last_attempt"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("stopped while reading") && error.contains("not tried again"),
+        "{error}"
+    );
+    assert!(s.get("in_progress").is_none(), "the mark is closed: {s:#}");
+    std::thread::sleep(Duration::from_secs(3)); // several polls
+    let s = state(&host).unwrap();
+    assert_eq!(s["last_attempt"]["failures"], 1, "not retried: {s:#}");
+    assert_eq!(container_id(&stack, "web"), "", "nothing was deployed");
+
+    // The admin fixes the secrets file: new inputs, deployed at the next poll.
+    std::fs::remove_file(&fifo).unwrap();
+    host.secret(&stack, "MSG=fixed\n");
+    let deployed = eventually(60, || {
+        let id = container_id(&stack, "web");
+        (!id.is_empty() && inspect(&id, "{{json .Config.Env}}").contains("MSG=fixed")).then_some(id)
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    stop(child);
+    assert!(deployed.is_some(), "{text}");
+}
+
+/// The file a `secrets:` entry reads is an input like the `.env` files: once the admin creates
+/// it, the commit that lacked it is tried again at the next poll (no new commit needed).
+#[test]
+fn a_fixed_secret_file_makes_the_daemon_try_again() {
+    let stack = unique("sf");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = polling_host(&remote);
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        "services:\n  web:\n    image: example-busybox:1\n    command: [\"sleep\", \"600\"]\n    init: true\n    secrets: [key]\nsecrets:\n  key:\n    file: key.txt\n",
+    );
+    remote.commit("needs a host file");
+    let (child, log) = daemon(&host, "daemon.log");
+    let invalid = eventually(30, || {
+        let s = state(&host)?;
+        (s["last_attempt"]["result"] == "invalid").then_some(s)
+    });
+    assert!(
+        invalid.is_some(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(container_id(&stack, "web"), "");
+
+    std::fs::create_dir_all(host.secrets.join(&stack)).unwrap();
+    std::fs::write(host.secrets.join(&stack).join("key.txt"), "k3y-from-host").unwrap();
+    let deployed = eventually(60, || {
+        let id = container_id(&stack, "web");
+        (!id.is_empty()).then_some(id)
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    stop(child);
+    let id = deployed.unwrap_or_else(|| panic!("not retried after the fix:\n{text}"));
+    let out = docker(&["exec", &id, "cat", "/run/secrets/key"]);
+    assert_eq!(out, "k3y-from-host");
+}
+
+/// `gitmoor plan` runs beside the daemon without the state lock, but fetches into the same Git
+/// cache: it waits for the cache's lock instead of writing into it at the same time.
+#[test]
+fn plan_waits_for_the_git_cache_lock() {
+    let stack = unique("pl");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &web(free_port(), "one"),
+    );
+    remote.commit("one");
+    host.apply_ok();
+
+    // Another gitmoor process (the daemon) in the middle of a fetch.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(host.state.join("repo.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let mut plan = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(["plan", "--config"])
+        .arg(&host.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        plan.try_wait().unwrap().is_none(),
+        "plan went on while another process held the Git cache"
+    );
+    held.unlock().unwrap();
+    let out = eventually(30, || plan.try_wait().ok().flatten());
+    assert!(
+        out.is_some_and(|s| s.success()),
+        "plan finishes once the lock is free"
+    );
+}
+
+/// A healthcheck that prints the service's environment, and fails: its output reaches the error
+/// that `gitmoor apply`, the log and `state.json` show, with the secret value redacted.
+#[test]
+fn healthcheck_output_is_redacted_in_errors() {
+    let stack = unique("hr");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let cfg = std::fs::read_to_string(&host.config)
+        .unwrap()
+        .replace("health_timeout_secs: 90", "health_timeout_secs: 20");
+    std::fs::write(&host.config, cfg).unwrap();
+    host.secret(&stack, "TOKEN=tok-Hq27-never-shown\n");
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        r#"services:
+  db:
+    image: example-busybox:1
+    command: ["sleep", "600"]
+    init: true
+    environment:
+      TOKEN: ${TOKEN}
+    healthcheck:
+      test: ["CMD-SHELL", "echo token=$$TOKEN; exit 1"]
+      interval: 1s
+      retries: 1
+  web:
+    image: example-busybox:1
+    command: ["sleep", "600"]
+    init: true
+    depends_on:
+      db: {condition: service_healthy}
+"#,
+    );
+    remote.commit("a healthcheck that talks too much");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("unhealthy") && text.contains("token=***"),
+        "the healthcheck's output is shown, redacted:\n{text}"
+    );
+    assert!(!text.contains("tok-Hq27"), "secret in the output:\n{text}");
+    let state = std::fs::read_to_string(host.state.join("state.json")).unwrap();
+    assert!(state.contains("token=***"), "{state}");
+    assert!(!state.contains("tok-Hq27"), "secret in state.json");
+}
