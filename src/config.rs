@@ -56,8 +56,9 @@ pub struct Config {
     /// above `health_timeout_secs`, so a slow healthcheck wait is not taken for a stuck loop).
     #[serde(default = "default_health_max_reconcile")]
     pub health_max_reconcile_secs: u64,
-    /// After a webhook or a secrets edit, wait this long for more before reconciling, so a burst
-    /// of deliveries makes one reconcile (default 500 ms).
+    /// A webhook or a secrets edit on an idle daemon reconciles at once; nudges within this long
+    /// of the end of the previous reconcile wait for it to pass and make one reconcile together,
+    /// so a burst of deliveries makes one or two (default 500 ms).
     #[serde(default = "default_nudge_debounce")]
     pub nudge_debounce_ms: u64,
     /// The secrets dir watcher waits until its files have been quiet this long (default 500 ms).

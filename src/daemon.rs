@@ -3,9 +3,11 @@
 //!
 //! Triggers merge rather than queue. Each nudge bumps a counter; a reconcile covers every nudge
 //! counted before it started (it fetches after them, and is level-triggered), so any number of
-//! nudges while one runs make exactly one more, and a burst that lands within `nudge_debounce_ms`
-//! makes one in all. Shutdown is injected, so tests stop the daemon without signals; a reconcile
-//! that is running when shutdown comes is finished, not cut off halfway through a recreate.
+//! nudges while one runs make exactly one more. A nudge on an idle daemon starts a reconcile at
+//! once (a push goes live without waiting); the next one starts no sooner than
+//! `nudge_debounce_ms` after the previous ended, so a burst makes one or two in all. Shutdown is
+//! injected, so tests stop the daemon without signals; a reconcile that is running when shutdown
+//! comes is finished, not cut off halfway through a recreate.
 
 use crate::config::Config;
 use crate::observe::docker::observe;
@@ -187,6 +189,7 @@ async fn run_loop(
         // Every nudge counted so far is covered by this reconcile: it fetches after them.
         let served = trigger.requested();
         once(&rec, &hub, &why, &mut skipped).await;
+        let ended = tokio::time::Instant::now();
         // Healthchecks decide after the apply: look again (listing calls only, no reconcile)
         // every few seconds while one is starting, for at most the health timeout.
         let mut recheck_until = hub
@@ -238,9 +241,13 @@ async fn run_loop(
                 poll.to_string()
             }
             None => {
-                if !debounce.is_zero() {
+                // A lone push on an idle daemon starts at once. Nudges that come while a
+                // reconcile runs, or soon after one, wait until `debounce` has passed since it
+                // ended, and make one reconcile together: a burst costs one or two in all.
+                let quiet_until = ended + debounce;
+                if tokio::time::Instant::now() < quiet_until {
                     tokio::select! {
-                        _ = tokio::time::sleep(debounce) => {}
+                        _ = tokio::time::sleep_until(quiet_until) => {}
                         _ = &mut shutdown => {
                             info!("shutting down");
                             return Ok(());

@@ -1,7 +1,7 @@
 //! Webhooks on the real daemon (real dockerd, real git remote, the poll a year away): a signed
 //! delivery deploys the new commit within seconds, for each provider; a bad or missing signature
 //! is 401 and deploys nothing; pings and other branches change nothing; a burst of 20
-//! deliveries makes one reconcile; a bad commit pushed through a webhook is reported with the
+//! deliveries makes one or two reconciles; a bad commit pushed through a webhook is reported with the
 //! file it names while the last good state keeps running. Senders that stall are cut off
 //! (408), deliveries beyond the slots get 503 at once, and a wrong GitLab token is refused
 //! before its body is read, while `/health` keeps answering.
@@ -246,7 +246,7 @@ fn signed_deliveries_deploy_within_seconds_and_bad_ones_deploy_nothing() {
 }
 
 #[test]
-fn a_burst_of_twenty_deliveries_makes_one_reconcile() {
+fn a_burst_of_twenty_deliveries_makes_one_or_two_reconciles() {
     // A generous window: the 20 deliveries are sent at once, well within it.
     let (stack, _guard, remote, host, port) = setup("nudge_debounce_ms: 1500\n");
     let file = format!("compose/{stack}/compose.yaml");
@@ -280,12 +280,14 @@ fn a_burst_of_twenty_deliveries_makes_one_reconcile() {
     assert_eq!(codes, vec![202; 20]);
     d.wait_synced(&two, 60);
     assert!(env_of(&stack).contains("MSG=two"));
-    // Give a second reconcile every chance to show up.
+    // Give a third reconcile every chance to show up.
     std::thread::sleep(std::time::Duration::from_secs(4));
-    assert_eq!(
-        d.reconciles(),
-        before + 1.0,
-        "20 deliveries should make one reconcile\n{}",
+    // The first delivery starts one at once; the others land while it runs (or within the
+    // window after it) and make at most one more together.
+    let made = d.reconciles() - before;
+    assert!(
+        (1.0..=2.0).contains(&made),
+        "20 deliveries should make one or two reconciles, made {made}\n{}",
         d.log_text()
     );
     assert_eq!(
