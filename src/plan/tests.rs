@@ -96,6 +96,9 @@ fn ctx() -> PlanContext {
         commit: "c0ffee".into(),
         bind_root: "/var/lib/gitmoor/stacks".into(),
         instance: "default".into(),
+        repo: "file:///srv/infra.git".into(),
+        recorded_stacks: Default::default(),
+        adopt: Default::default(),
     }
 }
 
