@@ -60,9 +60,15 @@ mod tests {
                 "https://x-access-token:gh_s3cret@github.com/o/r.git",
                 "https://github.com/o/r.git",
             ),
-            ("https://gh_s3cret@github.com/o/r.git", "https://github.com/o/r.git"),
+            (
+                "https://gh_s3cret@github.com/o/r.git",
+                "https://github.com/o/r.git",
+            ),
             ("https://github.com/o/r.git", "https://github.com/o/r.git"),
-            ("ssh://git:pw_s3cret@host:2222/o/r.git", "ssh://host:2222/o/r.git"),
+            (
+                "ssh://git:pw_s3cret@host:2222/o/r.git",
+                "ssh://host:2222/o/r.git",
+            ),
             (
                 "https://host/o/r.git?private_token=s3cret#frag",
                 "https://host/o/r.git",

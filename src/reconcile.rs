@@ -289,7 +289,10 @@ impl Reconciler {
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
         let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
         let recorded = run.state.stacks.keys().cloned().collect();
-        let plan = match self.plan_for(&spec, &mut observed, &head.sha, recorded).await? {
+        let plan = match self
+            .plan_for(&spec, &mut observed, &head.sha, recorded)
+            .await?
+        {
             Ok(p) => p,
             Err(e) => {
                 outcome.observed = Some(observed);

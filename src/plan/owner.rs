@@ -197,15 +197,27 @@ impl Split {
         }
         let mut out = BTreeMap::new();
         for c in &self.foreign.containers {
-            get(&mut out, &c.stack, c.repo()).containers.push(c.name.clone());
+            get(&mut out, &c.stack, c.repo())
+                .containers
+                .push(c.name.clone());
         }
         for n in &self.foreign.networks {
-            get(&mut out, &n.stack, n.repo()).networks.push(n.name.clone());
+            get(&mut out, &n.stack, n.repo())
+                .networks
+                .push(n.name.clone());
         }
         for v in &self.foreign.volumes {
-            get(&mut out, &v.stack, v.repo()).volumes.push(v.name.clone());
+            get(&mut out, &v.stack, v.repo())
+                .volumes
+                .push(v.name.clone());
         }
-        out.into_values().collect()
+        let mut out: Vec<ForeignStack> = out.into_values().collect();
+        for f in &mut out {
+            f.containers.sort();
+            f.networks.sort();
+            f.volumes.sort();
+        }
+        out
     }
 }
 

@@ -199,10 +199,8 @@ impl DockerExecutor {
         if let Some(repo) = repo {
             wanted.push(format!("{}={repo}", labels::REPO));
         }
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([
-            ("dangling", vec!["true".to_string()]),
-            ("label", wanted),
-        ]);
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("dangling", vec!["true".to_string()]), ("label", wanted)]);
         let images = self
             .docker
             .list_images(Some(
