@@ -72,7 +72,6 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
     host_a.apply_ok();
     let a_id = container_id(&stack_a, "web");
     assert!(!a_id.is_empty());
-    assert_eq!(label(&a_id, "io.gitmoor.repo"), repo_a.url());
     assert_eq!(serves(port_a).as_deref(), Some("from-a"));
     let a_net = docker(&[
         "network",
@@ -113,6 +112,7 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
         "A's network removed"
     );
     assert_eq!(serves(port_b).as_deref(), Some("from-b"));
+    assert_eq!(label(&a_id, "io.gitmoor.repo"), repo_a.url());
     // B's plan says why A's stack stays, and A's says the same of B's.
     let plan_b = plan_text(&host_b);
     assert!(
