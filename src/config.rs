@@ -81,6 +81,16 @@ pub struct Config {
     /// the objects labelled with its own instance name.
     #[serde(default = "default_instance")]
     pub instance: String,
+    /// Stacks this config takes over from another repo of the same `instance`: `true` (every
+    /// stack of the commit), or a list of stack names (default: none). Every object gitmoor makes
+    /// is labelled with the repo it came from, and a config never removes or replaces another
+    /// repo's objects: they are listed as foreign, and a container or network name of the commit
+    /// that another repo's object holds is a plan error. Adopting a stack (say, after moving it
+    /// to this repo, or after changing `repo:`'s URL) lets this config recreate that stack's
+    /// objects with its own label (and remove those of services it does not declare). Stacks
+    /// this commit does not declare are never taken over. Remove the key once applied.
+    #[serde(default)]
+    pub adopt: crate::plan::Adopt,
     /// How long to wait for a service that others depend on with `service_healthy`.
     #[serde(default = "default_health_timeout")]
     pub health_timeout_secs: u64,

@@ -24,3 +24,62 @@ pub const COMMIT: &str = "io.gitmoor.commit";
 /// Per-field hashes of the service spec (JSON object), so the planner can say which field changed.
 /// Hashes only: no value, secret or not, is ever stored in a label.
 pub const FINGERPRINT: &str = "io.gitmoor.fingerprint";
+/// The repo the object was made from: `repo_label` of the config's `repo`. Two configs of one
+/// instance (a test, a demo, a second repo) share the engine and the instance label; this label
+/// is how each one tells its own objects from the other's, and never prunes or replaces what
+/// another repo made (see `plan::owner`). Never holds a credential: see `repo_label`.
+pub const REPO: &str = "io.gitmoor.repo";
+
+/// The value of the `REPO` label for a repo URL: the URL without anything that can hold a
+/// secret. For every `scheme://` URL the userinfo (`user:token@`, `x-access-token:…@`) is dropped
+/// whatever the scheme, and so are a query and a fragment (`?private_token=…`); scp-like
+/// `user@host:path` keeps its user (a login name, never a secret) and local paths stay as they
+/// are. Labels are readable by anyone who can list containers, so this must hold nothing more.
+/// Stable for one config: `https://TOKEN@host/r` and `https://host/r` give the same value, so a
+/// rotated token never makes a repo's own objects look foreign.
+pub fn repo_label(url: &str) -> String {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repo_label_never_holds_a_credential() {
+        for (url, want) in [
+            (
+                "https://x-access-token:gh_s3cret@github.com/o/r.git",
+                "https://github.com/o/r.git",
+            ),
+            (
+                "https://gh_s3cret@github.com/o/r.git",
+                "https://github.com/o/r.git",
+            ),
+            ("https://github.com/o/r.git", "https://github.com/o/r.git"),
+            (
+                "ssh://git:pw_s3cret@host:2222/o/r.git",
+                "ssh://host:2222/o/r.git",
+            ),
+            (
+                "https://host/o/r.git?private_token=s3cret#frag",
+                "https://host/o/r.git",
+            ),
+            ("https://host/o/r@v1.git", "https://host/o/r@v1.git"),
+            ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+            ("file:///srv/infra.git", "file:///srv/infra.git"),
+            ("/srv/infra.git", "/srv/infra.git"),
+        ] {
+            assert_eq!(repo_label(url), want, "{url}");
+            assert!(!repo_label(url).contains("s3cret"), "{url}");
+        }
+    }
+}

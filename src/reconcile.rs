@@ -218,12 +218,37 @@ impl Reconciler {
             .reconcile_commit(head, mode, retry)
             .instrument(span)
             .await;
-        if outcome.is_err() && mode == Mode::Apply {
-            // An error that is not the commit's fault (dockerd away, a Git read): the process
-            // did not die, so the mark must not make the next try look like a crash.
-            self.clear_mark();
+        let mut outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                if mode == Mode::Apply {
+                    // An error that is not the commit's fault (dockerd away, a Git read): the
+                    // process did not die, so the mark must not make the next try look like a
+                    // crash.
+                    self.clear_mark();
+                }
+                return Err(e);
+            }
+        };
+        // `/status` shows this config's objects: another repo's (same instance) are not
+        // "containers the repo no longer has".
+        if let Some(observed) = outcome.observed.as_mut() {
+            let recorded = State::load(&self.cfg.state_dir)
+                .map(|s| s.stacks.into_keys().collect())
+                .unwrap_or_default();
+            let desired = outcome
+                .desired
+                .as_ref()
+                .map(|d| d.keys().cloned().collect());
+            crate::plan::retain_own(
+                observed,
+                &crate::labels::repo_label(&self.cfg.repo),
+                &recorded,
+                &self.cfg.adopt,
+                desired.as_ref(),
+            );
         }
-        outcome
+        Ok(outcome)
     }
 
     fn clear_mark(&self) {
@@ -319,7 +344,11 @@ impl Reconciler {
         let auth =
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
         let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
-        let plan = match self.plan_for(&spec, &mut observed, &head.sha).await? {
+        let recorded = run.state.stacks.keys().cloned().collect();
+        let plan = match self
+            .plan_for(&spec, &mut observed, &head.sha, recorded)
+            .await?
+        {
             Ok(p) => p,
             Err(e) => {
                 outcome.observed = Some(observed);
@@ -425,19 +454,24 @@ impl Reconciler {
         Ok(observed)
     }
 
-    /// Plans `spec` against `observed`. Containers gitmoor does not own matter only where the
-    /// plan would create one: their names are looked up (one call) only then, and the plan made
+    /// Plans `spec` against `observed`; `recorded_stacks` are the stacks of this state_dir's state
+    /// file (whose unlabelled objects, made before repo labels, are this config's). Containers
+    /// gitmoor does not own matter only where the plan would create one: their names are looked up (one call) only then, and the plan made
     /// again with them. The outer error is Docker's; the inner one, a plan that cannot be done.
     async fn plan_for(
         &self,
         spec: &HostSpec,
         observed: &mut Observed,
         commit: &str,
+        recorded_stacks: std::collections::BTreeSet<String>,
     ) -> anyhow::Result<Result<Plan, crate::plan::PlanError>> {
         let ctx = PlanContext {
             commit: commit.to_string(),
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
+            repo: crate::labels::repo_label(&self.cfg.repo),
+            recorded_stacks,
+            adopt: self.cfg.adopt.clone(),
         };
         let planned = plan(spec, observed, &ctx);
         if let Ok(p) = &planned {

@@ -64,6 +64,7 @@ pub async fn execute_with(
     let mut missing: BTreeMap<String, String> = BTreeMap::new();
     let platforms = pull_platforms(plan);
     let instance = plan_instance(plan);
+    let repo = plan_label(plan, labels::REPO);
     for image in &plan.pulls {
         info!(image = %image, "pull");
         let platform = platforms.get(&normalize_image(image)).map(String::as_str);
@@ -89,6 +90,12 @@ pub async fn execute_with(
         if let Some(instance) = &instance {
             req.labels
                 .insert(labels::INSTANCE.to_string(), instance.clone());
+        }
+        // And the repo label, that only this repo prunes it (the planner's build steps carry it).
+        if let Some(repo) = &repo {
+            req.labels
+                .entry(labels::REPO.to_string())
+                .or_insert_with(|| repo.clone());
         }
         let built = match request_tar(inputs.snapshot, &req) {
             Ok(tar) => exec
@@ -133,7 +140,7 @@ pub async fn execute_with(
     // Only after a clean apply: every new container runs, so what a rebuild left untagged is
     // garbage. An image some container still uses is kept by the engine (never forced).
     if let (true, Some(instance)) = (report.is_ok(), &instance) {
-        match exec.prune_built_images(instance).await {
+        match exec.prune_built_images(instance, repo.as_deref()).await {
             Ok(ids) => {
                 if !ids.is_empty() {
                     info!(count = ids.len(), "removed images superseded by a rebuild");
@@ -150,12 +157,18 @@ pub async fn execute_with(
 /// creates (`io.gitmoor.instance`), and the executor has no other word of it. None when the plan
 /// creates no container, and then it builds nothing either (a rebuild always recreates).
 fn plan_instance(plan: &Plan) -> Option<String> {
+    plan_label(plan, labels::INSTANCE)
+}
+
+/// A label the planner puts on every container it creates (the instance, the repo): the first
+/// created container's.
+fn plan_label(plan: &Plan, key: &str) -> Option<String> {
     plan.stacks
         .iter()
         .flat_map(|s| &s.actions)
         .find_map(|a| match a {
             Action::Create { container } | Action::Recreate { container, .. } => {
-                container.labels.get(labels::INSTANCE).cloned()
+                container.labels.get(key).cloned()
             }
             _ => None,
         })

@@ -13,7 +13,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 
-/// What is on the host now, as far as gitmoor instance `instance` owns it. Exactly four API
+/// What is on the host now, as far as gitmoor instance `instance` owns it (every repo's objects of
+/// that instance: the planner tells them apart by their `io.gitmoor.repo` label). Exactly four API
 /// calls, run concurrently, each filtered by label where the engine can filter: listing every
 /// container of a busy host costs ~100 ms, listing ours a few ms. (Names of containers we do not
 /// own are looked up by `container_names` only when the plan would create one.)

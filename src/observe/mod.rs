@@ -75,3 +75,30 @@ pub struct ObservedVolume {
     pub stack: String,
     pub labels: BTreeMap<String, String>,
 }
+
+/// The repo an object was made from (`io.gitmoor.repo`), None on objects made before gitmoor
+/// labelled repos. Read from the labels the listing already carries: no extra call.
+fn repo_of(labels: &BTreeMap<String, String>) -> Option<&str> {
+    labels.get(crate::labels::REPO).map(String::as_str)
+}
+
+impl ObservedContainer {
+    /// The repo it was made from; see [`repo_of`].
+    pub fn repo(&self) -> Option<&str> {
+        repo_of(&self.labels)
+    }
+}
+
+impl ObservedNetwork {
+    /// The repo it was made from; see [`repo_of`].
+    pub fn repo(&self) -> Option<&str> {
+        repo_of(&self.labels)
+    }
+}
+
+impl ObservedVolume {
+    /// The repo it was made from; see [`repo_of`].
+    pub fn repo(&self) -> Option<&str> {
+        repo_of(&self.labels)
+    }
+}

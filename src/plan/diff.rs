@@ -3,6 +3,7 @@
 
 use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint};
 use super::images::plan_images;
+use super::owner::{from_repo, owner_labels, split as split_by_owner, Adopt, Split};
 use super::{Action, ContainerToCreate, Plan, StackPlan};
 use crate::labels;
 use crate::observe::{Observed, ObservedContainer};
@@ -19,6 +20,15 @@ pub struct PlanContext {
     pub bind_root: PathBuf,
     /// The gitmoor instance that owns what this plan creates (`io.gitmoor.instance`).
     pub instance: String,
+    /// This config's repo as its objects are labelled (`labels::repo_label` of the config's
+    /// `repo`, no credential in it). What the plan makes carries it; objects of the instance
+    /// carrying another repo's are never removed nor replaced (see `owner`).
+    pub repo: String,
+    /// The stacks this state_dir's state file records: an object made before gitmoor labelled
+    /// repos (no `io.gitmoor.repo`) is this config's only when its stack is one of these.
+    pub recorded_stacks: BTreeSet<String>,
+    /// The stacks this config takes over from another repo (config `adopt`).
+    pub adopt: Adopt,
 }
 
 /// A reason the plan cannot be carried out at all; nothing is done.
@@ -32,9 +42,19 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
     out.pulls = images.pulls.clone();
     out.builds = images.builds.clone();
     out.pull_reasons = images.pull_reasons.clone();
+    // Built images carry their owner too, so that only this repo prunes them once superseded.
+    for b in &mut out.builds {
+        for (k, v) in owner_labels(ctx) {
+            b.labels.insert(k.to_string(), v);
+        }
+    }
 
+    // Everything below sees only this config's objects; another repo's are left alone.
+    let owned = split_by_owner(observed, desired, ctx);
+    out.foreign = owned.foreign_stacks();
+    let observed = &owned.ours;
     for stack in desired.stacks.values() {
-        let sp = plan_stack(stack, observed, ctx, &images.image_changes)?;
+        let sp = plan_stack(stack, &owned, ctx, &images.image_changes)?;
         if !sp.actions.is_empty() {
             out.stacks.push(sp);
         }
@@ -94,11 +114,14 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
 
 fn plan_stack(
     stack: &StackSpec,
-    observed: &Observed,
+    split: &Split,
     ctx: &PlanContext,
     image_changes: &BTreeMap<(String, String), String>,
 ) -> Result<StackPlan, PlanError> {
-    // Networks and volumes carry the owning instance, like containers.
+    let observed = &split.ours;
+    // Networks and volumes carry the owning instance, like containers. (And the repo, added
+    // only to what is created: the network specs take part in the config hashes, which must not
+    // move for objects made before the repo label existed.)
     let owned = |l: &BTreeMap<String, String>| {
         let mut l = l.clone();
         l.insert(labels::INSTANCE.to_string(), ctx.instance.clone());
@@ -125,20 +148,44 @@ fn plan_stack(
     // External networks and volumes are made outside gitmoor: never created, changed or removed.
     for (key, net) in stack.networks.iter().filter(|(_, n)| !n.external) {
         match observed.networks.iter().find(|n| n.name == net.name) {
-            None => actions.push(Action::CreateNetwork {
-                network: with_hash(net),
-            }),
-            Some(obs) if network_hash_label(obs) != Some(network_hash(net)) => {
-                changed_nets.push((key.clone(), obs.id.clone(), with_hash(net)))
+            None => {
+                if let Some(other) = split.foreign.networks.iter().find(|n| n.name == net.name) {
+                    return Err(held_by_another_repo(
+                        "network",
+                        &net.name,
+                        &other.stack,
+                        other.repo(),
+                        stack,
+                    ));
+                }
+                actions.push(Action::CreateNetwork {
+                    network: made(with_hash(net), ctx),
+                })
             }
+            // Taken over from another repo: made anew with this repo's label (its containers,
+            // all taken over too, go with it).
+            Some(obs) if split.adopted.contains_key(&obs.id) => changed_nets.push((
+                key.clone(),
+                obs.id.clone(),
+                made(with_hash(net), ctx),
+                format!("network {key} {}", split.adopted[&obs.id]),
+            )),
+            Some(obs) if network_hash_label(obs) != Some(network_hash(net)) => changed_nets.push((
+                key.clone(),
+                obs.id.clone(),
+                made(with_hash(net), ctx),
+                format!("network {key} changed"),
+            )),
             Some(_) => {}
         }
     }
     for vol in stack.volumes.values().filter(|v| !v.external) {
         if !observed.volumes.iter().any(|v| v.name == vol.name) {
-            actions.push(Action::CreateVolume {
-                volume: vol.clone(),
-            });
+            let mut volume = vol.clone();
+            volume
+                .labels
+                .insert(labels::REPO.to_string(), ctx.repo.clone());
+            actions.push(Action::CreateVolume { volume });
         }
     }
 
@@ -162,6 +209,18 @@ fn plan_stack(
         let cname = container_name(name, svc_name, svc);
         let mine: Vec<&&ObservedContainer> =
             live.iter().filter(|c| &c.service == svc_name).collect();
+        // Another repo's container under the name this service needs: never replaced.
+        if !mine.iter().any(|c| c.name == cname) {
+            if let Some(other) = split.foreign.containers.iter().find(|c| c.name == cname) {
+                return Err(held_by_another_repo(
+                    "container",
+                    &cname,
+                    &other.stack,
+                    other.repo(),
+                    stack,
+                ));
+            }
+        }
         if mine.is_empty() && observed.all_container_names.iter().any(|n| n == &cname) {
             return Err(PlanError(format!(
                 "container name {cname} is taken by a container gitmoor does not manage; remove or rename it (docker rename {cname} {cname}-old)"
@@ -218,6 +277,9 @@ fn plan_stack(
         };
         current.insert(svc_name.clone(), (cur.id.as_str(), cur.name.as_str()));
         let mut reasons = Vec::new();
+        if let Some(why) = split.adopted.get(&cur.id) {
+            reasons.push(why.clone());
+        }
         if cur.labels.get(labels::CONFIG_HASH) != Some(&hash) {
             match cur
                 .labels
@@ -251,7 +313,7 @@ fn plan_stack(
         if reasons.is_empty()
             && changed_nets
                 .iter()
-                .any(|(k, _, _)| svc.networks.contains_key(k))
+                .any(|(k, _, _, _)| svc.networks.contains_key(k))
         {
             reasons.push("its network changed".into());
         }
@@ -326,8 +388,7 @@ fn plan_stack(
             .iter()
             .position(|a| !matches!(a, Action::Remove { .. }))
             .unwrap_or(actions.len());
-        for (key, id, net) in changed_nets {
-            let reason = format!("network {key} changed");
+        for (_, id, net, reason) in changed_nets {
             actions.insert(
                 idx,
                 Action::RemoveNetwork {
@@ -482,6 +543,7 @@ fn container_labels(
         ),
         (labels::MANAGED, "true".into()),
         (labels::INSTANCE, ctx.instance.clone()),
+        (labels::REPO, ctx.repo.clone()),
         (labels::COMMIT, ctx.commit.clone()),
         (
             labels::FINGERPRINT,
@@ -502,6 +564,45 @@ fn with_hash(net: &crate::spec::model::NetworkSpec) -> crate::spec::model::Netwo
     n
 }
 
+/// A network as this plan makes it: its spec, plus the repo label (which takes no part in any
+/// hash, so that a network made before the label existed is not taken for a changed one).
+fn made(
+    mut net: crate::spec::model::NetworkSpec,
+    ctx: &PlanContext,
+) -> crate::spec::model::NetworkSpec {
+    net.labels
+        .insert(labels::REPO.to_string(), ctx.repo.clone());
+    net
+}
+
+/// The plan error for a container or network name another repo's object holds on this
+/// instance. Adoption is offered only when it would help: the holder is of this very stack.
+fn held_by_another_repo(
+    what: &str,
+    name: &str,
+    holder_stack: &str,
+    holder_repo: Option<&str>,
+    stack: &StackSpec,
+) -> PlanError {
+    let fix = if holder_stack == stack.name {
+        format!(
+            "if this repo now deploys stack {holder_stack} in its place, take it over by adding \
+             `adopt: [{holder_stack}]` to gitmoor's config; otherwise rename the stack (its \
+             folder under compose/)"
+        )
+    } else {
+        format!(
+            "rename it in {} (container_name or the stack's folder), or remove it from the other repo",
+            stack.compose_file
+        )
+    };
+    PlanError(format!(
+        "{what} name {name} is held by stack {holder_stack} {}, on the same gitmoor instance; \
+         gitmoor never replaces another repo's objects: {fix}",
+        from_repo(holder_repo)
+    ))
+}
+
 fn network_hash_label(n: &crate::observe::ObservedNetwork) -> Option<String> {
     n.labels.get(NETWORK_HASH).cloned()
 }
@@ -510,6 +611,7 @@ fn network_hash_label(n: &crate::observe::ObservedNetwork) -> Option<String> {
 pub fn network_hash(net: &crate::spec::model::NetworkSpec) -> String {
     let mut n = net.clone();
     n.labels.remove(NETWORK_HASH);
+    n.labels.remove(labels::REPO);
     let s = serde_json::to_string(&n).unwrap_or_default();
     hex::encode(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(s))[..8])
 }

@@ -4,10 +4,12 @@
 mod diff;
 pub mod fingerprint;
 pub mod images;
+mod owner;
 pub mod render;
 
 pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
 pub use images::BuildStep;
+pub use owner::{retain_own, Adopt, ForeignStack};
 
 use crate::spec::model::{NetworkSpec, ServiceSpec, VolumeSpec};
 use std::collections::BTreeMap;
@@ -24,6 +26,9 @@ pub struct Plan {
     pub stacks: Vec<StackPlan>,
     /// Volumes of stacks that left the repo: never deleted, listed so the user can decide.
     pub kept_volumes: Vec<String>,
+    /// Objects of this instance that another repo made (another config on the same engine):
+    /// never removed nor replaced, listed so the user sees why they stay.
+    pub foreign: Vec<ForeignStack>,
 }
 
 /// One stack's actions, ordered: networks and volumes, then containers in `depends_on` order,
@@ -93,3 +98,5 @@ pub struct ContainerToCreate {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_owner;

@@ -93,7 +93,9 @@ impl Plan {
         out
     }
 
-    /// Text for a terminal: one line per action, then the volumes that are kept.
+    /// Text for a terminal: one line per action, then the volumes that are kept, then another
+    /// repo's objects this plan leaves alone (they do not make the plan non-empty: nothing is
+    /// done to them).
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         if self.is_empty() {
@@ -114,6 +116,21 @@ impl Plan {
         }
         for v in &self.kept_volumes {
             s.push_str(&format!("keep volume {v} (its stack left the repo; remove it by hand if you mean to: docker volume rm {v})\n"));
+        }
+        for f in &self.foreign {
+            let objects: Vec<String> = f
+                .containers
+                .iter()
+                .cloned()
+                .chain(f.networks.iter().map(|n| format!("network {n}")))
+                .chain(f.volumes.iter().map(|v| format!("volume {v}")))
+                .collect();
+            s.push_str(&format!(
+                "foreign: stack {} ({}) left alone: {}\n",
+                f.stack,
+                f.from(),
+                objects.join(", ")
+            ));
         }
         s
     }

@@ -5,7 +5,7 @@ use super::*;
 use crate::observe::{Observed, ObservedContainer, ObservedNetwork, ObservedVolume};
 use crate::spec::model::*;
 
-fn seed() -> HostSpec {
+pub(super) fn seed() -> HostSpec {
     let mut stack = StackSpec {
         name: "app".into(),
         compose_file: "compose/app/compose.yaml".into(),
@@ -91,15 +91,18 @@ fn seed() -> HostSpec {
     host
 }
 
-fn ctx() -> PlanContext {
+pub(super) fn ctx() -> PlanContext {
     PlanContext {
         commit: "c0ffee".into(),
         bind_root: "/var/lib/gitmoor/stacks".into(),
         instance: "default".into(),
+        repo: "file:///srv/infra.git".into(),
+        recorded_stacks: Default::default(),
+        adopt: Default::default(),
     }
 }
 
-fn images() -> Observed {
+pub(super) fn images() -> Observed {
     let mut o = Observed::default();
     o.images
         .insert("example-postgres:15".into(), "sha256:pg".into());
@@ -109,7 +112,7 @@ fn images() -> Observed {
 }
 
 /// What the host looks like after the plan ran: the planner's own view of a perfect executor.
-fn applied(plan: &Plan, before: &Observed) -> Observed {
+pub(super) fn applied(plan: &Plan, before: &Observed) -> Observed {
     let mut o = before.clone();
     let mut n = 0;
     for sp in &plan.stacks {
@@ -171,7 +174,7 @@ fn applied(plan: &Plan, before: &Observed) -> Observed {
     o
 }
 
-fn kinds(plan: &Plan) -> Vec<String> {
+pub(super) fn kinds(plan: &Plan) -> Vec<String> {
     plan.views()
         .into_iter()
         .map(|v| format!("{} {}", v.action, v.target))
@@ -388,7 +391,7 @@ fn normalizes_image_references_like_the_image_listing() {
     );
 }
 
-fn with_build(tree: &str) -> HostSpec {
+pub(super) fn with_build(tree: &str) -> HostSpec {
     let mut spec = seed();
     let be = spec
         .stacks

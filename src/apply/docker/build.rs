@@ -191,17 +191,23 @@ impl DockerExecutor {
     /// uses (a stopped one, or the previous container a failed recreate brought back) answers
     /// 409 and is skipped. Images gitmoor did not build, or built for another instance, are never
     /// listed. Returns the ids removed; a failure to remove one is logged and the rest go on.
-    pub async fn prune_built_images(&self, instance: &str) -> anyhow::Result<Vec<String>> {
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([
-            ("dangling", vec!["true".to_string()]),
-            (
-                "label",
-                vec![
-                    format!("{}={instance}", labels::INSTANCE),
-                    BUILD_HASH.to_string(),
-                ],
-            ),
-        ]);
+    ///
+    /// `repo` (the plan's `io.gitmoor.repo`) narrows it to the images this repo built: another
+    /// config of the same instance prunes its own. None matches images without the label only.
+    pub async fn prune_built_images(
+        &self,
+        instance: &str,
+        repo: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut wanted = vec![
+            format!("{}={instance}", labels::INSTANCE),
+            BUILD_HASH.to_string(),
+        ];
+        if let Some(repo) = repo {
+            wanted.push(format!("{}={repo}", labels::REPO));
+        }
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("dangling", vec!["true".to_string()]), ("label", wanted)]);
         let images = self
             .docker
             .list_images(Some(
@@ -222,7 +228,10 @@ impl DockerExecutor {
                 .repo_tags
                 .iter()
                 .all(|t| t.as_str() == "<none>:<none>");
-            if !untagged || label(labels::INSTANCE) != Some(instance) || label(BUILD_HASH).is_none()
+            if !untagged
+                || label(labels::INSTANCE) != Some(instance)
+                || label(labels::REPO) != repo
+                || label(BUILD_HASH).is_none()
             {
                 continue;
             }

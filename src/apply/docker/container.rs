@@ -15,7 +15,8 @@ const LEFTOVER_GRACE_SECS: i64 = 10;
 impl DockerExecutor {
     /// Creates (does not start) the container `c` describes and connects it to all its networks.
     /// Returns its id. A leftover of an interrupted apply under the same name (gitmoor's labels,
-    /// same stack and service) is removed first; any other container of that name is an error.
+    /// same stack, service, instance and repo) is removed first; any other container of that name
+    /// is an error.
     pub async fn create_container(&self, c: &ContainerToCreate) -> anyhow::Result<String> {
         let body = create_body(c)?;
         let id = match self.try_create(c, body.clone()).await {
@@ -110,6 +111,21 @@ impl DockerExecutor {
                 label(labels::SERVICE).unwrap_or("?"),
                 c.stack,
                 c.service
+            );
+        }
+        // The planner never asks for a name another repo's container holds; this guards the
+        // moment between plan and apply (another config applying meanwhile).
+        let repo = c.labels.get(labels::REPO).map(String::as_str);
+        if label(labels::REPO) != repo {
+            bail!(
+                "a container named {} already exists for stack {} of repo {}, not of this repo \
+                 ({}); gitmoor never replaces another repo's containers: rename the stack, or \
+                 take it over with `adopt: [{}]` in gitmoor's config",
+                c.name,
+                c.stack,
+                label(labels::REPO).unwrap_or("(unlabelled: made by an older gitmoor)"),
+                repo.unwrap_or("?"),
+                c.stack
             );
         }
         let id = existing.id.unwrap_or_else(|| c.name.clone());

@@ -42,6 +42,20 @@ impl DockerExecutor {
                 == Some("true")
         };
         if let Some(ours) = same_name.iter().find(is_ours) {
+            // Another repo's network of that name is not reused (its containers and ours would
+            // share it, and its repo would remove it under ours). The planner refuses the name
+            // already; this guards the moment between plan and apply.
+            let label = |k: &str| ours.labels.as_ref().and_then(|l| l.get(k)).cloned();
+            let (theirs, mine) = (label(labels::REPO), net.labels.get(labels::REPO));
+            if let (Some(theirs), Some(mine)) = (&theirs, mine) {
+                if theirs != mine {
+                    bail!(
+                        "a network named {} already exists for repo {theirs}, not this repo \
+                         ({mine}); gitmoor never reuses another repo's network: rename the stack",
+                        net.name
+                    );
+                }
+            }
             if same_name.len() > 1 {
                 tracing::warn!(network = %net.name, "several networks share this name; using the oldest managed one");
             }
