@@ -10,7 +10,6 @@
 //! comes is finished, not cut off halfway through a recreate.
 
 use crate::config::Config;
-use crate::observe::docker::observe;
 use crate::reconcile::{short, Mode, Outcome, Reconciler, Verdict};
 use crate::state::{ReconcileResult, State};
 use crate::status::{Finished, StatusHub};
@@ -216,7 +215,7 @@ async fn run_loop(
             tokio::select! {
                 _ = tokio::time::sleep(wait) => break Some("poll"),
                 _ = tokio::time::sleep(RECHECK), if recheck => {
-                    match observe(&rec.exec.docker, &rec.cfg.instance).await {
+                    match rec.observe_own().await {
                         Ok(o) => hub.observed(&o),
                         Err(e) => debug!(error = %format!("{e:#}"), "cannot list containers"),
                     }
@@ -300,7 +299,7 @@ async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option
             log_outcome(&o, skipped);
             // Bad input stops before Docker is asked anything: list the containers for /status.
             if o.observed.is_none() {
-                o.observed = observe(&rec.exec.docker, &rec.cfg.instance).await.ok();
+                o.observed = rec.observe_own().await.ok();
             }
             finish(rec, hub, why, started, started_at, &o);
         }

@@ -19,7 +19,7 @@ use crate::spec::model::{DependsCondition, HostSpec};
 use crate::state::{Attempt, CommitRef, InProgress, Phase, ReconcileResult, State};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -230,25 +230,37 @@ impl Reconciler {
                 return Err(e);
             }
         };
-        // `/status` shows this config's objects: another repo's (same instance) are not
-        // "containers the repo no longer has".
         if let Some(observed) = outcome.observed.as_mut() {
-            let recorded = State::load(&self.cfg.state_dir)
-                .map(|s| s.stacks.into_keys().collect())
-                .unwrap_or_default();
-            let desired = outcome
+            let desired: Option<BTreeSet<String>> = outcome
                 .desired
                 .as_ref()
                 .map(|d| d.keys().cloned().collect());
-            crate::plan::retain_own(
-                observed,
-                &crate::labels::repo_label(&self.cfg.repo),
-                &recorded,
-                &self.cfg.adopt,
-                desired.as_ref(),
-            );
+            self.retain_own(observed, desired.as_ref());
         }
         Ok(outcome)
+    }
+
+    /// `/status` shows this config's objects: another repo's (same instance) are not
+    /// "containers the repo no longer has". `desired`: the commit's stacks, when known (an
+    /// adopted stack is ours only while the commit declares it).
+    pub fn retain_own(&self, observed: &mut Observed, desired: Option<&BTreeSet<String>>) {
+        let recorded = State::load(&self.cfg.state_dir)
+            .map(|s| s.stacks.into_keys().collect())
+            .unwrap_or_default();
+        crate::plan::retain_own(
+            observed,
+            &crate::labels::repo_label(&self.cfg.repo),
+            &recorded,
+            &self.cfg.adopt,
+            desired,
+        );
+    }
+
+    /// This config's objects on the host, for `/status` between reconciles.
+    pub async fn observe_own(&self) -> anyhow::Result<Observed> {
+        let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        self.retain_own(&mut observed, None);
+        Ok(observed)
     }
 
     fn clear_mark(&self) {
