@@ -24,3 +24,7 @@ pub const COMMIT: &str = "io.gitmoor.commit";
 /// Per-field hashes of the service spec (JSON object), so the planner can say which field changed.
 /// Hashes only: no value, secret or not, is ever stored in a label.
 pub const FINGERPRINT: &str = "io.gitmoor.fingerprint";
+/// The hash scheme and key of the object's hashes (`hmac1:<key id>`, see `hashkey`): a container
+/// or image hashed under another scheme or key is recreated or rebuilt once, saying so, since its
+/// hashes cannot be compared field by field.
+pub const HASH: &str = "io.gitmoor.hash";

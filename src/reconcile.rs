@@ -384,6 +384,7 @@ impl Reconciler {
             commit: commit.to_string(),
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
+            hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
         };
         let planned = plan(spec, observed, &ctx);
         if let Ok(p) = &planned {
