@@ -196,9 +196,16 @@ fn build_reason(
             short(old),
             short(&b.context_tree)
         ),
-        // Hashed under another scheme or key: the hashes say nothing about what changed.
+        // Hashed under another scheme or key: the hashes say nothing about what changed. Another
+        // key may be another gitmoor's (its own state_dir) that builds the same tag: then the two
+        // rebuild in turn, and this reason says why.
         Some(_) if label(labels::HASH) != Some(key.scheme_label().as_str()) => {
-            hash_scheme_changed(label(labels::HASH))
+            match label(labels::HASH) {
+                Some(other) if other.starts_with(&format!("{}:", crate::hashkey::SCHEME)) => {
+                    format!("image {tag} was built under another hash key (another gitmoor's state_dir, or an earlier hash.key)")
+                }
+                other => hash_scheme_changed(other),
+            }
         }
         Some(_) => format!(
             "build args, target, platform or Dockerfile of {} changed",

@@ -1012,6 +1012,12 @@ fn an_image_built_under_another_scheme_is_rebuilt_once() {
         .insert("app-backend:latest".into(), old_labels.clone());
     let host = applied(&p, &host);
     assert!(plan(&spec, &host, &with_key(1)).unwrap().is_empty());
+    // Another key (another gitmoor's, building the same tag): rebuilt, saying why.
+    let other = plan(&spec, &host, &with_key(2)).unwrap();
+    assert_eq!(
+        other.builds[0].reason,
+        "image app-backend:latest was built under another hash key (another gitmoor's state_dir, or an earlier hash.key)"
+    );
     // As the old scheme left it: a plain sha256 of the build section, no scheme label.
     let mut before = host.clone();
     old_labels.remove(crate::labels::HASH);
