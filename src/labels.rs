@@ -49,6 +49,11 @@ pub fn repo_label(url: &str) -> String {
     format!("{scheme}://{host}{path}")
 }
 
+/// The hash scheme and key of the object's hashes (`hmac1:<key id>`, see `hashkey`): a container
+/// or image hashed under another scheme or key is recreated or rebuilt once, saying so, since its
+/// hashes cannot be compared field by field.
+pub const HASH: &str = "io.gitmoor.hash";
+
 #[cfg(test)]
 mod tests {
     use super::*;

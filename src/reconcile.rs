@@ -484,6 +484,7 @@ impl Reconciler {
             repo: crate::labels::repo_label(&self.cfg.repo),
             recorded_stacks,
             adopt: self.cfg.adopt.clone(),
+            hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
         };
         let planned = plan(spec, observed, &ctx);
         if let Ok(p) = &planned {

@@ -1,10 +1,11 @@
 //! The diff: pair desired and observed objects by name, decide create / recreate / start /
 //! remove, and order the actions so that dependencies come first and removals last.
 
-use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint};
-use super::images::plan_images;
+use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint, HashScope};
+use super::images::{hash_scheme_changed, plan_images};
 use super::owner::{from_repo, owner_labels, split as split_by_owner, Adopt, Split};
 use super::{Action, ContainerToCreate, Plan, StackPlan};
+use crate::hashkey::HashKey;
 use crate::labels;
 use crate::observe::{Observed, ObservedContainer};
 use crate::spec::model::{DependsCondition, HostSpec, ServiceSpec, StackSpec};
@@ -29,6 +30,9 @@ pub struct PlanContext {
     pub recorded_stacks: BTreeSet<String>,
     /// The stacks this config takes over from another repo (config `adopt`).
     pub adopt: Adopt,
+    /// The host's key for the hashes that go into labels (`<state_dir>/hash.key`, loaded by the
+    /// caller: the planner reads no file). Secret values are hashed under it, never in the clear.
+    pub hash_key: HashKey,
 }
 
 /// A reason the plan cannot be carried out at all; nothing is done.
@@ -38,7 +42,7 @@ pub struct PlanError(pub String);
 
 pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Result<Plan, PlanError> {
     let mut out = Plan::default();
-    let images = plan_images(desired, observed)?;
+    let images = plan_images(desired, observed, &ctx.hash_key)?;
     out.pulls = images.pulls.clone();
     out.builds = images.builds.clone();
     out.pull_reasons = images.pull_reasons.clone();
@@ -226,8 +230,13 @@ fn plan_stack(
                 "container name {cname} is taken by a container gitmoor does not manage; remove or rename it (docker rename {cname} {cname}-old)"
             )));
         }
-        let fp = fingerprint(svc, &stack.networks);
-        let hash = config_hash(svc, &stack.networks);
+        let scope = HashScope {
+            key: &ctx.hash_key,
+            stack: name,
+            service: svc_name,
+        };
+        let fp = fingerprint(svc, &stack.networks, scope);
+        let hash = config_hash(svc, &stack.networks, scope);
         let container = ContainerToCreate {
             name: cname.clone(),
             stack: name.clone(),
@@ -281,13 +290,18 @@ fn plan_stack(
             reasons.push(why.clone());
         }
         if cur.labels.get(labels::CONFIG_HASH) != Some(&hash) {
-            match cur
+            let old_fp = cur
                 .labels
                 .get(labels::FINGERPRINT)
-                .and_then(|s| serde_json::from_str::<Fingerprint>(s).ok())
-            {
-                Some(old) => reasons.extend(diff_reasons(&old, &fp)),
+                .and_then(|s| serde_json::from_str::<Fingerprint>(s).ok());
+            let scheme = cur.labels.get(labels::HASH);
+            match old_fp {
                 None => reasons.push("config changed (made without a gitmoor fingerprint)".into()),
+                // Hashed under another scheme or key: every field would differ; say why once.
+                Some(_) if scheme != Some(&ctx.hash_key.scheme_label()) => {
+                    reasons.push(hash_scheme_changed(scheme.map(String::as_str)))
+                }
+                Some(old) => reasons.extend(diff_reasons(&old, &fp)),
             }
             if reasons.is_empty() {
                 reasons.push("config changed".into());
@@ -549,6 +563,7 @@ fn container_labels(
             labels::FINGERPRINT,
             serde_json::to_string(fp).unwrap_or_default(),
         ),
+        (labels::HASH, ctx.hash_key.scheme_label()),
     ] {
         l.insert(k.to_string(), v);
     }

@@ -1,63 +1,101 @@
 //! Hashes of a service's effective config: one for the whole (compose's `config-hash` label,
 //! compared to decide a recreate) and one per field (gitmoor's `fingerprint` label, compared to
-//! say *why*). Secret values take part in both, as hashes only: no label ever holds a value.
+//! say *why*). Secret values take part in both, as keyed hashes only: no label ever holds a value,
+//! and without the host's key (`hashkey`) no label helps to guess one.
+//!
+//! Every hash is scoped by `<stack>/<service>` and, per field, by the field's name, so two
+//! services or fields that hold the same secret show different hashes.
 
+use crate::hashkey::HashKey;
 use crate::spec::model::{NetworkSpec, ServiceSpec};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Field name -> short hash. Map fields (`environment`, `labels`, `repo_inputs`) get one entry per
 /// key, so a reason can name the variable or the file.
 pub type Fingerprint = BTreeMap<String, String>;
 
+/// What the hashes of one container are computed with: the host's key, and the container's
+/// `<stack>/<service>`.
+#[derive(Clone, Copy)]
+pub struct HashScope<'a> {
+    pub key: &'a HashKey,
+    pub stack: &'a str,
+    pub service: &'a str,
+}
+
+impl HashScope<'_> {
+    fn mac(&self, what: &[u8], field: &str, value: &str) -> [u8; 32] {
+        self.key.mac(&[
+            what,
+            self.stack.as_bytes(),
+            self.service.as_bytes(),
+            field.as_bytes(),
+            value.as_bytes(),
+        ])
+    }
+
+    /// 8 hex digits: enough to tell a change, keyed so that it says nothing about the value.
+    fn short(&self, field: &str, value: &str) -> String {
+        hex::encode(&self.mac(b"gitmoor field", field, value)[..4])
+    }
+}
+
 /// Everything that decides whether a container must be recreated: the service spec and the specs
 /// of the networks it joins (a network that changes must be recreated, and its containers too).
-pub fn fingerprint(spec: &ServiceSpec, networks: &BTreeMap<String, NetworkSpec>) -> Fingerprint {
+pub fn fingerprint(
+    spec: &ServiceSpec,
+    networks: &BTreeMap<String, NetworkSpec>,
+    scope: HashScope,
+) -> Fingerprint {
     let mut out = Fingerprint::new();
+    let mut put = |name: String, value: &str| {
+        let h = scope.short(&name, value);
+        out.insert(name, h);
+    };
     let value = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(fields) = value {
         for (field, v) in fields {
             match (field.as_str(), &v) {
                 ("environment" | "labels", serde_json::Value::Object(m)) => {
                     for (k, item) in m {
-                        out.insert(format!("{field}.{k}"), short_hash(&item.to_string()));
+                        put(format!("{field}.{k}"), &item.to_string());
                     }
                 }
                 ("repo_inputs", serde_json::Value::Object(m)) => {
                     for (k, item) in m {
-                        out.insert(format!("file {k}"), short_hash(&item.to_string()));
+                        put(format!("file {k}"), &item.to_string());
                     }
                 }
-                _ => {
-                    out.insert(field, short_hash(&v.to_string()));
-                }
+                _ => put(field, &v.to_string()),
             }
         }
     }
     for key in spec.networks.keys() {
         if let Some(net) = networks.get(key) {
             let v = serde_json::to_string(net).unwrap_or_default();
-            out.insert(format!("network {key}"), short_hash(&v));
+            put(format!("network {key}"), &v);
         }
     }
     out
 }
 
-/// The config hash: sha256 over the canonical fingerprint input, 64 hex digits like compose's.
-pub fn config_hash(spec: &ServiceSpec, networks: &BTreeMap<String, NetworkSpec>) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_string(spec).unwrap_or_default());
+/// The config hash: a keyed hash of the whole spec and its networks, 64 hex digits like compose's.
+pub fn config_hash(
+    spec: &ServiceSpec,
+    networks: &BTreeMap<String, NetworkSpec>,
+    scope: HashScope,
+) -> String {
+    let mut whole = serde_json::to_string(spec).unwrap_or_default();
     for key in spec.networks.keys() {
         if let Some(net) = networks.get(key) {
-            h.update(key.as_bytes());
-            h.update(serde_json::to_string(net).unwrap_or_default());
+            // Both parts are framed: a network key cannot be mistaken for JSON.
+            whole.push('\0');
+            whole.push_str(&serde_json::to_string(key).unwrap_or_default());
+            whole.push('\0');
+            whole.push_str(&serde_json::to_string(net).unwrap_or_default());
         }
     }
-    hex::encode(h.finalize())
-}
-
-fn short_hash(s: &str) -> String {
-    hex::encode(&Sha256::digest(s.as_bytes())[..4])
+    hex::encode(scope.mac(b"gitmoor config", "", &whole))
 }
 
 /// Human reasons for a recreate, from the old and new fingerprints ("environment.GREETING
@@ -81,6 +119,17 @@ pub fn diff_reasons(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::spec::model::Secret;
+    use sha2::{Digest, Sha256};
+
+    const KEY: HashKey = HashKey::from_bytes([9; 32]);
+
+    fn scope(key: &HashKey) -> HashScope<'_> {
+        HashScope {
+            key,
+            stack: "app",
+            service: "api",
+        }
+    }
 
     fn svc() -> ServiceSpec {
         let mut s = ServiceSpec {
@@ -101,9 +150,10 @@ mod tests {
         let mut b = svc();
         b.environment
             .insert("GREETING".into(), Secret("bonjour".into()));
-        assert_ne!(config_hash(&a, &nets), config_hash(&b, &nets));
+        let k = scope(&KEY);
+        assert_ne!(config_hash(&a, &nets, k), config_hash(&b, &nets, k));
         assert_eq!(
-            diff_reasons(&fingerprint(&a, &nets), &fingerprint(&b, &nets)),
+            diff_reasons(&fingerprint(&a, &nets, k), &fingerprint(&b, &nets, k)),
             vec!["environment.GREETING changed"]
         );
     }
@@ -115,16 +165,66 @@ mod tests {
         let mut b = svc();
         b.environment
             .insert("JWT_SECRET".into(), Secret("rotated".into()));
-        assert_ne!(config_hash(&a, &nets), config_hash(&b, &nets));
-        let fp = serde_json::to_string(&fingerprint(&a, &nets)).unwrap();
+        let k = scope(&KEY);
+        assert_ne!(config_hash(&a, &nets, k), config_hash(&b, &nets, k));
+        let fp = serde_json::to_string(&fingerprint(&a, &nets, k)).unwrap();
         assert!(!fp.contains("hunter2"), "{fp}");
         assert!(!fp.contains("hello"), "{fp}");
+    }
+
+    /// The oracle the old labels gave: the plain sha256 of the JSON-quoted value.
+    #[test]
+    fn no_hash_is_the_plain_sha256_of_a_value() {
+        let nets = BTreeMap::new();
+        let fp = fingerprint(&svc(), &nets, scope(&KEY));
+        let plain = hex::encode(&Sha256::digest(b"\"hunter2-very-secret\"")[..4]);
+        assert_ne!(fp["environment.JWT_SECRET"], plain);
+        let whole = hex::encode(Sha256::digest(serde_json::to_string(&svc()).unwrap()));
+        assert_ne!(config_hash(&svc(), &nets, scope(&KEY)), whole);
+    }
+
+    #[test]
+    fn hashes_depend_on_the_key_and_the_scope() {
+        let nets = BTreeMap::new();
+        let other = HashKey::from_bytes([10; 32]);
+        let (a, b) = (scope(&KEY), scope(&other));
+        assert_eq!(config_hash(&svc(), &nets, a), config_hash(&svc(), &nets, a));
+        assert_ne!(config_hash(&svc(), &nets, a), config_hash(&svc(), &nets, b));
+        let (fa, fb) = (fingerprint(&svc(), &nets, a), fingerprint(&svc(), &nets, b));
+        assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+        assert!(fa.iter().all(|(k, v)| fb[k] != *v), "{fa:?} {fb:?}");
+        // The same secret in two services, or two fields, shows two hashes.
+        let web = HashScope {
+            service: "web",
+            ..a
+        };
+        let fw = fingerprint(&svc(), &nets, web);
+        assert_ne!(fa["environment.JWT_SECRET"], fw["environment.JWT_SECRET"]);
+        assert_ne!(
+            config_hash(&svc(), &nets, a),
+            config_hash(&svc(), &nets, web)
+        );
+        let mut twice = svc();
+        twice.environment.insert(
+            "JWT_SECRET_COPY".into(),
+            Secret("hunter2-very-secret".into()),
+        );
+        let ft = fingerprint(&twice, &nets, a);
+        assert_ne!(
+            ft["environment.JWT_SECRET"],
+            ft["environment.JWT_SECRET_COPY"]
+        );
     }
 
     #[test]
     fn same_spec_same_hash_and_no_reason() {
         let nets = BTreeMap::new();
-        assert_eq!(config_hash(&svc(), &nets), config_hash(&svc(), &nets));
-        assert!(diff_reasons(&fingerprint(&svc(), &nets), &fingerprint(&svc(), &nets)).is_empty());
+        let k = scope(&KEY);
+        assert_eq!(config_hash(&svc(), &nets, k), config_hash(&svc(), &nets, k));
+        assert!(diff_reasons(
+            &fingerprint(&svc(), &nets, k),
+            &fingerprint(&svc(), &nets, k)
+        )
+        .is_empty());
     }
 }

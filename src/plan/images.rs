@@ -1,12 +1,14 @@
 //! Which images a plan must build or pull before any container changes, and why. Pure, like the
 //! rest of the planner: a build is skipped when the local image already carries the hash of
 //! exactly this build (context tree, Dockerfile, args, target, labels), so a commit that touches
-//! another stack rebuilds nothing.
+//! another stack rebuilds nothing. Build args are often secrets (`NPM_TOKEN`), and image labels
+//! are public: the hash is keyed with the host's key (`hashkey`).
 
 use super::diff::{normalize_image, PlanError};
+use crate::hashkey::HashKey;
+use crate::labels;
 use crate::observe::Observed;
 use crate::spec::model::{BuildSpec, HostSpec, PullPolicy, ServiceSpec};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Image label: the hash of the build that made the image.
@@ -38,16 +40,12 @@ pub struct ImagePlan {
     pub image_changes: BTreeMap<(String, String), String>,
 }
 
-/// The hash of one build: the build section, plus the service's `platform:` when it sets one
-/// (an image of another platform must be built anew). Without a platform the hash is that of the
-/// build section alone, as images built before platforms counted carry.
-pub fn build_hash(b: &BuildSpec, platform: Option<&str>) -> String {
-    let mut json = serde_json::to_string(b).unwrap_or_default();
-    if let Some(p) = wanted_platform(platform) {
-        json.push_str("\0platform=");
-        json.push_str(&p);
-    }
-    hex::encode(&Sha256::digest(json.as_bytes())[..16])
+/// The keyed hash of one build: the build section, plus the service's `platform:` when it sets
+/// one (an image of another platform must be built anew).
+pub fn build_hash(b: &BuildSpec, platform: Option<&str>, key: &HashKey) -> String {
+    let json = serde_json::to_string(b).unwrap_or_default();
+    let platform = wanted_platform(platform).unwrap_or_default();
+    hex::encode(&key.mac(&[b"gitmoor build", json.as_bytes(), platform.as_bytes()])[..16])
 }
 
 /// A service's `platform:`, trimmed and lowercased; None when it sets none.
@@ -71,7 +69,11 @@ fn platform_serves(have: &str, want: &str) -> bool {
         }
 }
 
-pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan, PlanError> {
+pub fn plan_images(
+    desired: &HostSpec,
+    observed: &Observed,
+    hash_key: &HashKey,
+) -> Result<ImagePlan, PlanError> {
     let mut out = ImagePlan::default();
     let mut pulls = BTreeSet::new();
     let mut built: BTreeSet<String> = BTreeSet::new();
@@ -89,9 +91,10 @@ pub fn plan_images(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan,
                     )))
                 }
                 (Some(b), _) => {
-                    if let Some(reason) = build_reason(b, svc, &tag, observed) {
+                    if let Some(reason) = build_reason(b, svc, &tag, observed, hash_key) {
                         if built.insert(tag.clone()) {
-                            out.builds.push(build_step(&stack.name, name, svc, b, &reason));
+                            out.builds
+                                .push(build_step(&stack.name, name, svc, b, &reason, hash_key));
                         }
                         out.image_changes.insert(key, format!("image rebuilt: {reason}"));
                     }
@@ -175,13 +178,14 @@ fn build_reason(
     svc: &ServiceSpec,
     tag: &str,
     observed: &Observed,
+    key: &HashKey,
 ) -> Option<String> {
     if !observed.images.contains_key(tag) {
         return Some(format!("image {tag} not built yet"));
     }
-    let labels = observed.image_labels.get(tag);
-    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-    if label(BUILD_HASH) == Some(build_hash(b, svc.platform.as_deref()).as_str()) {
+    let image_labels = observed.image_labels.get(tag);
+    let label = |k: &str| image_labels.and_then(|l| l.get(k)).map(String::as_str);
+    if label(BUILD_HASH) == Some(build_hash(b, svc.platform.as_deref(), key).as_str()) {
         return None;
     }
     Some(match label(CONTEXT_TREE) {
@@ -192,6 +196,17 @@ fn build_reason(
             short(old),
             short(&b.context_tree)
         ),
+        // Hashed under another scheme or key: the hashes say nothing about what changed. Another
+        // key may be another gitmoor's (its own state_dir) that builds the same tag: then the two
+        // rebuild in turn, and this reason says why.
+        Some(_) if label(labels::HASH) != Some(key.scheme_label().as_str()) => {
+            match label(labels::HASH) {
+                Some(other) if other.starts_with(&format!("{}:", crate::hashkey::SCHEME)) => {
+                    format!("image {tag} was built under another hash key (another gitmoor's state_dir, or an earlier hash.key)")
+                }
+                other => hash_scheme_changed(other),
+            }
+        }
         Some(_) => format!(
             "build args, target, platform or Dockerfile of {} changed",
             b.context
@@ -205,13 +220,15 @@ fn build_step(
     svc: &ServiceSpec,
     b: &BuildSpec,
     reason: &str,
+    key: &HashKey,
 ) -> BuildStep {
     let mut labels = b.labels.clone();
     labels.insert(
         BUILD_HASH.to_string(),
-        build_hash(b, svc.platform.as_deref()),
+        build_hash(b, svc.platform.as_deref(), key),
     );
     labels.insert(CONTEXT_TREE.to_string(), b.context_tree.clone());
+    labels.insert(labels::HASH.to_string(), key.scheme_label());
     BuildStep {
         stack: stack.to_string(),
         service: service.to_string(),
@@ -242,6 +259,18 @@ fn tag_moved(tag: &str, observed: &Observed) -> Option<String> {
         was.as_deref().unwrap_or("none"),
         short(remote)
     ))
+}
+
+/// The reason for a recreate or rebuild when an object's hashes were made under another scheme
+/// (plain sha256, before `hashkey`) or another key (another gitmoor instance's state dir, or a
+/// state dir made anew): honest, and said once, since the new object carries this scheme.
+pub(crate) fn hash_scheme_changed(was: Option<&str>) -> String {
+    match was {
+        Some(w) if w.starts_with(&format!("{}:", crate::hashkey::SCHEME)) => {
+            "gitmoor's hash key changed (another state_dir or a new hash.key; one-time)".into()
+        }
+        _ => "gitmoor's hash scheme changed (one-time)".into(),
+    }
 }
 
 fn short(h: &str) -> &str {
@@ -277,6 +306,10 @@ mod tests {
         }
     }
 
+    fn plan_images_k(desired: &HostSpec, observed: &Observed) -> Result<ImagePlan, PlanError> {
+        plan_images(desired, observed, &KEY)
+    }
+
     fn with_local(image: &str, platform: &str) -> Observed {
         let mut o = Observed::default();
         o.images.insert(image.into(), "sha256:1".into());
@@ -294,36 +327,60 @@ mod tests {
         assert!(!platform_serves("windows/amd64", "linux/amd64"));
     }
 
+    const KEY: HashKey = HashKey::from_bytes([3; 32]);
+
     #[test]
     fn the_build_hash_counts_the_platform_only_when_one_is_set() {
         let b = BuildSpec::default();
-        assert_eq!(build_hash(&b, None), build_hash(&b, Some("  ")));
-        assert_ne!(build_hash(&b, None), build_hash(&b, Some("linux/arm64")));
+        let k = &KEY;
+        assert_eq!(build_hash(&b, None, k), build_hash(&b, Some("  "), k));
+        assert_ne!(
+            build_hash(&b, None, k),
+            build_hash(&b, Some("linux/arm64"), k)
+        );
         assert_eq!(
-            build_hash(&b, Some("linux/arm64")),
-            build_hash(&b, Some("Linux/ARM64"))
+            build_hash(&b, Some("linux/arm64"), k),
+            build_hash(&b, Some("Linux/ARM64"), k)
+        );
+    }
+
+    /// Build args are secrets: the hash on the image is keyed, never the plain sha256 of the
+    /// section, and another key gives another hash.
+    #[test]
+    fn the_build_hash_is_keyed() {
+        use sha2::{Digest, Sha256};
+        let mut b = BuildSpec::default();
+        b.args
+            .insert("NPM_TOKEN".into(), crate::spec::model::Secret("abc".into()));
+        let json = serde_json::to_string(&b).unwrap();
+        let plain = hex::encode(&Sha256::digest(json.as_bytes())[..16]);
+        assert_ne!(build_hash(&b, None, &KEY), plain);
+        assert_eq!(build_hash(&b, None, &KEY), build_hash(&b, None, &KEY));
+        assert_ne!(
+            build_hash(&b, None, &KEY),
+            build_hash(&b, None, &HashKey::from_bytes([4; 32]))
         );
     }
 
     #[test]
     fn a_local_image_of_another_platform_is_pulled_again_with_the_reason() {
         let spec = host(&[("web", "x:1", Some("linux/arm64"), PullPolicy::Missing)]);
-        let p = plan_images(&spec, &with_local("x:1", "linux/amd64")).unwrap();
+        let p = plan_images_k(&spec, &with_local("x:1", "linux/amd64")).unwrap();
         assert_eq!(p.pulls, vec!["x:1"]);
         let why = "image x:1 is linux/amd64, the service wants linux/arm64";
         assert_eq!(p.pull_reasons["x:1"], why);
         assert_eq!(p.image_changes[&("app".into(), "web".into())], why);
         // The right platform, or none asked: nothing to pull.
-        let p = plan_images(&spec, &with_local("x:1", "linux/arm64/v8")).unwrap();
+        let p = plan_images_k(&spec, &with_local("x:1", "linux/arm64/v8")).unwrap();
         assert!(p.pulls.is_empty());
         let spec_any = host(&[("web", "x:1", None, PullPolicy::Missing)]);
-        assert!(plan_images(&spec_any, &with_local("x:1", "linux/amd64"))
+        assert!(plan_images_k(&spec_any, &with_local("x:1", "linux/amd64"))
             .unwrap()
             .pulls
             .is_empty());
         // pull_policy: never cannot fix it: said before anything changes.
         let never = host(&[("web", "x:1", Some("linux/arm64"), PullPolicy::Never)]);
-        let e = plan_images(&never, &with_local("x:1", "linux/amd64")).unwrap_err();
+        let e = plan_images_k(&never, &with_local("x:1", "linux/amd64")).unwrap_err();
         assert!(
             e.0.contains("services.web: image x:1 is linux/amd64"),
             "{e}"
@@ -337,7 +394,7 @@ mod tests {
             ("a", "x:1", Some("linux/amd64"), PullPolicy::Missing),
             ("b", "x:1", Some("linux/arm64"), PullPolicy::Missing),
         ]);
-        let e = plan_images(&spec, &Observed::default()).unwrap_err();
+        let e = plan_images_k(&spec, &Observed::default()).unwrap_err();
         assert!(
             e.0.contains("services.b: platform linux/arm64 for image x:1")
                 && e.0.contains("services.a asks linux/amd64"),
@@ -347,6 +404,6 @@ mod tests {
             ("a", "x:1", Some("linux/amd64"), PullPolicy::Missing),
             ("b", "x:1", Some("linux/amd64"), PullPolicy::Missing),
         ]);
-        assert!(plan_images(&same, &Observed::default()).is_ok());
+        assert!(plan_images_k(&same, &Observed::default()).is_ok());
     }
 }

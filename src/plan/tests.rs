@@ -99,6 +99,7 @@ pub(super) fn ctx() -> PlanContext {
         repo: "file:///srv/infra.git".into(),
         recorded_stacks: Default::default(),
         adopt: Default::default(),
+        hash_key: crate::hashkey::HashKey::from_bytes([5; 32]),
     }
 }
 
@@ -892,5 +893,147 @@ fn the_default_network_no_running_service_uses_is_removed_for_that_reason() {
     assert_eq!(
         p.views()[1].reasons,
         vec!["no service that runs uses network app_default"]
+    );
+}
+
+fn with_key(byte: u8) -> PlanContext {
+    PlanContext {
+        hash_key: crate::hashkey::HashKey::from_bytes([byte; 32]),
+        ..ctx()
+    }
+}
+
+fn created_labels(plan: &Plan, service: &str) -> std::collections::BTreeMap<String, String> {
+    plan.stacks
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::Create { container } | Action::Recreate { container, .. }
+                if container.service == service =>
+            {
+                Some(container.labels.clone())
+            }
+            _ => None,
+        })
+        .expect("the service is created")
+}
+
+/// Hashes of secret values are keyed: the same spec gives the same labels under one key, other
+/// labels under another, and never the plain sha256 of a value.
+#[test]
+fn the_config_hash_and_fingerprint_depend_on_the_host_key() {
+    use sha2::{Digest, Sha256};
+    let labels = |key: u8| {
+        created_labels(
+            &plan(&seed(), &images(), &with_key(key)).unwrap(),
+            "postgres",
+        )
+    };
+    let (a, again, b) = (labels(1), labels(1), labels(2));
+    for l in [
+        crate::labels::CONFIG_HASH,
+        crate::labels::FINGERPRINT,
+        crate::labels::HASH,
+    ] {
+        assert_eq!(a[l], again[l], "{l}: same key, same value");
+        assert_ne!(a[l], b[l], "{l}: another key, another value");
+    }
+    assert!(a[crate::labels::HASH].starts_with("hmac1:"), "{a:?}");
+    let plain = hex::encode(&Sha256::digest(b"\"s3cret-pw\"")[..4]);
+    let all = format!("{a:?}");
+    assert!(!all.contains(&plain) && !all.contains("s3cret-pw"), "{all}");
+}
+
+/// An upgrade from the plain-sha256 scheme, or a new key, changes every hash once: the reason
+/// says so instead of listing every field, and the next plan has nothing to do.
+#[test]
+fn a_container_hashed_under_another_scheme_or_key_is_recreated_once_saying_why() {
+    let host = applied(&plan(&seed(), &images(), &with_key(1)).unwrap(), &images());
+    // Another key (another state dir, or a new hash.key).
+    let p = plan(&seed(), &host, &with_key(2)).unwrap();
+    let re: Vec<_> = p
+        .views()
+        .into_iter()
+        .filter(|v| v.action == "recreate")
+        .collect();
+    assert_eq!(re.len(), 2, "{}", p.render_text());
+    for v in &re {
+        assert_eq!(
+            v.reasons,
+            vec!["gitmoor's hash key changed (another state_dir or a new hash.key; one-time)"]
+        );
+    }
+    let after = applied(&p, &host);
+    assert!(plan(&seed(), &after, &with_key(2)).unwrap().is_empty());
+    // Made by a gitmoor before keyed hashes: a fingerprint, no scheme label.
+    let mut old = host.clone();
+    for c in &mut old.containers {
+        c.labels.remove(crate::labels::HASH);
+    }
+    let p = plan(&seed(), &old, &with_key(2)).unwrap();
+    assert!(
+        p.render_text()
+            .contains("recreate app-postgres-1: gitmoor's hash scheme changed (one-time)\n"),
+        "{}",
+        p.render_text()
+    );
+    // Under the same key, a real change is still named field by field.
+    let mut changed = seed();
+    set_env(&mut changed, "backend", "bonjour");
+    let p = plan(&changed, &host, &with_key(1)).unwrap();
+    let re: Vec<_> = p
+        .views()
+        .into_iter()
+        .filter(|v| v.action == "recreate")
+        .collect();
+    assert_eq!(re.len(), 1, "{}", p.render_text());
+    assert_eq!(re[0].reasons, vec!["environment.GREETING changed"]);
+}
+
+/// An image built under the old scheme is rebuilt once, saying so; its new labels carry the
+/// scheme, and a build arg's plain hash is on no label.
+#[test]
+fn an_image_built_under_another_scheme_is_rebuilt_once() {
+    let mut spec = with_build("t1");
+    let be = spec
+        .stacks
+        .get_mut("app")
+        .and_then(|s| s.services.get_mut("backend"))
+        .and_then(|s| s.build.as_mut())
+        .unwrap();
+    be.args.insert("NPM_TOKEN".into(), Secret("abc".into()));
+    let p = plan(&spec, &images(), &with_key(1)).unwrap();
+    let mut host = images();
+    host.images
+        .insert("app-backend:latest".into(), "sha256:b1".into());
+    let mut old_labels = p.builds[0].labels.clone();
+    assert_eq!(
+        old_labels[crate::labels::HASH],
+        with_key(1).hash_key.scheme_label()
+    );
+    host.image_labels
+        .insert("app-backend:latest".into(), old_labels.clone());
+    let host = applied(&p, &host);
+    assert!(plan(&spec, &host, &with_key(1)).unwrap().is_empty());
+    // Another key (another gitmoor's, building the same tag): rebuilt, saying why.
+    let other = plan(&spec, &host, &with_key(2)).unwrap();
+    assert_eq!(
+        other.builds[0].reason,
+        "image app-backend:latest was built under another hash key (another gitmoor's state_dir, or an earlier hash.key)"
+    );
+    // As the old scheme left it: a plain sha256 of the build section, no scheme label.
+    let mut before = host.clone();
+    old_labels.remove(crate::labels::HASH);
+    old_labels.insert(
+        images::BUILD_HASH.into(),
+        "0123456789abcdef0123456789abcdef".into(),
+    );
+    before
+        .image_labels
+        .insert("app-backend:latest".into(), old_labels);
+    let again = plan(&spec, &before, &with_key(1)).unwrap();
+    assert_eq!(
+        again.builds[0].reason,
+        "gitmoor's hash scheme changed (one-time)"
     );
 }

@@ -8,6 +8,7 @@
 use super::ctx::{is_extension, Ctx};
 use super::interp::StackVars;
 use super::mounts::normalize;
+use super::names::{label_map, valid_var_name, NAME_RULE};
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{BuildSpec, PullPolicy, Secret};
 use crate::spec::yaml::{Node, NodeValue};
@@ -37,7 +38,7 @@ pub(crate) fn build(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> Op
                     "dockerfile" => dockerfile = ctx.string(n, &sub).map(|d| (d, n)),
                     "args" => spec.args = args(ctx, env, n, &sub),
                     "target" => spec.target = ctx.string(n, &sub).filter(|t| !t.is_empty()),
-                    "labels" => spec.labels = ctx.string_map(n, &sub),
+                    "labels" => spec.labels = label_map(ctx, n, &sub),
                     "dockerfile_inline" => ctx.error(
                         n,
                         &sub,
@@ -206,12 +207,12 @@ fn context_parts(
 fn args(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> BTreeMap<String, Secret> {
     let mut out = BTreeMap::new();
     let mut put = |ctx: &mut Ctx, at: &Node, k: &str, v: Option<String>| {
-        if k.is_empty() || k.contains(char::is_whitespace) {
+        if !valid_var_name(k) {
             ctx.error(
                 at,
                 &format!("{key}.{k}"),
-                format!("`{k}` is not an arg name"),
-                "",
+                format!("`{k}` is not a valid build arg name"),
+                NAME_RULE,
             );
             return;
         }

@@ -218,9 +218,9 @@ pub(crate) fn reserved_label(key: &str) -> bool {
     key.starts_with("com.docker.compose.") || key.starts_with("io.gitmoor.")
 }
 
-/// User labels, refusing the ones gitmoor sets itself.
+/// User labels, refusing invalid keys and the ones gitmoor sets itself.
 pub(crate) fn user_labels(ctx: &mut Ctx, node: &Node, key: &str) -> BTreeMap<String, String> {
-    let labels = ctx.string_map(node, key);
+    let labels = super::names::label_map(ctx, node, key);
     for k in labels.keys() {
         if reserved_label(k) {
             ctx.error(

@@ -4,6 +4,7 @@
 use super::ctx::Ctx;
 use super::interp::{is_literal_value, is_secret_name, literal_secret, missing_var, StackVars};
 use super::mounts::normalize;
+use super::names::{valid_var_name, NAME_RULE};
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{Secret, ServiceSpec};
 use crate::spec::secrets::parse_dotenv;
@@ -172,8 +173,13 @@ pub(crate) fn environment(
 ) {
     let mut set = |ctx: &mut Ctx, at: &Node, k: &str, v: Option<String>, seen: &mut Vec<String>| {
         let sub = format!("{key}.{k}");
-        if k.is_empty() || k.contains(char::is_whitespace) {
-            ctx.error(at, &sub, format!("`{k}` is not a variable name"), "");
+        if !valid_var_name(k) {
+            ctx.error(
+                at,
+                &sub,
+                format!("`{k}` is not a valid variable name"),
+                NAME_RULE,
+            );
             return;
         }
         if seen.iter().any(|s| s == k) {

@@ -15,6 +15,7 @@ mod files;
 mod hostcfg;
 mod interp;
 mod mounts;
+mod names;
 mod ports;
 mod runtime;
 mod service;
@@ -26,6 +27,8 @@ mod tests_errors;
 mod tests_keys;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_names;
 mod top;
 mod units;
 
@@ -78,7 +81,7 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
             )),
         );
     }
-    let raw = match yaml::parse(input.text, input.file) {
+    let mut raw = match yaml::parse(input.text, input.file) {
         Ok(n) => n,
         Err(e) => {
             ctx.findings.errors.push(e);
@@ -98,6 +101,7 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
         ctx.findings.errors.push(e);
         return (None, ctx.findings);
     }
+    names::refuse_interpolated_names(&mut ctx, &mut raw);
     interp::check_literal_secrets(&mut ctx, &raw, input.name);
     let inactive = inactive_services(&raw, input.profiles);
     let names: BTreeSet<String> = inactive.keys().cloned().collect();

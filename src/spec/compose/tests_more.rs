@@ -809,9 +809,9 @@ fn version_warns_and_name_must_match_the_folder() {
 }
 
 /// Found by the fuzzer: a key built from an interpolated value (a list entry of `environment:`)
-/// must not carry a value of the secrets file either.
+/// must not carry a value of the secrets file either: it is refused before interpolation.
 #[test]
-fn keys_made_of_interpolated_values_are_scrubbed() {
+fn keys_made_of_interpolated_values_are_refused() {
     let text = "services:\n  app:\n    image: x\n    environment:\n      - \"${DB_PASSWORD}\"\n";
     let vars = strict(&[("DB_PASSWORD", "hunter2-secret")]);
     let (spec, f) = tests::load_with("app", text, &[], &vars);
@@ -819,7 +819,7 @@ fn keys_made_of_interpolated_values_are_scrubbed() {
     let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         shown,
-        vec![format!("{FILE}:5: services.app.environment.***: variable *** is not set; add ***=... to /etc/gitmoor/secrets/app.env")]
+        vec![format!("{FILE}:5: services.app.environment[0]: the variable name `${{DB_PASSWORD}}` is interpolated: a name must be written in the file, or a value of the secrets file could become a name shown in labels, plans and logs; write the name itself: `DB_PASSWORD=${{DB_PASSWORD}}`, or a bare `DB_PASSWORD` (which takes the stack variable DB_PASSWORD)")]
     );
 }
 
