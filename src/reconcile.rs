@@ -293,7 +293,11 @@ impl Reconciler {
         let mut run = Attempting {
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
-            inputs: inputs_hash(&head.sha, &self.cfg.secrets_dir),
+            inputs: inputs_hash(
+                &head.sha,
+                &self.cfg.secrets_dir,
+                &crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
+            ),
             state,
             mode,
         };
@@ -664,12 +668,13 @@ const SECRETS_HASH_DEPTH: usize = 8;
 
 /// A hash of everything a reconcile reads: the commit, and every file of the secrets dir (the
 /// `<stack>.env` files, and the files `secrets:` and `env_file:` read there), by path and bytes.
-/// Fixing any of them makes inputs that failed new inputs, worth a try.
-pub fn inputs_hash(sha: &str, secrets_dir: &Path) -> String {
+/// Fixing any of them makes inputs that failed new inputs, worth a try. Keyed with the host's
+/// hash key: `state.json` keeps it, and a plain hash of the secrets would be a guessing oracle.
+pub fn inputs_hash(sha: &str, secrets_dir: &Path, key: &crate::hashkey::HashKey) -> String {
     let mut h = Sha256::new();
     h.update(sha.as_bytes());
     hash_dir(&mut h, secrets_dir, SECRETS_HASH_DEPTH);
-    hex::encode(&h.finalize()[..16])
+    hex::encode(&key.mac(&[b"gitmoor inputs", &h.finalize()])[..16])
 }
 
 /// Paths and bytes of the regular files under `dir`, in sorted order. Symlinks are followed (the
