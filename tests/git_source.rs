@@ -215,7 +215,7 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
 
     let src = open(&fx.file_url(), &fx.cache("c"));
     assert_eq!(src.fetch("main").unwrap().sha, sha);
-    let snap = src.snapshot(&sha).unwrap();
+    let mut snap = src.snapshot(&sha).unwrap();
     let paths: Vec<&str> = snap.files.keys().map(String::as_str).collect();
     assert_eq!(
         paths,
@@ -227,6 +227,15 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
             "scripts/deploy.sh",
         ]
     );
+    // Outside compose/, nginx/ and ufw/ files are listed, not read, until asked for.
+    let deferred: Vec<&str> = snap.deferred().map(|(p, _)| p).collect();
+    assert_eq!(deferred, ["README.md", "link.yaml", "scripts/deploy.sh"]);
+    assert_eq!(src.snapshot(&sha[..10]).unwrap(), snap);
+    let deploy = snap.get("scripts/deploy.sh").unwrap();
+    assert!(deploy.executable && !deploy.symlink && deploy.data.is_empty());
+    assert_eq!(snap.take_wanted(), ["scripts/deploy.sh"]);
+    assert_eq!(src.fill(&mut snap, &sha, &["".to_string()]).unwrap(), 3);
+    assert_eq!(snap.deferred().count(), 0);
     let deploy = snap.get("scripts/deploy.sh").unwrap();
     assert!(deploy.executable && !deploy.symlink);
     assert_eq!(deploy.data, b"#!/bin/sh\necho hi\n");
@@ -243,7 +252,6 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
     assert_eq!(snap, from_dir);
 
     // Abbreviated ids work; anything that is not a commit id is refused.
-    assert_eq!(src.snapshot(&sha[..10]).unwrap(), snap);
     assert_eq!(src.commit_info(&sha[..7]).unwrap().sha, sha);
     for bad in [
         "HEAD",
