@@ -272,3 +272,146 @@ fn every_bad_name_refuses_the_commit() {
         .get("compose/app/compose.yaml")
         .is_some());
 }
+
+/// Peak RSS (KiB) of one `gitmoor <args>` run under `/usr/bin/time -v`, with its output; None
+/// when /usr/bin/time is missing.
+fn peak_rss_kib(host: &Host, args: &[&str]) -> Option<(u64, std::process::Output)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        eprintln!("SKIP rss: /usr/bin/time is missing (apt-get install time)");
+        return None;
+    }
+    let out = std::process::Command::new(time)
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(args)
+        .arg("--config")
+        .arg(&host.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in /usr/bin/time's output:\n{stderr}"));
+    Some((kib, out))
+}
+
+/// A 300 MB file in docs/ (a folder gitmoor never uses) costs no memory when a commit is read:
+/// the commit deploys, and a later `gitmoor apply` of the same commit (what every poll does)
+/// stays under 200 MiB; the old code read every blob at every poll. The first apply's figure
+/// includes the fetch, which over a file:// remote goes through libgit2's local transport: it
+/// packs each object in memory, so that figure is reported, not bounded (over https and ssh the
+/// fetch streams; see tests/git_source.rs `https_fetch_and_apply_of_a_big_unused_file`).
+#[test]
+fn big_file_outside_the_used_folders_deploys_with_small_rss() {
+    let stack = unique("hb");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    remote.write(&format!("compose/{stack}/compose.yaml"), &busybox(&stack));
+    std::fs::create_dir_all(remote.work.join("docs")).unwrap();
+    // Sparse: 300 MB of zeros on no disk; git stores it compressed (~300 KB).
+    let big = std::fs::File::create(remote.work.join("docs/big.bin")).unwrap();
+    big.set_len(300 << 20).unwrap();
+    drop(big);
+    remote.commit("docs with a big file");
+    let host = Host::new(&remote, "");
+    let Some((first, out)) = peak_rss_kib(&host, &["apply"]) else {
+        return;
+    };
+    let text = output_text(&out);
+    assert!(out.status.success(), "apply failed:\n{text}");
+    assert!(!container_id(&stack, "web").is_empty(), "deployed:\n{text}");
+    // Again: nothing to fetch, the same commit read again (as at every poll).
+    let (again, out) = peak_rss_kib(&host, &["apply"]).unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    eprintln!(
+        "peak RSS of gitmoor apply with a 300 MB docs file over file://: {} MiB (fetch + deploy), \
+         {} MiB (the same commit again, as a poll)",
+        first / 1024,
+        again / 1024
+    );
+    assert!(again < 200 * 1024, "the second apply peaked at {again} KiB");
+}
+
+/// A used file over `max_file_bytes` refuses the commit naming the file, the limit and the key:
+/// in a build context outside compose/ (read on demand) and in the stack folder (read at once);
+/// a bigger file nobody uses does not. Too many bytes in total names `max_read_bytes`.
+#[test]
+fn oversized_used_files_are_refused_naming_file_limit_and_key() {
+    let stack = unique("hl");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let build = "services:\n  web:\n    build: ../../app\n    image: gm-hl-never-built:1\n";
+    remote.write(&format!("compose/{stack}/compose.yaml"), build);
+    remote.write(
+        "app/Dockerfile",
+        "FROM example-busybox:1\nCOPY blob.bin /\n",
+    );
+    remote.write("app/blob.bin", &"b".repeat(2 << 20));
+    remote.write("docs/unused.bin", &"d".repeat(3 << 20));
+    remote.commit("a build context with a big file");
+    let host = Host::new(&remote, "max_file_bytes: 1048576\n");
+
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("\"app/blob.bin\" is 2097152 bytes")
+            && text.contains("1048576 bytes")
+            && text.contains("max_file_bytes"),
+        "{text}"
+    );
+    assert!(!text.contains("docs/unused.bin"), "{text}");
+    assert_eq!(host.state_json()["history"][0]["result"], "invalid");
+
+    // In the stack folder itself.
+    remote.remove("app");
+    remote.write(&format!("compose/{stack}/compose.yaml"), &busybox(&stack));
+    remote.write(&format!("compose/{stack}/data.bin"), &"x".repeat(2 << 20));
+    remote.commit("a big file in the stack folder");
+    let text = output_text(&host.gitmoor(&["apply"]));
+    assert!(
+        text.contains(&format!("\"compose/{stack}/data.bin\" is 2097152 bytes"))
+            && text.contains("max_file_bytes"),
+        "{text}"
+    );
+
+    // Many small files: the total.
+    remote.remove(&format!("compose/{stack}/data.bin"));
+    for i in 0..5 {
+        remote.write(&format!("compose/{stack}/part{i}"), &"p".repeat(800 << 10));
+    }
+    remote.commit("many parts");
+    std::fs::write(
+        &host.config,
+        std::fs::read_to_string(&host.config).unwrap() + "max_read_bytes: 3000000\n",
+    )
+    .unwrap();
+    let text = output_text(&host.gitmoor(&["apply"]));
+    assert!(
+        text.contains("over the limit of 3000000 bytes per reconcile")
+            && text.contains("max_read_bytes"),
+        "{text}"
+    );
+    assert!(container_id(&stack, "web").is_empty(), "nothing deployed");
+}
+
+/// An `env_file` outside the stack folder is outside the folders read at once: the spec read
+/// asks for it, the reconcile fills it and reads again, and the container gets its variables
+/// (a deferred file must never be taken for an empty one).
+#[test]
+fn a_file_outside_the_used_folders_is_read_when_the_spec_asks() {
+    let stack = unique("he");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let compose = "services:\n  web:\n    image: example-busybox:1\n    command: [\"sleep\", \"3600\"]\n    env_file: ../../shared/common.env\n";
+    remote.write(&format!("compose/{stack}/compose.yaml"), compose);
+    remote.write("shared/common.env", "FROM_SHARED=yes-read\n");
+    remote.commit("shared env file");
+    let host = Host::new(&remote, "");
+    host.apply_ok();
+    let env = inspect(&format!("{stack}-web-1"), "{{json .Config.Env}}");
+    assert!(env.contains("FROM_SHARED=yes-read"), "{env}");
+}
