@@ -15,6 +15,9 @@ fn blob(repo: &Path, data: &[u8]) -> String {
     git(repo, &["hash-object", "-w", tmp.path().to_str().unwrap()])
 }
 
+/// One raw tree entry: mode, name bytes, object id.
+type Entry<'a> = (&'a str, &'a [u8], &'a str);
+
 /// Writes a tree of raw entries `(mode, name, id)` into `repo`, names unchecked (git's object
 /// format only forbids NUL); returns its id.
 fn tree(repo: &Path, entries: &[(&str, &[u8], &str)]) -> String {
@@ -215,7 +218,7 @@ fn every_bad_name_refuses_the_commit() {
     let src = GitSource::open(&remote.url(), RepoAuth::default(), &cache).unwrap();
     let repo = &remote.bare;
     let x = blob(repo, b"x");
-    let cases: Vec<(Vec<(&str, &[u8], &str)>, &str, &str)> = vec![
+    let cases: Vec<(Vec<Entry>, &str, &str)> = vec![
         (vec![("100644", b"..", &x)], "docs/..", "`.` and `..`"),
         (vec![("100644", b".", &x)], "docs/.", "`.` and `..`"),
         (
