@@ -38,6 +38,8 @@ impl Snapshot {
             let Some((file_name, dirs)) = parts.split_last() else {
                 continue;
             };
+            // `dest` is the caller's: made (with its parents) as it is, like create_dir_all.
+            std::fs::create_dir_all(dest)?;
             let mut dir = dest.to_path_buf();
             for part in dirs {
                 dir.push(part);
@@ -200,6 +202,12 @@ mod tests {
         snap.files.insert("s/link".into(), entry("a/b.sh", true));
         snap.files.insert("other/x".into(), entry("x", false));
         snap.write_subtree("s", tmp.path()).unwrap();
+        let mut nested = Snapshot::default();
+        nested.files.insert("s/x".into(), entry("x", false));
+        nested
+            .write_subtree("s", &tmp.path().join("new/dest"))
+            .unwrap();
+        assert!(tmp.path().join("new/dest/x").is_file(), "dest is made");
         let meta = std::fs::metadata(tmp.path().join("a/b.sh")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o755);
         assert_eq!(
