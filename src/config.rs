@@ -102,6 +102,18 @@ pub struct Config {
     /// other stacks go on. Raise it for builds that are slow, not stuck.
     #[serde(default = "default_build_timeout")]
     pub build_timeout_secs: u64,
+    /// Accept `http://` and `git://` remotes (default false): neither encrypts nor authenticates
+    /// the server, so anyone on the path could change what gitmoor deploys as root.
+    #[serde(default)]
+    pub allow_insecure_transport: bool,
+    /// Largest file read from a commit (default 64 MiB). Only files gitmoor uses count:
+    /// `compose/`, `nginx/`, `ufw/`, build contexts, `env_file`s; a big file elsewhere (docs,
+    /// assets) is never read.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Bytes read from a commit in one reconcile, all files and trees together (default 256 MiB).
+    #[serde(default = "default_max_read_bytes")]
+    pub max_read_bytes: u64,
 }
 
 fn default_branch() -> String {
@@ -145,6 +157,12 @@ fn default_instance() -> String {
 }
 fn default_health_timeout() -> u64 {
     120
+}
+fn default_max_file_bytes() -> u64 {
+    crate::source::limits::DEFAULT_MAX_FILE_BYTES
+}
+fn default_max_read_bytes() -> u64 {
+    crate::source::limits::DEFAULT_MAX_READ_BYTES
 }
 fn default_build_timeout() -> u64 {
     crate::apply::docker::DEFAULT_BUILD_TIMEOUT.as_secs()
@@ -207,6 +225,17 @@ impl Config {
                 path.display()
             );
         }
+        for (key, value) in [
+            ("max_file_bytes", cfg.max_file_bytes),
+            ("max_read_bytes", cfg.max_read_bytes),
+        ] {
+            if value < 4096 {
+                bail!(
+                    "{}: {key}: {value} is too small for any compose file; use at least 4096 (the defaults are 67108864 and 268435456)",
+                    path.display()
+                );
+            }
+        }
         if cfg.status_refresh_secs == 0 {
             bail!(
                 "{}: status_refresh_secs: must be at least 1",
@@ -247,6 +276,14 @@ impl Config {
     /// The poll schedule: standard crontab (5 fields, 0 and 7 = Sunday) or 6 fields with seconds.
     pub fn schedule(&self) -> anyhow::Result<Cron> {
         parse_schedule(&self.poll)
+    }
+
+    /// The read budgets for one reconcile's commit.
+    pub fn read_limits(&self) -> crate::source::limits::ReadLimits {
+        crate::source::limits::ReadLimits {
+            max_file_bytes: self.max_file_bytes,
+            max_read_bytes: self.max_read_bytes,
+        }
     }
 
     /// Where gitmoor keeps its bare clone of the managed repo.
@@ -296,6 +333,9 @@ mod tests {
         assert_eq!(cfg.status_history, 20);
         assert_eq!(cfg.status_refresh_secs, 10);
         assert_eq!(cfg.build_timeout_secs, 600);
+        assert!(!cfg.allow_insecure_transport);
+        assert_eq!(cfg.max_file_bytes, 64 << 20);
+        assert_eq!(cfg.max_read_bytes, 256 << 20);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")
@@ -335,6 +375,19 @@ mod tests {
         let err =
             Config::parse("repo: x\nbuild_timeout_secs: 0\n", Path::new("/c.yaml")).unwrap_err();
         assert!(format!("{err:#}").contains("build_timeout_secs"), "{err:#}");
+    }
+
+    #[test]
+    fn read_budgets_parse_and_tiny_ones_are_refused() {
+        let cfg = Config::parse(
+            "repo: x\nmax_file_bytes: 1048576\nmax_read_bytes: 8388608\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.read_limits().max_file_bytes, 1 << 20);
+        assert_eq!(cfg.read_limits().max_read_bytes, 8 << 20);
+        let err = Config::parse("repo: x\nmax_read_bytes: 10\n", Path::new("/c.yaml")).unwrap_err();
+        assert!(format!("{err:#}").contains("max_read_bytes"), "{err:#}");
     }
 
     #[test]

@@ -229,13 +229,24 @@ async fn status(config: &Path, url: Option<String>, json: bool) -> anyhow::Resul
 }
 
 fn validate(dir: PathBuf, secrets: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let snap = Snapshot::from_dir(&dir)
+    // As the daemon reads a commit: the used folders at once, any other file when the spec
+    // asks for it, within the default budgets.
+    let limits = gitmoor::source::limits::ReadLimits::default();
+    let mut snap = Snapshot::from_dir_lazy(&dir, limits)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
     let opts = LoadOptions {
         secrets_dir: secrets,
         bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
     };
-    let (spec, findings) = load_host_spec(&snap, &opts);
+    let (spec, findings) = loop {
+        let read = load_host_spec(&snap, &opts);
+        let wanted = snap.take_wanted();
+        if wanted.is_empty() {
+            break read;
+        }
+        snap.fill_from_disk(&wanted)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+    };
     for w in &findings.warnings {
         eprintln!("warning: {w}");
     }

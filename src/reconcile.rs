@@ -11,7 +11,7 @@ use crate::observe::docker::observe;
 use crate::observe::Observed;
 use crate::plan::{plan, Plan, PlanContext};
 use crate::redact::{Redactor, StackRedactors};
-use crate::source::git::{CommitInfo, GitSource, RepoAuth};
+use crate::source::git::{CommitInfo, GitError, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
 use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
@@ -142,6 +142,7 @@ impl Reconciler {
             known_hosts: cfg.known_hosts.clone(),
             token_file: cfg.token_file.clone(),
             ca_file: cfg.ca_file.clone(),
+            allow_insecure_transport: cfg.allow_insecure_transport,
         };
         let (url, cache) = (cfg.repo.clone(), cfg.repo_cache_dir());
         let cache_lock = cfg.state_dir.join("repo.lock");
@@ -184,7 +185,32 @@ impl Reconciler {
         Ok(head)
     }
 
-    async fn snapshot(&self, sha: &str) -> anyhow::Result<Snapshot> {
+    /// The commit's files within the configured read budgets. The outer error is the cache's;
+    /// the inner one, a commit that cannot be used (a bad name, a file over a budget): bad input,
+    /// recorded like a spec error.
+    async fn snapshot(&self, sha: &str) -> anyhow::Result<Result<Snapshot, GitError>> {
+        let src = self.source.clone();
+        let sha = sha.to_string();
+        let limits = self.cfg.read_limits();
+        let lock = self.cache_lock();
+        tokio::task::spawn_blocking(move || {
+            let _held = CacheLock::take(&lock)?;
+            let g = src
+                .lock()
+                .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
+            bad_commit_apart(g.snapshot_with(&sha, limits))
+        })
+        .await?
+    }
+
+    /// Reads the deferred files a spec read asked for (a build context or an `env_file` outside
+    /// `compose/`), within the same budget; errors as [`Reconciler::snapshot`].
+    async fn fill(
+        &self,
+        mut snap: Snapshot,
+        sha: &str,
+        paths: Vec<String>,
+    ) -> anyhow::Result<Result<Snapshot, GitError>> {
         let src = self.source.clone();
         let sha = sha.to_string();
         let lock = self.cache_lock();
@@ -193,7 +219,7 @@ impl Reconciler {
             let g = src
                 .lock()
                 .map_err(|_| anyhow::anyhow!("git source lock poisoned"))?;
-            g.snapshot(&sha).map_err(anyhow::Error::from)
+            bad_commit_apart(g.fill(&mut snap, &sha, &paths).map(|_| snap))
         })
         .await?
     }
@@ -333,12 +359,36 @@ impl Reconciler {
         {
             self.mark(&mut run, &head, Phase::Reading)?;
         }
-        let snap = self.snapshot(&head.sha).await?;
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
         };
-        let (spec, findings) = load_host_spec_with_profiles(&snap, &opts, &self.cfg.profiles);
+        let mut snap = match self.snapshot(&head.sha).await? {
+            Ok(s) => s,
+            Err(e) => return self.invalid(&mut run, outcome, e.to_string()),
+        };
+        // Files outside compose/, nginx/ and ufw/ are read only when the spec asks for them:
+        // read, fill what it asked for, read again.
+        let mut fills = 0;
+        let (spec, findings) = loop {
+            let read = load_host_spec_with_profiles(&snap, &opts, &self.cfg.profiles);
+            let wanted = snap.take_wanted();
+            if wanted.is_empty() {
+                break read;
+            }
+            fills += 1;
+            if fills > 3 {
+                let msg = format!(
+                    "the spec still asks for unread files after 3 reads: {}",
+                    wanted.join(", ")
+                );
+                return self.invalid(&mut run, outcome, msg);
+            }
+            snap = match self.fill(snap, &head.sha, wanted).await? {
+                Ok(s) => s,
+                Err(e) => return self.invalid(&mut run, outcome, e.to_string()),
+            };
+        };
         for w in &findings.warnings {
             warn!("{w}");
         }
@@ -698,34 +748,57 @@ fn hash_dir(h: &mut Sha256, dir: &Path, depth: usize) {
     }
 }
 
+/// A source result with a bad commit kept as the inner error, anything else as the outer one.
+fn bad_commit_apart(r: Result<Snapshot, GitError>) -> anyhow::Result<Result<Snapshot, GitError>> {
+    match r {
+        Ok(s) => Ok(Ok(s)),
+        Err(e) if e.is_bad_commit() => Ok(Err(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes each stack's folder under `bind_root/<stack>` so relative bind mounts have a stable
 /// host path; a folder is rewritten only when its content changed, by swapping in a new copy.
+/// Nothing is written outside `bind_root`: a stack name must be one plain path component, and
+/// `Snapshot::write_subtree` never follows a symlink or leaves the folder it writes.
 fn materialise_stacks(snap: &Snapshot, spec: &HostSpec, bind_root: &Path) -> anyhow::Result<()> {
     for name in spec.stacks.keys() {
+        let mut parts = Path::new(name).components();
+        let plain = matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(c)), None) if c == std::ffi::OsStr::new(name)
+        );
+        if !plain || name.starts_with('.') {
+            anyhow::bail!(
+                "refusing to write the folder of stack \"{}\": its name must be one plain folder name",
+                name.escape_debug()
+            );
+        }
         let prefix = format!("compose/{name}");
         let Some(id) = snap.content_id(&prefix) else {
             continue;
         };
         let dest = bind_root.join(name);
         let marker = dest.join(".gitmoor-content");
-        if std::fs::read_to_string(&marker).is_ok_and(|m| m == id) {
+        let is_real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        if is_real_dir(&dest) && std::fs::read_to_string(&marker).is_ok_and(|m| m == id) {
             continue;
         }
         let tmp = bind_root.join(format!(".{name}.new"));
-        let _ = std::fs::remove_dir_all(&tmp);
+        remove_any(&tmp);
         std::fs::create_dir_all(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         snap.write_subtree(&prefix, &tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::write(tmp.join(".gitmoor-content"), &id)?;
         let old = bind_root.join(format!(".{name}.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        if dest.exists() {
+        remove_any(&old);
+        if std::fs::symlink_metadata(&dest).is_ok() {
             std::fs::rename(&dest, &old)?;
         }
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("cannot replace {}", dest.display()))?;
-        let _ = std::fs::remove_dir_all(&old);
+        remove_any(&old);
     }
     Ok(())
 }
@@ -739,6 +812,19 @@ fn stack_redactors(spec: &HostSpec) -> StackRedactors {
             (name.clone(), Redactor::new(values))
         })
         .collect()
+}
+
+/// Removes a folder, a file or a symlink (the link itself, never what it points to).
+fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
 }
 
 /// The first 10 characters of a sha (whole characters, whatever the string holds).

@@ -5,6 +5,8 @@
 //! The ssh tests need /usr/sbin/sshd (openssh-server), the https test /usr/sbin/nginx and
 //! /usr/sbin/fcgiwrap (nginx, fcgiwrap); without them they print SKIP and pass.
 
+mod support;
+
 use gitmoor::source::git::{CommitInfo, GitError, GitSource, RepoAuth};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -215,7 +217,7 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
 
     let src = open(&fx.file_url(), &fx.cache("c"));
     assert_eq!(src.fetch("main").unwrap().sha, sha);
-    let snap = src.snapshot(&sha).unwrap();
+    let mut snap = src.snapshot(&sha).unwrap();
     let paths: Vec<&str> = snap.files.keys().map(String::as_str).collect();
     assert_eq!(
         paths,
@@ -227,6 +229,15 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
             "scripts/deploy.sh",
         ]
     );
+    // Outside compose/, nginx/ and ufw/ files are listed, not read, until asked for.
+    let deferred: Vec<&str> = snap.deferred().map(|(p, _)| p).collect();
+    assert_eq!(deferred, ["README.md", "link.yaml", "scripts/deploy.sh"]);
+    assert_eq!(src.snapshot(&sha[..10]).unwrap(), snap);
+    let deploy = snap.get("scripts/deploy.sh").unwrap();
+    assert!(deploy.executable && !deploy.symlink && deploy.data.is_empty());
+    assert_eq!(snap.take_wanted(), ["scripts/deploy.sh"]);
+    assert_eq!(src.fill(&mut snap, &sha, &["".to_string()]).unwrap(), 3);
+    assert_eq!(snap.deferred().count(), 0);
     let deploy = snap.get("scripts/deploy.sh").unwrap();
     assert!(deploy.executable && !deploy.symlink);
     assert_eq!(deploy.data, b"#!/bin/sh\necho hi\n");
@@ -243,7 +254,6 @@ fn snapshot_has_contents_modes_nested_dirs_and_symlinks() {
     assert_eq!(snap, from_dir);
 
     // Abbreviated ids work; anything that is not a commit id is refused.
-    assert_eq!(src.snapshot(&sha[..10]).unwrap(), snap);
     assert_eq!(src.commit_info(&sha[..7]).unwrap().sha, sha);
     for bad in [
         "HEAD",
@@ -726,6 +736,47 @@ fn https_remote_with_token_and_private_ca() {
     assert!(!msg.contains(&wrong_token), "{msg}");
     assert!(msg.contains("https://***@127.0.0.1"), "{msg}");
 
+    // The right token inside the URL works, and is never written to the cache's config.
+    let in_url = format!("https://x-access-token:{token}@127.0.0.1:{port}/repo.git");
+    let auth = RepoAuth {
+        token_file: None,
+        ..good.clone()
+    };
+    assert_eq!(fetch(auth, &in_url, "c-inurl-good").unwrap().sha, head);
+    let config = std::fs::read_to_string(srv.path("c-inurl-good/config")).unwrap();
+    assert!(
+        !config.contains(&token),
+        "token in repo.git/config:\n{config}"
+    );
+    assert!(
+        config.contains(&format!("url = https://127.0.0.1:{port}/repo.git")),
+        "{config}"
+    );
+    let mode = std::fs::metadata(srv.path("c-inurl-good"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "the cache is private");
+
+    // The same server over plain http: refused before anything is sent, token or not.
+    for insecure in [
+        format!("http://x-access-token:{token}@127.0.0.1:{port}/repo.git"),
+        format!("http://127.0.0.1:{port}/repo.git"),
+    ] {
+        let err = fetch(good.clone(), &insecure, "c-http").unwrap_err();
+        assert!(matches!(err, GitError::InsecureTransport { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("http://") && msg.contains("allow_insecure_transport: true"),
+            "{msg}"
+        );
+        assert!(!msg.contains(&token), "{msg}");
+    }
+    assert!(
+        !srv.path("c-http").exists(),
+        "no cache made for a refused URL"
+    );
+
     // A repository that is not there.
     let missing = format!("https://127.0.0.1:{port}/nope.git");
     let err = fetch(good.clone(), &missing, "c-404").unwrap_err();
@@ -747,4 +798,76 @@ fn https_remote_with_token_and_private_ca() {
         ),
         "{err:?}"
     );
+}
+
+/// A commit with a 300 MB file in docs/ (a folder gitmoor never reads bytes from), fetched over
+/// https and deployed by the real binary on the real dockerd: libgit2's indexer streams the
+/// pack and the tree reader sizes blobs from their headers, so `gitmoor apply` (fetch, read,
+/// deploy) peaks far under 200 MiB.
+#[test]
+fn https_fetch_and_apply_of_a_big_unused_file() {
+    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap", "/usr/bin/time"]) {
+        return;
+    }
+    let token = random_token();
+    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    let stack = support::unique("hr");
+    let _guard = support::StackGuard(stack.clone());
+    let work = srv.path("work");
+    let bare = srv.path("srv/repos/repo.git");
+    git(
+        srv.tmp.path(),
+        &["clone", "-q", bare.to_str().unwrap(), "work"],
+    );
+    let compose =
+        "services:\n  web:\n    image: example-busybox:1\n    command: [\"sleep\", \"3600\"]\n";
+    std::fs::create_dir_all(work.join(format!("compose/{stack}"))).unwrap();
+    std::fs::write(work.join(format!("compose/{stack}/compose.yaml")), compose).unwrap();
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    // Sparse: 300 MB of zeros on no disk; git stores it compressed.
+    let big = std::fs::File::create(work.join("docs/big.bin")).unwrap();
+    big.set_len(300 << 20).unwrap();
+    drop(big);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "big docs"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
+
+    std::fs::write(srv.path("token"), format!("{token}\n")).unwrap();
+    std::fs::create_dir_all(srv.path("secrets")).unwrap();
+    let config = srv.path("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo: {}\ntoken_file: {}\nca_file: {}\nstate_dir: {}\nsecrets_dir: {}\n\
+             instance: {}\nlisten: 127.0.0.1:{}\npoll: \"0 0 1 1 *\"\n",
+            srv.var("URL"),
+            srv.path("token").display(),
+            srv.var("CA"),
+            srv.path("state").display(),
+            srv.path("secrets").display(),
+            support::unique("t"),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(["apply", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = support::output_text(&out);
+    assert!(out.status.success(), "apply failed:\n{text}");
+    assert!(!support::container_id(&stack, "web").is_empty(), "{text}");
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in:\n{text}"));
+    eprintln!(
+        "peak RSS of gitmoor apply (https fetch + read + deploy) with a 300 MB docs file: {} MiB",
+        kib / 1024
+    );
+    assert!(kib < 200 * 1024, "peaked at {kib} KiB");
 }

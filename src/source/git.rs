@@ -10,16 +10,16 @@
 //! known_hosts file, hashed entries included). Everything here blocks: call it from
 //! `spawn_blocking`.
 
-use crate::source::snapshot::{FileEntry, Snapshot};
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use base64::Engine;
+use super::known_hosts::{
+    fingerprint, key_blob_type, known_hosts_name, parse_known_hosts, KnownHost, Marker,
+};
+use crate::source::limits::{ContentError, ReadLimits};
+use crate::source::snapshot::Snapshot;
 use git2::cert::CertHostkey;
 use git2::{
     AutotagOption, CertificateCheckStatus, Commit, Cred, CredentialType, ErrorClass, ErrorCode,
-    FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallbacks, Repository, RepositoryInitOptions,
+    FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository, RepositoryInitOptions,
 };
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,9 @@ pub struct RepoAuth {
     pub token_file: Option<PathBuf>,
     /// PEM file of a CA to trust for https remotes, in addition to the system's CAs.
     pub ca_file: Option<PathBuf>,
+    /// Accept `http://` and `git://` remotes. Off by default: over them anyone on the path can
+    /// read the repository (and a token sent with it) and change what gitmoor deploys as root.
+    pub allow_insecure_transport: bool,
 }
 
 /// One commit, as the rest of gitmoor reports it.
@@ -136,12 +139,44 @@ pub enum GitError {
     #[error("fetch from {url} failed: {detail}")]
     Fetch { url: String, detail: String },
 
+    #[error(
+        "refusing the remote {url}: {scheme}:// is neither encrypted nor authenticated, so anyone \
+         on the network path can read the repository (and any token sent with it) and change \
+         what gitmoor deploys; use https:// or ssh://, or set allow_insecure_transport: true in \
+         the config"
+    )]
+    InsecureTransport { url: String, scheme: String },
+
+    /// The commit itself is unusable (a bad name, a file over a budget): bad input, not a
+    /// failure of the cache or the network.
+    #[error("commit {sha}: {source}")]
+    Content {
+        sha: String,
+        #[source]
+        source: ContentError,
+    },
+
     #[error("cannot read {what} of commit {sha}: {detail}")]
     Read {
         sha: String,
         what: String,
         detail: String,
     },
+}
+
+impl GitError {
+    /// True when the commit's content is at fault (retrying the same commit cannot help).
+    pub fn is_bad_commit(&self) -> bool {
+        matches!(
+            self,
+            GitError::Content {
+                source: ContentError::BadName { .. }
+                    | ContentError::FileTooBig { .. }
+                    | ContentError::TotalTooBig { .. },
+                ..
+            }
+        )
+    }
 }
 
 fn branch_list(branches: &[String]) -> String {
@@ -170,7 +205,8 @@ enum RemoteKind {
 /// afresh, so a `GitSource` can move between threads freely.
 #[derive(Clone)]
 pub struct GitSource {
-    /// The URL libgit2 uses (a local path made absolute).
+    /// The URL libgit2 uses (a local path made absolute). It may carry credentials, so it is
+    /// given to libgit2 for each fetch and never written to the cache's config.
     url: String,
     /// The URL for messages: userinfo of http(s) URLs hidden.
     display_url: String,
@@ -198,6 +234,14 @@ impl GitSource {
         set_timeouts_once();
         let (git_url, kind) = parse_remote(url)?;
         let display_url = redact_url(url);
+        if let Some(scheme) = insecure_scheme(url) {
+            if !auth.allow_insecure_transport {
+                return Err(GitError::InsecureTransport {
+                    url: display_url,
+                    scheme,
+                });
+            }
+        }
         let source = GitSource {
             url_has_userinfo: display_url != url,
             display_url,
@@ -209,6 +253,7 @@ impl GitSource {
         let repo = match Repository::open_bare(cache_dir) {
             Ok(repo) => repo,
             Err(e) if e.code() == ErrorCode::NotFound && dir_absent_or_empty(cache_dir) => {
+                private_dir(cache_dir).map_err(|e| source.cache_io_err(&e))?;
                 let mut opts = RepositoryInitOptions::new();
                 opts.bare(true).mkpath(true);
                 Repository::init_opts(cache_dir, &opts).map_err(|e| source.cache_err(&e))?
@@ -220,15 +265,20 @@ impl GitSource {
                 })
             }
         };
+        // A cache made by an older gitmoor (or under a loose umask) is closed again.
+        private_dir(cache_dir).map_err(|e| source.cache_io_err(&e))?;
+        // "origin" in the config is for people inspecting the cache: its URL without
+        // credentials. Fetches use an anonymous remote with the full URL (see `fetch`).
+        let stored = strip_credentials(&source.url);
         match repo.find_remote("origin") {
             Ok(remote) => {
-                if remote.url_bytes() != source.url.as_bytes() {
-                    repo.remote_set_url("origin", &source.url)
+                if remote.url_bytes() != stored.as_bytes() {
+                    repo.remote_set_url("origin", &stored)
                         .map_err(|e| source.cache_err(&e))?;
                 }
             }
             Err(e) if e.code() == ErrorCode::NotFound => {
-                repo.remote_with_fetch("origin", &source.url, REFSPEC)
+                repo.remote_with_fetch("origin", &stored, REFSPEC)
                     .map_err(|e| source.cache_err(&e))?;
             }
             Err(e) => return Err(source.cache_err(&e)),
@@ -257,7 +307,11 @@ impl GitSource {
         let creds = self.load_credentials()?;
         let state = RefCell::new(CallbackState::default());
         {
-            let mut remote = repo.find_remote("origin").map_err(|e| self.cache_err(&e))?;
+            // Anonymous: the URL (and credentials in it) lives in this process only, never in
+            // the cache's config. The refspec names where the branches go.
+            let mut remote = repo
+                .remote_anonymous(&self.url)
+                .map_err(|e| self.cache_err(&e))?;
             let mut callbacks = RemoteCallbacks::new();
             self.install_callbacks(&mut callbacks, &creds, &state);
             let mut opts = FetchOptions::new();
@@ -288,57 +342,39 @@ impl GitSource {
         }
     }
 
-    /// All files of a commit's tree: blobs with their bytes, mode 100755 as executable, 120000 as
-    /// a symlink (data = target); submodules (160000) are skipped.
+    /// The files of a commit's tree within the default [`ReadLimits`]; see
+    /// [`GitSource::snapshot_with`].
     pub fn snapshot(&self, sha: &str) -> Result<Snapshot, GitError> {
+        self.snapshot_with(sha, ReadLimits::default())
+    }
+
+    /// The files of a commit's tree: mode 100755 as executable, 120000 as a symlink (data = the
+    /// target); submodules (160000) are skipped. Every name is checked first (one bad name
+    /// refuses the commit, `GitError::Content`); files under `compose/`, `nginx/` and `ufw/` are
+    /// read, each sized from its object header before it is loaded and counted against
+    /// `limits`; the others are deferred until [`GitSource::fill`] reads them.
+    pub fn snapshot_with(&self, sha: &str, limits: ReadLimits) -> Result<Snapshot, GitError> {
         let repo = self.open_repo()?;
         let commit = self.find_commit(&repo, sha)?;
-        let read_err = |what: String, e: git2::Error| GitError::Read {
+        let root = commit.tree().map_err(|e| GitError::Read {
             sha: sha.to_string(),
-            what,
+            what: "the tree".to_string(),
             detail: e.message().to_string(),
-        };
-        let root = commit
-            .tree()
-            .map_err(|e| read_err("the tree".to_string(), e))?;
-        let mut snap = Snapshot::default();
-        // An explicit stack: a hostile repo's deep nesting must not overflow ours.
-        let mut pending = vec![(String::new(), root)];
-        while let Some((prefix, tree)) = pending.pop() {
-            for entry in tree.iter() {
-                let name = String::from_utf8_lossy(entry.name_bytes());
-                let path = if prefix.is_empty() {
-                    name.into_owned()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                match entry.kind() {
-                    Some(ObjectType::Tree) => {
-                        let sub = repo
-                            .find_tree(entry.id())
-                            .map_err(|e| read_err(format!("directory {path}"), e))?;
-                        pending.push((path, sub));
-                    }
-                    Some(ObjectType::Blob) => {
-                        let blob = repo
-                            .find_blob(entry.id())
-                            .map_err(|e| read_err(format!("file {path}"), e))?;
-                        let mode = entry.filemode();
-                        snap.files.insert(
-                            path,
-                            FileEntry {
-                                data: blob.content().to_vec(),
-                                executable: mode == 0o100755,
-                                symlink: mode == 0o120000,
-                            },
-                        );
-                    }
-                    // A gitlink (submodule, 160000): its commit is not in this repository.
-                    _ => {}
-                }
-            }
-        }
-        Ok(snap)
+        })?;
+        super::git_tree::read_tree(&repo, root, limits).map_err(|e| content_err(sha, e))
+    }
+
+    /// Reads the deferred files of `snap` (a snapshot of commit `sha`) at or under `paths`, as
+    /// `Snapshot::take_wanted` names them, within the snapshot's budget. Returns how many files
+    /// were read.
+    pub fn fill(
+        &self,
+        snap: &mut Snapshot,
+        sha: &str,
+        paths: &[String],
+    ) -> Result<usize, GitError> {
+        let repo = self.open_repo()?;
+        super::git_tree::fill(&repo, snap, paths).map_err(|e| content_err(sha, e))
     }
 
     pub fn commit_info(&self, sha: &str) -> Result<CommitInfo, GitError> {
@@ -349,6 +385,13 @@ impl GitSource {
 
     fn open_repo(&self) -> Result<Repository, GitError> {
         Repository::open_bare(&self.cache_dir).map_err(|e| self.cache_err(&e))
+    }
+
+    fn cache_io_err(&self, e: &std::io::Error) -> GitError {
+        GitError::Cache {
+            path: self.cache_dir.clone(),
+            detail: e.to_string(),
+        }
     }
 
     fn cache_err(&self, e: &git2::Error) -> GitError {
@@ -673,6 +716,36 @@ struct CallbackState {
     host_key_problem: Option<(String, String)>,
 }
 
+/// A read failure stays a read failure; a bad commit becomes `GitError::Content`.
+fn content_err(sha: &str, e: ContentError) -> GitError {
+    match e {
+        ContentError::Read { path, detail } => GitError::Read {
+            sha: sha.to_string(),
+            what: format!("\"{path}\""),
+            detail,
+        },
+        source => GitError::Content {
+            sha: sha.to_string(),
+            source,
+        },
+    }
+}
+
+/// Makes `dir` (and missing parents) and leaves it 0700 whatever the umask: the cache holds the
+/// whole managed repo, history included, which is no business of other local users.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 fn commit_info(commit: &Commit<'_>) -> CommitInfo {
     let subject = match commit.summary() {
         Ok(Some(s)) => s.to_string(),
@@ -938,151 +1011,30 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// How known_hosts names a host: plain for port 22, `[host]:port` otherwise (as OpenSSH does).
-fn known_hosts_name(host: &str, port: u16) -> String {
-    let host = host.to_ascii_lowercase();
-    if port == 22 {
-        host
-    } else {
-        format!("[{host}]:{port}")
+/// `http` or `git` when the URL uses a transport with neither encryption nor authentication of
+/// the server.
+fn insecure_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    matches!(scheme.as_str(), "http" | "git").then_some(scheme)
+}
+
+/// The URL as the cache's config may keep it: no userinfo at all for http(s) (a token may be the
+/// user name), no password for other schemes (an ssh login name is no secret).
+fn strip_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let host_and_path = &rest[at + 1..];
+    if matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return format!("{scheme}://{host_and_path}");
     }
-}
-
-/// The key type at the start of an SSH public key blob (`string type, …`).
-fn key_blob_type(blob: &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4usize.checked_add(len)?)?;
-    String::from_utf8(name.to_vec()).ok()
-}
-
-/// `SHA256:…` as `ssh-keygen -l` and ssh print it.
-fn fingerprint(blob: &[u8]) -> String {
-    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Marker {
-    None,
-    Revoked,
-    CertAuthority,
-}
-
-#[derive(Debug)]
-enum HostPatterns {
-    /// `|1|salt|hash`: HMAC-SHA1 of the name, keyed with the salt (`HashKnownHosts yes`).
-    Hashed { salt: Vec<u8>, hash: Vec<u8> },
-    /// Comma-separated patterns with `*`, `?` and `!` negation.
-    Plain(Vec<String>),
-}
-
-impl HostPatterns {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            HostPatterns::Hashed { salt, hash } => {
-                let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
-                    return false;
-                };
-                mac.update(name.as_bytes());
-                mac.verify_slice(hash).is_ok()
-            }
-            HostPatterns::Plain(patterns) => {
-                let mut matched = false;
-                for pattern in patterns {
-                    if let Some(negated) = pattern.strip_prefix('!') {
-                        if glob_match(negated.as_bytes(), name.as_bytes()) {
-                            return false;
-                        }
-                    } else if glob_match(pattern.as_bytes(), name.as_bytes()) {
-                        matched = true;
-                    }
-                }
-                matched
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct KnownHost {
-    line: usize,
-    marker: Marker,
-    hosts: HostPatterns,
-    key_type: String,
-    key: Vec<u8>,
-}
-
-/// The usable lines of a known_hosts file; lines it cannot read are skipped, as ssh does.
-fn parse_known_hosts(text: &str) -> Vec<KnownHost> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let Some(mut first) = fields.next() else {
-            continue;
-        };
-        let marker = match first {
-            "@revoked" => Marker::Revoked,
-            "@cert-authority" => Marker::CertAuthority,
-            m if m.starts_with('@') => continue,
-            _ => Marker::None,
-        };
-        if marker != Marker::None {
-            match fields.next() {
-                Some(f) => first = f,
-                None => continue,
-            }
-        }
-        let (Some(key_type), Some(key_b64)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let Ok(key) = STANDARD.decode(key_b64) else {
-            continue;
-        };
-        let hosts = if let Some(hashed) = first.strip_prefix("|1|") {
-            let Some((salt, hash)) = hashed.split_once('|') else {
-                continue;
-            };
-            match (STANDARD.decode(salt), STANDARD.decode(hash)) {
-                (Ok(salt), Ok(hash)) => HostPatterns::Hashed { salt, hash },
-                _ => continue,
-            }
-        } else {
-            HostPatterns::Plain(first.split(',').map(str::to_ascii_lowercase).collect())
-        };
-        out.push(KnownHost {
-            line: i + 1,
-            marker,
-            hosts,
-            key_type: key_type.to_string(),
-            key,
-        });
-    }
-    out
-}
-
-/// `*` (any run) and `?` (one byte), as OpenSSH's match_pattern.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    let user = rest[..at].split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host_and_path}")
 }
 
 #[cfg(test)]
@@ -1153,45 +1105,29 @@ mod tests {
     }
 
     #[test]
-    fn glob_and_negation_like_openssh() {
-        assert!(glob_match(b"*.example.com", b"git.example.com"));
-        assert!(!glob_match(b"*.example.com", b"example.com"));
-        assert!(glob_match(b"[127.0.0.?]:22?2", b"[127.0.0.1]:2222"));
-        let p = HostPatterns::Plain(vec!["*.example.com".into(), "!bad.example.com".into()]);
-        assert!(p.matches("git.example.com"));
-        assert!(!p.matches("bad.example.com"));
-    }
-
-    #[test]
-    fn hashed_known_hosts_entry_matches() {
-        // `ssh-keygen -H` output for "[127.0.0.1]:2222", salt and hash made with HMAC-SHA1.
-        let salt = b"0123456789abcdefghij".to_vec();
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&salt).unwrap();
-        mac.update(b"[127.0.0.1]:2222");
-        let hash = mac.finalize().into_bytes().to_vec();
-        let line = format!(
-            "|1|{}|{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-            STANDARD.encode(&salt),
-            STANDARD.encode(&hash)
-        );
-        let entries = parse_known_hosts(&line);
-        assert_eq!(entries.len(), 1);
-        assert!(entries[0].hosts.matches("[127.0.0.1]:2222"));
-        assert!(!entries[0].hosts.matches("[127.0.0.1]:2223"));
+    fn credentials_are_stripped_from_the_stored_url() {
         assert_eq!(
-            key_blob_type(&entries[0].key).as_deref(),
-            Some("ssh-ed25519")
+            strip_credentials("https://x-access-token:gh_secret@github.com/o/r.git"),
+            "https://github.com/o/r.git"
         );
+        assert_eq!(
+            strip_credentials("https://gh_secret@github.com/o/r@x.git"),
+            "https://github.com/o/r@x.git"
+        );
+        assert_eq!(
+            strip_credentials("ssh://git:pw@host:22/r.git"),
+            "ssh://git@host:22/r.git"
+        );
+        assert_eq!(strip_credentials("git@host:o/r.git"), "git@host:o/r.git");
+        assert_eq!(strip_credentials("/srv/r.git"), "/srv/r.git");
     }
 
     #[test]
-    fn known_hosts_markers_and_junk() {
-        let text = "# comment\n\n@revoked h ssh-ed25519 AAAA\n@cert-authority *.x ssh-rsa AAAA\n\
-                    h,g ssh-rsa not-base64!\nh ssh-ed25519 AAAA extra comment\n@bogus h k AAAA\n";
-        let e = parse_known_hosts(text);
-        assert_eq!(e.len(), 3);
-        assert_eq!(e[0].marker, Marker::Revoked);
-        assert_eq!(e[1].marker, Marker::CertAuthority);
-        assert_eq!((e[2].line, e[2].marker), (6, Marker::None));
+    fn http_and_git_schemes_are_insecure() {
+        assert_eq!(insecure_scheme("HTTP://h/r").as_deref(), Some("http"));
+        assert_eq!(insecure_scheme("git://h/r").as_deref(), Some("git"));
+        for ok in ["https://h/r", "ssh://h/r", "file:///r", "git@h:r", "/srv/r"] {
+            assert_eq!(insecure_scheme(ok), None, "{ok}");
+        }
     }
 }

@@ -1,18 +1,36 @@
-//! A commit's files held in memory: the one view of the managed repo that the spec reader uses.
+//! A commit's files: the one view of the managed repo that the spec reader uses.
 //!
 //! Both a Git commit (the daemon) and a plain directory (`gitmoor validate` in the managed repo's
 //! own CI) turn into a `Snapshot`, so validation and deployment read the very same bytes the same
-//! way. Managed repos are small (compose files, nginx sites, firewall rules, build contexts), so
-//! holding them in memory is cheaper than a checkout and needs no cleanup.
+//! way, with no checkout to clean up.
+//!
+//! Reading is lazy. Every entry is recorded (path, mode, size), but bytes are held only for the
+//! folders gitmoor always uses ([`USED_ROOTS`]); any other file is *deferred*: it is listed with
+//! empty `data` until a reader asks for it. A build context may be any folder of the repo, and an
+//! `env_file` may sit outside the stack folder, so such a request is remembered
+//! ([`Snapshot::take_wanted`]) and the caller fills those paths ([`Snapshot::fill_with`],
+//! `GitSource::fill`) and reads again. A 1 GB file in `docs/` thus costs nothing unless something
+//! uses it, and then it is refused by the budget with its name (see [`super::limits`]).
 
+use super::limits::{Budget, ContentError, ReadLimits};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The top folders whose files are read at once: the stacks (materialised as a whole), nginx
+/// sites and firewall rules. Everything else is read only when asked for.
+pub const USED_ROOTS: &[&str] = &["compose", "nginx", "ufw"];
+
+/// True when `path` is one of [`USED_ROOTS`] or inside one.
+pub fn in_used_root(path: &str) -> bool {
+    USED_ROOTS.iter().any(|r| path == *r || is_under(path, r))
+}
 
 /// One file of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
+    /// The bytes; empty while the file is deferred ([`Snapshot::is_deferred`]).
     pub data: Vec<u8>,
     /// Git mode 100755 (or an executable bit on disk).
     pub executable: bool,
@@ -20,11 +38,52 @@ pub struct FileEntry {
     pub symlink: bool,
 }
 
-/// All files of one commit (or directory), keyed by their `/`-separated path from the root.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub files: BTreeMap<String, FileEntry>,
+/// Where the bytes of a deferred file are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A Git blob (hex object id) of the cache repository.
+    Blob(String),
+    /// A file on disk (`Snapshot::from_dir_lazy`).
+    Disk(PathBuf),
 }
+
+/// A file recorded but not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    /// Its size in bytes, from the object header or the file's metadata.
+    pub size: u64,
+    pub origin: Origin,
+}
+
+/// All files of one commit (or directory), keyed by their `/`-separated path from the root.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every file; a deferred one with empty `data`.
+    pub files: BTreeMap<String, FileEntry>,
+    deferred: BTreeMap<String, Deferred>,
+    budget: Budget,
+    /// Paths (files or folders) a reader asked for while they were deferred.
+    wanted: Mutex<BTreeSet<String>>,
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Self {
+        Snapshot {
+            files: self.files.clone(),
+            deferred: self.deferred.clone(),
+            budget: self.budget,
+            wanted: Mutex::new(self.wanted_set().clone()),
+        }
+    }
+}
+
+/// Two snapshots are equal when they hold the same files, read or deferred alike.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files && self.deferred == other.deferred
+    }
+}
+impl Eq for Snapshot {}
 
 impl Snapshot {
     /// A snapshot of plain files `(path, text)`: the world of a unit test.
@@ -44,15 +103,78 @@ impl Snapshot {
         s
     }
 
-    /// Reads a directory tree, skipping `.git`. Symlinks are recorded, not followed.
-    pub fn from_dir(root: &Path) -> io::Result<Snapshot> {
-        let mut snap = Snapshot::default();
-        walk_dir(root, "", &mut snap)?;
-        Ok(snap)
+    /// An empty snapshot that will read within `limits`.
+    pub fn with_limits(limits: ReadLimits) -> Snapshot {
+        Snapshot {
+            budget: Budget::new(limits),
+            ..Snapshot::default()
+        }
     }
 
+    pub fn limits(&self) -> ReadLimits {
+        self.budget.limits
+    }
+
+    /// Bytes read so far (files, and tree entries for a commit).
+    pub fn bytes_read(&self) -> u64 {
+        self.budget.read
+    }
+
+    pub(crate) fn budget_mut(&mut self) -> &mut Budget {
+        &mut self.budget
+    }
+
+    /// Records a file without reading it.
+    pub(crate) fn insert_deferred(
+        &mut self,
+        path: String,
+        executable: bool,
+        symlink: bool,
+        deferred: Deferred,
+    ) {
+        self.files.insert(
+            path.clone(),
+            FileEntry {
+                data: Vec::new(),
+                executable,
+                symlink,
+            },
+        );
+        self.deferred.insert(path, deferred);
+    }
+
+    /// The file at `path`. A deferred file is returned with empty `data`, and the request is
+    /// remembered (see [`Snapshot::take_wanted`]).
     pub fn get(&self, path: &str) -> Option<&FileEntry> {
+        if self.deferred.contains_key(path) {
+            self.want(path);
+        }
         self.files.get(path)
+    }
+
+    /// True when the file's bytes have not been read.
+    pub fn is_deferred(&self, path: &str) -> bool {
+        self.deferred.contains_key(path)
+    }
+
+    /// The deferred files, with their size and origin.
+    pub fn deferred(&self) -> impl Iterator<Item = (&str, &Deferred)> {
+        self.deferred.iter().map(|(p, d)| (p.as_str(), d))
+    }
+
+    /// The paths asked for while deferred since the last call, sorted: fill them, then read again.
+    pub fn take_wanted(&self) -> Vec<String> {
+        std::mem::take(&mut *self.wanted_set())
+            .into_iter()
+            .collect()
+    }
+
+    fn want(&self, path: &str) {
+        self.wanted_set().insert(path.to_string());
+    }
+
+    fn wanted_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Paths of the entries directly inside `dir` ("" is the root): files and sub-directories,
@@ -82,99 +204,83 @@ impl Snapshot {
 
     /// A content hash of a file or of everything under a directory (paths, modes and bytes).
     /// Used to recreate a container when a repo file it mounts or reads changes. None when the
-    /// path does not exist.
+    /// path does not exist. A deferred file under `path` is hashed by its origin (blob id or
+    /// disk path) and the request remembered: the caller fills it and asks again, so the id it
+    /// keeps is always the one of the bytes.
     pub fn content_id(&self, path: &str) -> Option<String> {
         let mut h = Sha256::new();
         let mut any = false;
+        let mut wants = false;
         for (p, f) in &self.files {
             if p == path || is_under(p, path) {
                 any = true;
                 h.update(p.as_bytes());
                 h.update([0, f.executable as u8, f.symlink as u8]);
-                h.update((f.data.len() as u64).to_le_bytes());
-                h.update(&f.data);
+                match self.deferred.get(p) {
+                    Some(d) => {
+                        wants = true;
+                        h.update(b"\0deferred\0");
+                        h.update(d.size.to_le_bytes());
+                        match &d.origin {
+                            Origin::Blob(oid) => h.update(oid.as_bytes()),
+                            Origin::Disk(file) => h.update(file.to_string_lossy().as_bytes()),
+                        }
+                    }
+                    None => {
+                        h.update((f.data.len() as u64).to_le_bytes());
+                        h.update(&f.data);
+                    }
+                }
             }
+        }
+        if wants {
+            self.want(path);
         }
         any.then(|| hex::encode(&h.finalize()[..10]))
     }
 
-    /// Writes every file under `prefix` into `dest` (relative paths kept, `prefix` stripped).
-    /// Used to give relative bind mounts a stable host path.
-    pub fn write_subtree(&self, prefix: &str, dest: &Path) -> io::Result<()> {
-        for (p, f) in &self.files {
-            let Some(rel) = p.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else {
+    /// Reads the deferred files at or under `paths` with `load`, each within the budget (checked
+    /// on the recorded size before `load` runs, so an oversized file is never read). Returns how
+    /// many files were read.
+    pub fn fill_with(
+        &mut self,
+        paths: &[String],
+        mut load: impl FnMut(&str, &Deferred) -> Result<Vec<u8>, ContentError>,
+    ) -> Result<usize, ContentError> {
+        let todo: Vec<String> = self
+            .deferred
+            .keys()
+            .filter(|p| paths.iter().any(|w| *p == w || is_under(p, w)))
+            .cloned()
+            .collect();
+        for path in &todo {
+            let Some(d) = self.deferred.get(path) else {
                 continue;
             };
-            let target = dest.join(rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
+            self.budget.file(path, d.size)?;
+            let data = load(path, d)?;
+            if data.len() as u64 != d.size {
+                return Err(ContentError::Read {
+                    path: super::names::shown(path),
+                    detail: format!(
+                        "{} bytes read where {} were recorded; it changed while gitmoor read it",
+                        data.len(),
+                        d.size
+                    ),
+                });
             }
-            if f.symlink {
-                let link = String::from_utf8_lossy(&f.data).to_string();
-                let _ = std::fs::remove_file(&target);
-                std::os::unix::fs::symlink(link, &target)?;
-            } else {
-                std::fs::write(&target, &f.data)?;
-                use std::os::unix::fs::PermissionsExt;
-                let mode = if f.executable { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+            self.deferred.remove(path);
+            if let Some(f) = self.files.get_mut(path) {
+                f.data = data;
             }
         }
-        Ok(())
+        Ok(todo.len())
     }
 }
 
-fn is_under(path: &str, dir: &str) -> bool {
+pub(crate) fn is_under(path: &str, dir: &str) -> bool {
     dir.is_empty()
         || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
-}
-
-fn walk_dir(base: &Path, rel: &str, snap: &mut Snapshot) -> io::Result<()> {
-    let dir = if rel.is_empty() {
-        base.to_path_buf()
-    } else {
-        base.join(rel)
-    };
-    for entry in std::fs::read_dir(&dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if rel.is_empty() && name == ".git" {
-            continue;
-        }
-        let path = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            walk_dir(base, &path, snap)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(entry.path())?;
-            let data = target.to_string_lossy().as_bytes().to_vec();
-            snap.files.insert(
-                path,
-                FileEntry {
-                    data,
-                    executable: false,
-                    symlink: true,
-                },
-            );
-        } else if ft.is_file() {
-            use std::os::unix::fs::PermissionsExt;
-            let executable = entry.metadata()?.permissions().mode() & 0o111 != 0;
-            let data = std::fs::read(entry.path())?;
-            snap.files.insert(
-                path,
-                FileEntry {
-                    data,
-                    executable,
-                    symlink: false,
-                },
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -222,5 +328,76 @@ mod tests {
             None,
             "a prefix of a name is not a directory"
         );
+    }
+
+    fn deferred(size: u64) -> Deferred {
+        Deferred {
+            size,
+            origin: Origin::Blob("ab".into()),
+        }
+    }
+
+    #[test]
+    fn deferred_files_are_asked_for_then_filled_within_the_budget() {
+        let mut s = Snapshot::with_limits(ReadLimits {
+            max_file_bytes: 4,
+            max_read_bytes: 6,
+        });
+        s.insert_deferred("app/a".into(), false, false, deferred(3));
+        s.insert_deferred("app/b".into(), true, false, deferred(2));
+        s.insert_deferred("docs/big".into(), false, false, deferred(1 << 30));
+        let loaded_id = {
+            let mut t = snap(&[]);
+            t.files.insert(
+                "app/a".into(),
+                FileEntry {
+                    data: b"aaa".to_vec(),
+                    executable: false,
+                    symlink: false,
+                },
+            );
+            t.files.insert(
+                "app/b".into(),
+                FileEntry {
+                    data: b"bb".to_vec(),
+                    executable: true,
+                    symlink: false,
+                },
+            );
+            t.content_id("app")
+        };
+        assert!(s.exists("app") && s.exists("docs/big"));
+        assert_eq!(s.list_dir(""), ["app", "docs"]);
+        assert!(s.take_wanted().is_empty(), "listing asks for no bytes");
+        let pending = s.content_id("app");
+        assert_ne!(pending, loaded_id);
+        assert_eq!(s.get("app/b").map(|f| f.data.len()), Some(0));
+        assert_eq!(s.take_wanted(), ["app", "app/b"]);
+        assert!(s.take_wanted().is_empty());
+
+        let n = s
+            .fill_with(&["app".to_string()], |p, _| {
+                Ok(if p == "app/a" {
+                    b"aaa".to_vec()
+                } else {
+                    b"bb".to_vec()
+                })
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            s.content_id("app"),
+            loaded_id,
+            "the same id as read at once"
+        );
+        assert!(s.take_wanted().is_empty());
+        assert_eq!(s.bytes_read(), 5);
+        assert!(s.is_deferred("docs/big"));
+
+        // The big file is refused on its recorded size: the loader never runs.
+        let err = s
+            .fill_with(&["docs".to_string()], |_, _| panic!("read"))
+            .unwrap_err();
+        assert!(err.to_string().contains("max_file_bytes"), "{err}");
     }
 }
