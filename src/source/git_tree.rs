@@ -73,6 +73,17 @@ pub(super) fn read_tree(
     Ok(snap)
 }
 
+/// The tree reader alone, on any repository: the tree `tree` of `repo` read as a commit's tree
+/// is. For the fuzzer, which writes hostile tree objects straight into an object database.
+pub fn read_tree_at(
+    repo: &Repository,
+    tree: Oid,
+    limits: ReadLimits,
+) -> Result<Snapshot, ContentError> {
+    let root = repo.find_tree(tree).map_err(|e| read_err("the tree", &e))?;
+    read_tree(repo, root, limits)
+}
+
 /// Reads the deferred blobs at or under `paths` into `snap`.
 pub(super) fn fill(
     repo: &Repository,

@@ -4,7 +4,7 @@
 
 pub mod dir;
 pub mod git;
-mod git_tree;
+pub mod git_tree;
 mod known_hosts;
 pub mod limits;
 pub mod names;
