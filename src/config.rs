@@ -91,6 +91,14 @@ pub struct Config {
     /// other stacks go on. Raise it for builds that are slow, not stuck.
     #[serde(default = "default_build_timeout")]
     pub build_timeout_secs: u64,
+    /// Budgets of what one commit may make the reader spend (compose file bytes, expanded YAML
+    /// bytes, services, ports and `depends_on` edges per stack); see docs/policy.md.
+    #[serde(default)]
+    pub limits: crate::spec::limits::Limits,
+    /// The host policy (`baseline`, or `{preset: baseline, allow_bind: [...], ...}`); absent:
+    /// none. See docs/policy.md.
+    #[serde(default)]
+    pub policy: Option<crate::spec::policy::Policy>,
 }
 
 fn default_branch() -> String {
@@ -202,6 +210,9 @@ impl Config {
                 path.display()
             );
         }
+        cfg.limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
         for (key, dir) in [
             ("secrets_dir", &cfg.secrets_dir),
@@ -324,6 +335,37 @@ mod tests {
         let err =
             Config::parse("repo: x\nbuild_timeout_secs: 0\n", Path::new("/c.yaml")).unwrap_err();
         assert!(format!("{err:#}").contains("build_timeout_secs"), "{err:#}");
+    }
+
+    #[test]
+    fn limits_and_policy_parse_with_defaults_and_are_checked() {
+        let cfg = Config::parse("repo: x\n", Path::new("/c.yaml")).unwrap();
+        assert_eq!(cfg.limits, crate::spec::limits::Limits::default());
+        assert_eq!(cfg.policy, None);
+        let cfg = Config::parse(
+            "repo: x\nlimits:\n  services: 500\n  expanded_yaml_bytes: 1000000\npolicy: baseline\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.services, 500);
+        assert_eq!(cfg.limits.expanded_yaml_bytes, 1_000_000);
+        assert_eq!(cfg.limits.ports, 1000);
+        assert_eq!(cfg.policy, Some(crate::spec::policy::Policy::default()));
+        let cfg = Config::parse(
+            "repo: x\npolicy:\n  preset: baseline\n  allow_bind: [/srv/media]\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.policy.unwrap().allow_bind, vec!["/srv/media"]);
+        for (bad, want) in [
+            ("limits:\n  servics: 5\n", "servics"),
+            ("limits:\n  ports: 0\n", "limits.ports: must be at least 1"),
+            ("policy: strict\n", "unknown policy preset `strict`"),
+        ] {
+            let err = Config::parse(&format!("repo: x\n{bad}"), Path::new("/c.yaml")).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(shown.contains("/c.yaml") && shown.contains(want), "{shown}");
+        }
     }
 
     #[test]

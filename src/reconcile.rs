@@ -245,6 +245,8 @@ impl Reconciler {
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
+            limits: self.cfg.limits,
+            policy: self.cfg.policy.clone(),
         };
         let (spec, findings) = load_host_spec_with_profiles(&snap, &opts, &self.cfg.profiles);
         for w in &findings.warnings {
