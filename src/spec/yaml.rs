@@ -101,6 +101,7 @@ pub fn parse_within(text: &str, file: &str, max_bytes: u64) -> Result<Node, Spec
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
     options.budget = Some(parser_budget(max_bytes));
+    options.alias_limits.max_total_replayed_events = parser_events(max_bytes);
     let _budget = Budget::start(max_bytes);
     match serde_saphyr::from_str_with_options::<Node>(text, options) {
         Ok(node) => Ok(node),
@@ -120,16 +121,32 @@ fn parser_budget(max_bytes: u64) -> serde_saphyr::Budget {
     b.max_total_scalar_bytes = max.saturating_add(max / 8);
     b.max_recorded_anchor_bytes = max.saturating_add(max / 8);
     b.max_nodes = (max / NODE_BYTES as usize).max(b.max_nodes);
+    b.max_events = parser_events(max_bytes);
+    b.max_recorded_anchor_events = (max / RECORDED_EVENT_BYTES).max(10_000);
     b.enforce_alias_anchor_ratio = false;
     b.max_depth = MAX_DEPTH;
     b
 }
+
+/// Bytes of budget per event the parser may keep to replay anchors (its default allows
+/// 1,000,000 events whatever the budget). It keeps an anchored list or mapping event by event,
+/// aliases inside it expanded, at about 100 bytes an event beside our tree: one event per 400
+/// bytes keeps that to a quarter of the budget. An ordinary file's anchors
+/// (`x-defaults: &defaults`) hold tens of events.
+const RECORDED_EVENT_BYTES: usize = 400;
 
 /// Nesting the parser accepts. A compose file nests about 6 deep (`services.api.deploy.
 /// resources.limits.cpus`); the tree is built (and later walked) recursively, and a debug build
 /// used up a 2 MiB thread stack (a tokio worker's) near 45 levels, which aborts the process:
 /// refuse well before.
 const MAX_DEPTH: usize = 32;
+
+/// Events (parsed or replayed from an anchor) the parser may produce: each makes a node or
+/// closes one, so twice the nodes the budget buys, and never fewer than the parser's default.
+fn parser_events(max_bytes: u64) -> usize {
+    let nodes = usize::try_from(max_bytes / NODE_BYTES).unwrap_or(usize::MAX);
+    nodes.saturating_mul(2).max(1_000_000)
+}
 
 /// What a node costs beyond its text: the node itself (`Node` is 48 bytes on 64-bit targets).
 const NODE_BYTES: u64 = std::mem::size_of::<Node>() as u64;
@@ -205,9 +222,20 @@ fn too_large(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
     ))
 }
 
+/// The error itself, out of the wrappers that add a snippet or the alias it came through.
+fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    loop {
+        match e {
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => e = error,
+            other => return other,
+        }
+    }
+}
+
 fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
     let line = e.location().map(|l| l.line());
-    let inner = e.without_snippet();
+    let inner = innermost(e);
     if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = inner {
         let what = match key {
             Some(k) => format!("duplicate key `{k}`"),
@@ -217,16 +245,23 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError 
             .at_line(line)
             .fix("keep only one of them");
     }
+    if let serde_saphyr::Error::AliasReplayLimitExceeded { .. } = inner {
+        return too_large(e, file, max_bytes);
+    }
     if let serde_saphyr::Error::Budget { breach, .. } = inner {
         use serde_saphyr::budget::BudgetBreach as B;
         let what = match breach {
-            B::ScalarBytes { .. } | B::Nodes { .. } | B::RecordedAnchorBytes { .. } => {
+            // Each of these grows with the expansion, and scales with our budget.
+            B::ScalarBytes { .. }
+            | B::Nodes { .. }
+            | B::Events { .. }
+            | B::RecordedAnchorBytes { .. }
+            | B::RecordedAnchorEvents { .. } => {
                 return too_large(e, file, max_bytes);
             }
             B::Depth { depth } => format!("nested {depth} levels deep"),
             B::Aliases { aliases } => format!("{aliases} aliases"),
             B::Anchors { anchors } => format!("{anchors} anchors"),
-            B::Events { events } => format!("{events} YAML events"),
             B::Documents { documents } => format!("{documents} documents"),
             B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys"),
             other => format!("{other:?}"),
@@ -496,7 +531,7 @@ mod tests {
         let e = parse(&flat_bomb(), "compose/x/compose.yaml").unwrap_err();
         let shown = e.to_string();
         assert!(
-            shown.starts_with("compose/x/compose.yaml:2: the YAML expands to more than 40 MiB (limits.expanded_yaml_bytes)"),
+            shown.starts_with("compose/x/compose.yaml:2: the YAML expands to more than 16 MiB (limits.expanded_yaml_bytes)"),
             "{shown}"
         );
         assert!(
