@@ -182,8 +182,9 @@ impl Budget {
     /// Takes `n` bytes from the budget; an error (and the `exceeded` mark) past it.
     fn charge<E: de::Error>(n: u64) -> Result<(), E> {
         BUDGET.with(|b| match b.get() {
-            (Some(left), _) if left >= n => {
-                b.set((Some(left - n), false));
+            // Once out, every later charge but an empty one fails too, and the mark stays.
+            (Some(left), out) if left >= n => {
+                b.set((Some(left - n), out));
                 Ok(())
             }
             (Some(_), _) => {
