@@ -106,14 +106,14 @@ pub struct Config {
     /// the server, so anyone on the path could change what gitmoor deploys as root.
     #[serde(default)]
     pub allow_insecure_transport: bool,
-    /// Largest file read from a commit (default 64 MiB). Only files gitmoor uses count:
-    /// `compose/`, `nginx/`, `ufw/`, build contexts, `env_file`s; a big file elsewhere (docs,
-    /// assets) is never read.
-    #[serde(default = "default_max_file_bytes")]
-    pub max_file_bytes: u64,
-    /// Bytes read from a commit in one reconcile, all files and trees together (default 256 MiB).
-    #[serde(default = "default_max_read_bytes")]
-    pub max_read_bytes: u64,
+    /// Budgets of what one commit may make the reader spend (compose file bytes, expanded YAML
+    /// bytes, services, ports and `depends_on` edges per stack); see docs/policy.md.
+    #[serde(default)]
+    pub limits: crate::spec::limits::Limits,
+    /// The host policy (`baseline`, or `{preset: baseline, allow_bind: [...], ...}`); absent:
+    /// none. See docs/policy.md.
+    #[serde(default)]
+    pub policy: Option<crate::spec::policy::Policy>,
 }
 
 fn default_branch() -> String {
@@ -157,12 +157,6 @@ fn default_instance() -> String {
 }
 fn default_health_timeout() -> u64 {
     120
-}
-fn default_max_file_bytes() -> u64 {
-    crate::source::limits::DEFAULT_MAX_FILE_BYTES
-}
-fn default_max_read_bytes() -> u64 {
-    crate::source::limits::DEFAULT_MAX_READ_BYTES
 }
 fn default_build_timeout() -> u64 {
     crate::apply::docker::DEFAULT_BUILD_TIMEOUT.as_secs()
@@ -225,23 +219,15 @@ impl Config {
                 path.display()
             );
         }
-        for (key, value) in [
-            ("max_file_bytes", cfg.max_file_bytes),
-            ("max_read_bytes", cfg.max_read_bytes),
-        ] {
-            if value < 4096 {
-                bail!(
-                    "{}: {key}: {value} is too small for any compose file; use at least 4096 (the defaults are 67108864 and 268435456)",
-                    path.display()
-                );
-            }
-        }
         if cfg.status_refresh_secs == 0 {
             bail!(
                 "{}: status_refresh_secs: must be at least 1",
                 path.display()
             );
         }
+        cfg.limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
         for (key, dir) in [
             ("secrets_dir", &cfg.secrets_dir),
@@ -280,10 +266,7 @@ impl Config {
 
     /// The read budgets for one reconcile's commit.
     pub fn read_limits(&self) -> crate::source::limits::ReadLimits {
-        crate::source::limits::ReadLimits {
-            max_file_bytes: self.max_file_bytes,
-            max_read_bytes: self.max_read_bytes,
-        }
+        self.limits.read_limits()
     }
 
     /// Where gitmoor keeps its bare clone of the managed repo.
@@ -334,8 +317,8 @@ mod tests {
         assert_eq!(cfg.status_refresh_secs, 10);
         assert_eq!(cfg.build_timeout_secs, 600);
         assert!(!cfg.allow_insecure_transport);
-        assert_eq!(cfg.max_file_bytes, 64 << 20);
-        assert_eq!(cfg.max_read_bytes, 256 << 20);
+        assert_eq!(cfg.read_limits().max_file_bytes, 64 << 20);
+        assert_eq!(cfg.read_limits().max_read_bytes, 256 << 20);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")
@@ -380,14 +363,46 @@ mod tests {
     #[test]
     fn read_budgets_parse_and_tiny_ones_are_refused() {
         let cfg = Config::parse(
-            "repo: x\nmax_file_bytes: 1048576\nmax_read_bytes: 8388608\n",
+            "repo: x\nlimits:\n  file_bytes: 1048576\n  read_bytes: 8388608\n",
             Path::new("/c.yaml"),
         )
         .unwrap();
         assert_eq!(cfg.read_limits().max_file_bytes, 1 << 20);
         assert_eq!(cfg.read_limits().max_read_bytes, 8 << 20);
-        let err = Config::parse("repo: x\nmax_read_bytes: 10\n", Path::new("/c.yaml")).unwrap_err();
-        assert!(format!("{err:#}").contains("max_read_bytes"), "{err:#}");
+        let err = Config::parse("repo: x\nlimits:\n  read_bytes: 10\n", Path::new("/c.yaml"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("limits.read_bytes"), "{err:#}");
+    }
+
+    #[test]
+    fn limits_and_policy_parse_with_defaults_and_are_checked() {
+        let cfg = Config::parse("repo: x\n", Path::new("/c.yaml")).unwrap();
+        assert_eq!(cfg.limits, crate::spec::limits::Limits::default());
+        assert_eq!(cfg.policy, None);
+        let cfg = Config::parse(
+            "repo: x\nlimits:\n  services: 500\n  expanded_yaml_bytes: 1000000\npolicy: baseline\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.services, 500);
+        assert_eq!(cfg.limits.expanded_yaml_bytes, 1_000_000);
+        assert_eq!(cfg.limits.ports, 1000);
+        assert_eq!(cfg.policy, Some(crate::spec::policy::Policy::default()));
+        let cfg = Config::parse(
+            "repo: x\npolicy:\n  preset: baseline\n  allow_bind: [/srv/media]\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.policy.unwrap().allow_bind, vec!["/srv/media"]);
+        for (bad, want) in [
+            ("limits:\n  servics: 5\n", "servics"),
+            ("limits:\n  ports: 0\n", "limits.ports: must be at least 1"),
+            ("policy: strict\n", "unknown policy preset `strict`"),
+        ] {
+            let err = Config::parse(&format!("repo: x\n{bad}"), Path::new("/c.yaml")).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(shown.contains("/c.yaml") && shown.contains(want), "{shown}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use gitmoor::config::{Config, DEFAULT_PATH};
 use gitmoor::reconcile::{Mode, Reconciler, Verdict};
 use gitmoor::source::snapshot::Snapshot;
 use gitmoor::spec::load::{load_host_spec, LoadOptions};
+use gitmoor::spec::policy::Policy;
 use gitmoor::state::State;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +35,13 @@ enum Cmd {
         /// The secrets dir: with it, a missing variable is an error; without, a warning.
         #[arg(long)]
         secrets: Option<PathBuf>,
+        /// Check the host policy too (`baseline`), as a host with `policy: baseline` would.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Read `limits:` and `policy:` from this gitmoor config (`--policy` wins over its
+        /// policy).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Fetch, then show what applying the branch head would change, and why. Changes nothing.
     Plan {
@@ -105,7 +113,17 @@ fn init_logging(json: bool) {
 
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Validate { dir, secrets } => validate(dir.unwrap_or_else(|| ".".into()), secrets),
+        Cmd::Validate {
+            dir,
+            secrets,
+            policy,
+            config,
+        } => validate(
+            dir.unwrap_or_else(|| ".".into()),
+            secrets,
+            policy.as_deref(),
+            config.as_deref(),
+        ),
         Cmd::Plan { config, json } => {
             let rec = Reconciler::new(Config::load(&config)?, false).await?;
             let o = rec.reconcile(Mode::Plan, true).await?;
@@ -228,16 +246,31 @@ async fn status(config: &Path, url: Option<String>, json: bool) -> anyhow::Resul
     }
 }
 
-fn validate(dir: PathBuf, secrets: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn validate(
+    dir: PathBuf,
+    secrets: Option<PathBuf>,
+    policy: Option<&str>,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut opts = LoadOptions {
+        secrets_dir: secrets,
+        ..LoadOptions::default()
+    };
     // As the daemon reads a commit: the used folders at once, any other file when the spec
-    // asks for it, within the default budgets.
-    let limits = gitmoor::source::limits::ReadLimits::default();
+    // asks for it, within the budgets (the config's, with --config).
+    let mut limits = gitmoor::source::limits::ReadLimits::default();
+    if let Some(path) = config {
+        let cfg = Config::load(path)?;
+        opts.bind_root = cfg.bind_root();
+        opts.limits = cfg.limits;
+        opts.policy = cfg.policy.clone();
+        limits = cfg.read_limits();
+    }
+    if let Some(name) = policy {
+        opts.policy = Some(Policy::preset(name).map_err(|e| anyhow::anyhow!("--policy: {e}"))?);
+    }
     let mut snap = Snapshot::from_dir_lazy(&dir, limits)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
-    let opts = LoadOptions {
-        secrets_dir: secrets,
-        bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
-    };
     let (spec, findings) = loop {
         let read = load_host_spec(&snap, &opts);
         let wanted = snap.take_wanted();

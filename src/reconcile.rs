@@ -362,6 +362,8 @@ impl Reconciler {
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
+            limits: self.cfg.limits,
+            policy: self.cfg.policy.clone(),
         };
         let mut snap = match self.snapshot(&head.sha).await? {
             Ok(s) => s,

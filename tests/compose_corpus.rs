@@ -28,6 +28,7 @@ fn load(
     let opts = LoadOptions {
         secrets_dir,
         bind_root: PathBuf::from(BIND_ROOT),
+        ..LoadOptions::default()
     };
     load_host_spec_with_profiles(snap, &opts, &profiles)
 }

@@ -95,6 +95,7 @@ async fn deploy(
     let opts = LoadOptions {
         secrets_dir: Some(secrets_dir),
         bind_root: bind_root.clone(),
+        ..LoadOptions::default()
     };
     let (spec, findings) = load_host_spec(&snap, &opts);
     let mut spec = spec.ok_or_else(|| format!("{:#?}", findings.errors))?;

@@ -338,9 +338,9 @@ fn big_file_outside_the_used_folders_deploys_with_small_rss() {
     assert!(again < 200 * 1024, "the second apply peaked at {again} KiB");
 }
 
-/// A used file over `max_file_bytes` refuses the commit naming the file, the limit and the key:
+/// A used file over `limits.file_bytes` refuses the commit naming the file, the limit and the key:
 /// in a build context outside compose/ (read on demand) and in the stack folder (read at once);
-/// a bigger file nobody uses does not. Too many bytes in total names `max_read_bytes`.
+/// a bigger file nobody uses does not. Too many bytes in total names `limits.read_bytes`.
 #[test]
 fn oversized_used_files_are_refused_naming_file_limit_and_key() {
     let stack = unique("hl");
@@ -355,7 +355,7 @@ fn oversized_used_files_are_refused_naming_file_limit_and_key() {
     remote.write("app/blob.bin", &"b".repeat(2 << 20));
     remote.write("docs/unused.bin", &"d".repeat(3 << 20));
     remote.commit("a build context with a big file");
-    let host = Host::new(&remote, "max_file_bytes: 1048576\n");
+    let host = Host::new(&remote, "limits:\n  file_bytes: 1048576\n");
 
     let out = host.gitmoor(&["apply"]);
     let text = output_text(&out);
@@ -363,7 +363,7 @@ fn oversized_used_files_are_refused_naming_file_limit_and_key() {
     assert!(
         text.contains("\"app/blob.bin\" is 2097152 bytes")
             && text.contains("1048576 bytes")
-            && text.contains("max_file_bytes"),
+            && text.contains("limits.file_bytes"),
         "{text}"
     );
     assert!(!text.contains("docs/unused.bin"), "{text}");
@@ -377,7 +377,7 @@ fn oversized_used_files_are_refused_naming_file_limit_and_key() {
     let text = output_text(&host.gitmoor(&["apply"]));
     assert!(
         text.contains(&format!("\"compose/{stack}/data.bin\" is 2097152 bytes"))
-            && text.contains("max_file_bytes"),
+            && text.contains("limits.file_bytes"),
         "{text}"
     );
 
@@ -389,13 +389,15 @@ fn oversized_used_files_are_refused_naming_file_limit_and_key() {
     remote.commit("many parts");
     std::fs::write(
         &host.config,
-        std::fs::read_to_string(&host.config).unwrap() + "max_read_bytes: 3000000\n",
+        std::fs::read_to_string(&host.config)
+            .unwrap()
+            .replace("limits:\n", "limits:\n  read_bytes: 3000000\n"),
     )
     .unwrap();
     let text = output_text(&host.gitmoor(&["apply"]));
     assert!(
         text.contains("over the limit of 3000000 bytes per reconcile")
-            && text.contains("max_read_bytes"),
+            && text.contains("limits.read_bytes"),
         "{text}"
     );
     assert!(container_id(&stack, "web").is_empty(), "nothing deployed");

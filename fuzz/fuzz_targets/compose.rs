@@ -8,6 +8,8 @@ use gitmoor::plan::fingerprint::{config_hash, fingerprint};
 use gitmoor::plan::ContainerToCreate;
 use gitmoor::source::snapshot::{FileEntry, Snapshot};
 use gitmoor::spec::compose::{load_stack, StackInput, StackVars};
+use gitmoor::spec::limits::Limits;
+use gitmoor::spec::policy::Policy;
 use gitmoor::spec::model::Secret;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -71,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let snap = repo();
     let profiles = vec!["debug".to_string()];
+    let baseline = Policy::default();
     for strict in [true, false] {
         let vars = vars(strict);
         let (spec, findings) = load_stack(&StackInput {
@@ -82,6 +85,9 @@ fuzz_target!(|data: &[u8]| {
             bind_root: Path::new("/var/lib/gitmoor/stacks"),
             secrets_dir: None,
             profiles: &profiles,
+            limits: &Limits::default(),
+            // The policy's checks run on half the inputs: they must not panic either.
+            policy: strict.then_some(&baseline),
         });
         assert_eq!(spec.is_some(), findings.errors.is_empty());
         // A message may quote the file's own text; a value of the secrets file never.

@@ -150,7 +150,7 @@ mod tests {
         );
         // from_dir reads everything, so the same file is refused there.
         let err = read_dir_tree(root, limits, true).unwrap_err();
-        assert!(err.to_string().contains("max_file_bytes"), "{err}");
+        assert!(err.to_string().contains("limits.file_bytes"), "{err}");
     }
 
     #[test]

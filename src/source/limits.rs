@@ -7,9 +7,9 @@
 /// Bytes gitmoor may read from one commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadLimits {
-    /// One file (config key `max_file_bytes`).
+    /// One file (config key `limits.file_bytes`).
     pub max_file_bytes: u64,
-    /// All files read for one reconcile, trees included (config key `max_read_bytes`).
+    /// All files read for one reconcile, trees included (config key `limits.read_bytes`).
     pub max_read_bytes: u64,
 }
 
@@ -44,16 +44,16 @@ pub enum ContentError {
 
     #[error(
         "\"{path}\" is {size} bytes, over the limit of {limit} bytes for one file read from the \
-         commit (config key max_file_bytes); make it smaller, keep it out of the folders gitmoor \
-         uses (compose/, nginx/, ufw/ and the build contexts), or raise max_file_bytes"
+         commit (config key limits.file_bytes); make it smaller, keep it out of the folders gitmoor \
+         uses (compose/, nginx/, ufw/ and the build contexts), or raise limits.file_bytes"
     )]
     FileTooBig { path: String, size: u64, limit: u64 },
 
     #[error(
         "reading \"{path}\" ({size} bytes) brings the bytes read from the commit to {total}, over \
-         the limit of {limit} bytes per reconcile (config key max_read_bytes); make the folders \
+         the limit of {limit} bytes per reconcile (config key limits.read_bytes); make the folders \
          gitmoor uses (compose/, nginx/, ufw/ and the build contexts) smaller, or raise \
-         max_read_bytes"
+         limits.read_bytes"
     )]
     TotalTooBig {
         path: String,
@@ -128,12 +128,12 @@ mod tests {
         b.file("a", 10).unwrap();
         let e = b.file("big\n", 11).unwrap_err().to_string();
         assert!(
-            e.contains("\"big\\n\" is 11 bytes") && e.contains("max_file_bytes"),
+            e.contains("\"big\\n\" is 11 bytes") && e.contains("limits.file_bytes"),
             "{e}"
         );
         let e = b.file("b", 6).unwrap_err().to_string();
         assert!(
-            e.contains("to 16") && e.contains("15 bytes") && e.contains("max_read_bytes"),
+            e.contains("to 16") && e.contains("15 bytes") && e.contains("limits.read_bytes"),
             "{e}"
         );
         assert_eq!(b.read, 10, "a refused file takes nothing");

@@ -398,6 +398,6 @@ mod tests {
         let err = s
             .fill_with(&["docs".to_string()], |_, _| panic!("read"))
             .unwrap_err();
-        assert!(err.to_string().contains("max_file_bytes"), "{err}");
+        assert!(err.to_string().contains("limits.file_bytes"), "{err}");
     }
 }

@@ -49,34 +49,53 @@ fn is_env_file(name: &str) -> bool {
     }
 }
 
-/// The 1-based line of a `-----BEGIN ... PRIVATE KEY-----` line.
+/// The 1-based line of a `-----BEGIN <LABEL>PRIVATE KEY-----` header, the label being capitals,
+/// digits and spaces (`RSA `, `OPENSSH `, none).
+///
+/// One pass over the data: after each `-----BEGIN `, the label is the run of label characters
+/// that follows, and it is a key header when that run ends with `PRIVATE KEY` right before
+/// `-----`. A run never holds a `-`, so the next candidate starts after it and no byte is read
+/// twice: a file of nothing but `-----BEGIN ` (made to be slow) costs one pass, not one pass
+/// per candidate.
 fn private_key_line(data: &[u8]) -> Option<u64> {
     const BEGIN: &[u8] = b"-----BEGIN ";
-    const END: &[u8] = b"PRIVATE KEY-----";
+    const KEY: &[u8] = b"PRIVATE KEY";
+    const DASHES: &[u8] = b"-----";
+    let is_label = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ';
     let mut from = 0;
     while let Some(i) = find(&data[from..], BEGIN) {
         let start = from + i;
-        let line_end = data[start..]
+        let label_start = start + BEGIN.len();
+        let run = data[label_start..]
             .iter()
-            .position(|b| *b == b'\n')
-            .map_or(data.len(), |p| start + p);
-        let label = &data[start + BEGIN.len()..line_end];
-        let is_key = find(label, END).is_some_and(|e| {
-            label[..e]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ')
-        });
-        if is_key {
+            .take_while(|b| is_label(b))
+            .count();
+        let label_end = label_start + run;
+        if data[label_start..label_end].ends_with(KEY) && data[label_end..].starts_with(DASHES) {
             let n = data[..start].iter().filter(|b| **b == b'\n').count();
             return Some(n as u64 + 1);
         }
-        from = start + BEGIN.len();
+        from = label_end;
     }
     None
 }
 
+/// The first `needle` in `hay`. Looks for the needle's first byte, then compares: linear for the
+/// short fixed needle it is used with.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    let mut at = 0;
+    while at + needle.len() <= hay.len() {
+        let i = at
+            + hay[at..=hay.len() - needle.len()]
+                .iter()
+                .position(|b| *b == first)?;
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -132,5 +151,39 @@ mod tests {
         assert!(shown[1].starts_with("keys/id:2: a private key is committed; remove it from Git"));
         assert!(shown[2].starts_with("keys/rsa.pem:1: "));
         assert!(f.warnings.is_empty());
+    }
+
+    #[test]
+    fn key_headers_and_near_misses() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("-----BEGIN PRIVATE KEY-----", Some(1)),
+            ("x\n-----BEGIN RSA PRIVATE KEY-----", Some(2)),
+            ("a\nb\n  -----BEGIN ENCRYPTED PRIVATE KEY-----\n", Some(3)),
+            ("-----BEGIN -----BEGIN OPENSSH PRIVATE KEY-----", Some(1)),
+            ("-----BEGIN PRIVATE KEY PRIVATE KEY-----", Some(1)),
+            ("-----BEGIN PUBLIC KEY-----", None),
+            ("-----BEGIN PRIVATE KEY----", None),
+            ("-----BEGIN private PRIVATE KEY-----", None),
+            ("-----BEGIN RSA\nPRIVATE KEY-----", None),
+            ("text -----BEGIN PUBLIC KEY----- and PRIVATE KEY-----", None),
+            ("-----BEGIN", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(private_key_line(text.as_bytes()), *want, "{text:?}");
+        }
+        assert_eq!(find(b"aab", b"ab"), Some(1));
+        assert_eq!(find(b"a", b"ab"), None);
+        assert_eq!(find(b"", b"ab"), None);
+    }
+
+    #[test]
+    fn a_line_of_begin_markers_is_one_pass() {
+        // The old scan read to the end of the line for each of these 450,000 candidates:
+        // about 10^12 byte reads, many minutes. Now one pass.
+        let mut data = b"-----BEGIN ".repeat(5_000_000 / 11);
+        assert_eq!(private_key_line(&data), None);
+        data.extend_from_slice(b"\n-----BEGIN DSA PRIVATE KEY-----\n");
+        assert_eq!(private_key_line(&data), Some(2));
     }
 }

@@ -6,8 +6,11 @@ use crate::source::snapshot::Snapshot;
 use crate::spec::committed;
 use crate::spec::compose::{load_stack, StackInput, StackVars};
 use crate::spec::error::{Findings, SpecError};
+use crate::spec::limits::{file_too_large, Limits};
 use crate::spec::model::{HostSpec, StackSpec};
+use crate::spec::policy::Policy;
 use crate::spec::secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The compose file names compose itself looks for, in its order of preference.
@@ -25,6 +28,10 @@ pub struct LoadOptions {
     pub secrets_dir: Option<PathBuf>,
     /// Where stack folders are materialised for relative bind mounts.
     pub bind_root: PathBuf,
+    /// The budgets (`limits:` of the config): what one commit may make the reader spend.
+    pub limits: Limits,
+    /// The host policy (`policy:` of the config); None: no policy.
+    pub policy: Option<Policy>,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +39,8 @@ impl Default for LoadOptions {
         LoadOptions {
             secrets_dir: None,
             bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
+            limits: Limits::default(),
+            policy: None,
         }
     }
 }
@@ -133,6 +142,11 @@ fn load_one(
         );
         return Some((None, findings));
     }
+    // Before it is decoded or parsed: a huge file costs nothing more than its size.
+    if let Some(e) = file_too_large(&file, entry.data.len() as u64, &opts.limits) {
+        findings.errors.push(e);
+        return Some((None, findings));
+    }
     let Ok(text) = std::str::from_utf8(&entry.data) else {
         findings
             .errors
@@ -173,25 +187,30 @@ fn load_one(
         bind_root: &opts.bind_root,
         secrets_dir: opts.secrets_dir.as_deref(),
         profiles,
+        limits: &opts.limits,
+        policy: opts.policy.as_ref(),
     });
     findings.extend(f);
     Some((spec, findings))
 }
 
-/// Two services of the host publishing the same port cannot both start.
+/// Two services of the host publishing the same port cannot both start. Bindings are grouped by
+/// port, so each is compared only with the others of its port (not with every binding of the
+/// host, which made many stacks' ports quadratic).
 fn check_host_ports(host: &HostSpec, findings: &mut Findings) {
     let wildcard = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
-    let mut seen: Vec<(String, String, u16, String, String)> = Vec::new();
+    // (protocol, port) -> (host ip, file, stack/service) of the bindings seen.
+    type Seen<'a> = BTreeMap<(&'a str, u16), Vec<(&'a str, &'a str, String)>>;
+    let mut seen: Seen = BTreeMap::new();
     for stack in host.stacks.values() {
         for (name, svc) in &stack.services {
             for p in &svc.ports {
                 let Some(port) = p.host_port else { continue };
-                let clash = seen.iter().find(|(ip, proto, sp, _, _)| {
-                    *sp == port
-                        && *proto == p.protocol
-                        && (ip == &p.host_ip || wildcard(ip) || wildcard(&p.host_ip))
-                });
-                if let Some((_, _, _, other_file, other_svc)) = clash {
+                let same_port = seen.entry((p.protocol.as_str(), port)).or_default();
+                let clash = same_port
+                    .iter()
+                    .find(|(ip, _, _)| *ip == p.host_ip || wildcard(ip) || wildcard(&p.host_ip));
+                if let Some((_, other_file, other_svc)) = clash {
                     findings.errors.push(
                         SpecError::new(
                             &stack.compose_file,
@@ -204,11 +223,9 @@ fn check_host_ports(host: &HostSpec, findings: &mut Findings) {
                         .fix("publish a different host port"),
                     );
                 } else {
-                    seen.push((
-                        p.host_ip.clone(),
-                        p.protocol.clone(),
-                        port,
-                        stack.compose_file.clone(),
+                    same_port.push((
+                        p.host_ip.as_str(),
+                        stack.compose_file.as_str(),
                         format!("{}/{name}", stack.name),
                     ));
                 }
@@ -257,6 +274,7 @@ mod tests {
         LoadOptions {
             secrets_dir: None,
             bind_root: PathBuf::from("/var/lib/gitmoor/binds"),
+            ..LoadOptions::default()
         }
     }
 
@@ -345,6 +363,7 @@ mod tests {
         let opts = LoadOptions {
             secrets_dir: Some(dir.path().to_path_buf()),
             bind_root: PathBuf::from("/b"),
+            ..LoadOptions::default()
         };
         let (spec, f) = load_host_spec(&s, &opts);
         assert!(spec.is_none());
@@ -386,6 +405,94 @@ mod tests {
         assert_eq!(
             shown(&f.errors),
             vec!["compose/b/compose.yaml: services.web.ports: host port 8080/tcp is also published by a/web (compose/a/compose.yaml); publish a different host port"]
+        );
+    }
+
+    #[test]
+    fn a_compose_file_over_its_budget_is_refused_before_parsing_and_neighbours_load() {
+        // Not YAML at all: the size alone refuses it, so it is never parsed.
+        let big = format!("services: [{}", "x".repeat(1 << 20));
+        let s = snap(&[
+            ("compose/big/compose.yaml", big.as_str()),
+            ("compose/ok/compose.yaml", API),
+        ]);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(spec.is_none());
+        assert_eq!(
+            shown(&f.errors),
+            vec!["compose/big/compose.yaml: the file is 1.0 MiB, over the limit of 1 MiB per compose file (limits.compose_file_bytes); split it into stacks, or move data out of it, or raise limits.compose_file_bytes in gitmoor's config"]
+        );
+        let opts = LoadOptions {
+            limits: Limits {
+                compose_file_bytes: 2 << 20,
+                ..Limits::default()
+            },
+            ..unchecked()
+        };
+        let (_, f) = load_host_spec(&s, &opts);
+        assert!(
+            shown(&f.errors)[0].starts_with("compose/big/compose.yaml:1: invalid YAML"),
+            "{:?}",
+            f.errors
+        );
+    }
+
+    #[test]
+    fn stack_budgets_come_from_the_options() {
+        let text = "services:\n  a:\n    image: x\n    ports: [\"1-65535:1-65535\"]\n";
+        let s = snap(&[
+            ("compose/a/compose.yaml", text),
+            ("compose/ok/compose.yaml", API),
+        ]);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(spec.is_none());
+        assert_eq!(
+            shown(&f.errors),
+            vec!["compose/a/compose.yaml:1: services: 65535 port bindings (ports: and expose:, a range counted port by port), over the limit of 1000 per stack (limits.ports); publish fewer ports or narrower ranges, or raise limits.ports in gitmoor's config"]
+        );
+        let opts = LoadOptions {
+            limits: Limits {
+                ports: 65535,
+                services: 1,
+                ..Limits::default()
+            },
+            ..unchecked()
+        };
+        let (spec, f) = load_host_spec(&s, &opts);
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(
+            spec.expect("spec").stacks["a"].services["a"].ports.len(),
+            65535
+        );
+    }
+
+    #[test]
+    fn host_ports_of_many_stacks_are_compared_by_port() {
+        let mut files: Vec<(String, String)> = Vec::new();
+        for i in 0..300 {
+            let ports: Vec<String> = (0..100)
+                .map(|p| format!("\"127.0.0.{}:{}:80\"", i % 200 + 1, 10000 + i * 100 + p))
+                .collect();
+            files.push((
+                format!("compose/s{i}/compose.yaml"),
+                format!(
+                    "services:\n  web:\n    image: x\n    ports: [{}]\n",
+                    ports.join(", ")
+                ),
+            ));
+        }
+        files.push((
+            "compose/clash/compose.yaml".into(),
+            "services:\n  web:\n    image: x\n    ports: [\"10005:80\"]\n".into(),
+        ));
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let (_, f) = load_host_spec(&snap(&refs), &unchecked());
+        assert_eq!(
+            shown(&f.errors),
+            vec!["compose/s0/compose.yaml: services.web.ports: host port 10005/tcp is also published by clash/web (compose/clash/compose.yaml); publish a different host port"]
         );
     }
 

@@ -6,8 +6,10 @@
 //! strings, as in compose), and a plain number with a leading zero (`0755`) stays a string.
 
 use crate::spec::error::SpecError;
+use crate::spec::limits::{raise, show_bytes, Limits};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
+use std::cell::Cell;
 use std::fmt;
 
 /// One node. `line`/`col` are 1-based. For the value of a mapping entry they are the position of
@@ -84,20 +86,157 @@ impl Node {
     }
 }
 
-/// Parses one YAML document. `file` names the file in errors.
+/// Parses one YAML document with the default budget. `file` names the file in errors.
 pub fn parse(text: &str, file: &str) -> Result<Node, SpecError> {
+    parse_within(text, file, Limits::default().expanded_yaml_bytes)
+}
+
+/// Parses one YAML document, building at most `max_bytes` of tree (see `Budget`): past it, the
+/// parse stops with an error naming `limits.expanded_yaml_bytes`.
+pub fn parse_within(text: &str, file: &str, max_bytes: u64) -> Result<Node, SpecError> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.leading_zero_numbers_as_strings = true;
     options.with_snippet = false;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
-    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| yaml_error(&e, file))
+    options.budget = Some(parser_budget(max_bytes));
+    options.alias_limits.max_total_replayed_events = parser_events(max_bytes);
+    let _budget = Budget::start(max_bytes);
+    match serde_saphyr::from_str_with_options::<Node>(text, options) {
+        Ok(node) => Ok(node),
+        Err(e) if Budget::exceeded() => Err(too_large(&e, file, max_bytes)),
+        Err(e) => Err(yaml_error(&e, file, max_bytes)),
+    }
 }
 
-fn yaml_error(e: &serde_saphyr::Error, file: &str) -> SpecError {
+/// The parser's own budget, aligned with ours: it counts scalar bytes and nodes of the event
+/// stream (aliases replayed), so it is a second stop for the same bomb, set a little above ours
+/// so that ours (which also counts keys) speaks first. The alias/anchor ratio heuristic is off:
+/// it refuses ordinary files (one `<<: *defaults` in 150 services) and the byte budget is what
+/// bounds memory anyway.
+fn parser_budget(max_bytes: u64) -> serde_saphyr::Budget {
+    let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let mut b = serde_saphyr::Budget::default();
+    b.max_total_scalar_bytes = max.saturating_add(max / 8);
+    b.max_recorded_anchor_bytes = max.saturating_add(max / 8);
+    b.max_nodes = (max / NODE_BYTES as usize).max(b.max_nodes);
+    b.max_events = parser_events(max_bytes);
+    b.max_recorded_anchor_events = (max / RECORDED_EVENT_BYTES).max(10_000);
+    b.enforce_alias_anchor_ratio = false;
+    b.max_depth = MAX_DEPTH;
+    b
+}
+
+/// Bytes of budget per event the parser may keep to replay anchors (its default allows
+/// 1,000,000 events whatever the budget). It keeps an anchored list or mapping event by event,
+/// aliases inside it expanded, at about 100 bytes an event beside our tree: one event per 400
+/// bytes keeps that to a quarter of the budget. An ordinary file's anchors
+/// (`x-defaults: &defaults`) hold tens of events.
+const RECORDED_EVENT_BYTES: usize = 400;
+
+/// Nesting the parser accepts. A compose file nests about 6 deep (`services.api.deploy.
+/// resources.limits.cpus`); the tree is built (and later walked) recursively, and a debug build
+/// used up a 2 MiB thread stack (a tokio worker's) near 45 levels, which aborts the process:
+/// refuse well before.
+const MAX_DEPTH: usize = 32;
+
+/// Events (parsed or replayed from an anchor) the parser may produce: each makes a node or
+/// closes one, so twice the nodes the budget buys, and never fewer than the parser's default.
+fn parser_events(max_bytes: u64) -> usize {
+    let nodes = usize::try_from(max_bytes / NODE_BYTES).unwrap_or(usize::MAX);
+    nodes.saturating_mul(2).max(1_000_000)
+}
+
+/// What a node costs beyond its text: the node itself (`Node` is 48 bytes on 64-bit targets).
+const NODE_BYTES: u64 = std::mem::size_of::<Node>() as u64;
+/// What a mapping entry costs beyond its key's text and its value node.
+const ENTRY_BYTES: u64 = std::mem::size_of::<String>() as u64;
+/// An allocator's overhead for each string that holds text.
+const STRING_BYTES: u64 = 16;
+
+thread_local! {
+    /// Bytes left of the current parse's budget (None outside a parse), and whether it ran out.
+    static BUDGET: Cell<(Option<u64>, bool)> = const { Cell::new((None, false)) };
+}
+
+/// The byte budget of the parse running on this thread. serde-saphyr replays an alias by
+/// feeding its anchor's events again, so the tree (whose strings are owned) grows with every
+/// use: counting as the tree is built, before each string is copied, is what bounds memory.
+/// A thread-local, because `Deserialize` for `Node` has no other way to reach the parse it
+/// belongs to; the guard restores the previous state, so parses can nest.
+struct Budget {
+    previous: (Option<u64>, bool),
+}
+
+impl Budget {
+    fn start(max_bytes: u64) -> Budget {
+        let previous = BUDGET.with(|b| b.replace((Some(max_bytes), false)));
+        Budget { previous }
+    }
+
+    fn exceeded() -> bool {
+        BUDGET.with(|b| b.get().1)
+    }
+
+    /// Takes `n` bytes from the budget; an error (and the `exceeded` mark) past it.
+    fn charge<E: de::Error>(n: u64) -> Result<(), E> {
+        BUDGET.with(|b| match b.get() {
+            // Once out, every later charge but an empty one fails too, and the mark stays.
+            (Some(left), out) if left >= n => {
+                b.set((Some(left - n), out));
+                Ok(())
+            }
+            (Some(_), _) => {
+                b.set((Some(0), true));
+                Err(E::custom("the expanded YAML is over its byte budget"))
+            }
+            (None, _) => Ok(()),
+        })
+    }
+
+    fn charge_str<E: de::Error>(len: usize) -> Result<(), E> {
+        let len = len as u64;
+        Self::charge(if len == 0 { 0 } else { len + STRING_BYTES })
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.set(self.previous));
+    }
+}
+
+/// The refusal of a file whose tree outgrew the budget (ours, or the parser's own count).
+fn too_large(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
+    SpecError::new(
+        file,
+        format!(
+            "the YAML expands to more than {} (limits.expanded_yaml_bytes): each use of an alias (`*name`) copies its anchor",
+            show_bytes(max_bytes)
+        ),
+    )
+    .at_line(e.location().map(|l| l.line()))
+    .fix(raise(
+        "use fewer aliases of large anchors",
+        "expanded_yaml_bytes",
+    ))
+}
+
+/// The error itself, out of the wrappers that add a snippet or the alias it came through.
+fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    loop {
+        match e {
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => e = error,
+            other => return other,
+        }
+    }
+}
+
+fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
     let line = e.location().map(|l| l.line());
-    let inner = e.without_snippet();
+    let inner = innermost(e);
     if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = inner {
         let what = match key {
             Some(k) => format!("duplicate key `{k}`"),
@@ -107,10 +246,41 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str) -> SpecError {
             .at_line(line)
             .fix("keep only one of them");
     }
+    if let serde_saphyr::Error::AliasReplayLimitExceeded { .. } = inner {
+        return too_large(e, file, max_bytes);
+    }
+    if let serde_saphyr::Error::Budget { breach, .. } = inner {
+        use serde_saphyr::budget::BudgetBreach as B;
+        let what = match breach {
+            // Each of these grows with the expansion, and scales with our budget.
+            B::ScalarBytes { .. }
+            | B::Nodes { .. }
+            | B::Events { .. }
+            | B::RecordedAnchorBytes { .. }
+            | B::RecordedAnchorEvents { .. } => {
+                return too_large(e, file, max_bytes);
+            }
+            B::Depth { depth } => format!("nested {depth} levels deep"),
+            B::Aliases { aliases } => format!("{aliases} aliases"),
+            B::Anchors { anchors } => format!("{anchors} anchors"),
+            B::Documents { documents } => format!("{documents} documents"),
+            B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys"),
+            other => format!("{other:?}"),
+        };
+        return SpecError::new(file, format!("the YAML is too complex to read ({what})"))
+            .at_line(line)
+            .fix("simplify the file");
+    }
     let mut msg = inner.to_string();
     // The message ends with " at line L, column C"; the line is reported separately.
     if let Some(i) = msg.rfind(" at line ") {
         msg.truncate(i);
+    }
+    if msg.contains("recursion limit exceeded") {
+        // The scanner's own nesting limit, met before the budget's depth.
+        return SpecError::new(file, "the YAML is too complex to read (nested too deep)")
+            .at_line(line)
+            .fix("simplify the file");
     }
     SpecError::new(file, format!("invalid YAML: {msg}"))
         .at_line(line)
@@ -119,6 +289,7 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str) -> SpecError {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Budget::charge(NODE_BYTES)?;
         let s = Spanned::<Bare>::deserialize(d)?;
         Ok(Node {
             line: s.referenced.line(),
@@ -172,16 +343,20 @@ impl<'de> Visitor<'de> for BareVisitor {
     fn visit_f64<E>(self, v: f64) -> Result<Bare, E> {
         Ok(Bare(NodeValue::Float(v)))
     }
-    fn visit_char<E>(self, v: char) -> Result<Bare, E> {
+    fn visit_char<E: de::Error>(self, v: char) -> Result<Bare, E> {
+        Budget::charge_str(v.len_utf8())?;
         Ok(Bare(NodeValue::Str(v.to_string())))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Bare, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bare, E> {
+        Budget::charge_str(v.len())?;
         Ok(Bare(NodeValue::Str(v.to_string())))
     }
-    fn visit_string<E>(self, v: String) -> Result<Bare, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Bare, E> {
+        Budget::charge_str(v.len())?;
         Ok(Bare(NodeValue::Str(v)))
     }
-    fn visit_bytes<E>(self, v: &[u8]) -> Result<Bare, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bare, E> {
+        Budget::charge_str(v.len())?;
         Ok(Bare(NodeValue::Str(
             String::from_utf8_lossy(v).into_owned(),
         )))
@@ -208,6 +383,7 @@ impl<'de> Visitor<'de> for BareVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bare, A::Error> {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<Key>>()? {
+            Budget::charge(ENTRY_BYTES)?;
             let mut value = map.next_value::<Node>()?;
             let (line, col) = (key.referenced.line(), key.referenced.column());
             if line > 0 {
@@ -328,6 +504,73 @@ mod tests {
             );
             assert!(shown.contains(msg), "{shown}");
             assert!(!shown.contains("DuplicateKeyPolicy"), "{shown}");
+        }
+    }
+
+    /// The reproduction: a 1 MiB anchor aliased 50,000 times (50 GB once expanded).
+    fn flat_bomb() -> String {
+        let aliases = vec!["*a"; 50_000].join(", ");
+        format!(
+            "x-a: &a \"{}\"\nx-b: [{aliases}]\nservices:\n  s:\n    image: x\n",
+            "x".repeat(1 << 20)
+        )
+    }
+
+    /// Ten uses per level, nine levels of small lists: 10^9 nodes from 200 bytes, with no more
+    /// aliases per anchor than an ordinary file has.
+    fn laughs() -> String {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let uses = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{uses}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_stops_at_the_budget_naming_the_key() {
+        let e = parse(&flat_bomb(), "compose/x/compose.yaml").unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("compose/x/compose.yaml:2: the YAML expands to more than 16 MiB (limits.expanded_yaml_bytes)"),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with("use fewer aliases of large anchors, or raise limits.expanded_yaml_bytes in gitmoor's config"),
+            "{shown}"
+        );
+        for text in [laughs(), laughs().replace('x', "a_long_key_name: 1")] {
+            let e = parse_within(&text, "f.yaml", 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("expands to more than 1 MiB (limits.expanded_yaml_bytes)"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_counts_one_parse_at_a_time() {
+        let text = "services:\n  a:\n    image: nginx\n    ports: [\"80:80\"]\n";
+        assert!(parse_within(text, "f", 200).is_err());
+        assert!(parse_within(text, "f", 4096).is_ok());
+        assert!(parse_within(&laughs(), "f", 4096).is_err());
+        // Nothing is left of the refused parse's budget, inside or outside a parse.
+        assert!(parse_within(text, "f", 4096).is_ok());
+        assert!(Budget::charge::<serde::de::value::Error>(u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn other_parser_budgets_say_what_is_too_much() {
+        let nested = |d: usize| format!("a: {}1{}\n", "[".repeat(d), "]".repeat(d));
+        assert!(parse(&nested(MAX_DEPTH - 1), "f.yaml").is_ok());
+        for d in [MAX_DEPTH, 100, 100_000] {
+            let e = parse(&nested(d), "f.yaml").unwrap_err().to_string();
+            assert!(
+                e.starts_with("f.yaml:1: the YAML is too complex to read (nested "),
+                "{e}"
+            );
         }
     }
 

@@ -560,6 +560,7 @@ mod tests {
         let opts = LoadOptions {
             secrets_dir: Some(sd.to_path_buf()),
             bind_root: sd.join("stacks"),
+            ..LoadOptions::default()
         };
         let (_, findings) = load_host_spec(&snap, &opts);
         let errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();

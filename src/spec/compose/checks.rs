@@ -87,67 +87,87 @@ fn dependency_site<'a>(services_node: &'a Node, name: &str, dep: &str) -> (Strin
     (format!("depends_on.{dep}"), at)
 }
 
+/// At most this many distinct cycles are named: each costs its length to report, and a few
+/// show what to fix.
+const MAX_CYCLES: usize = 10;
+
 /// A `depends_on` cycle can never start: name it.
+///
+/// One depth-first walk (iterative, so a chain of any length cannot overflow the stack) that
+/// keeps each service's place on the current path: a dependency on a service of the path is a
+/// cycle, found without searching the path. O(V + E), plus the reported cycles.
 pub(crate) fn cycles(
     ctx: &mut Ctx,
     services_node: &Node,
     services: &BTreeMap<String, ServiceSpec>,
 ) {
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
-    let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
-    for start in services.keys() {
-        let mut path: Vec<&str> = Vec::new();
-        visit(start, services, &mut state, &mut path, &mut |cycle| {
-            let mut canon: Vec<String> = cycle.iter().map(|s| s.to_string()).collect();
-            canon.sort();
-            if !reported.insert(canon) {
-                return;
-            }
-            let first = cycle[0];
-            let at = services_node
-                .get(first)
-                .and_then(|s| s.get("depends_on"))
-                .unwrap_or(services_node);
-            let mut shown = cycle.join(" -> ");
-            shown.push_str(" -> ");
-            shown.push_str(first);
-            ctx.error(
-                at,
-                &format!("services.{first}.depends_on"),
-                format!("dependency cycle: {shown}"),
-                "remove one of these depends_on entries",
-            );
-        });
-    }
-}
-
-fn visit<'s>(
-    name: &'s str,
-    services: &'s BTreeMap<String, ServiceSpec>,
-    state: &mut BTreeMap<&'s str, u8>,
-    path: &mut Vec<&'s str>,
-    report: &mut dyn FnMut(&[&str]),
-) {
-    match state.get(name) {
-        Some(2) => return,
-        Some(1) => {
-            if let Some(i) = path.iter().position(|p| *p == name) {
-                report(&path[i..]);
-            }
-            return;
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let deps: Vec<Vec<usize>> = services
+        .values()
+        .map(|svc| {
+            svc.depends_on
+                .keys()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    const UNSEEN: usize = usize::MAX;
+    const DONE: usize = usize::MAX - 1;
+    // UNSEEN, DONE, or the service's position on the current path.
+    let mut state = vec![UNSEEN; names.len()];
+    let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
+    let mut found: Vec<Vec<&str>> = Vec::new();
+    for start in 0..names.len() {
+        if state[start] != UNSEEN {
+            continue;
         }
-        _ => {}
-    }
-    state.insert(name, 1);
-    path.push(name);
-    if let Some(svc) = services.get(name) {
-        for dep in svc.depends_on.keys() {
-            if let Some((k, _)) = services.get_key_value(dep) {
-                visit(k, services, state, path, report);
+        let mut path: Vec<usize> = vec![start];
+        // (service, its next dependency to follow)
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 0;
+        while let Some(top) = stack.last_mut() {
+            let (v, next) = *top;
+            let Some(&w) = deps[v].get(next) else {
+                stack.pop();
+                path.pop();
+                state[v] = DONE;
+                continue;
+            };
+            top.1 += 1;
+            match state[w] {
+                DONE => {}
+                UNSEEN => {
+                    state[w] = path.len();
+                    path.push(w);
+                    stack.push((w, 0));
+                }
+                at if reported.len() < MAX_CYCLES => {
+                    let cycle: Vec<&str> = path[at..].iter().map(|i| names[*i]).collect();
+                    let mut canon = cycle.clone();
+                    canon.sort_unstable();
+                    if reported.insert(canon) {
+                        found.push(cycle);
+                    }
+                }
+                _ => {}
             }
         }
     }
-    path.pop();
-    state.insert(name, 2);
+    for cycle in found {
+        let first = cycle[0];
+        let at = services_node
+            .get(first)
+            .and_then(|s| s.get("depends_on"))
+            .unwrap_or(services_node);
+        let mut shown = cycle.join(" -> ");
+        shown.push_str(" -> ");
+        shown.push_str(first);
+        ctx.error(
+            at,
+            &format!("services.{first}.depends_on"),
+            format!("dependency cycle: {shown}"),
+            "remove one of these depends_on entries",
+        );
+    }
 }

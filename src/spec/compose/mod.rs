@@ -36,7 +36,9 @@ pub use interp::StackVars;
 
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
+use crate::spec::limits::{self, Limits};
 use crate::spec::model::StackSpec;
+use crate::spec::policy::{self, Policy, PolicyEnv};
 use crate::spec::yaml::{self, Node, NodeValue};
 use ctx::{valid_object_name, valid_stack_name, Ctx};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +62,10 @@ pub struct StackInput<'a> {
     /// The enabled profiles: a service with `profiles:` runs only when one of them is here
     /// (`*` enables all).
     pub profiles: &'a [String],
+    /// The budgets of `limits:`: expanded YAML bytes, services, ports, `depends_on` edges.
+    pub limits: &'a Limits,
+    /// The host policy (`policy:`), when the config has one.
+    pub policy: Option<&'a Policy>,
 }
 
 /// Converts one compose file. `Some` only when there is no error; warnings come either way.
@@ -81,7 +87,8 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
             )),
         );
     }
-    let mut raw = match yaml::parse(input.text, input.file) {
+    let mut raw = match yaml::parse_within(input.text, input.file, input.limits.expanded_yaml_bytes)
+    {
         Ok(n) => n,
         Err(e) => {
             ctx.findings.errors.push(e);
@@ -106,6 +113,14 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     let inactive = inactive_services(&raw, input.profiles);
     let names: BTreeSet<String> = inactive.keys().cloned().collect();
     let root = interp::interpolate_tree(&mut ctx, &raw, input.vars, input.name, &names);
+    // Counted after interpolation (`ports: ["${RANGE}"]`), before anything is converted:
+    // converting an oversized stack is what the budget is there to prevent.
+    let over = limits::check_stack(input.file, &root, input.limits);
+    if !over.is_empty() {
+        ctx.findings.errors.extend(over);
+        scrub(&mut ctx.findings, input.vars);
+        return (None, ctx.findings);
+    }
     let spec = convert(&mut ctx, input, &root, inactive);
     let spec = spec.filter(|_| ctx.findings.is_ok());
     scrub(&mut ctx.findings, input.vars);
@@ -320,6 +335,17 @@ fn convert(
     checks::container_names(ctx, services_node, &services, &container_names);
     checks::cycles(ctx, services_node, &services);
     checks::inactive_deps(ctx, services_node, &services, &inactive);
+    if let Some(p) = input.policy {
+        // Every service of the file, whether its profiles run it here or not: the policy is
+        // about what the repo may ask of a host.
+        let env = PolicyEnv {
+            stack,
+            bind_root: input.bind_root,
+            secrets_dir: input.secrets_dir,
+        };
+        let refused = policy::check_stack(input.file, p, &env, root, &services, &volumes);
+        ctx.findings.errors.extend(refused);
+    }
     services.retain(|name, _| !inactive.contains_key(name));
     if services.is_empty() && !service_entries.is_empty() {
         ctx.warn(

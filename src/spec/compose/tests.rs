@@ -44,6 +44,8 @@ pub(super) fn load_with(
         bind_root: Path::new("/var/lib/gitmoor/binds"),
         secrets_dir: None,
         profiles: &[],
+        limits: &crate::spec::limits::Limits::default(),
+        policy: None,
     })
 }
 

@@ -263,6 +263,8 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
         bind_root: Path::new("/b"),
         secrets_dir: None,
         profiles: &[],
+        limits: &crate::spec::limits::Limits::default(),
+        policy: None,
     });
     let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(

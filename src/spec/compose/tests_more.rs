@@ -459,6 +459,8 @@ fn load_full(
         bind_root: Path::new("/var/lib/gitmoor/stacks"),
         secrets_dir,
         profiles,
+        limits: &crate::spec::limits::Limits::default(),
+        policy: None,
     })
 }
 
