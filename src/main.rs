@@ -98,11 +98,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr. Colour codes only when stderr is a terminal (and `NO_COLOR` is unset): a
+/// log file or journald would keep them as raw escape sequences.
 fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("GITMOOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -127,11 +132,15 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Plan { config, json } => {
             let rec = Reconciler::new(Config::load(&config)?, false).await?;
             let o = rec.reconcile(Mode::Plan, true).await?;
-            println!(
-                "commit {} {}",
-                &o.commit.sha[..o.commit.sha.len().min(10)],
-                o.commit.subject
-            );
+            // With --json, stdout holds the JSON document alone (the commit is in it), so that
+            // `gitmoor plan --json | jq` works.
+            if !json {
+                println!(
+                    "commit {} {}",
+                    &o.commit.sha[..o.commit.sha.len().min(10)],
+                    o.commit.subject
+                );
+            }
             for w in &o.findings.warnings {
                 eprintln!("warning: {w}");
             }
@@ -141,7 +150,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             if let Some(plan) = &o.plan {
                 if json {
-                    let v = serde_json::json!({ "commit": o.commit.sha, "actions": plan.views(), "kept_volumes": plan.kept_volumes });
+                    let v = serde_json::json!({
+                        "commit": o.commit.sha,
+                        "subject": o.commit.subject,
+                        "actions": plan.views(),
+                        "kept_volumes": plan.kept_volumes,
+                    });
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     print!("{}", plan.render_text());

@@ -204,6 +204,9 @@ fn plan_stack(
     // Services whose container this plan replaces or starts anew, by what happens to it. Filled
     // in topo order, so a service is decided before the services that join its namespaces.
     let mut fresh: BTreeMap<String, Fresh> = BTreeMap::new();
+    // Services recreated only because a dependency with `restart: true` is: compose restarts
+    // just the direct dependents of a recreated service, so these take no one along.
+    let mut restarted_only: BTreeSet<String> = BTreeSet::new();
     // Service -> the container the plan keeps for it (id, name), to check what a joiner is bound to.
     let mut current: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut creates = Vec::new();
@@ -356,6 +359,20 @@ fn plan_stack(
             };
             reasons.push(format!("joins {} of {joined}, which is {why}", ns.what()));
         }
+        // `depends_on.<x>.restart: true` (and a link to x): compose restarts this service when
+        // x is recreated; gitmoor recreates it, after x (topo order), for the same fresh start.
+        let restart_reasons: Vec<String> = svc
+            .depends_on_restart
+            .iter()
+            .filter(|dep| {
+                fresh.get(*dep) == Some(&Fresh::Recreated) && !restarted_only.contains(*dep)
+            })
+            .map(|dep| format!("depends on {dep} with restart: true, and {dep} is recreated"))
+            .collect();
+        if reasons.is_empty() && !restart_reasons.is_empty() {
+            restarted_only.insert(svc_name.clone());
+        }
+        reasons.extend(restart_reasons);
         if !reasons.is_empty() {
             fresh.insert(svc_name.clone(), Fresh::Recreated);
             creates.push(Action::Recreate {
@@ -725,3 +742,7 @@ fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
 }
+
+#[cfg(test)]
+#[path = "tests_restart.rs"]
+mod tests_restart;

@@ -8,7 +8,7 @@
 //! `Debug` prints `***`, so a stray `{:?}` in a log line cannot leak them.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The whole host as one commit describes it.
@@ -241,6 +241,31 @@ pub struct ServiceSpec {
     /// `runtime:` (an OCI runtime registered with dockerd, e.g. `runc`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// `pids_limit:` or `deploy.resources.limits.pids` (Docker's `PidsLimit`; -1: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// `volumes:` bind mounts relabelled for SELinux: container path -> `z` (shared) or `Z`
+    /// (private). Kept beside `volumes` rather than in `MountSpec`, so the mounts of a service
+    /// that relabels nothing serialise (and hash) as before; named `volumes.selinux` so that a
+    /// reason reads "volumes.selinux changed".
+    #[serde(rename = "volumes.selinux", skip_serializing_if = "BTreeMap::is_empty")]
+    pub bind_selinux: BTreeMap<String, String>,
+    /// `links:` as Docker's `container:alias` entries, three per link as compose v2 writes them
+    /// (`<container>:<alias>`, `<container>:<service>-1`, `<container>:<stack>-<service>-1`).
+    /// They go on every network endpoint of the container (a name only this container resolves)
+    /// and in `HostConfig.Links`, as compose sends them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// Dependencies whose recreate restarts this service: `depends_on.<x>.restart: true`, and
+    /// the dependency a link implies (compose gives it `restart: true`). Out of the config hash,
+    /// as compose leaves `depends_on` out of its own: the flag changes nothing in the container,
+    /// only when the planner replaces it, so setting it must not recreate anything.
+    #[serde(skip)]
+    pub depends_on_restart: BTreeSet<String>,
+    /// Dependencies marked `required: false`: one that its profiles leave out is skipped (as
+    /// compose skips it) instead of refused. Out of the config hash for the same reason.
+    #[serde(skip)]
+    pub depends_on_optional: BTreeSet<String>,
 }
 
 /// `build:` of a service. The context is a folder of the managed repo, sent to the engine from the
@@ -337,7 +362,8 @@ pub enum DependsCondition {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthcheckSpec {
-    /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`; empty when the file
+    /// gives no `test:` (the image's own check runs, with the timings given here).
     pub test: Vec<String>,
     pub interval_ns: Option<i64>,
     pub timeout_ns: Option<i64>,

@@ -26,7 +26,7 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
             c.stack
         )
     })?;
-    let (binds, mounts) = mounts(s);
+    let (binds, mounts) = mounts(s)?;
     let (exposed_ports, port_bindings) = ports(s);
 
     let mut host_config = HostConfig {
@@ -87,6 +87,10 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
         privileged: s.privileged.then_some(true),
         group_add: non_empty(s.group_add.clone()),
         runtime: s.runtime.clone(),
+        pids_limit: s.pids_limit,
+        // compose sends the links here too; on a user-defined network the engine keeps them on
+        // the endpoints (below) instead.
+        links: non_empty(s.links.clone()),
         ..Default::default()
     };
 
@@ -122,7 +126,8 @@ pub fn create_body(c: &ContainerToCreate) -> anyhow::Result<ContainerCreateBody>
         ),
         exposed_ports: non_empty(exposed_ports),
         healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
+            // No test: the engine keeps the image's, and takes the timings given here.
+            test: (!h.test.is_empty()).then(|| h.test.clone()),
             interval: h.interval_ns,
             timeout: h.timeout_ns,
             retries: h.retries,
@@ -164,6 +169,8 @@ pub fn endpoint_for(c: &ContainerToCreate, i: usize) -> EndpointSettings {
         return EndpointSettings::default();
     };
     let mut e = endpoint(aliases);
+    // `links:`: names only this container resolves, on every network it joins (as compose).
+    e.links = non_empty(c.spec.links.clone());
     if let Some(attach) = attach_of(c, i) {
         if attach.ipv4_address.is_some() || attach.ipv6_address.is_some() {
             e.ipam_config = Some(EndpointIpamConfig {
@@ -244,10 +251,11 @@ fn ports(s: &ServiceSpec) -> (Vec<String>, Option<PortMap>) {
     (exposed.into_iter().collect(), bindings)
 }
 
-/// Bind mounts go in `Binds` (`src:dst[:ro]`), as compose v2 does for the short syntax, so the
-/// daemon creates a missing host directory instead of failing; a path with `:` in it cannot be
-/// written that way and becomes a `Mount`. Volumes (named or anonymous) are `Mount`s.
-fn mounts(s: &ServiceSpec) -> (Vec<String>, Vec<Mount>) {
+/// Bind mounts go in `Binds` (`src:dst:rw`, `src:dst:ro,z`), as compose v2 does, so the daemon
+/// creates a missing host directory instead of failing; a path with `:` in it cannot be written
+/// that way and becomes a `Mount` (which has no SELinux relabel: the spec refuses that pair).
+/// Volumes (named or anonymous) are `Mount`s.
+fn mounts(s: &ServiceSpec) -> anyhow::Result<(Vec<String>, Vec<Mount>)> {
     let mut binds = Vec::new();
     let mut mounts = Vec::new();
     for m in &s.volumes {
@@ -268,7 +276,11 @@ fn mounts(s: &ServiceSpec) -> (Vec<String>, Vec<Mount>) {
                 target,
                 read_only,
             } => {
+                let selinux = s.bind_selinux.get(target);
                 if source.contains(':') || target.contains(':') {
+                    if let Some(label) = selinux {
+                        bail!("bind mount {target}: `{label}` cannot be used on a path with `:`");
+                    }
                     mounts.push(Mount {
                         typ: Some(MountType::BIND),
                         source: Some(source.clone()),
@@ -277,13 +289,17 @@ fn mounts(s: &ServiceSpec) -> (Vec<String>, Vec<Mount>) {
                         ..Default::default()
                     });
                 } else {
-                    let mode = if *read_only { "ro" } else { "rw" };
+                    let mut mode = if *read_only { "ro" } else { "rw" }.to_string();
+                    if let Some(label) = selinux {
+                        mode.push(',');
+                        mode.push_str(label);
+                    }
                     binds.push(format!("{source}:{target}:{mode}"));
                 }
             }
         }
     }
-    (binds, mounts)
+    Ok((binds, mounts))
 }
 
 #[cfg(test)]
@@ -559,6 +575,85 @@ mod tests {
         assert_eq!(hc.privileged, Some(true));
         assert_eq!(hc.group_add, Some(vec!["audio".to_string()]));
         assert_eq!(hc.runtime.as_deref(), Some("runc"));
+    }
+
+    #[test]
+    fn pids_limit_links_selinux_and_an_inherited_healthcheck() {
+        let spec = ServiceSpec {
+            image: "x:1".into(),
+            pids_limit: Some(100),
+            links: vec!["shop-db-1:database".into(), "shop-db-1:db-1".into()],
+            volumes: vec![
+                MountSpec::Bind {
+                    source: "/srv/conf".into(),
+                    target: "/etc/app".into(),
+                    read_only: true,
+                },
+                MountSpec::Bind {
+                    source: "/srv/data".into(),
+                    target: "/data".into(),
+                    read_only: false,
+                },
+                MountSpec::Bind {
+                    source: "/srv/plain".into(),
+                    target: "/plain".into(),
+                    read_only: false,
+                },
+            ],
+            bind_selinux: BTreeMap::from([
+                ("/etc/app".to_string(), "z".to_string()),
+                ("/data".to_string(), "Z".to_string()),
+            ]),
+            healthcheck: Some(HealthcheckSpec {
+                test: vec![],
+                interval_ns: Some(30_000_000_000),
+                timeout_ns: None,
+                retries: Some(3),
+                start_period_ns: None,
+            }),
+            ..Default::default()
+        };
+        let c = container(spec);
+        let body = create_body(&c).expect("valid");
+        let hc = body.healthcheck.expect("healthcheck");
+        assert_eq!(hc.test, None, "no test: the engine keeps the image's");
+        assert_eq!((hc.interval, hc.retries), (Some(30_000_000_000), Some(3)));
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.pids_limit, Some(100));
+        assert_eq!(
+            host.binds,
+            Some(vec![
+                "/srv/conf:/etc/app:ro,z".to_string(),
+                "/srv/data:/data:rw,Z".to_string(),
+                "/srv/plain:/plain:rw".to_string(),
+            ])
+        );
+        let links = Some(vec![
+            "shop-db-1:database".to_string(),
+            "shop-db-1:db-1".to_string(),
+        ]);
+        assert_eq!(host.links, links);
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("endpoints");
+        assert_eq!(endpoints["shop_default"].links, links);
+        assert_eq!(endpoint_for(&c, 1).links, links, "and on every network");
+    }
+
+    #[test]
+    fn a_relabel_on_a_path_with_a_colon_is_refused_not_dropped() {
+        let c = container(ServiceSpec {
+            image: "x:1".into(),
+            volumes: vec![MountSpec::Bind {
+                source: "/srv/a:b".into(),
+                target: "/x".into(),
+                read_only: false,
+            }],
+            bind_selinux: BTreeMap::from([("/x".to_string(), "z".to_string())]),
+            ..Default::default()
+        });
+        assert!(create_body(&c).is_err());
     }
 
     #[test]

@@ -1,25 +1,31 @@
-//! How a service hangs together with the rest of its stack: `depends_on:` and `networks:` (aliases
-//! and static addresses).
+//! How a service hangs together with the rest of its stack: `depends_on:`, legacy `links:` and
+//! `networks:` (aliases and static addresses).
 
 use super::ctx::{is_extension, Ctx, REMOVE_IT};
 use super::service::StackEnv;
 use super::top::{address, in_subnet};
-use crate::spec::model::{DependsCondition, NetworkAttach};
+use crate::spec::model::{DependsCondition, NetworkAttach, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// `depends_on:` into `svc.depends_on`, with the `restart: true` and `required: false` entries
+/// noted beside it.
 pub(crate) fn depends_on(
     ctx: &mut Ctx,
     st: &StackEnv,
     me: &str,
     v: &Node,
     k: &str,
-) -> BTreeMap<String, DependsCondition> {
-    let mut out = BTreeMap::new();
+    svc: &mut ServiceSpec,
+) {
+    let out = &mut svc.depends_on;
+    // An unknown service is refused even with `required: false`: compose skips only a service
+    // its profiles leave out (see `checks::inactive_deps`), and refuses an undefined one.
     let mut add = |ctx: &mut Ctx, at: &Node, dep: &str, cond: DependsCondition| {
         let sub = format!("{k}.{dep}");
         if dep == me {
             ctx.error(at, &sub, "a service cannot depend on itself", REMOVE_IT);
+            false
         } else if !st.services.contains(dep) {
             ctx.error(
                 at,
@@ -27,8 +33,10 @@ pub(crate) fn depends_on(
                 format!("unknown service `{dep}`"),
                 "name a service of this compose file",
             );
+            false
         } else {
             out.insert(dep.to_string(), cond);
+            true
         }
     };
     match &v.value {
@@ -43,6 +51,7 @@ pub(crate) fn depends_on(
             for (dep, spec) in entries {
                 let sub = format!("{k}.{dep}");
                 let mut cond = DependsCondition::Started;
+                let (mut restart, mut required) = (false, true);
                 if let Some(fields) = ctx.map(spec, &sub) {
                     for (fk, fv) in fields {
                         let fsub = format!("{sub}.{fk}");
@@ -61,12 +70,21 @@ pub(crate) fn depends_on(
                                 ),
                                 None => {}
                             },
-                            "restart" | "required" => ctx.not_yet(fv, &fsub),
+                            "restart" => restart = ctx.bool(fv, &fsub).unwrap_or(false),
+                            "required" => required = ctx.bool(fv, &fsub).unwrap_or(true),
+                            f if is_extension(f) => {}
                             _ => ctx.unsupported(fv, &fsub),
                         }
                     }
                 }
-                add(ctx, spec, dep, cond);
+                if add(ctx, spec, dep, cond) {
+                    if restart {
+                        svc.depends_on_restart.insert(dep.clone());
+                    }
+                    if !required {
+                        svc.depends_on_optional.insert(dep.clone());
+                    }
+                }
             }
         }
         NodeValue::Null => {}
@@ -80,7 +98,70 @@ pub(crate) fn depends_on(
             "",
         ),
     }
-    out
+}
+
+/// `links: [db, "db:database"]`, as compose v2 reads it: the linked service's container gets the
+/// alias (and `<service>-1`, `<stack>-<service>-1`) as names that only this container resolves,
+/// and this service depends on it (started, and restarted when it is recreated) unless its
+/// `depends_on` already says otherwise. Called after `depends_on:` is read, in whatever order
+/// the keys come.
+pub(crate) fn links(
+    ctx: &mut Ctx,
+    st: &StackEnv,
+    me: &str,
+    v: &Node,
+    k: &str,
+    svc: &mut ServiceSpec,
+) {
+    let Some(items) = ctx.seq(v, k) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let sub = format!("{k}[{i}]");
+        let Some(link) = ctx.string(item, &sub) else {
+            continue;
+        };
+        let (dep, alias) = link.split_once(':').unwrap_or((&link, &link));
+        if dep.is_empty() || alias.is_empty() || alias.contains(':') {
+            ctx.error(
+                item,
+                &sub,
+                format!("`{link}` is not service[:alias]"),
+                "write it like db or db:database",
+            );
+            continue;
+        }
+        if dep == me {
+            ctx.error(item, &sub, "a service cannot link to itself", REMOVE_IT);
+            continue;
+        }
+        let Some(container) = st
+            .container_names
+            .get(dep)
+            .filter(|_| st.services.contains(dep))
+        else {
+            ctx.error(
+                item,
+                &sub,
+                format!("unknown service `{dep}`"),
+                "name a service of this compose file (a container outside it: put both on a shared external network)",
+            );
+            continue;
+        };
+        let stack = st.mounts.stack;
+        for name in [
+            alias.to_string(),
+            format!("{dep}-1"),
+            format!("{stack}-{dep}-1"),
+        ] {
+            svc.links.push(format!("{container}:{name}"));
+        }
+        if !svc.depends_on.contains_key(dep) {
+            svc.depends_on
+                .insert(dep.to_string(), DependsCondition::Started);
+            svc.depends_on_restart.insert(dep.to_string());
+        }
+    }
 }
 
 /// `networks:` of a service: a list of keys or a mapping with `aliases`. The service name is

@@ -3,7 +3,7 @@
 
 use super::ctx::Ctx;
 use crate::spec::model::ServiceSpec;
-use crate::spec::yaml::Node;
+use crate::spec::yaml::{Node, NodeValue};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Two services of one file cannot have the same container name.
@@ -33,7 +33,9 @@ pub(crate) fn container_names(
     }
 }
 
-/// A running service cannot depend on (or join) one its profiles leave out.
+/// A running service cannot depend on (or join, or link to) one its profiles leave out, unless
+/// the dependency says `required: false`: then compose skips it, and so does gitmoor (the
+/// planner orders only by the services that run).
 pub(crate) fn inactive_deps(
     ctx: &mut Ctx,
     services_node: &Node,
@@ -45,6 +47,9 @@ pub(crate) fn inactive_deps(
             let Some(profiles) = inactive.get(dep) else {
                 continue;
             };
+            if svc.depends_on_optional.contains(dep) {
+                continue;
+            }
             let (key, at) = dependency_site(services_node, name, dep);
             ctx.error(
                 at,
@@ -61,7 +66,7 @@ pub(crate) fn inactive_deps(
 
 /// Where `name` asks for `dep`, for an error's key and line: a namespace join
 /// (`network_mode`, `pid`, `ipc`: `service:dep` or `container:<dep's container name>`), else its
-/// `depends_on` entry.
+/// `depends_on` entry, else its `links:` (which imply the dependency).
 fn dependency_site<'a>(services_node: &'a Node, name: &str, dep: &str) -> (String, &'a Node) {
     let svc = services_node.get(name);
     let dep_container = services_node
@@ -79,6 +84,18 @@ fn dependency_site<'a>(services_node: &'a Node, name: &str, dep: &str) -> (Strin
                 .is_some_and(|c| Some(c) == dep_container);
         if joins {
             return (field.to_string(), node);
+        }
+    }
+    let explicit = svc
+        .and_then(|s| s.get("depends_on"))
+        .is_some_and(|d| match &d.value {
+            NodeValue::Map(_) => d.get(dep).is_some(),
+            NodeValue::Seq(items) => items.iter().any(|i| i.as_str() == Some(dep)),
+            _ => false,
+        });
+    if !explicit {
+        if let Some(links) = svc.and_then(|s| s.get("links")) {
+            return ("links".to_string(), links);
         }
     }
     let at = svc

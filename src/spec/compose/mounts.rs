@@ -4,6 +4,10 @@
 //! commit, and is served from `<bind_root>/<stack>/<path>`, where the deployer materialises the
 //! stack folder. Its content hash goes into `repo_inputs`, so editing a mounted file recreates
 //! the container.
+//!
+//! A bind mount may ask Docker to relabel its source for SELinux (`:z`, `:Z`, or `bind: {selinux:
+//! z}`), which compose passes in the bind's mode string (`src:dst:rw,z`); the relabel is kept in
+//! `bind_selinux`, and on a host without SELinux Docker ignores it.
 
 use super::ctx::{Ctx, REMOVE_IT};
 use crate::source::snapshot::Snapshot;
@@ -72,16 +76,21 @@ fn short_volume(
             return;
         }
     };
-    let mut read_only = false;
+    let mut opts = Opts::default();
     for opt in mode.split(',').filter(|o| !o.is_empty()) {
         match opt {
-            "ro" => read_only = true,
-            "rw" => read_only = false,
+            "ro" => opts.read_only = true,
+            "rw" => opts.read_only = false,
+            "z" | "Z" => {
+                if !set_selinux(ctx, item, key, &mut opts, opt) {
+                    return;
+                }
+            }
             other => {
                 ctx.error(
                     item,
                     key,
-                    format!("mount option `{other}` is not supported yet (ro or rw)"),
+                    format!("mount option `{other}` is not supported yet (ro, rw, z or Z)"),
                     REMOVE_IT,
                 );
                 return;
@@ -95,7 +104,66 @@ fn short_volume(
     } else {
         "volume"
     };
-    add_mount(ctx, env, item, key, kind, source, target, read_only, svc);
+    add_mount(ctx, env, item, key, kind, source, target, &opts, svc);
+}
+
+/// What follows the paths of a mount: `ro`, and the SELinux relabel (`z`/`Z`).
+#[derive(Debug, Default)]
+struct Opts {
+    read_only: bool,
+    selinux: Option<String>,
+}
+
+/// Records `z` or `Z`; both on one mount is refused (they contradict each other).
+fn set_selinux(ctx: &mut Ctx, item: &Node, key: &str, opts: &mut Opts, label: &str) -> bool {
+    match &opts.selinux {
+        Some(other) if other != label => {
+            ctx.error(
+                item,
+                key,
+                format!("both `{other}` and `{label}` are given"),
+                "keep one: z (shared with other containers) or Z (private to this one)",
+            );
+            false
+        }
+        _ => {
+            opts.selinux = Some(label.to_string());
+            true
+        }
+    }
+}
+
+/// The long syntax's `bind:` options: `selinux` (compose's `z`/`Z`) and `create_host_path`
+/// (compose's default, `true`, is what gitmoor does; `false` is not supported).
+fn bind_options(ctx: &mut Ctx, item: &Node, v: &Node, key: &str, opts: &mut Opts) {
+    let Some(entries) = ctx.map(v, key) else {
+        return;
+    };
+    for (k, n) in entries {
+        let sub = format!("{key}.{k}");
+        match k.as_str() {
+            "selinux" => match ctx.string(n, &sub).as_deref() {
+                Some(l @ ("z" | "Z")) => {
+                    set_selinux(ctx, item, &sub, opts, l);
+                }
+                Some(other) => ctx.error(
+                    n,
+                    &sub,
+                    format!("`{other}` is not an SELinux relabel option"),
+                    "use z (shared with other containers) or Z (private to this one)",
+                ),
+                None => {}
+            },
+            "create_host_path" => {
+                if ctx.bool(n, &sub) == Some(false) {
+                    ctx.not_yet(n, &sub);
+                }
+            }
+            k if k.starts_with("x-") => {}
+            "propagation" | "recursive" => ctx.not_yet(n, &sub),
+            _ => ctx.unsupported(n, &sub),
+        }
+    }
 }
 
 fn long_volume(
@@ -109,7 +177,8 @@ fn long_volume(
     let mut kind = None;
     let mut source = String::new();
     let mut target = None;
-    let mut read_only = false;
+    let mut opts = Opts::default();
+    let mut bind_node = None;
     let mut tmpfs_opts: Vec<String> = Vec::new();
     for (k, v) in entries {
         let sub = format!("{key}.{k}");
@@ -117,7 +186,11 @@ fn long_volume(
             "type" => kind = ctx.string(v, &sub),
             "source" => source = ctx.string(v, &sub).unwrap_or_default(),
             "target" => target = ctx.string(v, &sub),
-            "read_only" => read_only = ctx.bool(v, &sub).unwrap_or(false),
+            "read_only" => opts.read_only = ctx.bool(v, &sub).unwrap_or(false),
+            "bind" => {
+                bind_node = Some(v);
+                bind_options(ctx, item, v, &sub, &mut opts);
+            }
             "tmpfs" => {
                 let Some(opts) = ctx.map(v, &sub) else {
                     continue;
@@ -141,7 +214,7 @@ fn long_volume(
                 }
             }
             k if k.starts_with("x-") => {}
-            "volume" | "bind" | "consistency" | "image" => ctx.not_yet(v, &sub),
+            "volume" | "consistency" | "image" => ctx.not_yet(v, &sub),
             _ => ctx.unsupported(v, &sub),
         }
     }
@@ -154,6 +227,10 @@ fn long_volume(
         );
         return;
     };
+    if let Some(at) = bind_node.filter(|_| kind.as_deref() != Some("bind")) {
+        ctx.error(at, &format!("{key}.bind"), "only for type: bind", REMOVE_IT);
+        return;
+    }
     match kind.as_deref() {
         Some("tmpfs") => {
             if !target.starts_with('/') {
@@ -176,7 +253,7 @@ fn long_volume(
                     REMOVE_IT,
                 );
             }
-            add_mount(ctx, env, item, key, kind, &source, &target, read_only, svc);
+            add_mount(ctx, env, item, key, kind, &source, &target, &opts, svc);
         }
         Some(other) => ctx.error(
             item,
@@ -197,9 +274,10 @@ fn add_mount(
     kind: &str,
     source: &str,
     target: &str,
-    read_only: bool,
+    opts: &Opts,
     svc: &mut ServiceSpec,
 ) {
+    let read_only = opts.read_only;
     if !target.starts_with('/') {
         ctx.error(
             item,
@@ -211,6 +289,15 @@ fn add_mount(
     }
     let target = target.to_string();
     if kind == "volume" {
+        if let Some(label) = &opts.selinux {
+            // compose drops it too: Docker labels the volumes it makes itself.
+            ctx.warn(
+                item,
+                key,
+                format!("`{label}` has no effect on a volume (only a bind mount is relabelled)"),
+                REMOVE_IT,
+            );
+        }
         if source.is_empty() {
             svc.volumes.push(MountSpec::Volume {
                 source: String::new(),
@@ -245,11 +332,13 @@ fn add_mount(
         return;
     }
     if source.starts_with('/') {
-        svc.volumes.push(MountSpec::Bind {
-            source: source.to_string(),
-            target,
-            read_only,
-        });
+        if relabel(ctx, item, key, opts, source, &target, svc) {
+            svc.volumes.push(MountSpec::Bind {
+                source: source.to_string(),
+                target,
+                read_only,
+            });
+        }
         return;
     }
     if source.starts_with('~') {
@@ -298,12 +387,43 @@ fn add_mount(
     if !rel.is_empty() {
         host = host.join(&rel);
     }
+    let host = host.to_string_lossy().into_owned();
+    if !relabel(ctx, item, key, opts, &host, &target, svc) {
+        return;
+    }
     svc.repo_inputs.insert(source.to_string(), hash);
     svc.volumes.push(MountSpec::Bind {
-        source: host.to_string_lossy().into_owned(),
+        source: host,
         target,
         read_only,
     });
+}
+
+/// Records the SELinux relabel of a bind mount. Docker takes it only in the `Binds` form
+/// (`src:dst:rw,z`), which a path holding `:` cannot be written in: that is refused.
+fn relabel(
+    ctx: &mut Ctx,
+    item: &Node,
+    key: &str,
+    opts: &Opts,
+    host: &str,
+    target: &str,
+    svc: &mut ServiceSpec,
+) -> bool {
+    let Some(label) = &opts.selinux else {
+        return true;
+    };
+    if host.contains(':') || target.contains(':') {
+        ctx.error(
+            item,
+            key,
+            format!("`{label}` cannot be used on a path that holds `:` (Docker cannot relabel it)"),
+            "rename the path, or remove the SELinux option",
+        );
+        return false;
+    }
+    svc.bind_selinux.insert(target.to_string(), label.clone());
+    true
 }
 
 /// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.

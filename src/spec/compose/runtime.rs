@@ -1,5 +1,5 @@
-//! The runtime settings of a service: healthcheck, restart policy, resource limits (also from
-//! `deploy.resources.limits`), logging and extra hosts.
+//! The runtime settings of a service: healthcheck, restart policy, resource limits (memory, CPUs
+//! and processes, also from `deploy.resources.limits`), logging and extra hosts.
 
 use super::ctx::{Ctx, REMOVE_IT};
 use super::units::{cpus_to_nano, parse_bytes, parse_duration};
@@ -76,16 +76,10 @@ pub(crate) fn healthcheck(ctx: &mut Ctx, v: &Node, k: &str) -> Option<Healthchec
             _ => ctx.unsupported(n, &sub),
         }
     }
+    // Without `test:` the image's own check runs with the timings given here: compose sends an
+    // empty test, which the engine fills in from the image (a `disable: true` turns it off).
     if disable {
         hc.test = vec!["NONE".into()];
-    } else if hc.test.is_empty() {
-        ctx.error(
-            v,
-            &format!("{k}.test"),
-            "missing (the image's own check cannot be tuned yet)",
-            "add test:, or disable: true",
-        );
-        return None;
     }
     Some(hc)
 }
@@ -229,14 +223,34 @@ pub(crate) fn logging(ctx: &mut Ctx, v: &Node, k: &str) -> Option<LoggingSpec> {
     Some(spec)
 }
 
-/// `deploy:`: only `resources.limits.{memory,cpus}`, which become the container's limits.
-pub(crate) fn deploy<'n>(
-    ctx: &mut Ctx,
-    v: &'n Node,
-    k: &str,
-    mem: &mut Option<(i64, &'n Node)>,
-    cpu: &mut Option<(i64, &'n Node)>,
-) {
+/// `pids_limit:`: a number of processes, or -1 (and 0, as compose reads it) for no limit.
+pub(crate) fn pids_limit(ctx: &mut Ctx, n: &Node, k: &str) -> Option<i64> {
+    match ctx.int(n, k)? {
+        0 => None,
+        p if p >= -1 => Some(p),
+        p => {
+            ctx.error(
+                n,
+                k,
+                format!("`{p}` is not a process count"),
+                "write a positive number, or -1 for no limit",
+            );
+            None
+        }
+    }
+}
+
+/// The limits `deploy.resources.limits` gives, each with the node it came from (for an error
+/// when it differs from the service-level key).
+#[derive(Default)]
+pub(crate) struct DeployLimits<'n> {
+    pub memory: Option<(i64, &'n Node)>,
+    pub cpus: Option<(i64, &'n Node)>,
+    pub pids: Option<(i64, &'n Node)>,
+}
+
+/// `deploy:`: only `resources.limits.{memory,cpus,pids}`, which become the container's limits.
+pub(crate) fn deploy<'n>(ctx: &mut Ctx, v: &'n Node, k: &str, limits_out: &mut DeployLimits<'n>) {
     let Some(entries) = ctx.map(v, k) else { return };
     for (key, n) in entries {
         let sub = format!("{k}.{key}");
@@ -257,8 +271,15 @@ pub(crate) fn deploy<'n>(
                     for (lk, ln) in limits {
                         let lsub = format!("{rsub}.{lk}");
                         match lk.as_str() {
-                            "memory" => *mem = bytes(ctx, ln, &lsub).map(|b| (b, ln)),
-                            "cpus" => *cpu = cpus(ctx, ln, &lsub).map(|c| (c, ln)),
+                            "memory" => limits_out.memory = bytes(ctx, ln, &lsub).map(|b| (b, ln)),
+                            "cpus" => limits_out.cpus = cpus(ctx, ln, &lsub).map(|c| (c, ln)),
+                            // compose takes only a positive count here (0 and -1: no limit,
+                            // which is the default).
+                            "pids" => {
+                                limits_out.pids = pids_limit(ctx, ln, &lsub)
+                                    .filter(|p| *p > 0)
+                                    .map(|p| (p, ln))
+                            }
                             _ => ctx.not_yet(ln, &lsub),
                         }
                     }

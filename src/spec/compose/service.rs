@@ -1,6 +1,6 @@
 //! One entry of `services:`, key by key. A key gitmoor does not know is an error, never ignored.
 
-use super::attach::{depends_on, service_networks};
+use super::attach::{depends_on, links, service_networks};
 use super::buildspec::{build, default_image, pull_policy, BuildEnv};
 use super::ctx::{is_extension, user_labels, valid_object_name, Ctx};
 use super::env::{env_files, environment, EnvEnv};
@@ -9,7 +9,8 @@ use super::hostcfg::{devices, expose, grace_period, group_add, mode, sysctls, ul
 use super::mounts::{tmpfs, volumes, MountEnv};
 use super::ports::ports;
 use super::runtime::{
-    bytes, cpus, deploy, extra_hosts, healthcheck, logging, merge_limit, one_container, restart,
+    bytes, cpus, deploy, extra_hosts, healthcheck, logging, merge_limit, one_container, pids_limit,
+    restart, DeployLimits,
 };
 use crate::spec::model::{DependsCondition, NetworkSpec, PullPolicy, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
@@ -59,8 +60,8 @@ pub(crate) fn service(
     let mut image = None;
     let mut env_node = None;
     let mut networks_node = None;
-    let mut deploy_mem = None;
-    let mut deploy_cpus = None;
+    let mut deploy_limits = DeployLimits::default();
+    let mut links_node = None;
     let mut joins: Vec<String> = Vec::new();
     let mut pull_at = None;
     for (key, v) in entries {
@@ -80,10 +81,13 @@ pub(crate) fn service(
             "expose" => svc.expose = expose(ctx, v, &k),
             "volumes" => volumes(ctx, &st.mounts, v, &k, &mut svc),
             "networks" => networks_node = Some(v),
-            "depends_on" => svc.depends_on = depends_on(ctx, st, name, v, &k),
+            "depends_on" => depends_on(ctx, st, name, v, &k, &mut svc),
             "healthcheck" => svc.healthcheck = healthcheck(ctx, v, &k),
             "restart" => svc.restart = restart(ctx, v, &k),
-            "labels" => svc.labels = user_labels(ctx, v, &k),
+            "labels" => {
+                let deduped = last_label_wins(ctx, v, &k);
+                svc.labels = user_labels(ctx, &deduped, &k);
+            }
             "user" => svc.user = ctx.string(v, &k),
             "working_dir" => svc.working_dir = ctx.string(v, &k),
             "cap_add" => svc.cap_add = ctx.strings(v, &k),
@@ -94,7 +98,8 @@ pub(crate) fn service(
             "logging" => svc.logging = logging(ctx, v, &k),
             "mem_limit" => svc.mem_limit = bytes(ctx, v, &k),
             "cpus" => svc.nano_cpus = cpus(ctx, v, &k),
-            "deploy" => deploy(ctx, v, &k, &mut deploy_mem, &mut deploy_cpus),
+            "pids_limit" => svc.pids_limit = pids_limit(ctx, v, &k),
+            "deploy" => deploy(ctx, v, &k, &mut deploy_limits),
             "scale" => one_container(ctx, v, &k),
             "secrets" => service_refs(
                 ctx,
@@ -156,11 +161,12 @@ pub(crate) fn service(
             "tty" => svc.tty = ctx.bool(v, &k).unwrap_or(false),
             "runtime" => svc.runtime = ctx.string(v, &k).filter(|r| !r.is_empty()),
             "profiles" => profiles(ctx, v, &k),
-            "links" | "external_links" => ctx.error(
+            "links" => links_node = Some(v),
+            "external_links" => ctx.error(
                 v,
                 &k,
-                "not supported (legacy links)",
-                "remove it: services on a common network reach each other by service name",
+                "not supported (links to containers outside the stack)",
+                "put the container and this service on a shared external network, and use its name there",
             ),
             key if is_extension(key) => {}
             _ => ctx.unsupported(v, &k),
@@ -217,9 +223,64 @@ pub(crate) fn service(
             .entry(other)
             .or_insert(DependsCondition::Started);
     }
-    merge_limit(ctx, &base, "memory", &mut svc.mem_limit, deploy_mem);
-    merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_cpus);
+    if let Some(v) = links_node {
+        let k = format!("{base}.links");
+        match svc.network_mode.as_deref() {
+            None | Some("bridge") => links(ctx, st, name, v, &k, &mut svc),
+            // The engine refuses links there (a joined or the host's network has no names of
+            // its own).
+            Some(mode) => ctx.error(
+                v,
+                &k,
+                format!("cannot be combined with network_mode: {mode}"),
+                "remove links:",
+            ),
+        }
+    }
+    merge_limit(
+        ctx,
+        &base,
+        "memory",
+        &mut svc.mem_limit,
+        deploy_limits.memory,
+    );
+    merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_limits.cpus);
+    merge_limit(ctx, &base, "pids", &mut svc.pids_limit, deploy_limits.pids);
     svc
+}
+
+/// `labels:` as a list that names a key twice (`- a=1`, `- a=2`): the last one counts, as in
+/// compose (which keeps the last entry of a key), with a warning, since one of them is surely a
+/// slip. A mapping cannot name a key twice (the YAML reader refuses it), and a merge key's entry
+/// is overridden by the mapping's own, as YAML says.
+fn last_label_wins(ctx: &mut Ctx, v: &Node, k: &str) -> Node {
+    let NodeValue::Seq(items) = &v.value else {
+        return v.clone();
+    };
+    let key_of = |n: &Node| {
+        n.scalar_text()
+            .map(|s| s.split_once('=').map_or(s.clone(), |(k, _)| k.to_string()))
+    };
+    let mut kept: Vec<Node> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(key) = key_of(item) else {
+            kept.push(item.clone());
+            continue;
+        };
+        match kept.iter().position(|n| key_of(n).as_deref() == Some(&key)) {
+            Some(j) => {
+                ctx.warn(
+                    item,
+                    &format!("{k}[{i}]"),
+                    format!("label `{key}` is given twice; the last one is used, as compose does"),
+                    "keep one",
+                );
+                kept[j] = item.clone();
+            }
+            None => kept.push(item.clone()),
+        }
+    }
+    Node::new(v.line, v.col, NodeValue::Seq(kept))
 }
 
 /// Docker's rule for container names.
@@ -280,3 +341,7 @@ fn command(ctx: &mut Ctx, v: &Node, k: &str) -> Option<Vec<String>> {
         _ => ctx.string(v, k).map(|s| vec![s]),
     }
 }
+
+#[cfg(test)]
+#[path = "tests_real_keys.rs"]
+mod tests_real_keys;

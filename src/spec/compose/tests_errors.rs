@@ -46,7 +46,7 @@ const CASES: &[Case] = &[
     case("pull_policy build without build", "services:\n  api:\n    image: x\n    pull_policy: build\n", "pull_policy", "services.api.pull_policy", "`build` needs a build: section"),
     case("image missing", "services:\n  api:\n    restart: always\n", "api:", "services.api.image", "missing; gitmoor runs an image, or builds one with build:"),
     case("unknown service key", "services:\n  api:\n    image: x\n    colour: blue\n", "colour", "services.api.colour", "not supported by gitmoor; remove it"),
-    case("links", "services:\n  api:\n    image: x\n    links: [db]\n", "links", "services.api.links", "not supported (legacy links)"),
+    case("external links", "services:\n  api:\n    image: x\n    external_links: [db]\n", "external_links", "services.api.external_links", "not supported (links to containers outside the stack)"),
     case("unknown top-level key", "services:\n  api:\n    image: x\nfoo: 1\n", "foo", "foo", "not supported by gitmoor; remove it"),
     case("secret from environment", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    environment: S\n", "environment", "secrets.s.environment", "not supported yet (only file: sources)"),
     case("secret external", "services:\n  api:\n    image: x\nsecrets:\n  s:\n    external: true\n", "external", "secrets.s.external", "Swarm"),
@@ -85,11 +85,11 @@ const CASES: &[Case] = &[
     case("bind leaves the stack", "services:\n  api:\n    image: x\n    volumes:\n      - ../other/conf:/conf\n", "../other", "services.api.volumes[0]", "`../other/conf` leaves the stack folder compose/app"),
     case("bind missing in repo", "services:\n  api:\n    image: x\n    volumes:\n      - ./conf:/conf:ro\n", "./conf", "services.api.volumes[0]", "`./conf` does not exist in the repo (compose/app/conf)"),
     case("bind home dir", "services:\n  api:\n    image: x\n    volumes:\n      - ~/data:/data\n", "~/data", "services.api.volumes[0]", "home-directory path"),
-    case("mount option", "services:\n  api:\n    image: x\n    volumes:\n      - /srv:/srv:z\n", "/srv", "services.api.volumes[0]", "mount option `z` is not supported yet"),
+    case("mount option", "services:\n  api:\n    image: x\n    volumes:\n      - /srv:/srv:rshared\n", "/srv", "services.api.volumes[0]", "mount option `rshared` is not supported yet"),
     case("mount target relative", "services:\n  api:\n    image: x\n    volumes:\n      - /srv:srv\n", "/srv", "services.api.volumes[0]", "must be absolute"),
     case("long volume without type", "services:\n  api:\n    image: x\n    volumes:\n      - source: /a\n        target: /b\n", "source", "services.api.volumes[0]", "missing type"),
     case("long volume bad type", "services:\n  api:\n    image: x\n    volumes:\n      - type: npipe\n        target: /b\n", "npipe", "services.api.volumes[0].type", "type `npipe` is not supported"),
-    case("long volume bind options", "services:\n  api:\n    image: x\n    volumes:\n      - type: bind\n        source: /a\n        target: /b\n        bind:\n          propagation: rshared\n", "bind:", "services.api.volumes[0].bind", "not supported yet"),
+    case("long volume bind options", "services:\n  api:\n    image: x\n    volumes:\n      - type: bind\n        source: /a\n        target: /b\n        bind:\n          propagation: rshared\n", "propagation", "services.api.volumes[0].bind.propagation", "not supported yet"),
     case("tmpfs relative", "services:\n  api:\n    image: x\n    tmpfs: run\n", "tmpfs", "services.api.tmpfs", "`run` must be an absolute path"),
     case("network undeclared", "services:\n  api:\n    image: x\n    networks: [front]\n", "networks", "services.api.networks.front", "network `front` is not declared; add it under the top-level networks:"),
     case("ipv4_address without subnet", "services:\n  api:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.2\n", "default:", "services.api.networks.default.ipv4_address", "a static address needs a subnet, and network `default` has none"),
@@ -118,7 +118,6 @@ const CASES: &[Case] = &[
     case("depends_on cycle", "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [c]\n  c:\n    image: x\n    depends_on: [a]\n", "depends_on: [b]", "services.a.depends_on", "dependency cycle: a -> b -> c -> a"),
     case("healthcheck duration", "services:\n  api:\n    image: x\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 10\n", "interval", "services.api.healthcheck.interval", "`10` is not a duration; write it like 10s"),
     case("healthcheck test list", "services:\n  api:\n    image: x\n    healthcheck:\n      test: [\"curl\", \"-f\", \"localhost\"]\n", "test", "services.api.healthcheck.test", "must start with CMD, CMD-SHELL or NONE"),
-    case("healthcheck without test", "services:\n  api:\n    image: x\n    healthcheck:\n      interval: 5s\n", "healthcheck", "services.api.healthcheck.test", "missing"),
     case("healthcheck retries", "services:\n  api:\n    image: x\n    healthcheck:\n      test: true\n      retries: many\n", "retries", "services.api.healthcheck.retries", "expected an integer, found a string"),
     case("restart", "services:\n  api:\n    image: x\n    restart: sometimes\n", "restart", "services.api.restart", "unknown restart policy `sometimes`; use no, always, on-failure[:N] or unless-stopped"),
     case("mem_limit", "services:\n  api:\n    image: x\n    mem_limit: lots\n", "mem_limit", "services.api.mem_limit", "`lots` is not a size"),
@@ -130,7 +129,6 @@ const CASES: &[Case] = &[
     case("scale", "services:\n  api:\n    image: x\n    scale: 3\n", "scale", "services.api.scale", "one container per service"),
     case("service name", "services:\n  _api:\n    image: x\n", "_api", "services._api", "not a valid service name"),
     case("reserved label", "services:\n  api:\n    image: x\n    labels:\n      com.docker.compose.project: other\n", "labels", "services.api.labels.com.docker.compose.project", "this label is set by gitmoor"),
-    case("label twice", "services:\n  api:\n    image: x\n    labels:\n      - a=1\n      - a=2\n", "a=2", "services.api.labels[1]", "`a` is set twice"),
     case("extra_hosts", "services:\n  api:\n    image: x\n    extra_hosts: [\"nohost\"]\n", "extra_hosts", "services.api.extra_hosts[0]", "`nohost` is not host:ip"),
     case("command quoting", "services:\n  api:\n    image: x\n    command: echo 'unbalanced\n", "command", "services.api.command", "unbalanced quotes"),
     case("wrong type", "services:\n  api:\n    image: x\n    read_only: sometimes\n", "read_only", "services.api.read_only", "expected true or false, found a string"),
@@ -275,7 +273,7 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
 
 #[test]
 fn all_errors_are_collected() {
-    let text = "services:\n  api:\n    build: .\n    links: [db]\n    restart: sometimes\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2\n";
+    let text = "services:\n  api:\n    build: .\n    external_links: [db]\n    restart: sometimes\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2\n";
     let (spec, f) = load_with("app", text, &[], &strict(&[]));
     assert!(spec.is_none());
     assert_eq!(f.errors.len(), 4, "{:#?}", f.errors);
