@@ -128,9 +128,15 @@ fn restart_and_required_flags_change_no_hash() {
     let mut without = api.clone();
     without.depends_on_restart.clear();
     without.depends_on_optional.insert("db".into());
+    let key = crate::hashkey::HashKey::from_bytes([5; 32]);
+    let scope = || crate::plan::fingerprint::HashScope {
+        key: &key,
+        stack: "app",
+        service: "api",
+    };
     assert_eq!(
-        config_hash(api, &st.networks),
-        config_hash(&without, &st.networks),
+        config_hash(api, &st.networks, scope()),
+        config_hash(&without, &st.networks, scope()),
         "the flags change no container setting, so no recreate"
     );
     // A service that uses none of the keys added with them serialises as before.
