@@ -4,7 +4,8 @@
 #![no_main]
 
 use gitmoor::apply::docker::create_body;
-use gitmoor::plan::fingerprint::{config_hash, fingerprint};
+use gitmoor::hashkey::HashKey;
+use gitmoor::plan::fingerprint::{config_hash, fingerprint, HashScope};
 use gitmoor::plan::ContainerToCreate;
 use gitmoor::source::snapshot::{FileEntry, Snapshot};
 use gitmoor::spec::compose::{load_stack, StackInput, StackVars};
@@ -99,8 +100,14 @@ fuzz_target!(|data: &[u8]| {
         }
         let Some(spec) = spec else { continue };
         for (name, svc) in &spec.services {
-            let fp = fingerprint(svc, &spec.networks);
-            let _ = config_hash(svc, &spec.networks);
+            let key = HashKey::from_bytes([7; 32]);
+            let scope = || HashScope {
+                key: &key,
+                stack: "app",
+                service: name,
+            };
+            let fp = fingerprint(svc, &spec.networks, scope());
+            let _ = config_hash(svc, &spec.networks, scope());
             let fp = serde_json::to_string(&fp).unwrap_or_default();
             assert!(
                 text.contains(SECRET) || !fp.contains(SECRET),

@@ -29,24 +29,26 @@ fn world() -> &'static std::sync::Mutex<World> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let repo = Repository::init_bare(dir.join("repo.git")).expect("repo");
-        let odb = repo.odb().expect("odb");
-        let blob = odb.write(ObjectType::Blob, b"hello\n").expect("blob");
-        let link_out = odb.write(ObjectType::Blob, b"/etc").expect("blob");
-        let link_up = odb.write(ObjectType::Blob, b"../../..").expect("blob");
-        let mut sub = Vec::new();
-        sub.extend_from_slice(b"100644 passwd\0");
-        sub.extend_from_slice(blob.as_bytes());
-        let sub = odb.write(ObjectType::Tree, &sub).expect("tree");
-        let missing = Oid::from_bytes(&[0xab; 20]).expect("oid");
-        let targets = vec![
-            (0o100644, blob),
-            (0o100755, blob),
-            (0o120000, link_out),
-            (0o120000, link_up),
-            (0o040000, sub),
-            (0o160000, missing),
-            (0o100644, missing),
-        ];
+        let targets = {
+            let odb = repo.odb().expect("odb");
+            let blob = odb.write(ObjectType::Blob, b"hello\n").expect("blob");
+            let link_out = odb.write(ObjectType::Blob, b"/etc").expect("blob");
+            let link_up = odb.write(ObjectType::Blob, b"../../..").expect("blob");
+            let mut sub = Vec::new();
+            sub.extend_from_slice(b"100644 passwd\0");
+            sub.extend_from_slice(blob.as_bytes());
+            let sub = odb.write(ObjectType::Tree, &sub).expect("tree");
+            let missing = Oid::from_bytes(&[0xab; 20]).expect("oid");
+            vec![
+                (0o100644, blob),
+                (0o100755, blob),
+                (0o120000, link_out),
+                (0o120000, link_up),
+                (0o040000, sub),
+                (0o160000, missing),
+                (0o100644, missing),
+            ]
+        };
         std::sync::Mutex::new(World {
             repo,
             targets,
