@@ -177,11 +177,13 @@ impl<'a> Ctx<'a> {
                         continue;
                     };
                     let (k, v) = s.split_once('=').unwrap_or((s.as_str(), ""));
+                    // Compose reads the list into a mapping: the last entry of a key wins. One of
+                    // them is surely a slip, so say so.
                     if out.insert(k.to_string(), v.to_string()).is_some() {
-                        self.error(
+                        self.warn(
                             n,
                             &format!("{key}[{i}]"),
-                            format!("`{k}` is set twice"),
+                            format!("`{k}` is given twice; the last one is used, as compose does"),
                             "keep one",
                         );
                     }

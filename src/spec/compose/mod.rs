@@ -2,7 +2,7 @@
 //! stack's variables, then convert key by key with a dotted key path for every error.
 //!
 //! The supported subset is explicit: every key gitmoor does not know is an error
-//! (`compose/api/compose.yaml:14: services.api.links: not supported (legacy links); remove it`),
+//! (`compose/api/compose.yaml:14: services.api.external_links: not supported (links to containers outside the stack); …`),
 //! so nothing in a committed file is silently ignored. `x-*` extensions are the exception: compose
 //! allows them in every mapping of its schema, and they are ignored there.
 

@@ -84,10 +84,7 @@ pub(crate) fn service(
             "depends_on" => depends_on(ctx, st, name, v, &k, &mut svc),
             "healthcheck" => svc.healthcheck = healthcheck(ctx, v, &k),
             "restart" => svc.restart = restart(ctx, v, &k),
-            "labels" => {
-                let deduped = last_label_wins(ctx, v, &k);
-                svc.labels = user_labels(ctx, &deduped, &k);
-            }
+            "labels" => svc.labels = user_labels(ctx, v, &k),
             "user" => svc.user = ctx.string(v, &k),
             "working_dir" => svc.working_dir = ctx.string(v, &k),
             "cap_add" => svc.cap_add = ctx.strings(v, &k),
@@ -247,40 +244,6 @@ pub(crate) fn service(
     merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_limits.cpus);
     merge_limit(ctx, &base, "pids", &mut svc.pids_limit, deploy_limits.pids);
     svc
-}
-
-/// `labels:` as a list that names a key twice (`- a=1`, `- a=2`): the last one counts, as in
-/// compose (which keeps the last entry of a key), with a warning, since one of them is surely a
-/// slip. A mapping cannot name a key twice (the YAML reader refuses it), and a merge key's entry
-/// is overridden by the mapping's own, as YAML says.
-fn last_label_wins(ctx: &mut Ctx, v: &Node, k: &str) -> Node {
-    let NodeValue::Seq(items) = &v.value else {
-        return v.clone();
-    };
-    let key_of = |n: &Node| {
-        n.scalar_text()
-            .map(|s| s.split_once('=').map_or(s.clone(), |(k, _)| k.to_string()))
-    };
-    let mut kept: Vec<Node> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Some(key) = key_of(item) else {
-            kept.push(item.clone());
-            continue;
-        };
-        match kept.iter().position(|n| key_of(n).as_deref() == Some(&key)) {
-            Some(j) => {
-                ctx.warn(
-                    item,
-                    &format!("{k}[{i}]"),
-                    format!("label `{key}` is given twice; the last one is used, as compose does"),
-                    "keep one",
-                );
-                kept[j] = item.clone();
-            }
-            None => kept.push(item.clone()),
-        }
-    }
-    Node::new(v.line, v.col, NodeValue::Seq(kept))
 }
 
 /// Docker's rule for container names.

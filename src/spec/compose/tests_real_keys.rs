@@ -315,7 +315,7 @@ fn a_label_given_twice_in_a_list_keeps_the_last_as_compose_does() {
         "services:\n  api:\n    image: x\n    labels:\n      - a=1\n      - b=2\n      - a=3\n";
     assert_eq!(
         warnings(text),
-        vec!["services.api.labels[2]: label `a` is given twice; the last one is used, as compose does"]
+        vec!["services.api.labels[2]: `a` is given twice; the last one is used, as compose does"]
     );
     let spec = ok_with(text, &[], &strict(&[]));
     assert_eq!(
