@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 struct World {
-    repo: Repository,
+    /// Opened anew for each input, as each reconcile opens the cache: libgit2's object cache
+    /// (256 MiB by default) would otherwise grow over a run and read as a leak.
+    repo_dir: PathBuf,
     /// Objects an entry can point at: a blob, a symlink target, a sub-tree, a missing object.
     targets: Vec<(u32, Oid)>,
     scratch: PathBuf,
@@ -28,7 +30,8 @@ fn world() -> &'static std::sync::Mutex<World> {
         let dir = std::env::temp_dir().join(format!("gitmoor-fuzz-tree-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        let repo = Repository::init_bare(dir.join("repo.git")).expect("repo");
+        let repo_dir = dir.join("repo.git");
+        let repo = Repository::init_bare(&repo_dir).expect("repo");
         let targets = {
             let odb = repo.odb().expect("odb");
             let blob = odb.write(ObjectType::Blob, b"hello\n").expect("blob");
@@ -50,7 +53,7 @@ fn world() -> &'static std::sync::Mutex<World> {
             ]
         };
         std::sync::Mutex::new(World {
-            repo,
+            repo_dir,
             targets,
             scratch: dir,
         })
@@ -92,9 +95,12 @@ fn walk(root: &Path, out: &mut Vec<PathBuf>) {
 
 fuzz_target!(|data: &[u8]| {
     let w = world().lock().expect("world");
+    let Ok(repo) = Repository::open_bare(&w.repo_dir) else {
+        return;
+    };
     // The input's tree goes inside `compose/app/`, where a stack folder is read from.
     let inner = raw_tree(data, &w.targets);
-    let Ok(odb) = w.repo.odb() else { return };
+    let Ok(odb) = repo.odb() else { return };
     let Ok(inner) = odb.write(ObjectType::Tree, &inner) else {
         return;
     };
@@ -112,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         max_file_bytes: 1 << 16,
         max_read_bytes: 1 << 20,
     };
-    let Ok(snap) = read_tree_at(&w.repo, root, limits) else {
+    let Ok(snap) = read_tree_at(&repo, root, limits) else {
         return;
     };
     for path in snap.files.keys() {

@@ -11,6 +11,7 @@ pub mod build;
 mod container;
 pub mod context;
 mod image;
+mod neighbor;
 mod network;
 pub mod registry;
 mod wait;
@@ -37,6 +38,9 @@ pub struct DockerExecutor {
     /// Bound on one image build: a build that hangs (a `RUN` waiting on the network forever)
     /// would otherwise hold the one reconcile the daemon runs at a time, and so every stack.
     build_timeout: Duration,
+    /// The daemon runs on this machine (a unix socket): its bridges are this host's interfaces,
+    /// so a started container's address can be given to the host's neighbour table.
+    local: bool,
 }
 
 impl DockerExecutor {
@@ -76,6 +80,7 @@ impl DockerExecutor {
         Ok(Self {
             docker,
             build_timeout: DEFAULT_BUILD_TIMEOUT,
+            local: shown.starts_with("unix://"),
         })
     }
 
@@ -91,10 +96,15 @@ impl DockerExecutor {
         self.build_timeout
     }
 
-    /// Starts a created (or stopped) container. Already running is fine.
+    /// Starts a created (or stopped) container. Already running is fine. Once it runs, the host
+    /// is given its address on each bridge, so that connections to its published ports made
+    /// while it started do not wait a second for the kernel's next ARP request (neighbor.rs).
     pub async fn start(&self, id: &str) -> anyhow::Result<()> {
         match self.docker.start_container(id, None).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.announce_to_host(id).await;
+                Ok(())
+            }
             Err(e) if status_code(&e) == Some(304) => Ok(()),
             Err(e) => {
                 let name = self.display_name(id).await;
