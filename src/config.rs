@@ -264,6 +264,24 @@ impl Config {
         parse_schedule(&self.poll)
     }
 
+    /// The keys that decide how a commit is read and planned, as one text for the inputs hash:
+    /// a commit refused under them is worth another try once one changes (a raised limit, a
+    /// loosened policy, an adopted stack).
+    pub fn reading_inputs(&self) -> String {
+        format!(
+            "{:?}",
+            (
+                &self.limits,
+                &self.policy,
+                &self.profiles,
+                &self.adopt,
+                &self.instance,
+                &self.repo,
+                &self.branch,
+            )
+        )
+    }
+
     /// The read budgets for one reconcile's commit.
     pub fn read_limits(&self) -> crate::source::limits::ReadLimits {
         self.limits.read_limits()

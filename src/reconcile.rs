@@ -322,6 +322,7 @@ impl Reconciler {
             inputs: inputs_hash(
                 &head.sha,
                 &self.cfg.secrets_dir,
+                &self.cfg.reading_inputs(),
                 &crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
             ),
             state,
@@ -353,10 +354,13 @@ impl Reconciler {
 
         // Reading a commit is where a hostile one costs memory and time: mark it first, so a
         // process killed on the way leaves a trace (see `close_interrupted`). Inputs that were
-        // already read to the end once need no mark: reading is a function of them.
-        if mode == Mode::Apply
-            && run.state.last_attempt.as_ref().map(|a| a.inputs.as_str()) != Some(&run.inputs)
-        {
+        // read to a good end last time need no mark (reading is a function of them), which keeps
+        // the poll of an unchanged commit free of a state write.
+        let read_fine_before = run.state.last_attempt.as_ref().is_some_and(|a| {
+            a.inputs == run.inputs
+                && matches!(a.result, ReconcileResult::Success | ReconcileResult::Noop)
+        });
+        if mode == Mode::Apply && !read_fine_before {
             self.mark(&mut run, &head, Phase::Reading)?;
         }
         let opts = LoadOptions {
@@ -569,29 +573,50 @@ impl Reconciler {
     }
 
     /// A mark left by a reconcile that never recorded its end: the process died. It becomes an
-    /// attempt of its own, so the usual rules apply to those inputs: died while reading, they
-    /// are bad input (the same read would kill the next process too) and wait until the commit
-    /// or the secrets change; died while applying, they failed and are retried with backoff.
+    /// attempt of its own, so the usual rules apply to those inputs. Died while applying: they
+    /// failed and are retried with backoff (the host may be half-changed). Died while reading:
+    /// once may be the machine (a reboot, memory taken by another process, `kill -9`), so they
+    /// failed and are retried once after the backoff; twice on the same inputs is the commit
+    /// (a read that kills every process), and they wait as bad input until the commit, the
+    /// secrets or gitmoor's config change.
     fn close_interrupted(&self, run: &mut Attempting) -> anyhow::Result<()> {
         let Some(ip) = run.state.in_progress.take() else {
             return Ok(());
         };
+        let short_sha = short(&ip.commit.sha).to_string();
         let (result, error) = match ip.phase {
-            Phase::Reading => (
-                ReconcileResult::Invalid,
-                format!(
-                    "gitmoor stopped while reading commit {} (killed, out of memory?); it is not \
-                     tried again until the commit or the secrets change; check the commit's size \
-                     and the limits in gitmoor's config",
-                    short(&ip.commit.sha)
-                ),
-            ),
+            Phase::Reading => {
+                let deaths = match &run.state.died_reading {
+                    Some((inputs, n)) if *inputs == ip.inputs => n + 1,
+                    _ => 1,
+                };
+                run.state.died_reading = Some((ip.inputs.clone(), deaths));
+                if deaths >= 2 {
+                    (
+                        ReconcileResult::Invalid,
+                        format!(
+                            "gitmoor stopped while reading commit {short_sha}, {deaths} times \
+                             (killed, out of memory?); it is not tried again until the commit, the \
+                             secrets or gitmoor's config change; check the commit's size and the \
+                             limits in gitmoor's config"
+                        ),
+                    )
+                } else {
+                    (
+                        ReconcileResult::Failed,
+                        format!(
+                            "gitmoor stopped while reading commit {short_sha} (killed, out of \
+                             memory, or a reboot?); tried once more after a backoff, then held \
+                             back if it happens again"
+                        ),
+                    )
+                }
+            }
             Phase::Applying => (
                 ReconcileResult::Failed,
                 format!(
-                    "gitmoor stopped while applying commit {} (killed or rebooted); the host may \
-                     be partly updated; retried with backoff",
-                    short(&ip.commit.sha)
+                    "gitmoor stopped while applying commit {short_sha} (killed or rebooted); the \
+                     host may be partly updated; retried with backoff"
                 ),
             ),
         };
@@ -645,6 +670,8 @@ impl Reconciler {
             error: o.error.clone(),
             failures: 0,
         };
+        // This reconcile read its inputs to the end: no death to remember.
+        run.state.died_reading = None;
         run.state.record(attempt, results);
         // After a full success the host holds exactly the commit's stacks (the others were
         // removed): the state forgets the rest, so `/status` does not list them forever.
@@ -718,13 +745,23 @@ impl CacheLock {
 /// How deep `inputs_hash` looks into the secrets dir (`<stack>/env/x.env` is 3 deep).
 const SECRETS_HASH_DEPTH: usize = 8;
 
-/// A hash of everything a reconcile reads: the commit, and every file of the secrets dir (the
+/// A hash of everything a reconcile reads: the commit, the config keys that decide how it is
+/// read (`config`: limits, policy, profiles, ownership), and every file of the secrets dir (the
 /// `<stack>.env` files, and the files `secrets:` and `env_file:` read there), by path and bytes.
-/// Fixing any of them makes inputs that failed new inputs, worth a try. Keyed with the host's
-/// hash key: `state.json` keeps it, and a plain hash of the secrets would be a guessing oracle.
-pub fn inputs_hash(sha: &str, secrets_dir: &Path, key: &crate::hashkey::HashKey) -> String {
+/// Fixing any of them (raising a limit an error names, too) makes inputs that failed new inputs,
+/// worth a try. Keyed with the host's hash key: `state.json` keeps it, and a plain hash of the
+/// secrets would be a guessing oracle.
+pub fn inputs_hash(
+    sha: &str,
+    secrets_dir: &Path,
+    config: &str,
+    key: &crate::hashkey::HashKey,
+) -> String {
     let mut h = Sha256::new();
     h.update(sha.as_bytes());
+    h.update([0]);
+    h.update(config.as_bytes());
+    h.update([0]);
     hash_dir(&mut h, secrets_dir, SECRETS_HASH_DEPTH);
     hex::encode(&key.mac(&[b"gitmoor inputs", &h.finalize()])[..16])
 }

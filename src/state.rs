@@ -27,6 +27,10 @@ pub struct State {
     /// `kill -9`) leaves a trace, and the next start does not walk into the same wall forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<InProgress>,
+    /// Inputs whose reading the process did not survive, and how many times in a row: once may
+    /// be the machine, twice is the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub died_reading: Option<(String, u32)>,
 }
 
 /// Where an unfinished reconcile was when it was last seen.

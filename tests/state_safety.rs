@@ -120,11 +120,46 @@ fn the_state_dir_is_private_whatever_the_umask() {
     }
 }
 
+/// Starts `gitmoor <command>`, waits until it is held reading the commit (the reading mark is in
+/// the state file), then kills it with SIGKILL: no chance to record anything.
+fn killed_while_reading(host: &Host, command: &str, log: &str) {
+    let log = host.dir.path().join(log);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+        .args([command, "--config"])
+        .arg(&host.config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let marked = eventually(30, || {
+        let s = state(host)?;
+        (s["in_progress"]["phase"] == "reading").then_some(s)
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let marked = marked.unwrap_or_else(|| panic!("no reading mark:\n{text}"));
+    assert_eq!(marked["in_progress"]["commit"]["subject"], "one");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Records the mark a killed process left, as the next start does; returns the state.
+fn next_start_records(host: &Host, log: &str, result: &str) -> serde_json::Value {
+    let (child, log) = daemon(host, log);
+    let s = eventually(30, || {
+        let s = state(host)?;
+        (s["last_attempt"]["result"] == result).then_some(s)
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    stop(child);
+    s.unwrap_or_else(|| panic!("no {result} attempt:\n{text}"))
+}
+
 /// A reconcile held while reading a commit (here: its secrets file is a FIFO nobody writes, the
-/// way a hostile commit can hold it in a parse) and killed with SIGKILL leaves its mark; the next
-/// daemon does not walk into the same inputs again, says why, and a change of inputs deploys.
+/// way a hostile commit can hold it in a parse) and killed with SIGKILL leaves its mark. Once may
+/// be the machine (a reboot): the next start records a failure, retried after the backoff. Twice
+/// on the same inputs is the commit: held back, saying why, until the inputs change.
 #[test]
-fn a_reconcile_killed_while_reading_is_not_retried_until_its_inputs_change() {
+fn a_reconcile_killed_twice_while_reading_is_not_retried_until_its_inputs_change() {
     let stack = unique("kr");
     let _guard = StackGuard(stack.clone());
     let remote = Remote::new();
@@ -139,32 +174,31 @@ fn a_reconcile_killed_while_reading_is_not_retried_until_its_inputs_change() {
     let made = run(Command::new("mkfifo").arg(&fifo));
     assert!(made.status.success(), "{}", output_text(&made));
 
-    let (mut child, log) = daemon(&host, "first.log");
-    let marked = eventually(30, || {
-        let s = state(&host)?;
-        (s["in_progress"]["phase"] == "reading").then_some(s)
-    });
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let marked = marked.unwrap_or_else(|| panic!("no reading mark:\n{text}"));
-    assert_eq!(marked["in_progress"]["commit"]["subject"], "one");
-    child.kill().unwrap(); // SIGKILL: no chance to record anything
-    child.wait().unwrap();
-
-    let (child, log) = daemon(&host, "second.log");
-    let s = eventually(30, || {
-        let s = state(&host)?;
-        (s["last_attempt"]["result"] == "invalid").then_some(s)
-    })
-    .unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    killed_while_reading(&host, "run", "first.log");
+    let s = next_start_records(&host, "second.log", "failed");
     let error = s["last_attempt"]["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("stopped while reading") && error.contains("not tried again"),
+        error.contains("stopped while reading") && error.contains("tried once more"),
         "{error}"
     );
     assert!(s.get("in_progress").is_none(), "the mark is closed: {s:#}");
+
+    // The retry after the backoff dies the same way (the backoff is a minute: a second process
+    // that retries at once, as `gitmoor apply` does, stands in for it).
+    killed_while_reading(&host, "apply", "third.log");
+    let s = next_start_records(&host, "fourth.log", "invalid");
+    let error = s["last_attempt"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("stopped while reading")
+            && error.contains("2 times")
+            && error.contains("not tried again"),
+        "{error}"
+    );
+    let (child, log) = daemon(&host, "fifth.log");
     std::thread::sleep(Duration::from_secs(3)); // several polls
     let s = state(&host).unwrap();
-    assert_eq!(s["last_attempt"]["failures"], 1, "not retried: {s:#}");
+    assert_eq!(s["last_attempt"]["result"], "invalid", "not retried: {s:#}");
+    assert!(s.get("in_progress").is_none(), "not read again: {s:#}");
     assert_eq!(container_id(&stack, "web"), "", "nothing was deployed");
 
     // The admin fixes the secrets file: new inputs, deployed at the next poll.
@@ -177,6 +211,40 @@ fn a_reconcile_killed_while_reading_is_not_retried_until_its_inputs_change() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     stop(child);
     assert!(deployed.is_some(), "{text}");
+}
+
+/// A commit refused for a limit says which config key to raise; raising it makes the same commit
+/// worth another try (the config is part of the inputs), without a new push.
+#[test]
+fn raising_the_limit_an_error_names_retries_the_refused_commit() {
+    let stack = unique("lm");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = polling_host(&remote);
+    let cfg = std::fs::read_to_string(&host.config).unwrap();
+    std::fs::write(&host.config, format!("{cfg}limits:\n  services: 1\n")).unwrap();
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        "services:\n  a:\n    image: example-busybox:1\n    command: [\"sleep\", \"600\"]\n    init: true\n  b:\n    image: example-busybox:1\n    command: [\"sleep\", \"600\"]\n    init: true\n",
+    );
+    remote.commit("two services");
+    let s = next_start_records(&host, "first.log", "invalid");
+    let error = s["last_attempt"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("limits.services"), "{error}");
+    assert_eq!(container_id(&stack, "a"), "");
+
+    std::fs::write(&host.config, format!("{cfg}limits:\n  services: 5\n")).unwrap();
+    let (child, log) = daemon(&host, "second.log");
+    let deployed = eventually(60, || {
+        let (a, b) = (container_id(&stack, "a"), container_id(&stack, "b"));
+        (!a.is_empty() && !b.is_empty()).then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    stop(child);
+    assert!(
+        deployed.is_some(),
+        "the raised limit was not tried:\n{text}"
+    );
 }
 
 /// The file a `secrets:` entry reads is an input like the `.env` files: once the admin creates

@@ -214,8 +214,8 @@ fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
     if let Some(link) = escaping_symlink(env.snap, &repo_path, &stack_dir) {
         return Err(problem(
             key,
-            format!("`{link}` is a symlink that points outside the stack folder"),
-            "Docker would follow it on the host; commit the file itself",
+            format!("`{link}` is a symlink that Docker would follow on the host (the mounted path itself, or a link out of the stack folder)"),
+            "commit the file or folder itself",
         ));
     }
     Ok(Resolved {

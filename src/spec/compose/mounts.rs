@@ -378,8 +378,8 @@ fn add_mount(
         ctx.error(
             item,
             key,
-            format!("`{link}` is a symlink that points outside the stack folder"),
-            "Docker would follow it on the host; commit the file itself",
+            format!("`{link}` is a symlink that Docker would follow on the host (the mounted path itself, or a link out of the stack folder)"),
+            "commit the file or folder itself",
         );
         return;
     }
@@ -451,8 +451,14 @@ pub(crate) fn normalize(base: &[&str], rel: &str) -> Option<Vec<String>> {
     Some(parts)
 }
 
-/// The first symlink at or under `path` whose target is absolute or leaves `stack_dir`.
+/// The first symlink at or under `path` whose target is absolute or leaves `stack_dir`; or
+/// `path` itself when it is a symlink. Docker resolves the source of a bind on the host, so a
+/// source that is a link (however its chain of links reads: `a -> b -> ../../../var/run/...`)
+/// could reach any host path; links below a mounted folder are resolved inside the container.
 pub(crate) fn escaping_symlink(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> {
+    if snap.get(path).is_some_and(|f| f.symlink) {
+        return Some(path.to_string());
+    }
     let prefix = format!("{path}/");
     for (p, f) in &snap.files {
         if !f.symlink || (p != path && !p.starts_with(&prefix)) {

@@ -267,8 +267,65 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
     let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(
         shown,
-        vec![format!("{FILE}:4: services.api.volumes[0]: `compose/app/conf/passwd` is a symlink that points outside the stack folder; Docker would follow it on the host; commit the file itself")]
+        vec![format!("{FILE}:4: services.api.volumes[0]: `compose/app/conf/passwd` is a symlink that Docker would follow on the host (the mounted path itself, or a link out of the stack folder); commit the file or folder itself")]
     );
+}
+
+/// A chain of links (`a -> b -> ../../..`) as the mounted path: Docker resolves a bind's source
+/// on the host, so the source itself must never be a link, whatever the chain reads, for a bind
+/// mount and for a config alike; and the policy does not need to see it.
+#[test]
+fn a_chain_of_links_as_the_mounted_path_is_refused() {
+    let link = |to: &str| crate::source::snapshot::FileEntry {
+        data: to.as_bytes().to_vec(),
+        executable: false,
+        symlink: true,
+    };
+    for (text, key) in [
+        (
+            "services:\n  api:\n    image: x\n    volumes: [\"./a:/var/run/docker.sock\"]\n",
+            "services.api.volumes[0]",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    configs: [c]\nconfigs:\n  c:\n    file: ./a\n",
+            "configs.c.file",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    volumes: [\"./x:/x\"]\n",
+            "services.api.volumes[0]",
+        ),
+    ] {
+        let mut s = snap(&[(FILE, text), ("compose/app/inside", "x")]);
+        s.files.insert("compose/app/a".into(), link("b"));
+        s.files.insert(
+            "compose/app/b".into(),
+            link("../../../../../../../../var/run/docker.sock"),
+        );
+        s.files.insert("compose/app/l".into(), link("../../.."));
+        s.files.insert("compose/app/x".into(), link("l/../inside"));
+        let vars = strict(&[]);
+        let baseline = crate::spec::policy::Policy::default();
+        let (spec, f) = load_stack(&StackInput {
+            name: "app",
+            file: FILE,
+            text,
+            snap: &s,
+            vars: &vars,
+            bind_root: Path::new("/b"),
+            secrets_dir: None,
+            profiles: &[],
+            limits: &crate::spec::limits::Limits::default(),
+            policy: Some(&baseline),
+        });
+        assert!(spec.is_none(), "{text}");
+        let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|e| e.contains(key) && e.contains("is a symlink that Docker would follow")),
+            "{text}: {shown:#?}"
+        );
+    }
 }
 
 #[test]
