@@ -340,6 +340,8 @@ fn healthcheck_output_is_redacted_in_errors() {
         .replace("health_timeout_secs: 90", "health_timeout_secs: 20");
     std::fs::write(&host.config, cfg).unwrap();
     host.secret(&stack, "TOKEN=tok-Hq27-never-shown\n");
+    std::fs::create_dir_all(host.secrets.join(&stack)).unwrap();
+    std::fs::write(host.secrets.join(&stack).join("key.txt"), "filekey-Pq93\n").unwrap();
     remote.write(
         &format!("compose/{stack}/compose.yaml"),
         r#"services:
@@ -349,8 +351,9 @@ fn healthcheck_output_is_redacted_in_errors() {
     init: true
     environment:
       TOKEN: ${TOKEN}
+    secrets: [key]
     healthcheck:
-      test: ["CMD-SHELL", "echo token=$$TOKEN; exit 1"]
+      test: ["CMD-SHELL", "echo token=$$TOKEN; echo key=$$(cat /run/secrets/key); exit 1"]
       interval: 1s
       retries: 1
   web:
@@ -359,6 +362,9 @@ fn healthcheck_output_is_redacted_in_errors() {
     init: true
     depends_on:
       db: {condition: service_healthy}
+secrets:
+  key:
+    file: key.txt
 "#,
     );
     remote.commit("a healthcheck that talks too much");
@@ -369,8 +375,17 @@ fn healthcheck_output_is_redacted_in_errors() {
         text.contains("unhealthy") && text.contains("token=***"),
         "the healthcheck's output is shown, redacted:\n{text}"
     );
+    assert!(
+        text.contains("key=***"),
+        "the secret file's content too:\n{text}"
+    );
     assert!(!text.contains("tok-Hq27"), "secret in the output:\n{text}");
+    assert!(
+        !text.contains("filekey-Pq93"),
+        "secret file in the output:\n{text}"
+    );
     let state = std::fs::read_to_string(host.state.join("state.json")).unwrap();
     assert!(state.contains("token=***"), "{state}");
     assert!(!state.contains("tok-Hq27"), "secret in state.json");
+    assert!(!state.contains("filekey-Pq93"), "secret file in state.json");
 }

@@ -52,8 +52,9 @@ struct Resolved {
     source: String,
     /// `repo_inputs` key and hash; None when not checked (no secrets dir).
     input: Option<(String, String)>,
-    /// A secret read from the top of the secrets dir, not from the stack's own folder.
-    legacy: bool,
+    /// A secret's content, for the stack's redactor: a healthcheck or an engine error may echo
+    /// the file a service reads.
+    secret: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +79,16 @@ pub(crate) struct FileEnv<'a> {
 pub(crate) struct Declared {
     pub objects: BTreeMap<String, FileObject>,
     reported: BTreeSet<String>,
+}
+
+impl Declared {
+    /// The contents of the secrets read from the host, for the stack's redactor.
+    pub(crate) fn secret_contents(&self) -> impl Iterator<Item = String> + '_ {
+        self.objects
+            .values()
+            .filter_map(|o| o.resolved.as_ref().ok()?.secret.as_ref())
+            .map(|data| String::from_utf8_lossy(data).into_owned())
+    }
 }
 
 /// Reads the top-level `secrets:` or `configs:`.
@@ -149,23 +160,6 @@ pub(crate) fn declared(ctx: &mut Ctx, env: &FileEnv, kind: Kind, node: &Node) ->
             ctx.error(at, &p.key, p.message.clone(), &p.fix);
             out.reported.insert(name.clone());
         }
-        if let Ok(Resolved {
-            source,
-            legacy: true,
-            ..
-        }) = &resolved
-        {
-            ctx.warn(
-                at,
-                &key,
-                format!("`{file}` is read from the top of the secrets dir ({source})"),
-                &format!(
-                    "move it into the stack's own folder, <secrets_dir>/{}/{}",
-                    env.stack,
-                    file.trim_start_matches("./")
-                ),
-            );
-        }
         out.objects.insert(
             name.clone(),
             FileObject {
@@ -226,7 +220,7 @@ fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             .to_string_lossy()
             .into_owned(),
         input: Some((file.to_string(), hash)),
-        legacy: false,
+        secret: None,
     })
 }
 
@@ -264,21 +258,8 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             .fold(base.to_path_buf(), |p, c| p.join(c))
     };
     // A stack reads its own folder of the secrets dir, `<secrets_dir>/<stack>/`, never another
-    // stack's files. The older place, a plain file at the top of the secrets dir, is still read
-    // (with a warning), but never a `<stack>.env` (each is its stack's own) nor a deeper path.
+    // stack's files (nor a file at the top of the secrets dir, which any stack could name).
     let path = in_stack(&dir.join(env.stack));
-    let legacy_ok = rel
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .count()
-        == 1
-        && !file.ends_with(".env");
-    let top = in_stack(dir);
-    let (path, legacy) = if !path.exists() && legacy_ok && top.is_file() {
-        (top, true)
-    } else {
-        (path, false)
-    };
     let shown = path.display().to_string();
     let meta = match std::fs::metadata(&path) {
         Ok(m) => m,
@@ -319,7 +300,7 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
     Ok(Resolved {
         source: shown.clone(),
         input: Some((shown, hex::encode(&h.finalize()[..10]))),
-        legacy,
+        secret: Some(data),
     })
 }
 

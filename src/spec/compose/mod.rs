@@ -37,7 +37,7 @@ pub use interp::StackVars;
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
 use crate::spec::limits::{self, Limits};
-use crate::spec::model::StackSpec;
+use crate::spec::model::{Secret, StackSpec};
 use crate::spec::policy::{self, Policy, PolicyEnv};
 use crate::spec::yaml::{self, Node, NodeValue};
 use ctx::{valid_object_name, valid_stack_name, Ctx};
@@ -370,6 +370,12 @@ fn convert(
         volumes,
         has_secrets_file: input.vars.has_secrets_file,
         inactive_services: inactive,
-        host_secrets: input.vars.vars.values().cloned().collect(),
+        host_secrets: input
+            .vars
+            .vars
+            .values()
+            .cloned()
+            .chain(decl.secrets.secret_contents().map(Secret))
+            .collect(),
     })
 }
