@@ -274,9 +274,11 @@ impl Config {
         self.state_dir.join("repo.git")
     }
 
-    /// Where stack folders are materialised so relative bind mounts have a stable host path.
+    /// The content dir: the repo files and folders containers mount are served from copies
+    /// there, `<id>/<name>`, one per content (see `apply::content`). (Before, whole stack folders
+    /// were written to `<state_dir>/stacks`, which nothing uses any more.)
     pub fn bind_root(&self) -> PathBuf {
-        self.state_dir.join("stacks")
+        self.state_dir.join("content")
     }
 }
 

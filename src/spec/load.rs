@@ -26,7 +26,7 @@ pub struct LoadOptions {
     /// The secrets dir (`<dir>/<stack>.env`). With it, every variable must be set (strict mode);
     /// without it (CI validation), missing variables are warnings.
     pub secrets_dir: Option<PathBuf>,
-    /// Where stack folders are materialised for relative bind mounts.
+    /// The content dir, where the repo files containers mount are copied (`<id>/<name>`).
     pub bind_root: PathBuf,
     /// The budgets (`limits:` of the config): what one commit may make the reader spend.
     pub limits: Limits,
@@ -38,7 +38,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             secrets_dir: None,
-            bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
+            bind_root: PathBuf::from("/var/lib/gitmoor/content"),
             limits: Limits::default(),
             policy: None,
         }

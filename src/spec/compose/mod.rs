@@ -54,8 +54,8 @@ pub struct StackInput<'a> {
     /// The whole commit: bind sources and env files are looked up in it.
     pub snap: &'a Snapshot,
     pub vars: &'a StackVars,
-    /// Where the deployer materialises stack folders: a relative bind source `./conf` becomes
-    /// `<bind_root>/<stack>/conf`.
+    /// The content dir: a relative bind source `./conf` is served from its content-addressed
+    /// copy `<bind_root>/<content id>/conf`.
     pub bind_root: &'a Path,
     /// The host's secrets dir, where `secrets:` files are read; None when not checked (CI).
     pub secrets_dir: Option<&'a Path>,

@@ -226,25 +226,33 @@ fn relative_binds_resolve_under_bind_root_and_hash_content() {
         &files,
         &strict(&[]),
     );
+    // Each is served from its content-addressed copy, `<bind_root>/<content id>/<name>`.
+    let id = |k: &str| svc.repo_inputs[k].clone();
     assert_eq!(
         svc.volumes,
         vec![
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app/nginx.conf".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/nginx.conf", id("./nginx.conf")),
                 target: "/etc/nginx/nginx.conf".into(),
                 read_only: true,
             },
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app/html".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/html", id("html")),
                 target: "/usr/share/nginx/html".into(),
                 read_only: false,
             },
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/app", id(".")),
                 target: "/stack".into(),
                 read_only: false,
             },
         ]
+    );
+    let mut copied: Vec<_> = svc.repo_copies.values().collect();
+    copied.sort();
+    assert_eq!(
+        copied,
+        ["compose/app", "compose/app/html", "compose/app/nginx.conf"]
     );
     assert_eq!(
         svc.repo_inputs.keys().collect::<Vec<_>>(),
