@@ -31,6 +31,10 @@ pub struct Config {
     pub secrets_dir: PathBuf,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Where the stacks' data folders live: a relative bind mount whose source is not in the
+    /// commit (`./pgdata`) is `<data_dir>/<stack>/pgdata`, made on first use and never rewritten
+    /// nor removed by gitmoor. Default `<state_dir>/data` (`/var/lib/gitmoor/data`).
+    pub data_dir: Option<PathBuf>,
     /// Cron expression: 5 fields as crontab, or 6 with seconds.
     #[serde(default = "default_poll")]
     pub poll: String,
@@ -272,6 +276,13 @@ impl Config {
     /// Where gitmoor keeps its bare clone of the managed repo.
     pub fn repo_cache_dir(&self) -> PathBuf {
         self.state_dir.join("repo.git")
+    }
+
+    /// The stacks' data folders (`data_dir`, default `<state_dir>/data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("data"))
     }
 
     /// The content dir: the repo files and folders containers mount are served from copies

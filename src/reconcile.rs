@@ -362,6 +362,7 @@ impl Reconciler {
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
+            data_dir: self.cfg.data_dir(),
             limits: self.cfg.limits,
             policy: self.cfg.policy.clone(),
         };

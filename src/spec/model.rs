@@ -273,6 +273,12 @@ pub struct ServiceSpec {
     /// a running container. Out of the hashes: `volumes` and `repo_inputs` already hold it.
     #[serde(skip)]
     pub repo_copies: BTreeMap<String, String>,
+    /// The stack's data folders the service mounts (a relative bind whose source is not in the
+    /// commit): the path as written (`./pgdata`) -> host path (`<data_dir>/<stack>/pgdata`).
+    /// Made on first use, never rewritten nor removed by gitmoor. Out of the hashes: `volumes`
+    /// holds the host path.
+    #[serde(skip)]
+    pub data_folders: BTreeMap<String, String>,
 }
 
 /// `build:` of a service. The context is a folder of the managed repo, sent to the engine from the

@@ -6,6 +6,11 @@
 //! new content is a new copy, and only the services that mount it are recreated. Its content hash
 //! goes into `repo_inputs`, so the reason names the path (`file ./html changed`).
 //!
+//! A relative bind source that is not in the commit (`./pgdata`) is the stack's data folder:
+//! `<data_dir>/<stack>/<path>` on the host, made on first use (as compose makes a missing bind
+//! source) and never rewritten nor removed by gitmoor. `..` out of the stack folder is refused
+//! for it as for a repo path.
+//!
 //! A bind mount may ask Docker to relabel its source for SELinux (`:z`, `:Z`, or `bind: {selinux:
 //! z}`), which compose passes in the bind's mode string (`src:dst:rw,z`); the relabel is kept in
 //! `bind_selinux`, and on a host without SELinux Docker ignores it.
@@ -22,6 +27,8 @@ pub(crate) struct MountEnv<'a> {
     pub stack: &'a str,
     pub snap: &'a Snapshot,
     pub bind_root: &'a Path,
+    /// The stacks' data folders: `<data_dir>/<stack>/<path>`.
+    pub data_dir: &'a Path,
     /// Keys of the top-level `volumes:` -> their Docker names.
     pub declared_volumes: &'a BTreeMap<String, String>,
 }
@@ -367,12 +374,21 @@ fn add_mount(
         format!("{stack_dir}/{rel}")
     };
     if !env.snap.exists(&repo_path) {
-        ctx.error(
-            item,
-            key,
-            format!("`{source}` does not exist in the repo ({repo_path})"),
-            "commit the file or folder, or fix the path",
-        );
+        // Not in the commit: the stack's data folder, on the host (`rel` is never empty here:
+        // the stack folder itself exists).
+        let host = rel
+            .split('/')
+            .fold(env.data_dir.join(env.stack), |p, c| p.join(c))
+            .to_string_lossy()
+            .into_owned();
+        if relabel(ctx, item, key, opts, &host, &target, svc) {
+            svc.data_folders.insert(source.to_string(), host.clone());
+            svc.volumes.push(MountSpec::Bind {
+                source: host,
+                target,
+                read_only,
+            });
+        }
         return;
     }
     if let Some(link) = escaping_symlink(env.snap, &repo_path, &stack_dir) {

@@ -457,6 +457,7 @@ fn load_full(
         snap: &snap,
         vars: &vars,
         bind_root: Path::new("/var/lib/gitmoor/stacks"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
         secrets_dir,
         profiles,
         limits: &crate::spec::limits::Limits::default(),
