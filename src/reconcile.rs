@@ -445,6 +445,9 @@ impl Reconciler {
         for dir in crate::apply::content::write_copies(&snap, &spec, &content)? {
             info!(copy = %dir.display(), "repo files copied for their containers");
         }
+        for dir in crate::apply::content::make_data_folders(&spec, &self.cfg.data_dir())? {
+            info!(folder = %dir.display(), "data folder made");
+        }
         let apply_opts = ApplyOptions {
             health_timeout: Duration::from_secs(self.cfg.health_timeout_secs),
             stop_grace_secs: 10,
@@ -512,6 +515,7 @@ impl Reconciler {
         auth: Option<&crate::apply::docker::registry::RegistryAuth>,
     ) -> anyhow::Result<Observed> {
         let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        crate::observe::data::observe_data_folders(&mut observed, spec, &self.cfg.data_dir());
         for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
             let wants_platform = svc
                 .platform

@@ -62,6 +62,51 @@ pub fn write_copies(snap: &Snapshot, spec: &HostSpec, root: &Path) -> anyhow::Re
     Ok(written)
 }
 
+/// Makes the data folders of `spec` that do not exist yet (`<data_dir>/<stack>/<path>`, 0755,
+/// as compose makes a missing bind source), one component at a time. One that exists is left as
+/// it is: its content is the containers'. A component that is a symlink or a file is refused: a
+/// container may have made it in a data folder it mounts, and Docker would follow it on the host.
+/// Returns the folders made.
+pub fn make_data_folders(spec: &HostSpec, data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    for (stack, st) in &spec.stacks {
+        let base = data_dir.join(stack);
+        for (written, host) in st.services.values().flat_map(|s| s.data_folders.iter()) {
+            let rel = Path::new(host)
+                .strip_prefix(&base)
+                .ok()
+                .filter(|r| r.components().all(|c| matches!(c, Component::Normal(_))))
+                .with_context(|| {
+                    format!(
+                        "refusing the data folder {host}: not under {}",
+                        base.display()
+                    )
+                })?;
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+            let mut at = data_dir.to_path_buf();
+            for part in Path::new(stack).components().chain(rel.components()) {
+                at.push(part);
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.is_dir() => continue,
+                    Ok(_) => anyhow::bail!(
+                        "the data folder {written} of stack {stack} cannot be mounted: {} is a symlink or a file, not a folder; \
+                         remove it (or move it aside) on the host",
+                        at.display()
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("cannot read {}", at.display())),
+                }
+                std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+                    .create(&at)
+                    .with_context(|| format!("cannot create the data folder {}", at.display()))?;
+                made.push(at.clone());
+            }
+        }
+    }
+    Ok(made)
+}
+
 /// Writes `from` (a file, or a folder with everything under it) as `<dir>/<name>`, through the
 /// safe writer (plain names only, never through a symlink).
 fn one_copy(snap: &Snapshot, from: &str, name: &OsStr, dir: &Path) -> anyhow::Result<()> {
@@ -235,6 +280,57 @@ mod tests {
             std::fs::read_to_string(dir.join("index.html")).unwrap(),
             "as a container left it"
         );
+    }
+
+    #[test]
+    fn data_folders_are_made_once_and_never_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let with = |written: &str, host: PathBuf| {
+            let mut h = spec(&[]);
+            let svc = h
+                .stacks
+                .get_mut("web")
+                .unwrap()
+                .services
+                .get_mut("web")
+                .unwrap();
+            svc.data_folders
+                .insert(written.into(), host.to_string_lossy().into_owned());
+            h
+        };
+        let pg = data.join("web/pgdata/sub");
+        let made = make_data_folders(&with("./pgdata/sub", pg.clone()), &data).unwrap();
+        assert_eq!(
+            made,
+            [data.join("web"), data.join("web/pgdata"), pg.clone()]
+        );
+        std::fs::write(pg.join("PG_VERSION"), "16").unwrap();
+        assert!(make_data_folders(&with("./pgdata/sub", pg.clone()), &data)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            std::fs::read_to_string(pg.join("PG_VERSION")).unwrap(),
+            "16"
+        );
+
+        // A link a container left in its data folder is not followed.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, data.join("web/pgdata/escape")).unwrap();
+        let err = make_data_folders(
+            &with("./pgdata/escape/x", data.join("web/pgdata/escape/x")),
+            &data,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is a symlink or a file"),
+            "{err:#}"
+        );
+        assert!(!outside.join("x").exists());
+        // Another stack's folder is refused.
+        let err = make_data_folders(&with("./x", data.join("other/x")), &data).unwrap_err();
+        assert!(format!("{err:#}").contains("refusing"), "{err:#}");
     }
 
     #[test]
