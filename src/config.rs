@@ -31,6 +31,10 @@ pub struct Config {
     pub secrets_dir: PathBuf,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Where the stacks' data folders live: a relative bind mount whose source is not in the
+    /// commit (`./pgdata`) is `<data_dir>/<stack>/pgdata`, made on first use and never rewritten
+    /// nor removed by gitmoor. Default `<state_dir>/data` (`/var/lib/gitmoor/data`).
+    pub data_dir: Option<PathBuf>,
     /// Cron expression: 5 fields as crontab, or 6 with seconds.
     #[serde(default = "default_poll")]
     pub poll: String,
@@ -292,9 +296,18 @@ impl Config {
         self.state_dir.join("repo.git")
     }
 
-    /// Where stack folders are materialised so relative bind mounts have a stable host path.
+    /// The stacks' data folders (`data_dir`, default `<state_dir>/data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("data"))
+    }
+
+    /// The content dir: the repo files and folders containers mount are served from copies
+    /// there, `<id>/<name>`, one per content (see `apply::content`). (Before, whole stack folders
+    /// were written to `<state_dir>/stacks`, which nothing uses any more.)
     pub fn bind_root(&self) -> PathBuf {
-        self.state_dir.join("stacks")
+        self.state_dir.join("content")
     }
 }
 

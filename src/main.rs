@@ -276,6 +276,7 @@ fn validate(
     if let Some(path) = config {
         let cfg = Config::load(path)?;
         opts.bind_root = cfg.bind_root();
+        opts.data_dir = cfg.data_dir();
         opts.limits = cfg.limits;
         opts.policy = cfg.policy.clone();
         limits = cfg.read_limits();

@@ -366,6 +366,7 @@ impl Reconciler {
         let opts = LoadOptions {
             secrets_dir: Some(self.cfg.secrets_dir.clone()),
             bind_root: self.cfg.bind_root(),
+            data_dir: self.cfg.data_dir(),
             limits: self.cfg.limits,
             policy: self.cfg.policy.clone(),
         };
@@ -444,7 +445,13 @@ impl Reconciler {
             info!("plan: {line}");
         }
         self.mark(&mut run, &head, Phase::Applying)?;
-        materialise_stacks(&snap, &spec, &self.cfg.bind_root())?;
+        let content = self.cfg.bind_root();
+        for dir in crate::apply::content::write_copies(&snap, &spec, &content)? {
+            info!(copy = %dir.display(), "repo files copied for their containers");
+        }
+        for dir in crate::apply::content::make_data_folders(&spec, &self.cfg.data_dir())? {
+            info!(folder = %dir.display(), "data folder made");
+        }
         let apply_opts = ApplyOptions {
             health_timeout: Duration::from_secs(self.cfg.health_timeout_secs),
             stop_grace_secs: 10,
@@ -462,6 +469,19 @@ impl Reconciler {
             Verdict::Failed
         };
         outcome.error = report.first_error();
+        if report.is_ok() {
+            // Only now: a failed apply may have restored a container that mounts an old copy.
+            match crate::apply::content::remove_unused(&self.exec.docker, &content).await {
+                Ok(gone) if !gone.is_empty() => {
+                    info!(
+                        count = gone.len(),
+                        "removed the repo copies no container uses"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %format!("{e:#}"), "cannot remove unused repo copies"),
+            }
+        }
         let mut results = report.stacks.clone();
         for k in spec.stacks.keys() {
             results.entry(k.clone()).or_insert(Ok(()));
@@ -499,6 +519,7 @@ impl Reconciler {
         auth: Option<&crate::apply::docker::registry::RegistryAuth>,
     ) -> anyhow::Result<Observed> {
         let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
+        crate::observe::data::observe_data_folders(&mut observed, spec, &self.cfg.data_dir());
         for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
             let wants_platform = svc
                 .platform
@@ -796,52 +817,6 @@ fn bad_commit_apart(r: Result<Snapshot, GitError>) -> anyhow::Result<Result<Snap
     }
 }
 
-/// Writes each stack's folder under `bind_root/<stack>` so relative bind mounts have a stable
-/// host path; a folder is rewritten only when its content changed, by swapping in a new copy.
-/// Nothing is written outside `bind_root`: a stack name must be one plain path component, and
-/// `Snapshot::write_subtree` never follows a symlink or leaves the folder it writes.
-fn materialise_stacks(snap: &Snapshot, spec: &HostSpec, bind_root: &Path) -> anyhow::Result<()> {
-    for name in spec.stacks.keys() {
-        let mut parts = Path::new(name).components();
-        let plain = matches!(
-            (parts.next(), parts.next()),
-            (Some(std::path::Component::Normal(c)), None) if c == std::ffi::OsStr::new(name)
-        );
-        if !plain || name.starts_with('.') {
-            anyhow::bail!(
-                "refusing to write the folder of stack \"{}\": its name must be one plain folder name",
-                name.escape_debug()
-            );
-        }
-        let prefix = format!("compose/{name}");
-        let Some(id) = snap.content_id(&prefix) else {
-            continue;
-        };
-        let dest = bind_root.join(name);
-        let marker = dest.join(".gitmoor-content");
-        let is_real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-        if is_real_dir(&dest) && std::fs::read_to_string(&marker).is_ok_and(|m| m == id) {
-            continue;
-        }
-        let tmp = bind_root.join(format!(".{name}.new"));
-        remove_any(&tmp);
-        std::fs::create_dir_all(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        snap.write_subtree(&prefix, &tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::write(tmp.join(".gitmoor-content"), &id)?;
-        let old = bind_root.join(format!(".{name}.old"));
-        remove_any(&old);
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            std::fs::rename(&dest, &old)?;
-        }
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("cannot replace {}", dest.display()))?;
-        remove_any(&old);
-    }
-    Ok(())
-}
-
 /// Each stack's redactor, from the values of its host secrets.
 fn stack_redactors(spec: &HostSpec) -> StackRedactors {
     spec.stacks
@@ -851,19 +826,6 @@ fn stack_redactors(spec: &HostSpec) -> StackRedactors {
             (name.clone(), Redactor::new(values))
         })
         .collect()
-}
-
-/// Removes a folder, a file or a symlink (the link itself, never what it points to).
-fn remove_any(path: &Path) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            let _ = std::fs::remove_dir_all(path);
-        }
-        Ok(_) => {
-            let _ = std::fs::remove_file(path);
-        }
-        Err(_) => {}
-    }
 }
 
 /// The first 10 characters of a sha (whole characters, whatever the string holds).

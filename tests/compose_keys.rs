@@ -99,9 +99,9 @@ async fn deploy(
     };
     let (spec, findings) = load_host_spec(&snap, &opts);
     let mut spec = spec.ok_or_else(|| format!("{:#?}", findings.errors))?;
+    gitmoor::apply::content::write_copies(&snap, &spec, &bind_root)
+        .expect("copy the repo files the services mount");
     let stack_spec = spec.stacks.remove(stack).ok_or("no stack")?;
-    snap.write_subtree(&format!("compose/{stack}"), &bind_root.join(stack))
-        .expect("materialise the stack folder");
     for net in stack_spec.networks.values().filter(|n| !n.external) {
         create_network(ex, net).await?;
     }

@@ -141,9 +141,9 @@ networks:
     let binds = inspect(&app, "{{json .HostConfig.Binds}}");
     let binds: Vec<String> = serde_json::from_str(&binds).expect("binds as JSON");
     assert!(
-        binds
-            .iter()
-            .any(|b| b.ends_with(&format!("/{stack}/conf:/conf:ro,z"))),
+        binds.iter().any(|b| b
+            .starts_with(&host.state.join("content").to_string_lossy().into_owned())
+            && b.ends_with("/conf:/conf:ro,z")),
         "{binds:?}"
     );
     assert!(

@@ -161,8 +161,8 @@ fn traversal_entry_is_refused_and_nothing_is_written_outside() {
         "only the state dir changed: {after:?}"
     );
     assert!(
-        !host.state.join("stacks").join(&stack).exists(),
-        "no stack folder was materialised"
+        !host.state.join("content").exists(),
+        "no repo file was copied"
     );
     assert_eq!(host.state_json()["history"][0]["result"], "invalid");
 }

@@ -1,4 +1,5 @@
 //! Effects: each executor turns one planned action into calls on the host.
 
+pub mod content;
 pub mod docker;
 pub mod execute;

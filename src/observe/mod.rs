@@ -1,9 +1,10 @@
 //! What is on the host now, as plain data the planner compares against. Filled by a handful of
 //! listing calls per reconcile (`docker.rs`), never one call per container.
 
+pub mod data;
 pub mod docker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
@@ -29,6 +30,10 @@ pub struct Observed {
     pub image_platforms: BTreeMap<String, String>,
     /// Names of every container on the host, managed or not (to report name conflicts).
     pub all_container_names: Vec<String>,
+    /// Host paths of the commit's data folders that already exist (`data::observe_data_folders`).
+    pub data_folders: BTreeSet<String>,
+    /// The stack folders of the data dir: stack name -> host path.
+    pub data_stacks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -113,6 +113,7 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
         .filter(|v| removed.contains(v.stack.as_str()))
         .map(|v| v.name.clone())
         .collect();
+    super::data::add_data_folders(&mut out, desired, observed);
     Ok(out)
 }
 

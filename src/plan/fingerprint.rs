@@ -66,6 +66,9 @@ pub fn fingerprint(
                         put(format!("file {k}"), &item.to_string());
                     }
                 }
+                ("volumes", serde_json::Value::Array(mounts)) => {
+                    put(field, &copies_by_repo_path(mounts, spec).to_string());
+                }
                 _ => put(field, &v.to_string()),
             }
         }
@@ -77,6 +80,21 @@ pub fn fingerprint(
         }
     }
     out
+}
+
+/// The mounts with each content-addressed copy named by its repo path: a changed repo file is
+/// told by its own `file ./html` entry, not as "volumes changed" too (the config hash still sees
+/// the new host path, and recreates).
+fn copies_by_repo_path(mounts: &[serde_json::Value], spec: &ServiceSpec) -> serde_json::Value {
+    let mut mounts = mounts.to_vec();
+    for m in &mut mounts {
+        if let Some(source) = m.pointer_mut("/Bind/source") {
+            if let Some(from) = source.as_str().and_then(|s| spec.repo_copies.get(s)) {
+                *source = serde_json::Value::String(format!("repo:{from}"));
+            }
+        }
+    }
+    serde_json::Value::Array(mounts)
 }
 
 /// The config hash: a keyed hash of the whole spec and its networks, 64 hex digits like compose's.
@@ -213,6 +231,30 @@ mod tests {
         assert_ne!(
             ft["environment.JWT_SECRET"],
             ft["environment.JWT_SECRET_COPY"]
+        );
+    }
+
+    #[test]
+    fn a_new_copy_of_a_mounted_folder_is_told_by_its_path_alone() {
+        let nets = BTreeMap::new();
+        let with = |id: &str| {
+            let mut s = svc();
+            let host = format!("/var/lib/gitmoor/content/{id}/html");
+            s.volumes.push(crate::spec::model::MountSpec::Bind {
+                source: host.clone(),
+                target: "/www".into(),
+                read_only: true,
+            });
+            s.repo_inputs.insert("./html".into(), id.into());
+            s.repo_copies.insert(host, "compose/app/html".into());
+            s
+        };
+        let k = scope(&KEY);
+        let (a, b) = (with("aaaa"), with("bbbb"));
+        assert_ne!(config_hash(&a, &nets, k), config_hash(&b, &nets, k));
+        assert_eq!(
+            diff_reasons(&fingerprint(&a, &nets, k), &fingerprint(&b, &nets, k)),
+            vec!["file ./html changed"]
         );
     }
 

@@ -1,12 +1,14 @@
 //! Pure planning: `plan(desired, observed) -> Plan`. No socket, no file: everything clever about
 //! what changed, why, and in which order lives here and is tested with plain structs.
 
+mod data;
 mod diff;
 pub mod fingerprint;
 pub mod images;
 mod owner;
 pub mod render;
 
+pub use data::DataFolder;
 pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
 pub use images::BuildStep;
 pub use owner::{retain_own, Adopt, ForeignStack};
@@ -26,6 +28,11 @@ pub struct Plan {
     pub stacks: Vec<StackPlan>,
     /// Volumes of stacks that left the repo: never deleted, listed so the user can decide.
     pub kept_volumes: Vec<String>,
+    /// Data folders the created or recreated containers mount (shown, never acted on).
+    pub data_folders: Vec<DataFolder>,
+    /// Data folders of stacks that left the repo (`<data_dir>/<stack>`): never deleted, listed so
+    /// the user can decide, like `kept_volumes`.
+    pub kept_data_folders: Vec<String>,
     /// Objects of this instance that another repo made (another config on the same engine):
     /// never removed nor replaced, listed so the user sees why they stay.
     pub foreign: Vec<ForeignStack>,

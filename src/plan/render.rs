@@ -114,8 +114,18 @@ impl Plan {
             };
             s.push_str(&format!("{stack}{} {}{why}\n", v.action, v.target));
         }
+        for d in &self.data_folders {
+            let state = if d.new { "new" } else { "kept" };
+            s.push_str(&format!(
+                "[{}] data folder {} -> {} ({state})\n",
+                d.stack, d.written, d.host
+            ));
+        }
         for v in &self.kept_volumes {
             s.push_str(&format!("keep volume {v} (its stack left the repo; remove it by hand if you mean to: docker volume rm {v})\n"));
+        }
+        for d in &self.kept_data_folders {
+            s.push_str(&format!("keep data folder {d} (its stack left the repo; remove it by hand if you mean to)\n"));
         }
         for f in &self.foreign {
             let objects: Vec<String> = f

@@ -26,8 +26,10 @@ pub struct LoadOptions {
     /// The secrets dir (`<dir>/<stack>.env`). With it, every variable must be set (strict mode);
     /// without it (CI validation), missing variables are warnings.
     pub secrets_dir: Option<PathBuf>,
-    /// Where stack folders are materialised for relative bind mounts.
+    /// The content dir, where the repo files containers mount are copied (`<id>/<name>`).
     pub bind_root: PathBuf,
+    /// Where the stacks' data folders are (`<data_dir>/<stack>/<path>`).
+    pub data_dir: PathBuf,
     /// The budgets (`limits:` of the config): what one commit may make the reader spend.
     pub limits: Limits,
     /// The host policy (`policy:` of the config); None: no policy.
@@ -38,7 +40,8 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             secrets_dir: None,
-            bind_root: PathBuf::from("/var/lib/gitmoor/stacks"),
+            bind_root: PathBuf::from("/var/lib/gitmoor/content"),
+            data_dir: PathBuf::from("/var/lib/gitmoor/data"),
             limits: Limits::default(),
             policy: None,
         }
@@ -185,6 +188,7 @@ fn load_one(
         snap,
         vars: &vars,
         bind_root: &opts.bind_root,
+        data_dir: &opts.data_dir,
         secrets_dir: opts.secrets_dir.as_deref(),
         profiles,
         limits: &opts.limits,

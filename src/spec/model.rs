@@ -266,6 +266,19 @@ pub struct ServiceSpec {
     /// compose skips it) instead of refused. Out of the config hash for the same reason.
     #[serde(skip)]
     pub depends_on_optional: BTreeSet<String>,
+    /// The repo files and folders the service mounts (bind mounts and `configs:`), each served
+    /// from a content-addressed copy: host path of the copy -> repo path it is copied from. The
+    /// host path holds the content id, so it changes exactly when the content does (the mount in
+    /// `volumes` then differs, and the container is recreated); an unchanged copy stays put under
+    /// a running container. Out of the hashes: `volumes` and `repo_inputs` already hold it.
+    #[serde(skip)]
+    pub repo_copies: BTreeMap<String, String>,
+    /// The stack's data folders the service mounts (a relative bind whose source is not in the
+    /// commit): the path as written (`./pgdata`) -> host path (`<data_dir>/<stack>/pgdata`).
+    /// Made on first use, never rewritten nor removed by gitmoor. Out of the hashes: `volumes`
+    /// holds the host path.
+    #[serde(skip)]
+    pub data_folders: BTreeMap<String, String>,
 }
 
 /// `build:` of a service. The context is a folder of the managed repo, sent to the engine from the

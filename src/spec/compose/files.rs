@@ -2,14 +2,14 @@
 //!
 //! As docker compose does outside Swarm, both become read-only bind mounts: a secret at
 //! `/run/secrets/<name>`, a config at `/<name>` (or the long syntax's `target`). A config is a
-//! file of the stack folder (served from the materialised folder, like a bind mount); a secret is
+//! file of the stack folder (served from a content-addressed copy, like a bind mount); a secret is
 //! a file of the stack's own folder of the host's secrets dir (`<secrets_dir>/<stack>/`), never of
 //! the repo nor of another stack. Their content hash goes into the service's
 //! `repo_inputs`, so editing one recreates exactly the services that use it; for a secret only the
 //! hash is kept.
 
 use super::ctx::{is_extension, valid_object_name, Ctx, REMOVE_IT};
-use super::mounts::{escaping_symlink, rel_in_stack};
+use super::mounts::{escaping_symlink, rel_in_stack, repo_copy};
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{MountSpec, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
@@ -55,6 +55,8 @@ struct Resolved {
     /// A secret's content, for the stack's redactor: a healthcheck or an engine error may echo
     /// the file a service reads.
     secret: Option<Vec<u8>>,
+    /// A config: the repo path served from the content-addressed copy at `source`.
+    copied_from: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +182,7 @@ fn problem(key: &str, message: String, fix: &str) -> Problem {
     }
 }
 
-/// A config: a file or folder of the stack folder, mounted from the materialised folder.
+/// A config: a file or folder of the stack folder, mounted from its content-addressed copy.
 fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem> {
     let stack_dir = format!("compose/{}", env.stack);
     if file.starts_with('/') || file.starts_with('~') {
@@ -198,13 +200,13 @@ fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
         ));
     };
     let repo_path = format!("{stack_dir}/{rel}");
-    let Some(hash) = env.snap.content_id(&repo_path) else {
+    if !env.snap.exists(&repo_path) {
         return Err(problem(
             key,
             format!("`{file}` does not exist in the repo ({repo_path})"),
             "commit the file, or fix the path",
         ));
-    };
+    }
     if let Some(link) = escaping_symlink(env.snap, &repo_path, &stack_dir) {
         return Err(problem(
             key,
@@ -212,14 +214,17 @@ fn config_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             "commit the file or folder itself",
         ));
     }
+    let Some(copy) = repo_copy(env.snap, env.bind_root, &repo_path, &stack_dir) else {
+        return Err(problem(
+            key,
+            format!("`{file}` is a symlink that leads nowhere in the stack folder"),
+            "point the link at a file of the stack folder, or commit the file itself",
+        ));
+    };
     Ok(Resolved {
-        source: env
-            .bind_root
-            .join(env.stack)
-            .join(&rel)
-            .to_string_lossy()
-            .into_owned(),
-        input: Some((file.to_string(), hash)),
+        source: copy.host,
+        input: Some((file.to_string(), copy.content_id)),
+        copied_from: Some(copy.from),
         secret: None,
     })
 }
@@ -301,6 +306,7 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
         source: shown.clone(),
         input: Some((shown, hex::encode(&h.finalize()[..10]))),
         secret: Some(data),
+        copied_from: None,
     })
 }
 
@@ -383,6 +389,9 @@ pub(crate) fn service_refs(
                         "give one of them another target",
                     );
                     continue;
+                }
+                if let Some(from) = &r.copied_from {
+                    svc.repo_copies.insert(r.source.clone(), from.clone());
                 }
                 svc.volumes.push(MountSpec::Bind {
                     source: r.source.clone(),

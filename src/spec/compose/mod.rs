@@ -54,9 +54,12 @@ pub struct StackInput<'a> {
     /// The whole commit: bind sources and env files are looked up in it.
     pub snap: &'a Snapshot,
     pub vars: &'a StackVars,
-    /// Where the deployer materialises stack folders: a relative bind source `./conf` becomes
-    /// `<bind_root>/<stack>/conf`.
+    /// The content dir: a relative bind source `./conf` is served from its content-addressed
+    /// copy `<bind_root>/<content id>/conf`.
     pub bind_root: &'a Path,
+    /// Where the stacks' data folders are: a relative bind source that is not in the commit,
+    /// `./pgdata`, is `<data_dir>/<stack>/pgdata`.
+    pub data_dir: &'a Path,
     /// The host's secrets dir, where `secrets:` files are read; None when not checked (CI).
     pub secrets_dir: Option<&'a Path>,
     /// The enabled profiles: a service with `profiles:` runs only when one of them is here
@@ -297,6 +300,7 @@ fn convert(
             stack,
             snap: input.snap,
             bind_root: input.bind_root,
+            data_dir: input.data_dir,
             declared_volumes: &volume_keys,
         },
         env: env::EnvEnv {

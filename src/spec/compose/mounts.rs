@@ -1,9 +1,15 @@
 //! `volumes:` and `tmpfs:` of a service: named, anonymous and bind mounts, and tmpfs mounts.
 //!
 //! A relative bind source is a repo path: it must stay inside the stack folder, exist in the
-//! commit, and is served from `<bind_root>/<stack>/<path>`, where the deployer materialises the
-//! stack folder. Its content hash goes into `repo_inputs`, so editing a mounted file recreates
-//! the container.
+//! commit, and is served from a content-addressed copy, `<bind_root>/<content id>/<name>` (see
+//! [`repo_copy`]): Docker binds the inode, so a copy is never rewritten under a running container;
+//! new content is a new copy, and only the services that mount it are recreated. Its content hash
+//! goes into `repo_inputs`, so the reason names the path (`file ./html changed`).
+//!
+//! A relative bind source that is not in the commit (`./pgdata`) is the stack's data folder:
+//! `<data_dir>/<stack>/<path>` on the host, made on first use (as compose makes a missing bind
+//! source) and never rewritten nor removed by gitmoor. `..` out of the stack folder is refused
+//! for it as for a repo path.
 //!
 //! A bind mount may ask Docker to relabel its source for SELinux (`:z`, `:Z`, or `bind: {selinux:
 //! z}`), which compose passes in the bind's mode string (`src:dst:rw,z`); the relabel is kept in
@@ -21,6 +27,8 @@ pub(crate) struct MountEnv<'a> {
     pub stack: &'a str,
     pub snap: &'a Snapshot,
     pub bind_root: &'a Path,
+    /// The stacks' data folders: `<data_dir>/<stack>/<path>`.
+    pub data_dir: &'a Path,
     /// Keys of the top-level `volumes:` -> their Docker names.
     pub declared_volumes: &'a BTreeMap<String, String>,
 }
@@ -365,15 +373,24 @@ fn add_mount(
     } else {
         format!("{stack_dir}/{rel}")
     };
-    let Some(hash) = env.snap.content_id(&repo_path) else {
-        ctx.error(
-            item,
-            key,
-            format!("`{source}` does not exist in the repo ({repo_path})"),
-            "commit the file or folder, or fix the path",
-        );
+    if !env.snap.exists(&repo_path) {
+        // Not in the commit: the stack's data folder, on the host (`rel` is never empty here:
+        // the stack folder itself exists).
+        let host = rel
+            .split('/')
+            .fold(env.data_dir.join(env.stack), |p, c| p.join(c))
+            .to_string_lossy()
+            .into_owned();
+        if relabel(ctx, item, key, opts, &host, &target, svc) {
+            svc.data_folders.insert(source.to_string(), host.clone());
+            svc.volumes.push(MountSpec::Bind {
+                source: host,
+                target,
+                read_only,
+            });
+        }
         return;
-    };
+    }
     if let Some(link) = escaping_symlink(env.snap, &repo_path, &stack_dir) {
         ctx.error(
             item,
@@ -383,15 +400,32 @@ fn add_mount(
         );
         return;
     }
-    let mut host = env.bind_root.join(env.stack);
-    if !rel.is_empty() {
-        host = host.join(&rel);
+    let Some(copy) = repo_copy(env.snap, env.bind_root, &repo_path, &stack_dir) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}` is a symlink that leads nowhere in the stack folder"),
+            "point the link at a file or folder of the stack folder, or commit the file itself",
+        );
+        return;
+    };
+    if !read_only {
+        ctx.warn(
+            item,
+            key,
+            format!(
+                "`{source}` is a repo {} mounted writable: what the container writes there is dropped when its content changes in the repo",
+                if env.snap.files.contains_key(&copy.from) { "file" } else { "folder" }
+            ),
+            "mount it read-only (`:ro`), or keep the data in a named volume or a data folder",
+        );
     }
-    let host = host.to_string_lossy().into_owned();
-    if !relabel(ctx, item, key, opts, &host, &target, svc) {
+    if !relabel(ctx, item, key, opts, &copy.host, &target, svc) {
         return;
     }
-    svc.repo_inputs.insert(source.to_string(), hash);
+    let host = copy.host.clone();
+    svc.repo_inputs.insert(source.to_string(), copy.content_id);
+    svc.repo_copies.insert(copy.host, copy.from);
     svc.volumes.push(MountSpec::Bind {
         source: host,
         target,
@@ -424,6 +458,63 @@ fn relabel(
     }
     svc.bind_selinux.insert(target.to_string(), label.clone());
     true
+}
+
+/// Where a repo file or folder a container mounts is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepoCopy {
+    /// `<bind_root>/<content id>/<name>`: changes exactly when the content does.
+    pub host: String,
+    /// The repo path copied there (a link at the mounted path already followed).
+    pub from: String,
+    pub content_id: String,
+}
+
+/// The copy of `repo_path` (inside `stack_dir`): `<bind_root>/<content id>/<name>`, `name` the
+/// last component of the mounted path (the stack's name for `.`), which only makes it readable.
+/// A symlink at the mounted path is followed inside the stack folder (Docker would follow it on
+/// the host); None when it leads nowhere there.
+pub(crate) fn repo_copy(
+    snap: &Snapshot,
+    bind_root: &Path,
+    repo_path: &str,
+    stack_dir: &str,
+) -> Option<RepoCopy> {
+    let from = follow_links(snap, repo_path, stack_dir)?;
+    let content_id = snap.content_id(&from)?;
+    let name = repo_path.rsplit('/').next().unwrap_or(repo_path);
+    let host = bind_root
+        .join(&content_id)
+        .join(name)
+        .to_string_lossy()
+        .into_owned();
+    Some(RepoCopy {
+        host,
+        from,
+        content_id,
+    })
+}
+
+/// `path`, or where the symlink(s) at `path` lead, staying inside `stack_dir`; None when a link
+/// leaves it, dangles, or a chain is longer than 8.
+fn follow_links(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> {
+    let mut at = path.to_string();
+    for _ in 0..8 {
+        let Some(f) = snap.files.get(&at).filter(|f| f.symlink) else {
+            return snap.exists(&at).then_some(at);
+        };
+        let target = String::from_utf8_lossy(&f.data).into_owned();
+        if target.starts_with('/') {
+            return None;
+        }
+        let dir: Vec<&str> = at.split('/').collect();
+        let joined = normalize(&dir[..dir.len().saturating_sub(1)], &target)?.join("/");
+        if joined != stack_dir && !joined.starts_with(&format!("{stack_dir}/")) {
+            return None;
+        }
+        at = joined;
+    }
+    None
 }
 
 /// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.

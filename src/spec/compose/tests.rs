@@ -42,6 +42,7 @@ pub(super) fn load_with(
         snap: &snap,
         vars,
         bind_root: Path::new("/var/lib/gitmoor/binds"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
         secrets_dir: None,
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),

@@ -1,6 +1,6 @@
 //! What every supported key turns into.
 
-use super::tests::{api_with, env, load, map, ok_with, strict, strs, FILE};
+use super::tests::{api_with, env, load, load_with, map, ok_with, strict, strs, FILE};
 use super::*;
 use crate::spec::model::{
     DependsCondition, LoggingSpec, MountSpec, NetworkAttach, PortSpec, ServiceSpec,
@@ -226,25 +226,33 @@ fn relative_binds_resolve_under_bind_root_and_hash_content() {
         &files,
         &strict(&[]),
     );
+    // Each is served from its content-addressed copy, `<bind_root>/<content id>/<name>`.
+    let id = |k: &str| svc.repo_inputs[k].clone();
     assert_eq!(
         svc.volumes,
         vec![
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app/nginx.conf".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/nginx.conf", id("./nginx.conf")),
                 target: "/etc/nginx/nginx.conf".into(),
                 read_only: true,
             },
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app/html".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/html", id("html")),
                 target: "/usr/share/nginx/html".into(),
                 read_only: false,
             },
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/binds/app".into(),
+                source: format!("/var/lib/gitmoor/binds/{}/app", id(".")),
                 target: "/stack".into(),
                 read_only: false,
             },
         ]
+    );
+    let mut copied: Vec<_> = svc.repo_copies.values().collect();
+    copied.sort();
+    assert_eq!(
+        copied,
+        ["compose/app", "compose/app/html", "compose/app/nginx.conf"]
     );
     assert_eq!(
         svc.repo_inputs.keys().collect::<Vec<_>>(),
@@ -363,4 +371,77 @@ fn default_network_only_when_used() {
     let text = "services:\n  a:\n    image: a\n    networks: [n, default]\nnetworks:\n  n:\n";
     let spec = ok_with(text, &[], &strict(&[]));
     assert_eq!(spec.networks["default"].name, "app_default");
+}
+
+#[test]
+fn a_relative_bind_not_in_the_commit_is_the_stacks_data_folder() {
+    let files = [("compose/app/html/index.html", "hi")];
+    let (spec, f) = load_with(
+        "app",
+        "services:\n  db:\n    image: x\n    volumes:\n      - ./pgdata:/var/lib/postgresql/data\n      - ./docker-data/dms/mail-state/:/state:z\n      - ./html/uploads:/up\n      - ./html:/www:ro\n",
+        &files,
+        &strict(&[]),
+    );
+    let errors: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let db = &spec.expect("spec").services["db"];
+    let host = |p: &str| format!("/var/lib/gitmoor/data/app/{p}");
+    assert_eq!(
+        db.data_folders,
+        BTreeMap::from([
+            (
+                "./docker-data/dms/mail-state/".to_string(),
+                host("docker-data/dms/mail-state")
+            ),
+            ("./html/uploads".to_string(), host("html/uploads")),
+            ("./pgdata".to_string(), host("pgdata")),
+        ])
+    );
+    assert_eq!(
+        db.volumes[0],
+        MountSpec::Bind {
+            source: host("pgdata"),
+            target: "/var/lib/postgresql/data".into(),
+            read_only: false,
+        }
+    );
+    assert_eq!(db.bind_selinux["/state"], "z");
+    // Data folders are not repo files: no content hash, no copy, no warning about writes.
+    assert_eq!(db.repo_inputs.keys().collect::<Vec<_>>(), ["./html"]);
+    assert_eq!(db.repo_copies.len(), 1);
+    assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+
+    // `..` out of the stack folder is refused, for a data folder as for a repo path.
+    let (_, f) = load_with(
+        "app",
+        "services:\n  db:\n    image: x\n    volumes:\n      - ./data/../../other/data:/d\n",
+        &[],
+        &strict(&[]),
+    );
+    assert!(
+        f.errors
+            .iter()
+            .any(|e| e.to_string().contains("leaves the stack folder")),
+        "{:?}",
+        f.errors
+    );
+}
+
+#[test]
+fn a_writable_repo_bind_is_warned_about() {
+    let files = [("compose/app/conf/a.conf", "x")];
+    let (_, f) = load_with(
+        "app",
+        "services:\n  web:\n    image: x\n    volumes:\n      - ./conf:/conf\n      - ./conf/a.conf:/a.conf:ro\n",
+        &files,
+        &strict(&[]),
+    );
+    let warnings: Vec<String> = f.warnings.iter().map(|e| e.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("services.web.volumes[0]")
+            && warnings[0].contains("`./conf` is a repo folder mounted writable")
+            && warnings[0].contains("mount it read-only"),
+        "{warnings:?}"
+    );
 }

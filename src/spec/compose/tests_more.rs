@@ -457,6 +457,7 @@ fn load_full(
         snap: &snap,
         vars: &vars,
         bind_root: Path::new("/var/lib/gitmoor/stacks"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
         secrets_dir,
         profiles,
         limits: &crate::spec::limits::Limits::default(),
@@ -554,12 +555,18 @@ fn secrets_come_from_the_secrets_dir_and_configs_from_the_repo() {
         web.volumes,
         vec![
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/stacks/app/nginx.conf".into(),
+                source: format!(
+                    "/var/lib/gitmoor/stacks/{}/nginx.conf",
+                    web.repo_inputs["./nginx.conf"]
+                ),
                 target: "/nginx".into(),
                 read_only: true
             },
             MountSpec::Bind {
-                source: "/var/lib/gitmoor/stacks/app/conf/site.conf".into(),
+                source: format!(
+                    "/var/lib/gitmoor/stacks/{}/site.conf",
+                    web.repo_inputs["conf/site.conf"]
+                ),
                 target: "/etc/nginx/conf.d/default.conf".into(),
                 read_only: true
             },
