@@ -30,7 +30,14 @@ pub const FINGERPRINT: &str = "io.gitmoor.fingerprint";
 /// another repo made (see `plan::owner`). Never holds a credential: see `repo_label`.
 pub const REPO: &str = "io.gitmoor.repo";
 
-/// The value of the `REPO` label for a repo URL: the URL without anything that can hold a
+/// The value of the `REPO` label for a config: its repo (see `repo_label`) and its branch, as
+/// `<url>#<branch>`. Two configs of the same repo on two branches (staging and production on one
+/// engine) are two owners: each leaves the other's stacks alone.
+pub fn owner_label(url: &str, branch: &str) -> String {
+    format!("{}#{branch}", repo_label(url))
+}
+
+/// The repo part of the `REPO` label for a repo URL: the URL without anything that can hold a
 /// secret. For every `scheme://` URL the userinfo (`user:token@`, `x-access-token:…@`) is dropped
 /// whatever the scheme, and so are a query and a fragment (`?private_token=…`); scp-like
 /// `user@host:path` keeps its user (a login name, never a secret) and local paths stay as they
@@ -57,6 +64,18 @@ pub const HASH: &str = "io.gitmoor.hash";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_label_tells_branches_apart() {
+        assert_eq!(
+            owner_label("https://tok_s3cret@host/o/r.git", "main"),
+            "https://host/o/r.git#main"
+        );
+        assert_ne!(
+            owner_label("/srv/r", "main"),
+            owner_label("/srv/r", "staging")
+        );
+    }
 
     #[test]
     fn the_repo_label_never_holds_a_credential() {

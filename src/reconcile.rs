@@ -275,7 +275,7 @@ impl Reconciler {
             .unwrap_or_default();
         crate::plan::retain_own(
             observed,
-            &crate::labels::repo_label(&self.cfg.repo),
+            &crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
             &recorded,
             &self.cfg.adopt,
             desired,
@@ -562,7 +562,7 @@ impl Reconciler {
             commit: commit.to_string(),
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
-            repo: crate::labels::repo_label(&self.cfg.repo),
+            repo: crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
             recorded_stacks,
             adopt: self.cfg.adopt.clone(),
             hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
@@ -765,6 +765,9 @@ impl CacheLock {
 
 /// How deep `inputs_hash` looks into the secrets dir (`<stack>/env/x.env` is 3 deep).
 const SECRETS_HASH_DEPTH: usize = 8;
+/// Bytes of one secrets-dir file hashed by content; a bigger one (no secret is that big) counts
+/// by its size and modification time, so a stray dump there cannot make every poll read it.
+const SECRETS_HASH_FILE_BYTES: u64 = 1 << 20;
 
 /// A hash of everything a reconcile reads: the commit, the config keys that decide how it is
 /// read (`config`: limits, policy, profiles, ownership), and every file of the secrets dir (the
@@ -787,24 +790,44 @@ pub fn inputs_hash(
     hex::encode(&key.mac(&[b"gitmoor inputs", &h.finalize()])[..16])
 }
 
-/// Paths and bytes of the regular files under `dir`, in sorted order. Symlinks are followed (the
-/// secrets dir is the admin's, not the repo's), to a bounded depth.
+/// Paths and bytes of the files under `dir`, in sorted order, to a bounded depth. A symlink to
+/// a file is followed (admins link secret files); a symlink to a folder is not entered, so a
+/// link to `/` or a loop costs nothing.
 fn hash_dir(h: &mut Sha256, dir: &Path, depth: usize) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
     entries.sort();
     for p in entries {
-        if p.is_dir() {
+        let Ok(link) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if link.is_dir() {
             if depth > 0 {
                 hash_dir(h, &p, depth - 1);
             }
-        } else if p.is_file() {
-            h.update(p.to_string_lossy().as_bytes());
-            h.update([0]);
-            h.update(std::fs::read(&p).unwrap_or_default());
-            h.update([0]);
+            continue;
         }
+        // Follows a link to see what it names; only regular files count.
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        h.update(p.to_string_lossy().as_bytes());
+        h.update([0]);
+        if meta.len() <= SECRETS_HASH_FILE_BYTES {
+            h.update(std::fs::read(&p).unwrap_or_default());
+        } else {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            h.update(format!("{} bytes, modified {mtime}", meta.len()).as_bytes());
+        }
+        h.update([0]);
     }
 }
 
@@ -833,5 +856,43 @@ pub fn short(sha: &str) -> &str {
     match sha.char_indices().nth(10) {
         Some((i, _)) => &sha[..i],
         None => sha,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inputs_hash_sees_every_secrets_file_and_no_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::hashkey::HashKey::from_bytes([3; 32]);
+        let secrets = dir.path();
+        std::fs::create_dir_all(secrets.join("app/env")).unwrap();
+        std::fs::write(secrets.join("app.env"), "A=1\n").unwrap();
+        std::fs::write(secrets.join("app/env/db.env"), "P=x\n").unwrap();
+        // A loop and a link to the root: neither is entered.
+        std::os::unix::fs::symlink(secrets, secrets.join("app/loop")).unwrap();
+        std::os::unix::fs::symlink("/", secrets.join("root")).unwrap();
+        let first = inputs_hash("sha", secrets, "cfg", &key);
+        assert_eq!(first, inputs_hash("sha", secrets, "cfg", &key));
+        std::fs::write(secrets.join("app/env/db.env"), "P=y\n").unwrap();
+        let edited = inputs_hash("sha", secrets, "cfg", &key);
+        assert_ne!(first, edited, "a file three deep counts");
+        assert_ne!(
+            edited,
+            inputs_hash("sha", secrets, "cfg2", &key),
+            "the config counts"
+        );
+        assert_ne!(
+            edited,
+            inputs_hash(
+                "sha",
+                secrets,
+                "cfg",
+                &crate::hashkey::HashKey::from_bytes([4; 32])
+            ),
+            "keyed"
+        );
     }
 }

@@ -79,10 +79,15 @@ impl LineBuffer {
     pub fn push(&mut self, chunk: &str, redact: &Redactor) -> Vec<String> {
         self.pending.push_str(chunk);
         let mut out = Vec::new();
-        while let Some(i) = self.pending.find('\n') {
-            let line: String = self.pending.drain(..=i).collect();
-            out.push(redact.apply(line.trim_end_matches(['\n', '\r'])));
+        // One pass over the chunk's lines, then one cut: a chunk of many short lines costs its
+        // length, not its length times its lines.
+        let mut start = 0;
+        while let Some(i) = self.pending[start..].find('\n') {
+            let line = &self.pending[start..start + i];
+            out.push(redact.apply(line.trim_end_matches('\r')));
+            start += i + 1;
         }
+        self.pending.drain(..start);
         let keep = redact.longest().saturating_sub(1);
         if self.pending.len() > self.max_line.max(keep + 1) {
             // Redact the whole pending text, then emit all but a tail that could still be the

@@ -112,12 +112,15 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
         "A's network removed"
     );
     assert_eq!(serves(port_b).as_deref(), Some("from-b"));
-    assert_eq!(label(&a_id, "io.gitmoor.repo"), repo_a.url());
+    assert_eq!(
+        label(&a_id, "io.gitmoor.repo"),
+        format!("{}#main", repo_a.url())
+    );
     // B's plan says why A's stack stays, and A's says the same of B's.
     let plan_b = plan_text(&host_b);
     assert!(
         plan_b.contains(&format!(
-            "foreign: stack {stack_a} (from repo {}) left alone: {stack_a}-web-1, network {stack_a}_default",
+            "foreign: stack {stack_a} (from repo {}#main) left alone: {stack_a}-web-1, network {stack_a}_default",
             repo_a.url()
         )),
         "{plan_b}"
@@ -127,7 +130,7 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
     assert!(again_a.contains("no changes"), "{again_a}");
     let b_id = container_id(&stack_b, "web");
     assert!(plan_text(&host_a).contains(&format!(
-        "foreign: stack {stack_b} (from repo {})",
+        "foreign: stack {stack_b} (from repo {}#main)",
         repo_b.url()
     )));
 
@@ -142,7 +145,7 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
     assert!(!out.status.success(), "should be refused:\n{text}");
     assert!(
         text.contains(&format!(
-            "is held by stack {stack_a} from repo {}",
+            "is held by stack {stack_a} from repo {}#main",
             repo_a.url()
         )) && text.contains(&format!("adopt: [{stack_a}]")),
         "{text}"
@@ -160,14 +163,17 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
     let out = host_b.apply_ok();
     assert!(
         out.contains(&format!(
-            "taken over from repo {} (config: adopt)",
+            "taken over from repo {}#main (config: adopt)",
             repo_a.url()
         )),
         "{out}"
     );
     let taken = container_id(&stack_a, "web");
     assert_ne!(taken, a_id);
-    assert_eq!(label(&taken, "io.gitmoor.repo"), repo_b.url());
+    assert_eq!(
+        label(&taken, "io.gitmoor.repo"),
+        format!("{}#main", repo_b.url())
+    );
     assert_eq!(serves(port_a).as_deref(), Some("from-b"));
     assert_eq!(
         container_id(&stack_b, "web"),
@@ -179,7 +185,7 @@ fn another_repo_on_the_same_instance_leaves_our_stack_alone_unless_it_adopts_it(
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains(&format!("from repo {}", repo_b.url())),
+        text.contains(&format!("from repo {}#main", repo_b.url())),
         "{text}"
     );
     assert_eq!(container_id(&stack_a, "web"), taken);
@@ -267,7 +273,10 @@ fn an_unlabelled_container_is_managed_by_the_config_whose_state_records_its_stac
     assert!(out.contains(&format!("recreate {stack_a}-web-1")), "{out}");
     let now = container_id(&stack_a, "web");
     assert_ne!(now, legacy);
-    assert_eq!(label(&now, "io.gitmoor.repo"), repo_a.url());
+    assert_eq!(
+        label(&now, "io.gitmoor.repo"),
+        format!("{}#main", repo_a.url())
+    );
     assert_eq!(serves(port_a).as_deref(), Some("new-a"));
     assert!(
         !container_id(&stack_b, "web").is_empty(),

@@ -1001,12 +1001,18 @@ fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        return url.to_string();
-    }
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let after = &rest[at + 1..];
+    if matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        // An https user is a token as often as a name.
+        return format!("{scheme}://***@{after}");
+    }
+    // ssh://git@host keeps its login name; a password after it goes.
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
         None => url.to_string(),
     }
 }
@@ -1102,6 +1108,14 @@ mod tests {
             "https://github.com/o/r@x.git"
         );
         assert_eq!(redact_url("git@host:o/r.git"), "git@host:o/r.git");
+        assert_eq!(
+            redact_url("ssh://git@host/o/r.git"),
+            "ssh://git@host/o/r.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git:pw_s3cret@host:2222/o/r.git"),
+            "ssh://git:***@host:2222/o/r.git"
+        );
     }
 
     #[test]

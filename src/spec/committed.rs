@@ -9,7 +9,10 @@ const EXAMPLE_SUFFIXES: &[&str] = &["example", "sample", "template", "dist"];
 
 const FIX: &str = "remove it from Git (also from the history), rotate what it held, and put the values in <secrets_dir>/<stack>.env on the host";
 
-/// Scans every file of the commit.
+/// Scans the commit: every file's name (a committed `.env` anywhere), and the bytes of every
+/// file that was read (`compose/`, `nginx/`, `ufw/`, build contexts and other files the spec
+/// uses). Files outside those are never read (see `source::snapshot`), so a key committed in
+/// `docs/` is not seen: it is not deployed either.
 pub fn scan(snap: &Snapshot) -> Findings {
     let mut findings = Findings::default();
     for (path, entry) in &snap.files {
