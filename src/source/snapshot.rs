@@ -42,8 +42,9 @@ pub struct FileEntry {
 /// Where the bytes of a deferred file are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// A Git blob (hex object id) of the cache repository.
-    Blob(String),
+    /// A Git blob of the cache repository (the id itself, 20 bytes, not its 40-byte hex text:
+    /// a commit may list hundreds of thousands of files it never uses).
+    Blob(git2::Oid),
     /// A file on disk (`Snapshot::from_dir_lazy`).
     Disk(PathBuf),
 }
@@ -257,7 +258,8 @@ impl Snapshot {
                     h.update(b"\0deferred\0");
                     h.update(d.size.to_le_bytes());
                     match &d.origin {
-                        Origin::Blob(oid) => h.update(oid.as_bytes()),
+                        // The hex text, as ids were always hashed (kept ids stay valid).
+                        Origin::Blob(oid) => h.update(oid.to_string().as_bytes()),
                         Origin::Disk(file) => h.update(file.to_string_lossy().as_bytes()),
                     }
                 }
@@ -378,7 +380,7 @@ mod tests {
     fn deferred(size: u64) -> Deferred {
         Deferred {
             size,
-            origin: Origin::Blob("ab".into()),
+            origin: Origin::Blob(git2::Oid::ZERO_SHA1),
         }
     }
 

@@ -55,8 +55,9 @@ pub struct Limits {
     /// before it is loaded. Only files gitmoor uses count (`compose/`, `nginx/`, `ufw/`, build
     /// contexts, `env_file`s): a big file elsewhere is never read. See `source::limits`.
     pub file_bytes: u64,
-    /// Bytes read from one commit in one reconcile, files and tree entries together (default
-    /// 256 MiB; a build context is also packed into a tar in memory, so the peak is about twice).
+    /// Bytes read from one commit in one reconcile, files and what each tree entry costs to keep
+    /// together (default 128 MiB, under the 200 MiB a hostile commit may cost; a build context is
+    /// also packed into a tar in memory, so a reconcile that builds peaks at about twice).
     pub read_bytes: u64,
 }
 
