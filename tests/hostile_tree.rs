@@ -422,7 +422,7 @@ fn a_file_outside_the_used_folders_is_read_when_the_spec_asks() {
 }
 
 /// `docs/` holding trees that name the same sub-tree 16 times under long names, 6 levels deep:
-/// a few KiB of objects that list 16 million files. Returns the commit's message-free id.
+/// a few KiB of objects that list 16 million files; committed on main of `remote`.
 fn tree_bomb(remote: &Remote, stack: &str, levels: usize) {
     let repo = &remote.bare;
     let leaf = blob(repo, b"x\n");

@@ -5,7 +5,7 @@
 //! half of a deferred file's real cost, so a tree bomb in `docs/` used ~1.6 times `read_bytes`.
 //! Figures are printed (`--nocapture`).
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{Oid, Repository};
 use gitmoor::source::git_tree::read_tree_at;
 use gitmoor::source::limits::ReadLimits;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -153,5 +153,4 @@ fn the_read_budget_covers_what_the_reader_holds() {
             && err.contains("docs/ has grown"),
         "{err}"
     );
-    let _ = ObjectType::Tree;
 }
