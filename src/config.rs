@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(cfg.build_timeout_secs, 600);
         assert!(!cfg.allow_insecure_transport);
         assert_eq!(cfg.read_limits().max_file_bytes, 64 << 20);
-        assert_eq!(cfg.read_limits().max_read_bytes, 256 << 20);
+        assert_eq!(cfg.read_limits().max_read_bytes, 128 << 20);
         assert_eq!(
             cfg.repo_cache_dir(),
             PathBuf::from("/var/lib/gitmoor/repo.git")

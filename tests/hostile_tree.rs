@@ -420,3 +420,68 @@ fn a_file_outside_the_used_folders_is_read_when_the_spec_asks() {
     let env = inspect(&format!("{stack}-web-1"), "{{json .Config.Env}}");
     assert!(env.contains("FROM_SHARED=yes-read"), "{env}");
 }
+
+/// `docs/` holding trees that name the same sub-tree 16 times under long names, 6 levels deep:
+/// a few KiB of objects that list 16 million files; committed on main of `remote`.
+fn tree_bomb(remote: &Remote, stack: &str, levels: usize) {
+    let repo = &remote.bare;
+    let leaf = blob(repo, b"x\n");
+    let names: Vec<Vec<u8>> = (0..16)
+        .map(|i| format!("{i:02}-{}", "n".repeat(240)).into_bytes())
+        .collect();
+    let mut entries: Vec<(&str, &[u8], &str)> = names
+        .iter()
+        .map(|n| ("100644", n.as_slice(), leaf.as_str()))
+        .collect();
+    let mut level = tree(repo, &entries);
+    for _ in 1..levels {
+        entries = names
+            .iter()
+            .map(|n| ("40000", n.as_slice(), level.as_str()))
+            .collect();
+        level = tree(repo, &entries);
+    }
+    let yaml = blob(repo, busybox(stack).as_bytes());
+    let stack_tree = tree(repo, &[("100644", b"compose.yaml", &yaml)]);
+    let compose_tree = tree(repo, &[("40000", stack.as_bytes(), &stack_tree)]);
+    let root = tree(
+        repo,
+        &[
+            ("40000", b"compose", &compose_tree),
+            ("40000", b"docs", &level),
+        ],
+    );
+    commit_tree(remote, &root, "a tree bomb in docs/");
+}
+
+/// The review's reproduction: a few KiB of tree objects under `docs/` (a folder gitmoor never
+/// uses) that list millions of paths made `gitmoor plan` peak at 426 MiB before refusing. The
+/// reader now charges what it really holds per entry, and the default budget is 128 MiB: the
+/// commit is refused naming docs/ and the key, and the peak stays under 200 MiB.
+#[test]
+fn a_tree_bomb_in_docs_is_refused_with_bounded_memory() {
+    let stack = unique("hx");
+    let remote = Remote::new();
+    remote.write("README.md", "seed\n");
+    remote.commit("seed");
+    tree_bomb(&remote, &stack, 6);
+    let host = Host::new(&remote, "");
+    let Some((kib, out)) = peak_rss_kib(&host, &["plan"]) else {
+        return;
+    };
+    let text = output_text(&out);
+    eprintln!(
+        "peak RSS of gitmoor plan on a tree bomb in docs/: {} MiB; it said:\n{text}",
+        kib / 1024
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("limits.read_bytes") && text.contains("\"docs/"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("make the folders gitmoor uses"),
+        "the bomb is not in a folder gitmoor uses: {text}"
+    );
+    assert!(kib < 200 * 1024, "peak RSS {kib} KiB");
+}

@@ -173,6 +173,38 @@ fn an_oversized_compose_file_is_refused_before_parsing_with_bounded_memory() {
     );
 }
 
+/// The review's reproduction: 40 stacks, each with a 400 KiB anchor used 36 times in
+/// `environment:` (14 MiB each once expanded, within every per-file limit): validate held all 40
+/// (647 MiB peak) and said valid. One budget of expanded YAML shared by the stacks refuses it.
+#[test]
+fn forty_stacks_each_under_the_file_budget_are_refused_with_bounded_memory() {
+    let anchor = "x".repeat(400 << 10);
+    let uses: String = (0..36).map(|i| format!("      V{i}: *a\n")).collect();
+    let bomb =
+        format!("x-a: &a \"{anchor}\"\nservices:\n  s:\n    image: x\n    environment:\n{uses}");
+    let files: Vec<(String, &str)> = (0..40)
+        .map(|i| (format!("compose/s{i:02}/compose.yaml"), bomb.as_str()))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let d = repo(&refs);
+    let r = validate_measured(d.path(), &[]);
+    report("40 stacks of 14 MiB expanded YAML", &r);
+    assert_eq!(r.code, 1, "{}", r.text);
+    assert!(
+        r.text.contains("error: compose/s04/compose.yaml:")
+            && r.text.contains("the compose files read so far expand to more than 64 MiB in all (limits.expanded_yaml_total_bytes)")
+            && r.text.contains("raise limits.expanded_yaml_total_bytes in gitmoor's config"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("compose/s03/compose.yaml"), "{}", r.text);
+    assert!(
+        r.peak_rss_kib < MAX_RSS_KIB,
+        "peak RSS {} KiB",
+        r.peak_rss_kib
+    );
+}
+
 #[test]
 fn limits_come_from_the_config_given_to_validate() {
     let text = "services:\n  a:\n    image: x\n    ports: [\"8000-8099:8000-8099\"]\n";

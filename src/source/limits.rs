@@ -17,10 +17,11 @@ pub struct ReadLimits {
 /// real asset (a font, a jar, a small model), rarely more. One file is one allocation, held
 /// while it is read.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
-/// 256 MiB: the folders gitmoor uses plus the build contexts. A build context is also packed
-/// into an in-memory tar for the engine, so the reconcile's peak is about twice this: still
-/// within a 1 GiB host.
-pub const DEFAULT_MAX_READ_BYTES: u64 = 256 << 20;
+/// 128 MiB: the folders gitmoor uses plus the build contexts, and every path of the commit with
+/// its bookkeeping. The reader is promised to stay under 200 MiB on a hostile commit: this plus
+/// the process's own ~20 MiB and one file in flight. A build context is also packed into an
+/// in-memory tar for the engine, so a reconcile that builds peaks at about twice this.
+pub const DEFAULT_MAX_READ_BYTES: u64 = 128 << 20;
 
 impl Default for ReadLimits {
     fn default() -> Self {
@@ -49,12 +50,7 @@ pub enum ContentError {
     )]
     FileTooBig { path: String, size: u64, limit: u64 },
 
-    #[error(
-        "reading \"{path}\" ({size} bytes) brings the bytes read from the commit to {total}, over \
-         the limit of {limit} bytes per reconcile (config key limits.read_bytes); make the folders \
-         gitmoor uses (compose/, nginx/, ufw/ and the build contexts) smaller, or raise \
-         limits.read_bytes"
-    )]
+    #[error("{}", total_too_big(.path, *.size, *.total, *.limit))]
     TotalTooBig {
         path: String,
         size: u64,
@@ -64,6 +60,31 @@ pub enum ContentError {
 
     #[error("cannot read \"{path}\": {detail}")]
     Read { path: String, detail: String },
+}
+
+/// The refusal past `limits.read_bytes`, naming the folder that grew: a file read from a folder
+/// gitmoor uses, or a tree that lists too many entries (in any folder: every path of the commit
+/// is kept, with its bookkeeping, even where nothing is read). Telling the user to shrink
+/// compose/ when the entries are in docs/ would send them to the wrong place.
+fn total_too_big(path: &str, size: u64, total: u64, limit: u64) -> String {
+    let folder = path.split('/').next().unwrap_or(path);
+    let fix = if super::snapshot::in_used_root(path) {
+        format!(
+            "make {folder}/ smaller (gitmoor reads compose/, nginx/, ufw/ and the build contexts \
+             whole)"
+        )
+    } else {
+        format!(
+            "the folder {folder}/ has grown: gitmoor keeps every path of the commit (not the \
+             bytes of files it does not use), so remove entries from {folder}/ (a folder that \
+             names one sub-folder many times lists every path under it each time)"
+        )
+    };
+    format!(
+        "reading \"{path}\" ({size} bytes) brings the bytes gitmoor holds for the commit to \
+         {total}, over the limit of {limit} bytes per reconcile (config key limits.read_bytes); \
+         {fix}, or raise limits.read_bytes"
+    )
 }
 
 impl ContentError {
@@ -112,6 +133,12 @@ impl Budget {
         }
         self.read = total;
         Ok(())
+    }
+
+    /// Gives back `size` bytes taken for something no longer held (a tree object once its
+    /// entries are read).
+    pub fn give_back(&mut self, size: u64) {
+        self.read = self.read.saturating_sub(size);
     }
 }
 

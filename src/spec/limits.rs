@@ -28,6 +28,17 @@ pub struct Limits {
     /// the 200 MiB the host is promised. A file with no alias can exceed it only by being
     /// nearly all one-letter items (33 bytes of tree per byte of `[a,a,a,...]`).
     pub expanded_yaml_bytes: u64,
+    /// Bytes of all compose files of one read once parsed, counted as `expanded_yaml_bytes` is
+    /// (default 64 MiB). What each stack becomes is kept until the whole commit is read, so 40
+    /// stacks each just under the per-file budget held 40 times it (647 MiB measured): each file
+    /// gets the smaller of its own budget and what is left of this one. 64 MiB is 4 files at
+    /// the per-file budget, and 16 times what 100 ordinary stacks of 10 KiB need (about 4 MiB);
+    /// the converted stacks hold about as much again as their trees, so the read's peak stays
+    /// near 150 MiB, under the 200 MiB the host is promised.
+    pub expanded_yaml_total_bytes: u64,
+    /// Stack folders under `compose/` (default 500), counted before any is read: each one's
+    /// budgets are per stack, so their number bounds the whole.
+    pub stacks: u64,
     /// Services of one stack, counted before any is converted (default 200).
     pub services: u64,
     /// Port bindings of one stack, `ports:` and `expose:` together, ranges counted port by
@@ -36,12 +47,17 @@ pub struct Limits {
     /// `depends_on` edges of one stack (default 2000), namespace joins (`network_mode:
     /// service:x`) included.
     pub depends_on: u64,
+    /// Mounts of one stack, `volumes:` items of all its services (default 1000; real stacks
+    /// have tens). Each bind of a repo folder is checked against the files of the commit, so
+    /// their number times the commit's size is the work of a read.
+    pub mounts: u64,
     /// Bytes of one file read from the commit (default 64 MiB), sized from the Git object header
     /// before it is loaded. Only files gitmoor uses count (`compose/`, `nginx/`, `ufw/`, build
     /// contexts, `env_file`s): a big file elsewhere is never read. See `source::limits`.
     pub file_bytes: u64,
-    /// Bytes read from one commit in one reconcile, files and tree entries together (default
-    /// 256 MiB; a build context is also packed into a tar in memory, so the peak is about twice).
+    /// Bytes read from one commit in one reconcile, files and what each tree entry costs to keep
+    /// together (default 128 MiB, under the 200 MiB a hostile commit may cost; a build context is
+    /// also packed into a tar in memory, so a reconcile that builds peaks at about twice).
     pub read_bytes: u64,
 }
 
@@ -50,9 +66,12 @@ impl Default for Limits {
         Limits {
             compose_file_bytes: 1 << 20,
             expanded_yaml_bytes: 16 << 20,
+            expanded_yaml_total_bytes: 64 << 20,
+            stacks: 500,
             services: 200,
             ports: 1000,
             depends_on: 2000,
+            mounts: 1000,
             file_bytes: crate::source::limits::DEFAULT_MAX_FILE_BYTES,
             read_bytes: crate::source::limits::DEFAULT_MAX_READ_BYTES,
         }
@@ -65,9 +84,12 @@ impl Limits {
         for (key, v) in [
             ("compose_file_bytes", self.compose_file_bytes),
             ("expanded_yaml_bytes", self.expanded_yaml_bytes),
+            ("expanded_yaml_total_bytes", self.expanded_yaml_total_bytes),
+            ("stacks", self.stacks),
             ("services", self.services),
             ("ports", self.ports),
             ("depends_on", self.depends_on),
+            ("mounts", self.mounts),
         ] {
             if v == 0 {
                 return Err(format!(
@@ -134,6 +156,20 @@ pub fn file_too_large(file: &str, size: u64, limits: &Limits) -> Option<SpecErro
     })
 }
 
+/// The refusal of a commit with more stack folders than `limits.stacks`, before any is read.
+pub fn too_many_stacks(count: u64, limits: &Limits) -> Option<SpecError> {
+    (count > limits.stacks).then(|| {
+        SpecError::new(
+            "compose/",
+            format!(
+                "{count} stack folders, over the limit of {} (limits.stacks); no stack was read",
+                limits.stacks
+            ),
+        )
+        .fix(raise("merge small stacks", "stacks"))
+    })
+}
+
 /// Counts of one stack, read from the parsed file before any service is converted, so that an
 /// oversized stack costs no more than its YAML tree.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -141,6 +177,7 @@ pub struct StackCounts {
     pub services: u64,
     pub ports: u64,
     pub depends_on: u64,
+    pub mounts: u64,
 }
 
 /// What `root` (a parsed, interpolated compose file) asks for. Entries that are malformed count
@@ -158,6 +195,11 @@ pub fn count_stack(root: &Node) -> StackCounts {
                     c.ports = c.ports.saturating_add(bindings(item));
                 }
             }
+        }
+        match svc.get("volumes").map(|n| &n.value) {
+            Some(NodeValue::Seq(items)) => c.mounts += items.len() as u64,
+            Some(NodeValue::Map(entries)) => c.mounts += entries.len() as u64,
+            _ => {}
         }
         match svc.get("depends_on").map(|n| &n.value) {
             Some(NodeValue::Seq(items)) => c.depends_on += items.len() as u64,
@@ -223,6 +265,13 @@ pub fn check_stack(file: &str, root: &Node, limits: &Limits) -> Vec<SpecError> {
             "depends_on",
             "depends_on edges",
             "remove dependencies that follow from others",
+        ),
+        (
+            counts.mounts,
+            limits.mounts,
+            "mounts",
+            "mounts (volumes: of all services)",
+            "mount a parent folder once instead of many of its files",
         ),
     ];
     for (n, max, key, what, fix) in over {
@@ -294,6 +343,7 @@ mod tests {
                 services: 3,
                 ports: 65535 + 1 + 1 + 10 + 10,
                 depends_on: 4,
+                mounts: 0,
             }
         );
         let errors: Vec<String> = check_stack("compose/s/compose.yaml", &root, &Limits::default())
@@ -317,5 +367,27 @@ mod tests {
         assert!(errors[0].contains("3 services, over the limit of 2 per stack (limits.services)"));
         assert!(errors[1]
             .contains("4 depends_on edges, over the limit of 3 per stack (limits.depends_on)"));
+    }
+
+    #[test]
+    fn mounts_of_all_services_are_counted_against_their_limit() {
+        let root = parse(
+            "services:\n  a:\n    image: x\n    volumes: [\"./a:/a\", \"./b:/b\", {type: bind, source: ./c, target: /c}]\n  b:\n    image: x\n    volumes: [\"data:/d\"]\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(count_stack(&root).mounts, 4);
+        let tight = Limits {
+            mounts: 3,
+            ..Limits::default()
+        };
+        let errors: Vec<String> = check_stack("f", &root, &tight)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors, vec![
+            "f:1: services: 4 mounts (volumes: of all services), over the limit of 3 per stack (limits.mounts); mount a parent folder once instead of many of its files, or raise limits.mounts in gitmoor's config",
+        ]);
+        assert!(check_stack("f", &root, &Limits::default()).is_empty());
     }
 }

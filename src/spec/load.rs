@@ -6,10 +6,11 @@ use crate::source::snapshot::Snapshot;
 use crate::spec::committed;
 use crate::spec::compose::{load_stack, StackInput, StackVars};
 use crate::spec::error::{Findings, SpecError};
-use crate::spec::limits::{file_too_large, Limits};
+use crate::spec::limits::{file_too_large, too_many_stacks, Limits};
 use crate::spec::model::{HostSpec, StackSpec};
 use crate::spec::policy::Policy;
 use crate::spec::secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
+use crate::spec::yaml::TotalBudget;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -69,7 +70,18 @@ pub fn load_host_spec_with_profiles(
                 .fix("add compose/<stack>/compose.yaml"),
         );
     }
-    for entry in snap.list_dir("compose") {
+    let entries = snap.list_dir("compose");
+    let folders = entries
+        .iter()
+        .filter(|e| snap.get(&format!("compose/{e}")).is_none())
+        .count();
+    if let Some(e) = too_many_stacks(folders as u64, &opts.limits) {
+        findings.errors.push(e);
+        return (None, findings);
+    }
+    // One budget of expanded YAML for all the stacks: what each becomes is kept until the end.
+    let _total = TotalBudget::start(opts.limits.expanded_yaml_total_bytes);
+    for entry in entries {
         let dir = format!("compose/{entry}");
         if snap.get(&dir).is_some() {
             if COMPOSE_FILE_NAMES.contains(&entry.as_str()) {
@@ -497,6 +509,75 @@ mod tests {
         assert_eq!(
             shown(&f.errors),
             vec!["compose/s0/compose.yaml: services.web.ports: host port 10005/tcp is also published by clash/web (compose/clash/compose.yaml); publish a different host port"]
+        );
+    }
+
+    /// 40 stacks each just under the per-file budget: 40 times it in memory, until one budget
+    /// was shared by all. The total runs out at the fifth; the message names the file, the
+    /// limit and its key; a stack read before it is not blamed.
+    #[test]
+    fn the_expanded_yaml_of_all_stacks_shares_one_budget() {
+        let anchor = "x".repeat(400 << 10);
+        let uses: String = (0..36).map(|i| format!("      V{i}: *a\n")).collect();
+        let bomb = format!(
+            "x-a: &a \"{anchor}\"\nservices:\n  s:\n    image: x\n    environment:\n{uses}"
+        );
+        let files: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("compose/s{i:02}/compose.yaml"), bomb.clone()))
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let s = snap(&refs);
+        // One alone is within every per-file budget.
+        let (spec, f) = load_host_spec(&snap(&refs[..1]), &unchecked());
+        assert!(spec.is_some(), "{:#?}", f.errors);
+        let (spec, f) = load_host_spec(&s, &unchecked());
+        assert!(spec.is_none());
+        let errors = shown(&f.errors);
+        assert_eq!(errors.len(), 36, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("compose/s04/compose.yaml:") && errors[0].contains(": the compose files read so far expand to more than 64 MiB in all (limits.expanded_yaml_total_bytes), and "),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[0].ends_with("use fewer aliases of large anchors in the stacks, or raise limits.expanded_yaml_total_bytes in gitmoor's config"),
+            "{}",
+            errors[0]
+        );
+        let opts = LoadOptions {
+            limits: Limits {
+                expanded_yaml_total_bytes: 1 << 30,
+                ..Limits::default()
+            },
+            ..unchecked()
+        };
+        let (spec, f) = load_host_spec(&s, &opts);
+        assert!(spec.is_some(), "{:#?}", f.errors);
+    }
+
+    #[test]
+    fn too_many_stack_folders_are_refused_before_any_is_read() {
+        let files: Vec<(String, &str)> = (0..6)
+            .map(|i| (format!("compose/s{i}/compose.yaml"), API))
+            .collect();
+        let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        let opts = |stacks| LoadOptions {
+            limits: Limits {
+                stacks,
+                ..Limits::default()
+            },
+            ..unchecked()
+        };
+        let (spec, f) = load_host_spec(&snap(&refs), &opts(6));
+        assert_eq!(spec.expect("spec").stacks.len(), 6);
+        let (spec, f2) = load_host_spec(&snap(&refs), &opts(5));
+        assert!(f.errors.is_empty() && spec.is_none());
+        assert_eq!(
+            shown(&f2.errors),
+            vec!["compose/: 6 stack folders, over the limit of 5 (limits.stacks); no stack was read; merge small stacks, or raise limits.stacks in gitmoor's config"]
         );
     }
 

@@ -265,6 +265,24 @@ pub fn check_stack(
         }
     }
     for (key, vol) in volumes {
+        let opts_node = root
+            .get("volumes")
+            .and_then(|v| v.get(key))
+            .and_then(|v| v.get("driver_opts"));
+        if let Some((opt, message, fix)) = local_mount_refusal(vol) {
+            out.push(
+                SpecError::new(file, message)
+                    .at_line(
+                        opts_node
+                            .and_then(|n| n.get(opt))
+                            .or(opts_node)
+                            .map(|n| n.line),
+                    )
+                    .key(format!("volumes.{key}.driver_opts.{opt}"))
+                    .fix(fix),
+            );
+            continue;
+        }
         let Some(device) = bind_device(vol) else {
             continue;
         };
@@ -344,6 +362,75 @@ fn bind_device(vol: &VolumeSpec) -> Option<&str> {
         .get("o")
         .is_some_and(|o| o.split(',').any(|x| matches!(x.trim(), "bind" | "rbind")));
     binds.then(|| vol.driver_opts.get("device").map(String::as_str))?
+}
+
+/// Filesystem types the local volume driver may mount under a policy: none of them takes a host
+/// path. `tmpfs` is memory; `nfs`, `nfs4` and `cifs` mount a share of another machine (their
+/// `device` is `host:/export`, `:/export` or `//server/share`), which the container could reach
+/// over the network anyway. Every other type is refused: `overlay` takes host folders in its
+/// options (`lowerdir=/` mounts the host's root), `ext4`, `xfs` and the like a host block
+/// device, `proc`, `sysfs` and `devtmpfs` the host's own views (dockerd mounts them in the
+/// host's namespaces).
+pub const LOCAL_DRIVER_TYPES: &[&str] = &["tmpfs", "nfs", "nfs4", "cifs"];
+
+/// Why the policy refuses a named volume of the local driver that mounts something of the host
+/// other than a bind (binds are judged by `bind_refusal` against `allow_bind`): a `type:`
+/// outside [`LOCAL_DRIVER_TYPES`], an `o:` option whose value is a host path
+/// (`lowerdir=/`, `credentials=/root/x`), or a `device:` that is a host path (a block device).
+/// Returns the option key, the message and the fix.
+fn local_mount_refusal(vol: &VolumeSpec) -> Option<(&'static str, String, String)> {
+    if vol.driver.as_deref().is_some_and(|d| d != "local") || vol.driver_opts.is_empty() {
+        return None;
+    }
+    let opts = &vol.driver_opts;
+    let o = opts.get("o").map_or("", String::as_str);
+    if o.split(',').any(|x| matches!(x.trim(), "bind" | "rbind")) {
+        return None;
+    }
+    let fix = || {
+        format!(
+            "use a volume of type {} or a bind of a folder listed in policy.allow_bind",
+            LOCAL_DRIVER_TYPES.join(", ")
+        )
+    };
+    if let Some(ty) = opts.get("type") {
+        let t = ty.trim().to_ascii_lowercase();
+        if !LOCAL_DRIVER_TYPES.contains(&t.as_str()) {
+            return Some((
+                "type",
+                format!(
+                    "the policy refuses the local driver's filesystem type `{ty}`: only {} are allowed (others mount host paths, block devices or the host's own /proc and /sys)",
+                    LOCAL_DRIVER_TYPES.join(", ")
+                ),
+                fix(),
+            ));
+        }
+    }
+    for opt in o.split(',') {
+        let Some((k, v)) = opt.split_once('=') else {
+            continue;
+        };
+        if v.trim().starts_with('/') {
+            return Some((
+                "o",
+                format!(
+                    "the policy refuses the mount option `{}={}`: it names a host path",
+                    k.trim(),
+                    v.trim()
+                ),
+                fix(),
+            ));
+        }
+    }
+    let device = opts.get("device").map_or("", |d| d.trim());
+    if device.starts_with('/') && !device.starts_with("//") {
+        return Some((
+            "device",
+            format!("the policy refuses the device `{device}`: it is a host path (a block device or a folder)"),
+            fix(),
+        ));
+    }
+    None
 }
 
 /// Why the policy refuses binding `source` (an absolute host path), with the fix; None when it
@@ -572,5 +659,64 @@ mod tests {
         assert!(unconfined("label:disable").is_some());
         assert!(unconfined("no-new-privileges:true").is_none());
         assert!(unconfined("seccomp=/etc/docker/seccomp.json").is_none());
+    }
+
+    /// The local driver mounts what its options say, in the host's namespaces: `overlay` with
+    /// `lowerdir=/` is the host's root, `ext4` on `/dev/sda1` its disk. Only `o: bind` was
+    /// refused before; now every type outside the allow-list, every option naming a host path
+    /// and every device that is a host path are, at their key, and tmpfs, NFS and CIFS pass.
+    #[test]
+    fn local_driver_options_that_mount_the_host_are_refused() {
+        use crate::source::snapshot::Snapshot;
+        use crate::spec::load::{load_host_spec, LoadOptions};
+        let text = r#"services:
+  app:
+    image: x
+    volumes: [root:/r, blk:/b, creds:/c, dev:/d, mem:/m, nfs:/n, share:/s, disguised:/e]
+volumes:
+  root:
+    driver_opts: {type: overlay, o: "lowerdir=/,upperdir=/tmp/u,workdir=/tmp/w"}
+  blk:
+    driver: local
+    driver_opts: {type: ext4, device: /dev/sda1}
+  creds:
+    driver_opts: {type: cifs, device: //srv/share, o: "addr=10.0.0.3,credentials=/root/.smb"}
+  dev:
+    driver_opts:
+      device: /dev/sdb
+  mem:
+    driver_opts: {type: tmpfs, device: tmpfs, o: "size=100m,uid=1000"}
+  nfs:
+    driver_opts: {type: nfs4, device: ":/export", o: "addr=10.0.0.2,rw"}
+  share:
+    driver_opts: {type: CIFS, device: //srv/share, o: "addr=10.0.0.3,username=u"}
+  disguised:
+    driver_opts: {type: none, o: bind, device: /etc}
+"#;
+        let snap = Snapshot::from_texts(&[("compose/app/compose.yaml", text)]);
+        let (spec, f) = load_host_spec(&snap, &LoadOptions::default());
+        assert!(spec.is_some(), "no policy, no refusal: {:#?}", f.errors);
+        let opts = LoadOptions {
+            policy: Some(Policy::preset("baseline").unwrap()),
+            ..LoadOptions::default()
+        };
+        let (spec, f) = load_host_spec(&snap, &opts);
+        assert!(spec.is_none());
+        let errors: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        let fix = "use a volume of type tmpfs, nfs, nfs4, cifs or a bind of a folder listed in policy.allow_bind";
+        let want = [
+            format!("compose/app/compose.yaml:10: volumes.blk.driver_opts.type: the policy refuses the local driver's filesystem type `ext4`: only tmpfs, nfs, nfs4, cifs are allowed (others mount host paths, block devices or the host's own /proc and /sys); {fix}"),
+            format!("compose/app/compose.yaml:12: volumes.creds.driver_opts.o: the policy refuses the mount option `credentials=/root/.smb`: it names a host path; {fix}"),
+            format!("compose/app/compose.yaml:15: volumes.dev.driver_opts.device: the policy refuses the device `/dev/sdb`: it is a host path (a block device or a folder); {fix}"),
+            "compose/app/compose.yaml:23: volumes.disguised.driver_opts.device: the policy refuses the bind `/etc`".to_string(),
+            format!("compose/app/compose.yaml:7: volumes.root.driver_opts.type: the policy refuses the local driver's filesystem type `overlay`: only tmpfs, nfs, nfs4, cifs are allowed (others mount host paths, block devices or the host's own /proc and /sys); {fix}"),
+        ];
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+        for w in &want {
+            assert!(
+                errors.iter().any(|e| e.starts_with(w.as_str())),
+                "want {w}\nin {errors:#?}"
+            );
+        }
     }
 }

@@ -92,21 +92,86 @@ pub fn parse(text: &str, file: &str) -> Result<Node, SpecError> {
 }
 
 /// Parses one YAML document, building at most `max_bytes` of tree (see `Budget`): past it, the
-/// parse stops with an error naming `limits.expanded_yaml_bytes`.
+/// parse stops with an error naming `limits.expanded_yaml_bytes`. Inside a [`TotalBudget`], the
+/// parse gets no more than what is left of the total, and what it built is taken from it.
 pub fn parse_within(text: &str, file: &str, max_bytes: u64) -> Result<Node, SpecError> {
+    let total = TOTAL.with(Cell::get);
+    let cap = match total {
+        Some((left, limit)) if left < max_bytes => Cap::Total { left, limit },
+        _ => Cap::File(max_bytes),
+    };
+    let budget = cap.bytes();
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.leading_zero_numbers_as_strings = true;
     options.with_snippet = false;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
-    options.budget = Some(parser_budget(max_bytes));
-    options.alias_limits.max_total_replayed_events = parser_events(max_bytes);
-    let _budget = Budget::start(max_bytes);
-    match serde_saphyr::from_str_with_options::<Node>(text, options) {
+    options.budget = Some(parser_budget(budget));
+    options.alias_limits.max_total_replayed_events = parser_events(budget);
+    let guard = Budget::start(budget);
+    let parsed = serde_saphyr::from_str_with_options::<Node>(text, options);
+    let used = budget.saturating_sub(Budget::left());
+    let exceeded = Budget::exceeded();
+    drop(guard);
+    if let Some((left, limit)) = total {
+        // A refused parse is charged too: what it built was in memory while it ran, and a
+        // commit of many refused files is no cheaper to read than one of accepted ones.
+        TOTAL.with(|t| t.set(Some((left.saturating_sub(used), limit))));
+    }
+    match parsed {
         Ok(node) => Ok(node),
-        Err(e) if Budget::exceeded() => Err(too_large(&e, file, max_bytes)),
-        Err(e) => Err(yaml_error(&e, file, max_bytes)),
+        Err(e) if exceeded => Err(too_large(&e, file, cap)),
+        Err(e) => Err(yaml_error(&e, file, cap)),
+    }
+}
+
+/// Which budget bounded a parse: the file's own, or what was left of the total of the read.
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    File(u64),
+    Total { left: u64, limit: u64 },
+}
+
+impl Cap {
+    fn bytes(self) -> u64 {
+        match self {
+            Cap::File(b) => b,
+            Cap::Total { left, .. } => left,
+        }
+    }
+}
+
+thread_local! {
+    /// Bytes left of the total budget of the read running on this thread, and the limit; None
+    /// outside a [`TotalBudget`].
+    static TOTAL: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// One budget of expanded YAML shared by every compose file of one read of the commit
+/// (`limits.expanded_yaml_total_bytes`). The per-file budget bounds one tree; this bounds them
+/// all, since what each stack becomes is kept until the whole commit is read: 40 stacks, each
+/// just under the per-file budget, would otherwise hold 40 times it. While the guard lives,
+/// every [`parse_within`] on this thread takes from it; dropping it restores the previous one.
+pub struct TotalBudget {
+    previous: Option<(u64, u64)>,
+}
+
+impl TotalBudget {
+    pub fn start(limit: u64) -> TotalBudget {
+        let previous = TOTAL.with(|t| t.replace(Some((limit, limit))));
+        TotalBudget { previous }
+    }
+
+    /// Bytes left of the total.
+    pub fn left(&self) -> u64 {
+        TOTAL.with(|t| t.get().map_or(0, |(left, _)| left))
+    }
+}
+
+impl Drop for TotalBudget {
+    fn drop(&mut self) {
+        TOTAL.with(|t| t.set(self.previous));
     }
 }
 
@@ -179,6 +244,11 @@ impl Budget {
         BUDGET.with(|b| b.get().1)
     }
 
+    /// Bytes left of the current parse's budget.
+    fn left() -> u64 {
+        BUDGET.with(|b| b.get().0.unwrap_or(0))
+    }
+
     /// Takes `n` bytes from the budget; an error (and the `exceeded` mark) past it.
     fn charge<E: de::Error>(n: u64) -> Result<(), E> {
         BUDGET.with(|b| match b.get() {
@@ -207,20 +277,37 @@ impl Drop for Budget {
     }
 }
 
-/// The refusal of a file whose tree outgrew the budget (ours, or the parser's own count).
-fn too_large(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
-    SpecError::new(
-        file,
-        format!(
-            "the YAML expands to more than {} (limits.expanded_yaml_bytes): each use of an alias (`*name`) copies its anchor",
-            show_bytes(max_bytes)
-        ),
-    )
-    .at_line(e.location().map(|l| l.line()))
-    .fix(raise(
-        "use fewer aliases of large anchors",
-        "expanded_yaml_bytes",
-    ))
+/// The refusal of a file whose tree outgrew the budget (ours, or the parser's own count): the
+/// file's own, or the total of the read, each named with its key.
+fn too_large(e: &serde_saphyr::Error, file: &str, cap: Cap) -> SpecError {
+    let line = e.location().map(|l| l.line());
+    match cap {
+        Cap::File(max_bytes) => SpecError::new(
+            file,
+            format!(
+                "the YAML expands to more than {} (limits.expanded_yaml_bytes): each use of an alias (`*name`) copies its anchor",
+                show_bytes(max_bytes)
+            ),
+        )
+        .at_line(line)
+        .fix(raise(
+            "use fewer aliases of large anchors",
+            "expanded_yaml_bytes",
+        )),
+        Cap::Total { left, limit } => SpecError::new(
+            file,
+            format!(
+                "the compose files read so far expand to more than {} in all (limits.expanded_yaml_total_bytes), and {} of it was left for this one: each use of an alias (`*name`) copies its anchor",
+                show_bytes(limit),
+                show_bytes(left)
+            ),
+        )
+        .at_line(line)
+        .fix(raise(
+            "use fewer aliases of large anchors in the stacks",
+            "expanded_yaml_total_bytes",
+        )),
+    }
 }
 
 /// The error itself, out of the wrappers that add a snippet or the alias it came through.
@@ -234,7 +321,7 @@ fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
     }
 }
 
-fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError {
+fn yaml_error(e: &serde_saphyr::Error, file: &str, cap: Cap) -> SpecError {
     let line = e.location().map(|l| l.line());
     let inner = innermost(e);
     if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = inner {
@@ -247,7 +334,7 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError 
             .fix("keep only one of them");
     }
     if let serde_saphyr::Error::AliasReplayLimitExceeded { .. } = inner {
-        return too_large(e, file, max_bytes);
+        return too_large(e, file, cap);
     }
     if let serde_saphyr::Error::Budget { breach, .. } = inner {
         use serde_saphyr::budget::BudgetBreach as B;
@@ -258,7 +345,7 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str, max_bytes: u64) -> SpecError 
             | B::Events { .. }
             | B::RecordedAnchorBytes { .. }
             | B::RecordedAnchorEvents { .. } => {
-                return too_large(e, file, max_bytes);
+                return too_large(e, file, cap);
             }
             B::Depth { depth } => format!("nested {depth} levels deep"),
             B::Aliases { aliases } => format!("{aliases} aliases"),
