@@ -365,7 +365,7 @@ mod tests {
             false,
             crate::source::snapshot::Deferred {
                 size: 3,
-                origin: crate::source::snapshot::Origin::Blob("ab".into()),
+                origin: crate::source::snapshot::Origin::Blob(git2::Oid::ZERO_SHA1),
             },
         );
         let host = root.join("cc/html");

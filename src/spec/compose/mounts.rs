@@ -550,9 +550,8 @@ pub(crate) fn escaping_symlink(snap: &Snapshot, path: &str, stack_dir: &str) -> 
     if snap.get(path).is_some_and(|f| f.symlink) {
         return Some(path.to_string());
     }
-    let prefix = format!("{path}/");
-    for (p, f) in &snap.files {
-        if !f.symlink || (p != path && !p.starts_with(&prefix)) {
+    for (p, f) in snap.at_or_under(path) {
+        if !f.symlink {
             continue;
         }
         let target = String::from_utf8_lossy(&f.data);
