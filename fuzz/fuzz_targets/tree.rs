@@ -23,7 +23,8 @@ struct World {
     scratch: PathBuf,
 }
 
-// One repository for the whole run: tree objects are content-addressed, so repeats are free.
+// One repository for the whole run, holding the few objects entries point at; each input's own
+// objects live in memory only.
 fn world() -> &'static std::sync::Mutex<World> {
     static W: OnceLock<std::sync::Mutex<World>> = OnceLock::new();
     W.get_or_init(|| {
@@ -101,6 +102,11 @@ fuzz_target!(|data: &[u8]| {
     // The input's tree goes inside `compose/app/`, where a stack folder is read from.
     let inner = raw_tree(data, &w.targets);
     let Ok(odb) = repo.odb() else { return };
+    // The input's objects go to memory, freed with `repo`: a run writes millions of trees, and
+    // loose objects on disk would fill it.
+    let Ok(_mempack) = odb.add_new_mempack_backend(1000) else {
+        return;
+    };
     let Ok(inner) = odb.write(ObjectType::Tree, &inner) else {
         return;
     };
