@@ -195,7 +195,7 @@ fn host_env_file(
             let (message, fix) = e.describe("env file", stack);
             let fix = match e {
                 HostFileError::Missing { .. } => {
-                    format!("{fix}, commit {repo_path}, or mark it `required: false`")
+                    format!("{fix} (files kept off Git live in <secrets_dir>/{stack}/), commit {repo_path}, or mark it `required: false`")
                 }
                 _ => fix,
             };

@@ -50,11 +50,13 @@ impl HostFileError {
         match self {
             HostFileError::NotInside => (
                 format!("the {what} is not a path inside the stack's folder of the secrets dir"),
-                format!("write its path relative to <secrets_dir>/{stack}/ (no `..`, not absolute)"),
+                format!(
+                    "write its path relative to <secrets_dir>/{stack}/ (no `..`, not absolute)"
+                ),
             ),
             HostFileError::Missing { shown } => (
-                format!("the {what} {shown} does not exist on the host"),
-                format!("create {shown} on the host (files kept off Git live in <secrets_dir>/{stack}/)"),
+                format!("the {what} {shown} does not exist"),
+                format!("create {shown} on the host"),
             ),
             HostFileError::Escapes { shown } => (
                 format!("the {what} {shown} is a symlink that leads out of <secrets_dir>/{stack}/"),
