@@ -71,7 +71,11 @@ fn a_host_env_file_reaches_its_reader_and_an_edit_recreates_it_alone() {
     let state = std::fs::read_to_string(host.state.join("state.json")).unwrap();
     assert_no_secret(&state, &values, "state.json");
     // Nor in a container's labels (what gitmoor writes to Docker besides the env itself).
-    assert_no_secret(&inspect(&db2, "{{json .Config.Labels}}"), &values, "the labels");
+    assert_no_secret(
+        &inspect(&db2, "{{json .Config.Labels}}"),
+        &values,
+        "the labels",
+    );
 }
 
 #[test]
@@ -105,7 +109,11 @@ fn validate_names_the_host_path_and_errors_only_when_it_is_missing() {
 
     // With the file: valid, and its value is never printed.
     std::fs::create_dir_all(secrets.path().join("app")).unwrap();
-    std::fs::write(secrets.path().join("app/db.env"), "DB_PASSWORD=hunter2-xyz\n").unwrap();
+    std::fs::write(
+        secrets.path().join("app/db.env"),
+        "DB_PASSWORD=hunter2-xyz\n",
+    )
+    .unwrap();
     let out = validate(Some(secrets.path()));
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");

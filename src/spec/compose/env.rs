@@ -2,7 +2,7 @@
 //! otherwise, and a file absent from the commit from the stack's folder of the secrets dir,
 //! `<secrets_dir>/<stack>/<path>`: see hostfiles.rs), then `environment:` on top.
 
-use super::ctx::Ctx;
+use super::ctx::{valid_stack_name, Ctx};
 use super::hostfiles::{inside_parts, read_host_file, HostFileError, ENV_FILE_MAX_BYTES};
 use super::interp::{is_literal_value, is_secret_name, literal_secret, missing_var, StackVars};
 use super::mounts::normalize;
@@ -173,7 +173,9 @@ fn host_env_file(
         }
         return;
     };
-    if !env.active {
+    // A service its profiles leave out needs nothing; a stack name that is not one (already an
+    // error) names no folder.
+    if !env.active || !valid_stack_name(stack) {
         return;
     }
     let rel = parts.join("/");
