@@ -59,7 +59,10 @@ fn a_host_env_file_reaches_its_reader_and_an_edit_recreates_it_alone() {
     assert_eq!(actions[0]["action"], "recreate");
     let reasons = actions[0]["reasons"].to_string();
     let shown = host.secrets.join(&s).join("db.env").display().to_string();
-    assert!(reasons.contains(&shown), "{reasons}");
+    assert!(
+        reasons.contains(&format!("file {shown} changed")),
+        "{reasons}"
+    );
 
     let values = [v1.as_str(), v2.as_str()];
     assert_no_secret(&every_response(&d), &values, "a response");
