@@ -218,3 +218,30 @@ fn an_inactive_service_does_not_need_its_host_file() {
     assert!(f.errors.is_empty(), "{:?}", texts(&f.errors));
     assert!(spec.is_some());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_secret_file_that_links_out_of_the_stack_folder_is_refused() {
+    let text = "services:\n  db:\n    image: postgres:16\n    secrets: [pw]\nsecrets:\n  pw:\n    file: pw.txt\n";
+    let dir = host(&[("real.txt", "inside")]);
+    std::fs::write(dir.path().join("top.txt"), "outside-value").unwrap();
+    std::os::unix::fs::symlink("../top.txt", dir.path().join("app/pw.txt")).unwrap();
+    let (spec, f) = load_in(text, &[], Some(dir.path()));
+    assert!(spec.is_none());
+    let e = texts(&f.errors).join("\n");
+    assert!(
+        e.contains("symlink that leads out of <secrets_dir>/app/"),
+        "{e}"
+    );
+    assert!(!e.contains("outside-value"), "{e}");
+    // A link inside the folder is mounted as written (Docker resolves it, inside the folder).
+    std::fs::remove_file(dir.path().join("app/pw.txt")).unwrap();
+    std::os::unix::fs::symlink("real.txt", dir.path().join("app/pw.txt")).unwrap();
+    let (spec, f) = load_in(text, &[], Some(dir.path()));
+    assert!(f.errors.is_empty(), "{:?}", texts(&f.errors));
+    assert!(spec
+        .unwrap()
+        .host_secrets
+        .iter()
+        .any(|s| s.expose() == "inside"));
+}
