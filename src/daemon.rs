@@ -125,8 +125,10 @@ pub async fn run_with_server(
         Duration::from_secs(30),
         move |change| match change {
             crate::watch::Change::Stacks(stacks) => {
-                let files: Vec<String> = stacks.iter().map(|s| format!("{s}.env")).collect();
-                info!(files = %files.join(", "), "secrets changed; reconcile requested");
+                // `<stack>.env` or a host file under `<stack>/`: named by stack (file names
+                // under the folder are the admin's, and only the stack is reconciled).
+                let stacks: Vec<&str> = stacks.iter().map(String::as_str).collect();
+                info!(stacks = %stacks.join(", "), "secrets changed; reconcile requested");
                 watch_hub.count_secrets_change();
                 watch_hub.set_pending("secrets");
                 watch_trigger.nudge_for(Why::Secrets);

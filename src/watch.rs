@@ -1,5 +1,8 @@
 //! Watches the secrets dir (inotify through notify) and asks for a reconcile when a
-//! `<stack>.env` file is created, changed, renamed, removed or has its mode changed.
+//! `<stack>.env` file, or any file under a stack's folder of host files `<stack>/` (env files and
+//! `secrets:` files kept off Git, at any depth), is created, changed, renamed, removed or has its
+//! mode changed. The watch is recursive; links are not followed (a host file that is a link is
+//! resolved inside its stack's folder, which is watched).
 //!
 //! The directory is watched, not the files: an atomic save (write a temp file, rename it over
 //! `app.env`) arrives as Create(tmp) then a rename whose target is `app.env`. Events are
@@ -20,7 +23,7 @@ use tracing::{debug, info, warn};
 /// What the watcher saw, after debouncing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// These stacks' secrets files changed.
+    /// These stacks' secrets files (`<stack>.env`) or host files (`<stack>/…`) changed.
     Stacks(BTreeSet<String>),
     /// The directory itself went away (or was moved): it is watched again once it is back.
     DirGone,
@@ -29,14 +32,28 @@ pub enum Change {
     Rescan,
 }
 
-/// The stack a path names when it is `<dir>/<stack>.env` (editor temp files and dotfiles are not).
+/// The stack a path names when it is `<dir>/<stack>.env` (editor temp files and dotfiles are not),
+/// or the folder `<dir>/<stack>/` or anything under it (where every file counts: `.db.env` is a
+/// host file as much as `db.env`).
 pub fn stack_of(path: &Path, dir: &Path) -> Option<String> {
-    if path.parent()? != dir {
+    let rel = path.strip_prefix(dir).ok()?;
+    let mut parts = rel.components();
+    let first = match parts.next()? {
+        std::path::Component::Normal(n) => n.to_str()?,
+        _ => return None,
+    };
+    if first.starts_with('.') {
         return None;
     }
-    let name = path.file_name()?.to_str()?;
-    let stack = name.strip_suffix(".env")?;
-    (!stack.is_empty() && !stack.starts_with('.')).then(|| stack.to_string())
+    if parts.next().is_some() {
+        return Some(first.to_string());
+    }
+    if let Some(stack) = first.strip_suffix(".env") {
+        return (!stack.is_empty() && !stack.starts_with('.')).then(|| stack.to_string());
+    }
+    // The stack's folder itself (created, removed, renamed): a name with no dot is a stack name;
+    // `app.env.tmp` or `notes.txt` at the top is not.
+    (!first.contains('.')).then(|| first.to_string())
 }
 
 fn relevant(kind: &EventKind) -> bool {
@@ -134,7 +151,7 @@ pub async fn watch_secrets(
 
 fn start(dir: &Path, tx: mpsc::Sender<Raw>) -> notify::Result<RecommendedWatcher> {
     let root = dir.to_path_buf();
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    let handler = move |res: notify::Result<notify::Event>| {
         // An error or an overflowed queue means events were lost: which files changed is unknown.
         let Ok(ev) = res else {
             let _ = tx.try_send(Raw::Rescan);
@@ -162,8 +179,12 @@ fn start(dir: &Path, tx: mpsc::Sender<Raw>) -> notify::Result<RecommendedWatcher
             // but a stack name in the log line.
             let _ = tx.try_send(raw);
         }
-    })?;
-    w.watch(dir, RecursiveMode::NonRecursive)?;
+    };
+    // Recursive for the stacks' folders of host files; a link there is not followed (a link out
+    // of the folder is refused when the file is read, and watching its target could mean `/`).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut w = RecommendedWatcher::new(handler, config)?;
+    w.watch(dir, RecursiveMode::Recursive)?;
     Ok(w)
 }
 
@@ -181,8 +202,25 @@ mod tests {
         assert_eq!(s("/etc/gitmoor/secrets/app.env.tmp"), None);
         assert_eq!(s("/etc/gitmoor/secrets/app.env~"), None);
         assert_eq!(s("/etc/gitmoor/secrets/.env"), None);
-        assert_eq!(s("/etc/gitmoor/secrets/sub/app.env"), None);
         assert_eq!(s("/etc/gitmoor/other/app.env"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/notes.txt"), None);
+        assert_eq!(s("/etc/gitmoor/secrets/.hidden/db.env"), None);
+    }
+
+    #[test]
+    fn anything_under_a_stack_folder_names_the_stack() {
+        let d = Path::new("/etc/gitmoor/secrets");
+        let s = |p: &str| stack_of(Path::new(p), d);
+        assert_eq!(s("/etc/gitmoor/secrets/app/db.env").as_deref(), Some("app"));
+        assert_eq!(
+            s("/etc/gitmoor/secrets/app/.db.env").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            s("/etc/gitmoor/secrets/netbox/env/netbox.env").as_deref(),
+            Some("netbox")
+        );
+        assert_eq!(s("/etc/gitmoor/secrets/netbox").as_deref(), Some("netbox"));
     }
 
     #[tokio::test]
@@ -222,6 +260,51 @@ mod tests {
             got,
             vec![Change::Stacks(BTreeSet::from(["app".to_string()]))]
         );
+        let _ = stop_tx.send(());
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_edit_under_a_stack_folder_nudges_that_stack_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("app/env")).unwrap();
+        std::fs::write(root.join("app/env/db.env"), "A=1\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(watch_secrets(
+            root.clone(),
+            Duration::from_millis(150),
+            Duration::from_millis(100),
+            move |c| s2.lock().unwrap().push(c),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let wait = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                let end = std::time::Instant::now() + Duration::from_secs(20);
+                while seen.lock().unwrap().len() < n && std::time::Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        };
+        // An edit two folders down, read nowhere else.
+        std::fs::write(root.join("app/env/db.env"), "A=2\n").unwrap();
+        wait(1).await;
+        // A folder made after the watch started is watched too (its own creation names the stack).
+        std::fs::create_dir_all(root.join("netbox/env")).unwrap();
+        std::fs::write(root.join("netbox/env/netbox.env"), "B=1\n").unwrap();
+        wait(2).await;
+        std::fs::write(root.join("netbox/env/netbox.env"), "B=2\n").unwrap();
+        wait(3).await;
+        let got = seen.lock().unwrap().clone();
+        let one = |s: &str| Change::Stacks(BTreeSet::from([s.to_string()]));
+        assert_eq!(got, vec![one("app"), one("netbox"), one("netbox")]);
         let _ = stop_tx.send(());
         task.await.unwrap();
     }

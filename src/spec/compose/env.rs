@@ -1,7 +1,9 @@
 //! A service's environment: `env_file:` first (the stack's secrets file for `.env`, repo files
-//! otherwise), then `environment:` on top.
+//! otherwise, and a file absent from the commit from the stack's folder of the secrets dir,
+//! `<secrets_dir>/<stack>/<path>`: see hostfiles.rs), then `environment:` on top.
 
-use super::ctx::Ctx;
+use super::ctx::{valid_stack_name, Ctx};
+use super::hostfiles::{inside_parts, read_host_file, HostFileError, ENV_FILE_MAX_BYTES};
 use super::interp::{is_literal_value, is_secret_name, literal_secret, missing_var, StackVars};
 use super::mounts::normalize;
 use super::names::{valid_var_name, NAME_RULE};
@@ -9,11 +11,21 @@ use crate::source::snapshot::Snapshot;
 use crate::spec::model::{Secret, ServiceSpec};
 use crate::spec::secrets::parse_dotenv;
 use crate::spec::yaml::{Node, NodeValue};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::path::Path;
 
 pub(crate) struct EnvEnv<'a> {
     pub stack: &'a str,
     pub snap: &'a Snapshot,
     pub vars: &'a StackVars,
+    /// Where env files absent from the commit are read (`<secrets_dir>/<stack>/`); None when
+    /// not checked (validate without `--secrets`): a warning names the path instead.
+    pub secrets_dir: Option<&'a Path>,
+    /// The service runs: a host env file of a service left out by its profiles is not read.
+    pub active: bool,
+    /// The values read from host env files, for the stack's redactor.
+    pub host_values: &'a RefCell<Vec<Secret>>,
 }
 
 /// `env_file:` as a string, a list of strings, or a list of `{path, required}`.
@@ -93,7 +105,7 @@ fn one_env_file(
             item,
             key,
             format!("`{path}`: an absolute env_file path is not supported"),
-            "commit the file next to the compose file, or use .env (the stack's secrets file)",
+            &format!("commit the file next to the compose file, or keep it on the host in <secrets_dir>/{}/ and write its path relative to the stack folder", env.stack),
         );
         return;
     }
@@ -108,14 +120,7 @@ fn one_env_file(
     };
     let repo_path = parts.join("/");
     let Some(entry) = env.snap.get(&repo_path) else {
-        if required {
-            ctx.error(
-                item,
-                key,
-                format!("`{path}` does not exist in the repo ({repo_path})"),
-                "commit the file, fix the path, or mark it `required: false`",
-            );
-        }
+        host_env_file(ctx, env, item, key, path, &repo_path, required, svc);
         return;
     };
     if entry.symlink {
@@ -139,6 +144,99 @@ fn one_env_file(
     if let Some(hash) = env.snap.content_id(&repo_path) {
         svc.repo_inputs.insert(path.to_string(), hash);
     }
+}
+
+/// An env file absent from the commit: `<secrets_dir>/<stack>/<path>` on the host. Its values are
+/// secrets (and go to the redactor); its content hash, keyed by its host path, goes into
+/// `repo_inputs`, so an edit recreates exactly the services that read it.
+#[allow(clippy::too_many_arguments)]
+fn host_env_file(
+    ctx: &mut Ctx,
+    env: &EnvEnv,
+    item: &Node,
+    key: &str,
+    path: &str,
+    repo_path: &str,
+    required: bool,
+    svc: &mut ServiceSpec,
+) {
+    let stack = env.stack;
+    let Some(parts) = inside_parts(path) else {
+        // `../shared.env`: a repo path outside the stack folder, which has no host place.
+        if required {
+            ctx.error(
+                item,
+                key,
+                format!("`{path}` does not exist in the repo ({repo_path})"),
+                &format!("commit the file, or keep it on the host in <secrets_dir>/{stack}/ and write its path relative to the stack folder (no `..`), or mark it `required: false`"),
+            );
+        }
+        return;
+    };
+    // A service its profiles leave out needs nothing; a stack name that is not one (already an
+    // error) names no folder.
+    if !env.active || !valid_stack_name(stack) {
+        return;
+    }
+    let rel = parts.join("/");
+    let Some(dir) = env.secrets_dir else {
+        let host = format!("<secrets_dir>/{stack}/{rel}");
+        let when = if required { "" } else { " if it exists" };
+        ctx.warn(
+            item,
+            key,
+            format!("`{path}` is not in the repo ({repo_path}): it is read from the host, {host}{when} (no secrets dir given, so it is not checked)"),
+            &format!("make sure {host} exists on the host, or commit {repo_path}"),
+        );
+        return;
+    };
+    let file = match read_host_file(dir, stack, &rel, Some(ENV_FILE_MAX_BYTES)) {
+        Ok(f) => f,
+        Err(HostFileError::Missing { .. }) if !required => return,
+        Err(e) => {
+            let (message, fix) = e.describe("env file", stack);
+            let fix = match e {
+                HostFileError::Missing { .. } => {
+                    format!("{fix} (files kept off Git live in <secrets_dir>/{stack}/), commit {repo_path}, or mark it `required: false`")
+                }
+                _ => fix,
+            };
+            ctx.error(
+                item,
+                key,
+                format!("`{path}` is not in the repo ({repo_path}) and {message}"),
+                &fix,
+            );
+            return;
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&file.data) else {
+        ctx.error(
+            item,
+            key,
+            format!("the env file {} is not UTF-8 text", file.shown),
+            "save it as UTF-8",
+        );
+        return;
+    };
+    match parse_dotenv(text, &file.shown) {
+        Ok(vars) => {
+            env.host_values.borrow_mut().extend(vars.values().cloned());
+            svc.environment.extend(vars);
+        }
+        Err(e) => {
+            ctx.findings.errors.push(e);
+            return;
+        }
+    }
+    // Hashed with its path, so two stacks' identical files differ; only the hash is kept.
+    let mut h = Sha256::new();
+    h.update(b"gitmoor host env file\0");
+    h.update(file.shown.as_bytes());
+    h.update([0]);
+    h.update(&file.data);
+    svc.repo_inputs
+        .insert(file.shown, hex::encode(&h.finalize()[..10]));
 }
 
 /// A committed env file holding a literal secret (`DB_PASSWORD=hunter2`).

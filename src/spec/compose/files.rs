@@ -9,6 +9,7 @@
 //! hash is kept.
 
 use super::ctx::{is_extension, valid_object_name, Ctx, REMOVE_IT};
+use super::hostfiles::{read_host_file, HostFileError};
 use super::mounts::{escaping_symlink, rel_in_stack, repo_copy};
 use crate::source::snapshot::Snapshot;
 use crate::spec::model::{MountSpec, ServiceSpec};
@@ -257,46 +258,20 @@ fn secret_file(env: &FileEnv, file: &str, key: &str) -> Result<Resolved, Problem
             warning: true,
         });
     };
-    let in_stack = |base: &Path| {
-        rel.components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .fold(base.to_path_buf(), |p, c| p.join(c))
-    };
     // A stack reads its own folder of the secrets dir, `<secrets_dir>/<stack>/`, never another
-    // stack's files (nor a file at the top of the secrets dir, which any stack could name).
-    let path = in_stack(&dir.join(env.stack));
-    let shown = path.display().to_string();
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(problem(
-                key,
-                format!("the secret file {shown} does not exist"),
-                &format!("create {shown} on the host (it is never read from the repo)"),
-            ))
-        }
+    // stack's files (nor a file at the top of the secrets dir, which any stack could name), and no
+    // link out of it.
+    let (shown, data) = match read_host_file(dir, env.stack, file, None) {
+        Ok(f) => (f.shown, f.data),
         Err(e) => {
-            return Err(problem(
-                key,
-                format!("cannot read the secret file {shown}: {e}"),
-                "check its permissions",
-            ))
+            let (message, fix) = e.describe("secret file", env.stack);
+            let fix = match e {
+                HostFileError::Missing { .. } => format!("{fix} (it is never read from the repo)"),
+                _ => fix,
+            };
+            return Err(problem(key, message, &fix));
         }
     };
-    if !meta.is_file() {
-        return Err(problem(
-            key,
-            format!("the secret {shown} is not a file"),
-            "point file: at a regular file",
-        ));
-    }
-    let data = std::fs::read(&path).map_err(|e| {
-        problem(
-            key,
-            format!("cannot read the secret file {shown}: {e}"),
-            "check its permissions",
-        )
-    })?;
     let mut h = Sha256::new();
     h.update(b"gitmoor secret file\0");
     h.update(shown.as_bytes());

@@ -13,6 +13,7 @@ mod ctx;
 mod env;
 mod files;
 mod hostcfg;
+mod hostfiles;
 mod interp;
 mod mounts;
 mod names;
@@ -23,6 +24,8 @@ mod service;
 mod tests;
 #[cfg(test)]
 mod tests_errors;
+#[cfg(test)]
+mod tests_host_files;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
@@ -121,12 +124,14 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     let over = limits::check_stack(input.file, &root, input.limits);
     if !over.is_empty() {
         ctx.findings.errors.extend(over);
-        scrub(&mut ctx.findings, input.vars);
+        scrub(&mut ctx.findings, input.vars, &[]);
         return (None, ctx.findings);
     }
     let spec = convert(&mut ctx, input, &root, inactive);
+    // The host secrets hold the `.env` values and those of the host files too.
+    let host: &[Secret] = spec.as_ref().map_or(&[], |s| &s.host_secrets);
+    scrub(&mut ctx.findings, input.vars, host);
     let spec = spec.filter(|_| ctx.findings.is_ok());
-    scrub(&mut ctx.findings, input.vars);
     // In file order (a committed env file's problems come after the compose file's).
     let order = |e: &SpecError| (e.file != input.file, e.file.clone(), e.line);
     ctx.findings.errors.sort_by_key(order);
@@ -137,10 +142,11 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
 /// Messages quote values (`` `99999` is not a port number``), and a value may have come from the
 /// secrets file: replace every secret value of 4 characters or more by `***`, in messages, fixes
 /// and keys.
-fn scrub(findings: &mut Findings, vars: &StackVars) {
+fn scrub(findings: &mut Findings, vars: &StackVars, host: &[Secret]) {
     let mut secrets: Vec<&str> = vars
         .vars
         .values()
+        .chain(host)
         .map(|s| s.expose())
         .filter(|v| v.chars().count() >= 4)
         .collect();
@@ -295,6 +301,8 @@ fn convert(
         .map(|(k, v)| (k.clone(), v.name.clone()))
         .collect();
     let lenient_vars = input.vars.lenient();
+    // Values of the env files read from the host (`<secrets_dir>/<stack>/…`): secrets.
+    let host_values = std::cell::RefCell::new(Vec::new());
     let st = service::StackEnv {
         mounts: mounts::MountEnv {
             stack,
@@ -307,11 +315,17 @@ fn convert(
             stack,
             snap: input.snap,
             vars: input.vars,
+            secrets_dir: input.secrets_dir,
+            active: true,
+            host_values: &host_values,
         },
         lenient_env: env::EnvEnv {
             stack,
             snap: input.snap,
             vars: &lenient_vars,
+            secrets_dir: input.secrets_dir,
+            active: false,
+            host_values: &host_values,
         },
         build: buildspec::BuildEnv {
             stack,
@@ -380,6 +394,7 @@ fn convert(
             .values()
             .cloned()
             .chain(decl.secrets.secret_contents().map(Secret))
+            .chain(host_values.take())
             .collect(),
     })
 }

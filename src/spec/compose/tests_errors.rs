@@ -72,7 +72,8 @@ const CASES: &[Case] = &[
     case("literal secret, api key", "services:\n  api:\n    image: x\n    environment:\n      STRIPE_API_KEY: 12345\n", "STRIPE", "services.api.environment.STRIPE_API_KEY", "literal secret"),
     case("literal secret, private key", "services:\n  api:\n    image: x\n    environment:\n      - SSH_PRIVATE_KEY=abc\n", "SSH", "services.api.environment.SSH_PRIVATE_KEY", "literal secret"),
     case("literal secret, app secret", "services:\n  api:\n    image: x\n    environment:\n      APP_SECRET: 's3cr3t'\n", "APP_SECRET", "services.api.environment.APP_SECRET", "literal secret"),
-    case("env_file missing in repo", "services:\n  api:\n    image: x\n    env_file: ./app.env\n", "env_file", "services.api.env_file", "`./app.env` does not exist in the repo (compose/app/app.env)"),
+    // Inside the stack folder it would be a host file (tests_host_files.rs); outside it, it can only be in the repo.
+    case("env_file missing in repo", "services:\n  api:\n    image: x\n    env_file: ../shared/app.env\n", "env_file", "services.api.env_file", "`../shared/app.env` does not exist in the repo (compose/shared/app.env)"),
     case("env_file absolute", "services:\n  api:\n    image: x\n    env_file: [/etc/app.env]\n", "/etc/app.env", "services.api.env_file[0]", "absolute env_file path is not supported"),
     case("env_file leaves the repo", "services:\n  api:\n    image: x\n    env_file: ../../../x.env\n", "env_file", "services.api.env_file", "leaves the repo"),
     case("env var twice", "services:\n  api:\n    image: x\n    environment:\n      - A=1\n      - A=2\n", "A=2", "services.api.environment.A", "A is set twice"),
