@@ -469,18 +469,18 @@ impl Reconciler {
             Verdict::Failed
         };
         outcome.error = report.first_error();
-        if report.is_ok() {
-            // Only now: a failed apply may have restored a container that mounts an old copy.
-            match crate::apply::content::remove_unused(&self.exec.docker, &content).await {
-                Ok(gone) if !gone.is_empty() => {
-                    info!(
-                        count = gone.len(),
-                        "removed the repo copies no container uses"
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %format!("{e:#}"), "cannot remove unused repo copies"),
+        // After the effects, failed or not: a copy any container mounts (one a failed apply
+        // restored too, stopped ones included) is kept; the others would pile up with each
+        // failing commit.
+        match crate::apply::content::remove_unused(&self.exec.docker, &content).await {
+            Ok(gone) if !gone.is_empty() => {
+                info!(
+                    count = gone.len(),
+                    "removed the repo copies no container uses"
+                )
             }
+            Ok(_) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot remove unused repo copies"),
         }
         let mut results = report.stacks.clone();
         for k in spec.stacks.keys() {

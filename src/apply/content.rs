@@ -115,7 +115,7 @@ fn one_copy(snap: &Snapshot, from: &str, name: &OsStr, dir: &Path) -> anyhow::Re
         .context("the copy's name is not UTF-8")?
         .to_string();
     let mut one = Snapshot::default();
-    for (p, f) in &snap.files {
+    for (p, f) in snap.at_or_under(from) {
         let rest = if p == from {
             ""
         } else if let Some(rest) = p.strip_prefix(from).filter(|r| r.starts_with('/')) {

@@ -161,8 +161,9 @@ impl<'de> Visitor<'de> for PolicyVisitor {
     }
 }
 
-/// Where one stack's binds are judged: its own materialised folder is always allowed (that is
-/// what a relative bind `./conf` becomes); gitmoor's state and secrets dirs never are.
+/// Where one stack's binds are judged. Relative binds (repo copies and data folders) are never
+/// judged: the spec reader made their host paths; an absolute bind into gitmoor's state or
+/// secrets dir is refused like any protected path (a stack could otherwise name another's copy).
 pub struct PolicyEnv<'a> {
     pub stack: &'a str,
     pub bind_root: &'a Path,
@@ -446,10 +447,6 @@ fn bind_refusal(source: &str, policy: &Policy, env: &PolicyEnv) -> Option<(Strin
             "write the path without `..`".into(),
         ));
     };
-    let own = env.bind_root.join(env.stack);
-    if clean_path(&own.to_string_lossy()).is_some_and(|own| under(&s, &own)) {
-        return None;
-    }
     let mut protected: Vec<(String, &str)> = PROTECTED
         .iter()
         .map(|(p, why)| (p.to_string(), *why))
@@ -599,7 +596,12 @@ mod tests {
                 "/etc/gitmoor/secrets/app.env",
                 Some("gitmoor's secrets dir"),
             ),
-            (&[], "/var/lib/gitmoor/stacks/app/conf", None),
+            // An absolute bind into gitmoor's state, even where this stack's copies are.
+            (
+                &[],
+                "/var/lib/gitmoor/stacks/app/conf",
+                Some("lies under /var/lib/gitmoor"),
+            ),
             (
                 &[],
                 "/var/lib/gitmoor/stacks/other/conf",

@@ -1,5 +1,5 @@
-//! Checks across the services of one file: container names, `depends_on` cycles, and
-//! dependencies on services that their profiles leave out.
+//! Checks across the services of one file: container names, `depends_on` cycles,
+//! dependencies on services that their profiles leave out, and data folders.
 
 use super::ctx::Ctx;
 use crate::spec::model::ServiceSpec;
@@ -186,5 +186,88 @@ pub(crate) fn cycles(
             format!("dependency cycle: {shown}"),
             "remove one of these depends_on entries",
         );
+    }
+}
+
+/// Most data folders one stack may have: each is a folder gitmoor makes on the host and never
+/// removes, so a commit must not be able to make millions of them.
+pub(crate) const MAX_DATA_FOLDERS: usize = 100;
+/// Deepest data folder path, in components (`./a/b/c` is 3).
+pub(crate) const MAX_DATA_FOLDER_DEPTH: usize = 8;
+
+/// Data folders (relative binds not in the commit) must not nest: a container that mounts
+/// `./data` writable could replace `./data/sub` with a link, and Docker, starting the service
+/// that mounts `./data/sub`, would follow it on the host (to `/`, to the Docker socket), past any
+/// policy. And they are bounded in number and depth, since they outlive the commit.
+pub(crate) fn data_folders(
+    ctx: &mut Ctx,
+    services_node: &Node,
+    services: &BTreeMap<String, ServiceSpec>,
+) {
+    // (path components, source as written, service)
+    let mut all: Vec<(Vec<&str>, &str, &str)> = Vec::new();
+    for (svc, spec) in services {
+        for source in spec.data_folders.keys() {
+            let parts: Vec<&str> = source
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            all.push((parts, source, svc));
+        }
+    }
+    let at = |svc: &str| {
+        services_node
+            .get(svc)
+            .and_then(|s| s.get("volumes"))
+            .unwrap_or(services_node)
+            .clone()
+    };
+    if all.len() > MAX_DATA_FOLDERS {
+        let node = at(all[MAX_DATA_FOLDERS].2);
+        ctx.error(
+            &node,
+            &format!("services.{}.volumes", all[MAX_DATA_FOLDERS].2),
+            format!(
+                "the stack has {} data folders (relative binds not in the commit); at most {MAX_DATA_FOLDERS}",
+                all.len()
+            ),
+            "mount one folder and keep the rest inside it, or use named volumes",
+        );
+        return;
+    }
+    for (parts, source, svc) in &all {
+        if parts.len() > MAX_DATA_FOLDER_DEPTH {
+            let node = at(svc);
+            ctx.error(
+                &node,
+                &format!("services.{svc}.volumes"),
+                format!(
+                    "data folder `{source}` is {} folders deep; at most {MAX_DATA_FOLDER_DEPTH}",
+                    parts.len()
+                ),
+                "mount a shallower folder",
+            );
+        }
+    }
+    // At most 100 folders of at most 8 parts: look each proper prefix up.
+    let by_path: BTreeMap<&[&str], (&str, &str)> = all
+        .iter()
+        .map(|(parts, source, svc)| (parts.as_slice(), (*source, *svc)))
+        .collect();
+    for (parts, inner_src, inner_svc) in &all {
+        let outer = (1..parts.len()).find_map(|n| by_path.get(&parts[..n]));
+        if let Some((outer_src, outer_svc)) = outer {
+            let node = at(inner_svc);
+            ctx.error(
+                &node,
+                &format!("services.{inner_svc}.volumes"),
+                format!(
+                    "data folder `{inner_src}` lies inside data folder `{outer_src}` (service \
+                     {outer_svc}): a container could swap it for a link that Docker would \
+                     follow on the host"
+                ),
+                "mount the outer folder alone, or keep the two folders side by side",
+            );
+        }
     }
 }

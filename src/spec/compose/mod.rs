@@ -353,6 +353,7 @@ fn convert(
     checks::container_names(ctx, services_node, &services, &container_names);
     checks::cycles(ctx, services_node, &services);
     checks::inactive_deps(ctx, services_node, &services, &inactive);
+    checks::data_folders(ctx, services_node, &services);
     if let Some(p) = input.policy {
         // Every service of the file, whether its profiles run it here or not: the policy is
         // about what the repo may ask of a host.

@@ -445,3 +445,54 @@ fn a_writable_repo_bind_is_warned_about() {
         "{warnings:?}"
     );
 }
+
+/// Data folders must not nest (a container mounting the outer one writable could swap the inner
+/// one for a link that Docker follows on the host), and are bounded in number and depth.
+#[test]
+fn data_folders_do_not_nest_and_are_bounded() {
+    let (spec, f) = load_with(
+        "app",
+        "services:\n  a:\n    image: x\n    volumes: [./data:/data, ./logs:/logs]\n  b:\n    image: x\n    volumes: [./data/sub:/sub, ./logs:/logs2]\n",
+        &[],
+        &strict(&[]),
+    );
+    assert!(spec.is_none());
+    let errors: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "the same folder twice is fine: {errors:#?}"
+    );
+    assert!(
+        errors[0].contains("services.b.volumes")
+            && errors[0].contains("`./data/sub` lies inside data folder `./data` (service a)"),
+        "{errors:#?}"
+    );
+
+    let deep = format!("./{}:/x", vec!["d"; 9].join("/"));
+    let (spec, f) = load_with(
+        "app",
+        &format!("services:\n  a:\n    image: x\n    volumes: [\"{deep}\"]\n"),
+        &[],
+        &strict(&[]),
+    );
+    assert!(spec.is_none());
+    assert!(format!("{:?}", f.errors).contains("9 folders deep; at most 8"));
+
+    let many: Vec<String> = (0..101).map(|i| format!("./d{i}:/d{i}")).collect();
+    let (spec, f) = load_with(
+        "app",
+        &format!(
+            "services:\n  a:\n    image: x\n    volumes: [{}]\n",
+            many.join(", ")
+        ),
+        &[],
+        &strict(&[]),
+    );
+    assert!(spec.is_none());
+    assert!(
+        format!("{:?}", f.errors).contains("101 data folders"),
+        "{:?}",
+        f.errors
+    );
+}
