@@ -469,7 +469,7 @@ fn data_folders_do_not_nest_and_are_bounded() {
         "{errors:#?}"
     );
 
-    let deep = format!("./{}:/x", vec!["d"; 9].join("/"));
+    let deep = format!("./{}:/x", ["d"; 9].join("/"));
     let (spec, f) = load_with(
         "app",
         &format!("services:\n  a:\n    image: x\n    volumes: [\"{deep}\"]\n"),
