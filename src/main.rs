@@ -78,6 +78,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    start_libgit2(&cli.cmd);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,6 +96,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Starts libgit2 for the commands that fetch, while this is the process's only thread:
+/// libgit2 sets up TLS (parsing the system CA bundle) only when the configured remote is
+/// http(s) (see `gitmoor::source::git::start_libgit2`). A config that does not load is left to
+/// `run`, which reports it.
+fn start_libgit2(cmd: &Cmd) {
+    let (Cmd::Plan { config, .. } | Cmd::Apply { config } | Cmd::Run { config }) = cmd else {
+        return;
+    };
+    if let Ok(cfg) = Config::load(config) {
+        let how = gitmoor::source::git::start_libgit2(&cfg.repo);
+        tracing::debug!(?how, "libgit2 started");
     }
 }
 

@@ -23,6 +23,7 @@ use git2::{
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 /// Every branch of the remote, force-updated (a force-push on the remote wins).
@@ -448,6 +449,16 @@ impl GitSource {
                 }
             }
             RemoteKind::Http => {
+                if STARTED_WITHOUT_CAS.load(Ordering::Relaxed) {
+                    // Fail closed: the trust store is empty, not the system's.
+                    return Err(GitError::Fetch {
+                        url: self.display_url.clone(),
+                        detail: "this gitmoor process started libgit2 without the system CAs, \
+                                 as its configured remote needed no TLS; start gitmoor again \
+                                 with the https remote in its config"
+                            .to_string(),
+                    });
+                }
                 if let Some(path) = &self.auth.token_file {
                     creds.token = Some(read_secret("token_file", path)?);
                 }
@@ -835,6 +846,74 @@ fn default_known_hosts() -> Vec<PathBuf> {
     }
     files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
     files
+}
+
+/// OpenSSL's variable naming the CA bundle that `SSL_CTX_set_default_verify_paths` parses.
+const CA_BUNDLE_VAR: &str = "SSL_CERT_FILE";
+/// An empty CA bundle: OpenSSL parses it in no time and trusts nothing from it.
+const EMPTY_CA_BUNDLE: &str = "/dev/null";
+/// Set when this process started libgit2 with an empty TLS trust store (see [`start_libgit2`]).
+static STARTED_WITHOUT_CAS: AtomicBool = AtomicBool::new(false);
+
+/// How [`start_libgit2`] started libgit2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsStart {
+    /// The remote is http(s): libgit2's TLS context holds the system CAs, as libgit2 always does.
+    SystemCas,
+    /// The remote needs no TLS: the context was made with an empty trust store, and an https
+    /// fetch in this process is refused.
+    NoCas,
+    /// Other threads were already running, so the environment could not be touched: libgit2
+    /// started as usual (system CAs loaded).
+    AsUsual,
+}
+
+/// Starts libgit2 for a process whose only remote is `remote`. Call it from `main` before any
+/// other thread exists (before the async runtime).
+///
+/// Why: libgit2's global start-up makes its one OpenSSL context at once, whether or not a TLS
+/// connection will ever be opened, and `SSL_CTX_set_default_verify_paths` parses the whole
+/// system CA bundle into it (144 certificates on Debian 12; 92 % of the instructions of a no-op `gitmoor
+/// apply`, and part of the daemon's resident memory). A `file://`, plain-path, ssh or git://
+/// remote never opens a TLS connection, so for those the bundle is pointed at an empty file
+/// (`SSL_CERT_FILE`, which OpenSSL reads there) while libgit2 starts, and put back right after,
+/// so the rest of the process sees its environment unchanged. An http(s) remote gets the usual
+/// start-up: system CAs (plus `ca_file`, added at the first fetch), set up once per process.
+///
+/// Why it is sound without `unsafe`: changing the environment races with any other thread
+/// reading it, so it is done only when `/proc/self/task` shows this thread alone (a new thread
+/// could only come from this one, which is busy here); otherwise libgit2 starts as usual. Doing
+/// the start-up here, single-threaded, also keeps git2's own `SSL_CERT_FILE`/`SSL_CERT_DIR`
+/// probe (it sets them on first use) off the runtime's threads.
+pub fn start_libgit2(remote: &str) -> TlsStart {
+    let needs_tls = matches!(parse_remote(remote), Ok((_, RemoteKind::Http)));
+    if needs_tls {
+        set_timeouts_once();
+        return TlsStart::SystemCas;
+    }
+    if !only_thread() {
+        set_timeouts_once();
+        return TlsStart::AsUsual;
+    }
+    let saved = std::env::var_os(CA_BUNDLE_VAR);
+    std::env::set_var(CA_BUNDLE_VAR, EMPTY_CA_BUNDLE);
+    // The first git2 call: git2's probe (it keeps an SSL_CERT_FILE that exists), then
+    // git_libgit2_init, which makes the OpenSSL context from the empty bundle.
+    set_timeouts_once();
+    match saved {
+        Some(value) => std::env::set_var(CA_BUNDLE_VAR, value),
+        None => std::env::remove_var(CA_BUNDLE_VAR),
+    }
+    STARTED_WITHOUT_CAS.store(true, Ordering::Relaxed);
+    TlsStart::NoCas
+}
+
+/// True when the calling thread is the process's only thread (Linux: one entry in
+/// /proc/self/task); false when that cannot be read.
+fn only_thread() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| tasks.count() == 1)
+        .unwrap_or(false)
 }
 
 /// libgit2 waits forever by default; these options are process-wide, so set them once.
