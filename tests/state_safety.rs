@@ -120,6 +120,39 @@ fn the_state_dir_is_private_whatever_the_umask() {
     }
 }
 
+/// Under the systemd unit's umask (0077), the folders gitmoor makes for a container are still
+/// walkable by the container's non-root user: a repo folder it mounts (and its sub-folders), and
+/// a data folder, as docker compose makes them.
+#[test]
+fn a_non_root_container_reads_its_repo_files_whatever_gitmoors_umask() {
+    let stack = unique("nr");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        "services:\n  web:\n    image: example-busybox:1\n    command: [\"sleep\", \"600\"]\n    init: true\n    user: \"1000\"\n    volumes: [\"./html:/www:ro\", \"./data:/data\"]\n",
+    );
+    remote.write(
+        &format!("compose/{stack}/html/sub/index.html"),
+        "deep page\n",
+    );
+    remote.commit("a non-root web");
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" apply --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_gitmoor"))
+        .arg(&host.config));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let id = container_id(&stack, "web");
+    assert_eq!(
+        docker(&["exec", "-u", "1000", &id, "cat", "/www/sub/index.html"]),
+        "deep page"
+    );
+    let listed = run(Command::new("docker").args(["exec", "-u", "1000", &id, "ls", "/data"]));
+    assert!(listed.status.success(), "{}", output_text(&listed));
+}
+
 /// Starts `gitmoor <command>`, waits until it is held reading the commit (the reading mark is in
 /// the state file), then kills it with SIGKILL: no chance to record anything.
 fn killed_while_reading(host: &Host, command: &str, log: &str) {

@@ -100,6 +100,9 @@ pub fn make_data_folders(spec: &HostSpec, data_dir: &Path) -> anyhow::Result<Vec
                 std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
                     .create(&at)
                     .with_context(|| format!("cannot create the data folder {}", at.display()))?;
+                // 0755 as docker compose makes it, whatever gitmoor's umask (0077 under systemd).
+                std::fs::set_permissions(&at, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .with_context(|| format!("cannot set the mode of {}", at.display()))?;
                 made.push(at.clone());
             }
         }

@@ -38,8 +38,12 @@ impl Snapshot {
             let Some((file_name, dirs)) = parts.split_last() else {
                 continue;
             };
-            // `dest` is the caller's: made (with its parents) as it is, like create_dir_all.
-            std::fs::create_dir_all(dest)?;
+            // `dest` is the caller's: made (with its parents) as it is, like create_dir_all, and
+            // walkable by a container's non-root user whatever the umask.
+            if std::fs::symlink_metadata(dest).is_err() {
+                std::fs::create_dir_all(dest)?;
+                std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))?;
+            }
             let mut dir = dest.to_path_buf();
             for part in dirs {
                 dir.push(part);
@@ -115,7 +119,11 @@ fn ensure_real_dir(path: &str, dir: &PathBuf) -> io::Result<()> {
     std::fs::DirBuilder::new().mode(0o755).create(dir)?;
     // Made just now by us; check nothing else took its place.
     match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+        // 0755 whatever the umask (the systemd unit's is 0077): a container's non-root user
+        // must be able to walk the folders of a repo file it mounts, as with docker compose.
+        Ok(m) if m.is_dir() => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        }
         _ => Err(refused(path, "its folder changed while gitmoor wrote it")),
     }
 }
