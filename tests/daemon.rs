@@ -16,12 +16,8 @@ fn daemon_deploys_each_push_and_does_not_loop_on_a_bad_commit() {
     let stack = unique("dm");
     let _guard = StackGuard(stack.clone());
     let remote = Remote::new();
-    // Poll every second (6-field cron, seconds first).
     let host = Host::new(&remote, "");
-    let cfg = std::fs::read_to_string(&host.config)
-        .unwrap()
-        .replace("poll: \"0 0 1 1 *\"", "poll: \"* * * * * *\"");
-    std::fs::write(&host.config, cfg).unwrap();
+    host.poll_every_second();
     let port = free_port();
     let file = format!("compose/{stack}/compose.yaml");
     remote.write(&file, &stack_file(port, "one"));

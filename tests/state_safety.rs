@@ -18,23 +18,34 @@ fn web(port: u16, msg: &str) -> String {
 /// A host whose daemon polls every second.
 fn polling_host(remote: &Remote) -> Host {
     let host = Host::new(remote, "");
-    let cfg = std::fs::read_to_string(&host.config)
-        .unwrap()
-        .replace("poll: \"0 0 1 1 *\"", "poll: \"* * * * * *\"");
-    std::fs::write(&host.config, cfg).unwrap();
+    host.poll_every_second();
     host
 }
 
-fn daemon(host: &Host, log: &str) -> (Child, std::path::PathBuf) {
+/// Starts `gitmoor <command> --config …` in the background, its stderr in `<host dir>/<log>`.
+fn spawn(host: &Host, command: &str, log: &str) -> (Child, std::path::PathBuf) {
     let log = host.dir.path().join(log);
     let child = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
-        .args(["run", "--config"])
+        .args([command, "--config"])
         .arg(&host.config)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     (child, log)
+}
+
+fn daemon(host: &Host, log: &str) -> (Child, std::path::PathBuf) {
+    spawn(host, "run", log)
+}
+
+/// `gitmoor apply` under `umask` (a shell's 022, the systemd unit's 077).
+fn apply_under_umask(host: &Host, umask: &str) -> std::process::Output {
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask}; exec \"$0\" apply --config \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_gitmoor"))
+        .arg(&host.config))
 }
 
 fn stop(mut child: Child) {
@@ -107,11 +118,7 @@ fn the_state_dir_is_private_whatever_the_umask() {
     );
     remote.commit("one");
     // The umask of a shell or a cron job: everything world-readable unless gitmoor says not.
-    let out = run(Command::new("sh")
-        .arg("-c")
-        .arg("umask 022; exec \"$0\" apply --config \"$1\"")
-        .arg(env!("CARGO_BIN_EXE_gitmoor"))
-        .arg(&host.config));
+    let out = apply_under_umask(&host, "022");
     assert!(out.status.success(), "{}", output_text(&out));
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&host.state), 0o700, "state_dir");
@@ -138,11 +145,7 @@ fn a_non_root_container_reads_its_repo_files_whatever_gitmoors_umask() {
         "deep page\n",
     );
     remote.commit("a non-root web");
-    let out = run(Command::new("sh")
-        .arg("-c")
-        .arg("umask 077; exec \"$0\" apply --config \"$1\"")
-        .arg(env!("CARGO_BIN_EXE_gitmoor"))
-        .arg(&host.config));
+    let out = apply_under_umask(&host, "077");
     assert!(out.status.success(), "{}", output_text(&out));
     let id = container_id(&stack, "web");
     assert_eq!(
@@ -156,14 +159,7 @@ fn a_non_root_container_reads_its_repo_files_whatever_gitmoors_umask() {
 /// Starts `gitmoor <command>`, waits until it is held reading the commit (the reading mark is in
 /// the state file), then kills it with SIGKILL: no chance to record anything.
 fn killed_while_reading(host: &Host, command: &str, log: &str) {
-    let log = host.dir.path().join(log);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
-        .args([command, "--config"])
-        .arg(&host.config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, log) = spawn(host, command, log);
     let marked = eventually(30, || {
         let s = state(host)?;
         (s["in_progress"]["phase"] == "reading").then_some(s)
@@ -368,10 +364,7 @@ fn healthcheck_output_is_redacted_in_errors() {
     let _guard = StackGuard(stack.clone());
     let remote = Remote::new();
     let host = Host::new(&remote, "");
-    let cfg = std::fs::read_to_string(&host.config)
-        .unwrap()
-        .replace("health_timeout_secs: 90", "health_timeout_secs: 20");
-    std::fs::write(&host.config, cfg).unwrap();
+    host.edit_config("health_timeout_secs: 90", "health_timeout_secs: 20");
     host.secret(&stack, "TOKEN=tok-Hq27-never-shown\n");
     std::fs::create_dir_all(host.secrets.join(&stack)).unwrap();
     std::fs::write(host.secrets.join(&stack).join("key.txt"), "filekey-Pq93\n").unwrap();
