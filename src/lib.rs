@@ -43,13 +43,15 @@ pub fn status_text(state: &state::State) -> String {
             s.push_str(&format!("  error: {e}\n"));
         }
     }
-    for (name, st) in &state.stacks {
+    for (key, st) in &state.units {
+        // `stack/app` reads `stack app`, as units are named everywhere else.
+        let name = key.replacen('/', " ", 1);
         let good = st
             .last_good_commit
             .as_deref()
             .map(reconcile::short)
             .unwrap_or("-");
-        s.push_str(&format!("stack {name}: {} (last good {good})\n", st.result));
+        s.push_str(&format!("{name}: {} (last good {good})\n", st.result));
         if let Some(e) = &st.error {
             s.push_str(&format!("  error: {e}\n"));
         }

@@ -9,7 +9,7 @@ use crate::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport
 use crate::config::Config;
 use crate::observe::docker::observe;
 use crate::observe::Observed;
-use crate::plan::{plan, Plan, PlanContext};
+use crate::plan::{plan, Plan, PlanContext, UnitId};
 use crate::redact::{Redactor, StackRedactors};
 use crate::source::git::{CommitInfo, GitError, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
@@ -271,7 +271,7 @@ impl Reconciler {
     /// adopted stack is ours only while the commit declares it).
     pub fn retain_own(&self, observed: &mut Observed, desired: Option<&BTreeSet<String>>) {
         let recorded = State::load(&self.cfg.state_dir)
-            .map(|s| s.stacks.into_keys().collect())
+            .map(|s| s.stacks().into_keys().collect())
             .unwrap_or_default();
         crate::plan::retain_own(
             observed,
@@ -417,7 +417,7 @@ impl Reconciler {
         let auth =
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
         let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
-        let recorded = run.state.stacks.keys().cloned().collect();
+        let recorded = run.state.stacks().into_keys().collect();
         let plan = match self
             .plan_for(&spec, &mut observed, &head.sha, recorded)
             .await?
@@ -436,7 +436,11 @@ impl Reconciler {
         if plan.is_empty() {
             outcome.verdict = Verdict::Noop;
             outcome.observed = Some(observed);
-            let results = spec.stacks.keys().map(|k| (k.clone(), Ok(()))).collect();
+            let results = spec
+                .stacks
+                .keys()
+                .map(|k| (UnitId::Stack(k.clone()), Ok(())))
+                .collect();
             self.record(&mut run, &outcome, &results)?;
             return Ok(outcome);
         }
@@ -457,7 +461,10 @@ impl Reconciler {
             stop_grace_secs: 10,
         };
         let redact = stack_redactors(&spec);
+        let repo = crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch);
         let apply_inputs = ApplyInputs {
+            instance: &self.cfg.instance,
+            repo: &repo,
             snapshot: &snap,
             auth: auth.as_ref(),
             redact: &redact,
@@ -482,9 +489,13 @@ impl Reconciler {
             Ok(_) => {}
             Err(e) => warn!(error = %format!("{e:#}"), "cannot remove unused repo copies"),
         }
-        let mut results = report.stacks.clone();
+        let mut results: BTreeMap<UnitId, Result<(), String>> = report
+            .units
+            .iter()
+            .map(|(u, o)| (u.clone(), o.error().map_or(Ok(()), |e| Err(e.to_string()))))
+            .collect();
         for k in spec.stacks.keys() {
-            results.entry(k.clone()).or_insert(Ok(()));
+            results.entry(UnitId::Stack(k.clone())).or_insert(Ok(()));
         }
         outcome.report = Some(report);
         // What the apply left behind, for `/status`: four listing calls, once per apply.
@@ -676,7 +687,7 @@ impl Reconciler {
         &self,
         run: &mut Attempting,
         o: &Outcome,
-        results: &BTreeMap<String, Result<(), String>>,
+        results: &BTreeMap<UnitId, Result<(), String>>,
     ) -> anyhow::Result<()> {
         if run.mode != Mode::Apply {
             return Ok(());
@@ -697,7 +708,8 @@ impl Reconciler {
         // After a full success the host holds exactly the commit's stacks (the others were
         // removed): the state forgets the rest, so `/status` does not list them forever.
         if let (Verdict::Applied | Verdict::Noop, Some(desired)) = (o.verdict, &o.desired) {
-            run.state.retain_stacks(|k| desired.contains_key(k));
+            run.state
+                .retain_units(|u| u.stack().is_none_or(|k| desired.contains_key(k)));
         }
         run.state.save(&self.cfg.state_dir)
     }

@@ -1,9 +1,11 @@
-//! What was applied and when, in `<state_dir>/state.json`: the last applied commit, each stack's
-//! outcome and last healthy commit, the last attempt (so a bad commit is not retried in a loop),
+//! What was applied and when, in `<state_dir>/state.json`: the last applied commit, each unit's
+//! outcome and last healthy commit (keyed `stack/<name>`; a file from before units, with a
+//! `stacks` map, still loads), the last attempt (so a bad commit is not retried in a loop),
 //! and a short history. Written atomically (temp file, fsync, rename), so a crash leaves either
 //! the old file or the new one. Holds names, shas, reasons and errors: never a secret value.
 
 use crate::plan::render::ActionView;
+use crate::plan::UnitId;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,7 +21,12 @@ pub struct State {
     pub applied: Option<CommitRef>,
     /// The last attempt, successful or not.
     pub last_attempt: Option<Attempt>,
-    pub stacks: BTreeMap<String, StackState>,
+    /// Each unit's outcome, by `UnitId::key` (`stack/app`).
+    #[serde(default)]
+    pub units: BTreeMap<String, UnitState>,
+    /// The per-stack map of the files written before units: read once, moved into `units`.
+    #[serde(default, rename = "stacks", skip_serializing)]
+    legacy_stacks: BTreeMap<String, UnitState>,
     /// Newest first.
     pub history: Vec<Attempt>,
     /// A reconcile that started on new inputs and has not recorded its end yet. Written before
@@ -148,8 +155,8 @@ pub struct Attempt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackState {
-    /// The last commit this stack was applied from without error.
+pub struct UnitState {
+    /// The last commit this unit was applied from without error.
     pub last_good_commit: Option<String>,
     /// `success` or `failed`.
     pub result: ReconcileResult,
@@ -195,7 +202,7 @@ impl State {
     pub fn load(state_dir: &Path) -> anyhow::Result<State> {
         let path = Self::path(state_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            Ok(bytes) => Self::from_json(&bytes).with_context(|| {
                 format!(
                     "{} is not valid gitmoor state; move it aside to start afresh",
                     path.display()
@@ -206,16 +213,37 @@ impl State {
         }
     }
 
+    /// Parses a state file, of this version or of one before units.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<State> {
+        serde_json::from_slice::<State>(bytes).map(State::upgraded)
+    }
+
+    /// A file from before units kept a `stacks` map: its entries are the stack units.
+    fn upgraded(mut self) -> State {
+        for (name, st) in std::mem::take(&mut self.legacy_stacks) {
+            self.units.entry(UnitId::Stack(name).key()).or_insert(st);
+        }
+        self
+    }
+
+    /// The recorded stacks by name (the units of kind stack).
+    pub fn stacks(&self) -> BTreeMap<String, UnitState> {
+        self.units
+            .iter()
+            .filter_map(|(k, v)| Some((UnitId::from_key(k)?.stack()?.to_string(), v.clone())))
+            .collect()
+    }
+
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
         write_atomic(&Self::path(state_dir), &bytes)
     }
 
-    /// Records an attempt: history, per-stack outcomes, the applied commit on success.
+    /// Records an attempt: history, per-unit outcomes, the applied commit on success.
     pub fn record(
         &mut self,
         mut attempt: Attempt,
-        stack_results: &BTreeMap<String, Result<(), String>>,
+        unit_results: &BTreeMap<UnitId, Result<(), String>>,
     ) {
         if let Some(prev) = &self.last_attempt {
             if prev.inputs == attempt.inputs && prev.failures > 0 && !attempt.result.is_ok() {
@@ -230,24 +258,25 @@ impl State {
         {
             attempt.failures = 1;
         }
-        for (stack, r) in stack_results {
+        for (unit, r) in unit_results {
+            let key = unit.key();
             // A failure keeps the last good commit: it is what still runs there.
-            let kept_good = self.stacks.remove(stack).and_then(|s| s.last_good_commit);
+            let kept_good = self.units.remove(&key).and_then(|s| s.last_good_commit);
             let s = match r {
-                Ok(()) => StackState {
+                Ok(()) => UnitState {
                     last_good_commit: Some(attempt.commit.sha.clone()),
                     result: ReconcileResult::Success,
                     error: None,
                     updated: attempt.started,
                 },
-                Err(e) => StackState {
+                Err(e) => UnitState {
                     last_good_commit: kept_good,
                     result: ReconcileResult::Failed,
                     error: Some(e.clone()),
                     updated: attempt.started,
                 },
             };
-            self.stacks.insert(stack.clone(), s);
+            self.units.insert(key, s);
         }
         if attempt.result.is_ok() {
             self.applied = Some(attempt.commit.clone());
@@ -264,9 +293,11 @@ impl State {
         self.last_attempt = Some(attempt);
     }
 
-    /// Forgets stacks that are no longer in the repo and hold nothing on the host.
-    pub fn retain_stacks(&mut self, keep: impl Fn(&str) -> bool) {
-        self.stacks.retain(|k, _| keep(k));
+    /// Forgets units that are no longer in the repo and hold nothing on the host (a key this
+    /// version cannot read is kept: a newer gitmoor wrote it).
+    pub fn retain_units(&mut self, keep: impl Fn(&UnitId) -> bool) {
+        self.units
+            .retain(|k, _| UnitId::from_key(k).is_none_or(|u| keep(&u)));
     }
 }
 
@@ -349,27 +380,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::default();
         let mut r = BTreeMap::new();
-        r.insert("api".to_string(), Ok(()));
+        r.insert(UnitId::Stack("api".into()), Ok(()));
         s.record(attempt("a1", "success"), &r);
         s.save(dir.path()).unwrap();
         assert_eq!(State::load(dir.path()).unwrap(), s);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert_eq!(s.stacks["api"].last_good_commit.as_deref(), Some("a1"));
+        assert_eq!(s.stacks()["api"].last_good_commit.as_deref(), Some("a1"));
     }
 
     #[test]
     fn failure_keeps_the_last_good_commit_and_counts_repeats() {
         let mut s = State::default();
         let mut ok = BTreeMap::new();
-        ok.insert("api".to_string(), Ok(()));
+        ok.insert(UnitId::Stack("api".into()), Ok(()));
         s.record(attempt("good", "success"), &ok);
         let mut bad = BTreeMap::new();
-        bad.insert("api".to_string(), Err("boom".to_string()));
+        bad.insert(UnitId::Stack("api".into()), Err("boom".to_string()));
         s.record(attempt("bad", "failed"), &bad);
         s.record(attempt("bad", "failed"), &bad);
         assert_eq!(s.applied.as_ref().unwrap().sha, "good");
-        assert_eq!(s.stacks["api"].last_good_commit.as_deref(), Some("good"));
-        assert_eq!(s.stacks["api"].error.as_deref(), Some("boom"));
+        assert_eq!(s.stacks()["api"].last_good_commit.as_deref(), Some("good"));
+        assert_eq!(s.stacks()["api"].error.as_deref(), Some("boom"));
         assert_eq!(s.last_attempt.as_ref().unwrap().failures, 2);
     }
 
@@ -385,13 +416,16 @@ mod tests {
     #[test]
     fn results_keep_their_spelling_in_the_state_file() {
         let old = r#"{"applied":null,"last_attempt":{"commit":{"sha":"a","subject":"s","author":"x","time":0},"inputs":"i","started":1,"duration_ms":2,"result":"invalid","actions":[],"error":"bad","failures":1},"stacks":{"api":{"last_good_commit":null,"result":"failed","error":"e","updated":1}},"history":[]}"#;
-        let s: State = serde_json::from_str(old).unwrap();
+        // A file from before units: its `stacks` become stack units.
+        let s = State::from_json(old.as_bytes()).unwrap();
         assert_eq!(
             s.last_attempt.as_ref().unwrap().result,
             ReconcileResult::Invalid
         );
-        assert_eq!(s.stacks["api"].result, ReconcileResult::Failed);
-        assert_eq!(serde_json::to_string(&s).unwrap(), old);
+        assert_eq!(s.stacks()["api"].result, ReconcileResult::Failed);
+        let now = old.replace(r#""stacks":{"api""#, r#""units":{"stack/api""#);
+        assert_eq!(serde_json::to_string(&s).unwrap(), now);
+        assert_eq!(State::from_json(now.as_bytes()).unwrap(), s);
         for r in ReconcileResult::ALL {
             assert_eq!(
                 serde_json::to_string(&r).unwrap(),

@@ -10,7 +10,7 @@ use gitmoor::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyRepo
 use gitmoor::labels;
 use gitmoor::observe::docker::observe;
 use gitmoor::plan::images::{BUILD_HASH, CONTEXT_TREE};
-use gitmoor::plan::{Action, BuildStep, ContainerToCreate, Plan, StackPlan};
+use gitmoor::plan::{Action, BuildStep, ContainerToCreate, Plan, Unit, UnitOutcome};
 use gitmoor::source::snapshot::Snapshot;
 use gitmoor::spec::model::{BuildSpec, ServiceSpec};
 use std::collections::BTreeMap;
@@ -697,10 +697,7 @@ fn build_and_deploy_plan(
             ]),
             reason: "test".into(),
         }],
-        stacks: vec![StackPlan {
-            stack: stack.to_string(),
-            actions: vec![action],
-        }],
+        units: vec![Unit::stack(stack, vec![action])],
         ..Default::default()
     }
 }
@@ -710,7 +707,19 @@ async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyRepo
         health_timeout: Duration::from_secs(20),
         stop_grace_secs: 0,
     };
+    // The instance the plan's containers carry (the daemon passes its config's).
+    let instance = plan
+        .stack_actions()
+        .find_map(|(_, a)| match a {
+            Action::Create { container } | Action::Recreate { container, .. } => {
+                container.labels.get(labels::INSTANCE).cloned()
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
     let inputs = ApplyInputs {
+        instance: &instance,
+        repo: "file:///test/repo.git#main",
         snapshot: snap,
         auth: None,
         redact: &Default::default(),
@@ -770,7 +779,7 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
     let _containers2 = StackContainers(stack2.clone());
     let plan2 = build_and_deploy_plan(&stack2, &instance, &tag2, "app", "v2", None);
     plan.builds.extend(plan2.builds);
-    plan.stacks.extend(plan2.stacks);
+    plan.units.extend(plan2.units);
     // The first build gets the default bound: on a busy host even a trivial one may take 2 s.
     let exec = exec.with_build_timeout(Duration::from_secs(2));
     let started = Instant::now();
@@ -780,8 +789,8 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         "the 2 s bound held the apply {:?}",
         started.elapsed()
     );
-    let err = match report.stacks.get(&stack) {
-        Some(Err(e)) => e.clone(),
+    let err = match report.stack(&stack) {
+        Some(UnitOutcome::Failed(e)) => e.clone(),
         other => panic!("the stack should fail on the timeout: {other:?}"),
     };
     eprintln!("timed out build: {err}");
@@ -789,15 +798,15 @@ async fn a_hanging_build_times_out_and_the_running_container_keeps_serving() {
         err.contains(&format!("service web of stack {stack}")),
         "{err}"
     );
-    // Steps 3 to 5 are the label steps (the two hashes, the instance).
+    // Steps 3 to 6 are the label steps (the two hashes, the instance, the repo).
     assert!(
         err.contains(&format!(
-            "building image {tag} from app/Dockerfile was stopped at step 2/5 `RUN sleep 30 && echo {marker}`: the builds of this apply ran past build_timeout_secs (2 s)"
+            "building image {tag} from app/Dockerfile was stopped at step 2/6 `RUN sleep 30 && echo {marker}`: the builds of this apply ran past build_timeout_secs (2 s)"
         )),
         "{err}"
     );
-    let err2 = match report.stacks.get(&stack2) {
-        Some(Err(e)) => e.clone(),
+    let err2 = match report.stack(&stack2) {
+        Some(UnitOutcome::Failed(e)) => e.clone(),
         other => panic!("the second build should not run: {other:?}"),
     };
     assert!(

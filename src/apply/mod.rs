@@ -3,3 +3,5 @@
 pub mod content;
 pub mod docker;
 pub mod execute;
+mod recreate;
+mod stack;

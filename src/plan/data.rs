@@ -22,8 +22,8 @@ pub struct DataFolder {
 /// Fills `plan.data_folders` and `plan.kept_data_folders`.
 pub(super) fn add_data_folders(plan: &mut Plan, desired: &HostSpec, observed: &Observed) {
     let mut lines: Vec<DataFolder> = Vec::new();
-    for sp in &plan.stacks {
-        for a in &sp.actions {
+    for (stack, a) in plan.stack_actions() {
+        {
             let (Action::Create { container } | Action::Recreate { container, .. }) = a else {
                 continue;
             };
@@ -32,7 +32,7 @@ pub(super) fn add_data_folders(plan: &mut Plan, desired: &HostSpec, observed: &O
                     continue;
                 }
                 lines.push(DataFolder {
-                    stack: sp.stack.clone(),
+                    stack: stack.to_string(),
                     written: written.clone(),
                     host: host.clone(),
                     new: !observed.data_folders.contains(host),

@@ -4,7 +4,7 @@
 //! another stack rebuilds nothing. Build args are often secrets (`NPM_TOKEN`), and image labels
 //! are public: the hash is keyed with the host's key (`hashkey`).
 
-use super::diff::{normalize_image, PlanError};
+use super::host::PlanError;
 use crate::hashkey::HashKey;
 use crate::labels;
 use crate::observe::Observed;
@@ -276,6 +276,31 @@ pub(crate) fn hash_scheme_changed(was: Option<&str>) -> String {
 fn short(h: &str) -> &str {
     let h = h.strip_prefix("sha256:").unwrap_or(h);
     &h[..h.len().min(12)]
+}
+
+/// `postgres` → `postgres:latest`, `docker.io/library/x:1` → `x:1`: the form image listings use.
+pub fn normalize_image(image: &str) -> String {
+    let mut s = image.trim();
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
+        if let Some(rest) = s.strip_prefix(p) {
+            s = rest;
+            break;
+        }
+    }
+    if s.contains('@') {
+        return s.to_string();
+    }
+    let last = s.rsplit('/').next().unwrap_or(s);
+    if last.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:latest")
+    }
 }
 
 #[cfg(test)]

@@ -2,16 +2,21 @@
 //! what changed, why, and in which order lives here and is tested with plain structs.
 
 mod data;
-mod diff;
 pub mod fingerprint;
+mod host;
 pub mod images;
 mod owner;
 pub mod render;
+mod stack;
+pub mod unit;
 
 pub use data::DataFolder;
-pub use diff::{normalize_image, plan, topo_order, PlanContext, PlanError, NETWORK_HASH};
+pub use host::{plan, PlanContext, PlanError};
+pub use images::normalize_image;
 pub use images::BuildStep;
 pub use owner::{retain_own, Adopt, ForeignStack};
+pub use stack::{topo_order, NETWORK_HASH};
+pub use unit::{Unit, UnitId, UnitOutcome, Work};
 
 use crate::spec::model::{NetworkSpec, ServiceSpec, VolumeSpec};
 use std::collections::BTreeMap;
@@ -25,7 +30,8 @@ pub struct Plan {
     pub pull_reasons: BTreeMap<String, String>,
     /// Images to build from the managed repo, also before anything is stopped.
     pub builds: Vec<BuildStep>,
-    pub stacks: Vec<StackPlan>,
+    /// What changes, unit by unit (each stack today); only units with something to do.
+    pub units: Vec<Unit>,
     /// Volumes of stacks that left the repo: never deleted, listed so the user can decide.
     pub kept_volumes: Vec<String>,
     /// Data folders the created or recreated containers mount (shown, never acted on).
@@ -38,14 +44,33 @@ pub struct Plan {
     pub foreign: Vec<ForeignStack>,
 }
 
-/// One stack's actions, ordered: networks and volumes, then containers in `depends_on` order,
-/// then removals.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StackPlan {
-    pub stack: String,
-    pub actions: Vec<Action>,
+impl Plan {
+    /// Nothing to do: no image to get, no unit with an action. (A unit's emptiness is its kind's
+    /// business: `Unit::is_empty` matches every kind, so a new kind cannot be forgotten here.)
+    pub fn is_empty(&self) -> bool {
+        self.pulls.is_empty() && self.builds.is_empty() && self.units.iter().all(Unit::is_empty)
+    }
+
+    /// Every container action with its stack, in plan order (the parts of apply and render that
+    /// only know containers).
+    pub fn stack_actions(&self) -> impl Iterator<Item = (&str, &Action)> {
+        self.units
+            .iter()
+            .filter_map(|u| Some((u.id.stack()?, u.actions()?)))
+            .flat_map(|(stack, actions)| actions.iter().map(move |a| (stack, a)))
+    }
+
+    /// One stack's actions, when the plan changes it.
+    pub fn stack(&self, name: &str) -> Option<&[Action]> {
+        self.units
+            .iter()
+            .find(|u| u.id.stack() == Some(name))
+            .and_then(Unit::actions)
+    }
 }
 
+/// One action of a stack (`Work::Stack`), in the stack's order: networks and volumes, then
+/// containers in `depends_on` order, then removals.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     CreateNetwork {

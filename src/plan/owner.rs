@@ -10,7 +10,7 @@
 //! applied is not in this one's records, and backward compatible, as an upgraded gitmoor goes on
 //! managing what it made without recreating anything. A recreate adds the label.
 
-use super::diff::PlanContext;
+use super::host::PlanContext;
 use crate::labels;
 use crate::observe::Observed;
 use crate::spec::model::HostSpec;

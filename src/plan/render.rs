@@ -17,18 +17,10 @@ pub struct ActionView {
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.pulls.is_empty()
-            && self.builds.is_empty()
-            && self.stacks.iter().all(|s| s.actions.is_empty())
-    }
-
     /// Names of the containers this plan creates (to check none is taken by a stranger).
     pub fn names_to_create(&self) -> Vec<String> {
-        self.stacks
-            .iter()
-            .flat_map(|s| &s.actions)
-            .filter_map(|a| match a {
+        self.stack_actions()
+            .filter_map(|(_, a)| match a {
                 Action::Create { container } => Some(container.name.clone()),
                 _ => None,
             })
@@ -57,8 +49,8 @@ impl Plan {
             target: b.tag.clone(),
             reasons: vec![b.reason.clone()],
         }));
-        for sp in &self.stacks {
-            for a in &sp.actions {
+        for (stack, a) in self.stack_actions() {
+            {
                 let (action, target, reasons) = match a {
                     Action::CreateNetwork { network } => {
                         ("create-network", network.name.clone(), vec![])
@@ -83,7 +75,7 @@ impl Plan {
                     }
                 };
                 out.push(ActionView {
-                    stack: sp.stack.clone(),
+                    stack: stack.to_string(),
                     action: action.into(),
                     target,
                     reasons,

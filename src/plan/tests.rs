@@ -116,19 +116,19 @@ pub(super) fn images() -> Observed {
 pub(super) fn applied(plan: &Plan, before: &Observed) -> Observed {
     let mut o = before.clone();
     let mut n = 0;
-    for sp in &plan.stacks {
-        for a in &sp.actions {
+    for (stack, a) in plan.stack_actions() {
+        {
             n += 1;
             match a {
                 Action::CreateNetwork { network } => o.networks.push(ObservedNetwork {
                     id: format!("net{n}"),
                     name: network.name.clone(),
-                    stack: sp.stack.clone(),
+                    stack: stack.to_string(),
                     labels: network.labels.clone(),
                 }),
                 Action::CreateVolume { volume } => o.volumes.push(ObservedVolume {
                     name: volume.name.clone(),
-                    stack: sp.stack.clone(),
+                    stack: stack.to_string(),
                     labels: volume.labels.clone(),
                 }),
                 Action::Create { container } | Action::Recreate { container, .. } => {
@@ -195,7 +195,7 @@ fn first_deploy_creates_networks_volume_then_db_before_backend() {
             "create app-backend-1",
         ]
     );
-    let Action::Create { container } = &plan.stacks[0].actions[3] else {
+    let Action::Create { container } = &plan.units[0].actions().unwrap()[3] else {
         panic!()
     };
     assert!(
@@ -620,8 +620,8 @@ fn recreating_a_service_recreates_the_services_joining_its_network() {
         "{}",
         p.render_text()
     );
-    let Action::Recreate { old_id, .. } = &p.stacks[0].actions[1] else {
-        panic!("{:?}", p.stacks[0].actions[1])
+    let Action::Recreate { old_id, .. } = &p.units[0].actions().unwrap()[1] else {
+        panic!("{:?}", p.units[0].actions().unwrap()[1])
     };
     let old_sidecar = host.containers.iter().find(|c| c.service == "sidecar");
     assert_eq!(Some(old_id), old_sidecar.map(|c| &c.id));
@@ -904,9 +904,8 @@ fn with_key(byte: u8) -> PlanContext {
 }
 
 fn created_labels(plan: &Plan, service: &str) -> std::collections::BTreeMap<String, String> {
-    plan.stacks
-        .iter()
-        .flat_map(|s| &s.actions)
+    plan.stack_actions()
+        .map(|(_, a)| a)
         .find_map(|a| match a {
             Action::Create { container } | Action::Recreate { container, .. }
                 if container.service == service =>

@@ -80,7 +80,7 @@ fn everything_a_plan_makes_carries_its_repo_and_no_credential() {
     )
     .unwrap();
     let want = "https://git.example.org/o/r.git";
-    for a in &p.stacks[0].actions {
+    for a in p.units[0].actions().unwrap() {
         let l = match a {
             Action::CreateNetwork { network } => &network.labels,
             Action::CreateVolume { volume } => &volume.labels,
@@ -233,7 +233,7 @@ fn unlabelled_objects_are_ours_only_for_stacks_this_state_dir_records() {
         .insert("GREETING".into(), Secret("bonjour".into()));
     let p = plan(&spec, &legacy, &upgraded).unwrap();
     assert_eq!(kinds(&p), vec!["recreate app-backend-1"]);
-    let Action::Recreate { container, .. } = &p.stacks[0].actions[0] else {
+    let Action::Recreate { container, .. } = &p.units[0].actions().unwrap()[0] else {
         panic!("{p:?}")
     };
     assert_eq!(container.labels[labels::REPO], REPO_A);

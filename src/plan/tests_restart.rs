@@ -2,10 +2,11 @@
 //! dependents are recreated after it, saying why; their own dependents are left alone (compose
 //! restarts only the direct ones). And the keys added with them recreate nothing by themselves.
 
-use super::*;
 use crate::plan::fingerprint::config_hash;
 use crate::plan::tests::{applied, ctx, images, kinds};
 use crate::plan::Action;
+use crate::plan::{plan, Plan};
+use crate::spec::model::HostSpec;
 
 /// db; api restarts with db; web restarts with api; legacy links to db; plain only depends on db.
 fn stack(db_env: &str, extra: &str) -> HostSpec {
@@ -44,17 +45,14 @@ fn stack(db_env: &str, extra: &str) -> HostSpec {
 }
 
 fn reasons_of(plan: &Plan, container: &str) -> Option<Vec<String>> {
-    plan.stacks
-        .iter()
-        .flat_map(|s| &s.actions)
-        .find_map(|a| match a {
-            Action::Recreate {
-                container: c,
-                reasons,
-                ..
-            } if c.name == container => Some(reasons.clone()),
-            _ => None,
-        })
+    plan.stack_actions().map(|(_, a)| a).find_map(|a| match a {
+        Action::Recreate {
+            container: c,
+            reasons,
+            ..
+        } if c.name == container => Some(reasons.clone()),
+        _ => None,
+    })
 }
 
 #[test]

@@ -158,6 +158,22 @@ pub fn render_view(v: &MetricView) -> String {
 
     head(
         &mut o,
+        "gitmoor_unit_failed",
+        "gauge",
+        "1 when the unit's last apply failed or was held back, by kind (stack) and name.",
+    );
+    for (kind, name, failed) in &v.units {
+        let _ = writeln!(
+            o,
+            "gitmoor_unit_failed{{kind=\"{}\",name=\"{}\"}} {}",
+            label(kind),
+            label(name),
+            u8::from(*failed)
+        );
+    }
+
+    head(
+        &mut o,
         "gitmoor_fetch_failures_total",
         "counter",
         "Failed fetches of the branch since start.",
@@ -207,6 +223,7 @@ pub fn render_view(v: &MetricView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::UnitId;
     use crate::status::doc::sample;
 
     #[test]
@@ -266,8 +283,8 @@ mod tests {
         };
         let mut state = State::default();
         let mut ok = BTreeMap::new();
-        ok.insert("api".to_string(), Ok(()));
-        ok.insert("web".to_string(), Err("boom".to_string()));
+        ok.insert(UnitId::Stack("api".into()), Ok(()));
+        ok.insert(UnitId::Stack("web".into()), Err("boom".to_string()));
         state.record(
             Attempt {
                 commit: CommitRef {

@@ -141,6 +141,7 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
     if !d.secrets.blocked.is_empty() {
         blocked_secrets(&mut o, &d.secrets.blocked);
     }
+    units(&mut o, d, now);
     stacks(&mut o, d, now);
     history(&mut o, &d.history, now);
     footer(&mut o, d, refresh_secs, now);
@@ -294,6 +295,31 @@ fn blocked_secrets(o: &mut String, blocked: &[SecretBlock]) {
         );
     }
     o.push_str("</ul></section>");
+}
+
+/// Every unit's last apply, whatever its kind: what failed and what still runs.
+fn units(o: &mut String, d: &StatusDoc, now: i64) {
+    if d.units.is_empty() {
+        return;
+    }
+    o.push_str("<section><h2>Units</h2><table><tr><th>kind</th><th>name</th><th>last apply</th><th>last good commit</th></tr>");
+    for u in &d.units {
+        let good = u
+            .last_good_commit
+            .as_deref()
+            .map(crate::reconcile::short)
+            .unwrap_or("-");
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{} {}</td><td><code>{}</code></td></tr>",
+            esc(&u.kind),
+            esc(&u.name),
+            pill(&u.result, &u.result),
+            when(&u.updated_at, now),
+            esc(good)
+        );
+    }
+    o.push_str("</table></section>");
 }
 
 /// Container facts are as of `observed_at`, not of the request: the section says so.

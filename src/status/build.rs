@@ -2,12 +2,14 @@
 //! containers, the overall state, and which stacks a secrets file blocks. Tested with plain data.
 
 use super::doc::{
-    redact_userinfo, CommitView, HeadView, OverallState, SecretBlock, ServiceView, StackView,
+    redact_userinfo, rfc3339, CommitView, HeadView, OverallState, SecretBlock, ServiceView,
+    StackView, UnitView,
 };
 use crate::observe::Observed;
+use crate::plan::UnitId;
 use crate::reconcile::DesiredService;
 use crate::spec::secrets::stack_secrets_path;
-use crate::state::{ReconcileResult, StackState};
+use crate::state::{ReconcileResult, UnitState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -53,7 +55,7 @@ pub fn service_status(c: Option<&SeenContainer>, one_shot: bool) -> &'static str
 pub fn stack_views(
     desired: Option<&BTreeMap<String, Vec<DesiredService>>>,
     seen: &[SeenContainer],
-    recorded: &BTreeMap<String, StackState>,
+    recorded: &BTreeMap<String, UnitState>,
     blocked: &[SecretBlock],
 ) -> Vec<StackView> {
     let mut names: BTreeSet<&str> = seen.iter().map(|c| c.stack.as_str()).collect();
@@ -119,6 +121,31 @@ pub fn stack_views(
         });
     }
     out
+}
+
+/// Every recorded unit, keyed as the state file keys them (`stack/app`); a key this version
+/// cannot read is shown as its raw kind and name.
+pub fn unit_views(recorded: &BTreeMap<String, UnitState>) -> Vec<UnitView> {
+    recorded
+        .iter()
+        .map(|(key, st)| {
+            let (kind, name) = match UnitId::from_key(key) {
+                Some(u) => (u.kind().as_str().to_string(), u.name().to_string()),
+                None => {
+                    let (k, n) = key.split_once('/').unwrap_or(("unknown", key));
+                    (k.to_string(), n.to_string())
+                }
+            };
+            UnitView {
+                kind,
+                name,
+                result: st.result.to_string(),
+                last_good_commit: st.last_good_commit.clone(),
+                error: st.error.as_deref().map(redact_userinfo),
+                updated_at: rfc3339(st.updated),
+            }
+        })
+        .collect()
 }
 
 /// The worst of the stack's services.

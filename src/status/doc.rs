@@ -30,6 +30,10 @@ pub struct StatusDoc {
     /// A webhook or a secrets edit asked for a reconcile that has not started yet.
     pub pending: Option<String>,
     pub last_reconcile: Option<ReconcileView>,
+    /// Every unit the state file records (each stack today), with its kind and last outcome.
+    #[serde(default)]
+    pub units: Vec<UnitView>,
+    /// The stacks with their services (the detail of the stack units).
     pub stacks: Vec<StackView>,
     /// When the containers below were listed (the end of the last reconcile).
     pub observed_at: Option<String>,
@@ -126,6 +130,20 @@ pub struct ProblemView {
     pub key: Option<String>,
     pub message: String,
     pub fix: Option<String>,
+}
+
+/// One unit's last apply, as the state file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitView {
+    /// `stack` (later `nginx`, `firewall`).
+    pub kind: String,
+    pub name: String,
+    /// `success` or `failed` (a unit held back because one it follows failed is `failed`, and
+    /// its error says so).
+    pub result: String,
+    pub last_good_commit: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +329,14 @@ pub fn sample(evil: &str) -> StatusDoc {
             errors: vec![],
             warnings: vec![],
         }),
+        units: vec![UnitView {
+            kind: "stack".into(),
+            name: evil.into(),
+            result: "failed".into(),
+            last_good_commit: Some(evil.into()),
+            error: Some(evil.into()),
+            updated_at: "2025-05-01T12:00:00Z".into(),
+        }],
         stacks: vec![StackView {
             name: evil.into(),
             health: "degraded".into(),

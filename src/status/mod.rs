@@ -14,7 +14,7 @@ use crate::plan::render::ActionView;
 use crate::reconcile::{short, DesiredService};
 use crate::source::git::CommitInfo;
 use crate::spec::error::{Findings, SpecError};
-use crate::state::{CommitRef, ReconcileResult, StackState, State};
+use crate::state::{CommitRef, ReconcileResult, State, UnitState};
 use build::SeenContainer;
 use doc::*;
 use std::collections::BTreeMap;
@@ -64,6 +64,8 @@ pub struct MetricView {
     pub containers: BTreeMap<(String, String), u64>,
     /// Each stack, in `/status` order, with its services by gitmoor's verdict.
     pub services: Vec<(String, BTreeMap<String, u64>)>,
+    /// Each recorded unit: (kind, name, whether its last apply failed).
+    pub units: Vec<(String, String, bool)>,
     pub secrets_blocked: usize,
     pub counters: Counters,
 }
@@ -80,6 +82,7 @@ impl MetricView {
             deployed: d.deployed.clone(),
             containers: container_counts(&d.stacks),
             services: service_counts(&d.stacks),
+            units: unit_failures(&d.units),
             secrets_blocked: d.secrets.blocked.len(),
             counters: counters.clone(),
         }
@@ -97,6 +100,13 @@ fn container_counts(stacks: &[StackView]) -> BTreeMap<(String, String), u64> {
         *by.entry((v.state.clone(), health)).or_default() += 1;
     }
     by
+}
+
+fn unit_failures(units: &[UnitView]) -> Vec<(String, String, bool)> {
+    units
+        .iter()
+        .map(|u| (u.kind.clone(), u.name.clone(), u.result != "success"))
+        .collect()
 }
 
 fn service_counts(stacks: &[StackView]) -> Vec<(String, BTreeMap<String, u64>)> {
@@ -138,7 +148,8 @@ struct Live {
     desired: Option<BTreeMap<String, Vec<DesiredService>>>,
     seen: Vec<SeenContainer>,
     observed_at: Option<i64>,
-    recorded: BTreeMap<String, StackState>,
+    recorded: BTreeMap<String, UnitState>,
+    units: Vec<UnitView>,
     blocked: Vec<SecretBlock>,
     stacks: Vec<StackView>,
     history: Vec<HistoryView>,
@@ -377,7 +388,8 @@ impl StatusHub {
 
     fn apply_state(&self, l: &mut Live, state: &State) {
         l.deployed = state.applied.as_ref().map(commit_view);
-        l.recorded = state.stacks.clone();
+        l.recorded = state.stacks();
+        l.units = build::unit_views(&state.units);
         l.history = state
             .history
             .iter()
@@ -531,6 +543,7 @@ impl StatusHub {
             deployed: l.deployed.clone(),
             containers: container_counts(&l.stacks),
             services: service_counts(&l.stacks),
+            units: unit_failures(&l.units),
             secrets_blocked: l.blocked.len(),
             counters: l.counters.clone(),
         }
@@ -564,6 +577,7 @@ impl StatusHub {
             }),
             pending: l.pending.clone(),
             last_reconcile: l.last.clone(),
+            units: l.units.clone(),
             stacks: l.stacks.clone(),
             observed_at: l.observed_at.map(rfc3339),
             secrets: SecretsView {

@@ -1,128 +1,24 @@
-//! The diff: pair desired and observed objects by name, decide create / recreate / start /
-//! remove, and order the actions so that dependencies come first and removals last.
+//! The stack differ: pair a stack's desired and observed objects by name, decide create /
+//! recreate / start / remove, and order the actions so that dependencies come first and removals
+//! last.
 
 use super::fingerprint::{config_hash, diff_reasons, fingerprint, Fingerprint, HashScope};
-use super::images::{hash_scheme_changed, plan_images};
-use super::owner::{from_repo, owner_labels, split as split_by_owner, Adopt, Split};
-use super::{Action, ContainerToCreate, Plan, StackPlan};
-use crate::hashkey::HashKey;
+use super::host::{PlanContext, PlanError};
+use super::images::hash_scheme_changed;
+use super::images::normalize_image;
+use super::owner::{from_repo, Split};
+use super::{Action, ContainerToCreate};
 use crate::labels;
 use crate::observe::{Observed, ObservedContainer};
-use crate::spec::model::{DependsCondition, HostSpec, ServiceSpec, StackSpec};
+use crate::spec::model::{DependsCondition, ServiceSpec, StackSpec};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-/// Facts the planner needs besides desired and observed state.
-#[derive(Debug, Clone)]
-pub struct PlanContext {
-    /// The commit being applied (goes on the containers it creates).
-    pub commit: String,
-    /// Where stack folders are materialised (shown by `docker compose ls` as the working dir).
-    pub bind_root: PathBuf,
-    /// The gitmoor instance that owns what this plan creates (`io.gitmoor.instance`).
-    pub instance: String,
-    /// This config's repo as its objects are labelled (`labels::repo_label` of the config's
-    /// `repo`, no credential in it). What the plan makes carries it; objects of the instance
-    /// carrying another repo's are never removed nor replaced (see `owner`).
-    pub repo: String,
-    /// The stacks this state_dir's state file records: an object made before gitmoor labelled
-    /// repos (no `io.gitmoor.repo`) is this config's only when its stack is one of these.
-    pub recorded_stacks: BTreeSet<String>,
-    /// The stacks this config takes over from another repo (config `adopt`).
-    pub adopt: Adopt,
-    /// The host's key for the hashes that go into labels (`<state_dir>/hash.key`, loaded by the
-    /// caller: the planner reads no file). Secret values are hashed under it, never in the clear.
-    pub hash_key: HashKey,
-}
-
-/// A reason the plan cannot be carried out at all; nothing is done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PlanError(pub String);
-
-pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Result<Plan, PlanError> {
-    let mut out = Plan::default();
-    let images = plan_images(desired, observed, &ctx.hash_key)?;
-    out.pulls = images.pulls.clone();
-    out.builds = images.builds.clone();
-    out.pull_reasons = images.pull_reasons.clone();
-    // Built images carry their owner too, so that only this repo prunes them once superseded.
-    for b in &mut out.builds {
-        for (k, v) in owner_labels(ctx) {
-            b.labels.insert(k.to_string(), v);
-        }
-    }
-
-    // Everything below sees only this config's objects; another repo's are left alone.
-    let owned = split_by_owner(observed, desired, ctx);
-    out.foreign = owned.foreign_stacks();
-    let observed = &owned.ours;
-    for stack in desired.stacks.values() {
-        let sp = plan_stack(stack, &owned, ctx, &images.image_changes)?;
-        if !sp.actions.is_empty() {
-            out.stacks.push(sp);
-        }
-    }
-
-    // Stacks that left the repo: containers and networks go, volumes stay (and are listed).
-    let gone: BTreeSet<&str> = observed
-        .containers
-        .iter()
-        .map(|c| c.stack.as_str())
-        .chain(observed.networks.iter().map(|n| n.stack.as_str()))
-        .filter(|s| !desired.stacks.contains_key(*s))
-        .collect();
-    for stack in gone {
-        let reason = format!("stack {stack} left the repo");
-        let mut actions: Vec<Action> = observed
-            .containers
-            .iter()
-            .filter(|c| c.stack == stack)
-            .map(|c| Action::Remove {
-                service: c.service.clone(),
-                id: c.id.clone(),
-                name: c.name.clone(),
-                reason: reason.clone(),
-            })
-            .collect();
-        actions.extend(
-            observed
-                .networks
-                .iter()
-                .filter(|n| n.stack == stack)
-                .map(|n| Action::RemoveNetwork {
-                    id: n.id.clone(),
-                    name: n.name.clone(),
-                    reason: reason.clone(),
-                }),
-        );
-        out.stacks.push(StackPlan {
-            stack: stack.to_string(),
-            actions,
-        });
-    }
-    let removed: BTreeSet<&str> = observed
-        .volumes
-        .iter()
-        .map(|v| v.stack.as_str())
-        .filter(|s| !desired.stacks.contains_key(*s))
-        .collect();
-    out.kept_volumes = observed
-        .volumes
-        .iter()
-        .filter(|v| removed.contains(v.stack.as_str()))
-        .map(|v| v.name.clone())
-        .collect();
-    super::data::add_data_folders(&mut out, desired, observed);
-    Ok(out)
-}
-
-fn plan_stack(
+pub(super) fn plan_stack(
     stack: &StackSpec,
     split: &Split,
     ctx: &PlanContext,
     image_changes: &BTreeMap<(String, String), String>,
-) -> Result<StackPlan, PlanError> {
+) -> Result<Vec<Action>, PlanError> {
     let observed = &split.ours;
     // Networks and volumes carry the owning instance, like containers. (And the repo, added
     // only to what is created: the network specs take part in the config hashes, which must not
@@ -457,10 +353,36 @@ fn plan_stack(
             });
         }
     }
-    Ok(StackPlan {
-        stack: name.clone(),
-        actions,
-    })
+    Ok(actions)
+}
+
+/// A stack that left the repo: its containers and networks go (its volumes and data folders stay,
+/// listed by the plan).
+pub(super) fn plan_gone_stack(stack: &str, observed: &Observed) -> Vec<Action> {
+    let reason = format!("stack {stack} left the repo");
+    let mut actions: Vec<Action> = observed
+        .containers
+        .iter()
+        .filter(|c| c.stack == stack)
+        .map(|c| Action::Remove {
+            service: c.service.clone(),
+            id: c.id.clone(),
+            name: c.name.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    actions.extend(
+        observed
+            .networks
+            .iter()
+            .filter(|n| n.stack == stack)
+            .map(|n| Action::RemoveNetwork {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                reason: reason.clone(),
+            }),
+    );
+    actions
 }
 
 /// Why a container of a service the stack no longer runs is removed. A service left out by its
@@ -712,31 +634,6 @@ fn waited_on(stack: &StackSpec) -> BTreeMap<String, DependsCondition> {
         }
     }
     out
-}
-
-/// `postgres` → `postgres:latest`, `docker.io/library/x:1` → `x:1`: the form image listings use.
-pub fn normalize_image(image: &str) -> String {
-    let mut s = image.trim();
-    for p in [
-        "docker.io/library/",
-        "index.docker.io/library/",
-        "docker.io/",
-        "index.docker.io/",
-    ] {
-        if let Some(rest) = s.strip_prefix(p) {
-            s = rest;
-            break;
-        }
-    }
-    if s.contains('@') {
-        return s.to_string();
-    }
-    let last = s.rsplit('/').next().unwrap_or(s);
-    if last.contains(':') {
-        s.to_string()
-    } else {
-        format!("{s}:latest")
-    }
 }
 
 fn short_id(id: &str) -> &str {
