@@ -124,13 +124,13 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     let over = limits::check_stack(input.file, &root, input.limits);
     if !over.is_empty() {
         ctx.findings.errors.extend(over);
-        scrub(&mut ctx.findings, input.vars, &[]);
+        scrub(&mut ctx.findings, input, &[]);
         return (None, ctx.findings);
     }
     let spec = convert(&mut ctx, input, &root, inactive);
     // The host secrets hold the `.env` values and those of the host files too.
     let host: &[Secret] = spec.as_ref().map_or(&[], |s| &s.host_secrets);
-    scrub(&mut ctx.findings, input.vars, host);
+    scrub(&mut ctx.findings, input, host);
     let spec = spec.filter(|_| ctx.findings.is_ok());
     // In file order (a committed env file's problems come after the compose file's).
     let order = |e: &SpecError| (e.file != input.file, e.file.clone(), e.line);
@@ -139,16 +139,32 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     (spec, ctx.findings)
 }
 
+/// A `.env` holds settings as well as secrets (`COMPOSE_PROJECT_NAME=paperless`,
+/// `SITE=myapp`): a value that the committed compose file, the stack's name or the secrets dir's
+/// own path already shows hides nothing when printed, and blanking it garbled every message that
+/// names the stack or its files (`<secrets_dir>/***-ngx.env`, `services.***.build`).
+fn shown_anyway(value: &str, input: &StackInput) -> bool {
+    let dir = input
+        .secrets_dir
+        .map(|d| d.to_string_lossy())
+        .unwrap_or_default();
+    input.text.contains(value)
+        || input.name.contains(value)
+        || input.file.contains(value)
+        || dir.contains(value)
+}
+
 /// Messages quote values (`` `99999` is not a port number``), and a value may have come from the
 /// secrets file: replace every secret value of 4 characters or more by `***`, in messages, fixes
-/// and keys.
-fn scrub(findings: &mut Findings, vars: &StackVars, host: &[Secret]) {
-    let mut secrets: Vec<&str> = vars
+/// and keys. A value the commit itself shows is left alone (see `shown_anyway`).
+fn scrub(findings: &mut Findings, input: &StackInput, host: &[Secret]) {
+    let mut secrets: Vec<&str> = input
+        .vars
         .vars
         .values()
         .chain(host)
         .map(|s| s.expose())
-        .filter(|v| v.chars().count() >= 4)
+        .filter(|v| v.chars().count() >= 4 && !shown_anyway(v, input))
         .collect();
     if secrets.is_empty() {
         return;
@@ -396,6 +412,7 @@ fn convert(
             .cloned()
             .chain(decl.secrets.secret_contents().map(Secret))
             .chain(host_values.take())
+            .filter(|v| !shown_anyway(v.expose(), input))
             .collect(),
     })
 }

@@ -375,3 +375,26 @@ fn values_from_the_secrets_file_are_never_quoted() {
         assert!(e.contains("***"), "{e}");
     }
 }
+
+/// A `.env` holds settings too: a value the commit already shows (a service name, the stack's
+/// name) is not blanked out of the messages that name them; a value only the host knows still is.
+#[test]
+fn values_the_commit_already_shows_are_not_blanked_out_of_messages() {
+    let text = "services:\n  frontend:\n    image: x\n    environment:\n      - B\n    mem_limit: ${MEM}\n";
+    let vars = strict(&[
+        ("SITE_TITLE", "frontend"),
+        ("X", "app"),
+        ("MEM", "s3cr3t-value"),
+    ]);
+    let (_, f) = load_with("app", text, &[], &vars);
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(
+        shown[0].contains("services.frontend.environment.B") && shown[0].contains(SECRETS),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[1].contains("***") && !shown[1].contains("s3cr3t"),
+        "{shown:#?}"
+    );
+}
