@@ -165,12 +165,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             if let Some(plan) = &o.plan {
                 if json {
-                    let v = serde_json::json!({
-                        "commit": o.commit.sha,
-                        "subject": o.commit.subject,
-                        "actions": plan.views(),
-                        "kept_volumes": plan.kept_volumes,
-                    });
+                    let mut v = plan.json_view();
+                    v["commit"] = o.commit.sha.clone().into();
+                    v["subject"] = o.commit.subject.clone().into();
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     print!("{}", plan.render_text());

@@ -37,6 +37,16 @@ fn a_data_folder_keeps_what_a_container_wrote_across_a_recreate_and_a_stack_remo
         )),
         "{plan}"
     );
+    // `plan --json` carries the same line, and the stack's unit with its kind.
+    let out = host.gitmoor(&["plan", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&out)));
+    let df = &doc["data_folders"][0];
+    assert_eq!(df["written"], "./pgdata", "{doc:#}");
+    assert_eq!(df["host"], folder.to_string_lossy().as_ref(), "{doc:#}");
+    assert_eq!(df["new"], true, "{doc:#}");
+    assert_eq!(doc["units"][0]["kind"], "stack", "{doc:#}");
+    assert_eq!(doc["units"][0]["name"], stack.as_str(), "{doc:#}");
     host.apply_ok();
     assert!(folder.is_dir(), "made on first use");
     let db = container_id(&stack, "db");

@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for Adopt {
 }
 
 /// Another repo's stack (or a part of it) on this instance, left alone by this plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ForeignStack {
     pub stack: String,
     /// The repo it came from (its `io.gitmoor.repo` label); None for objects made before gitmoor

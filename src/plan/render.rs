@@ -85,6 +85,37 @@ impl Plan {
         out
     }
 
+    /// The plan as `gitmoor plan --json` prints it: every action (flat, and by unit with its
+    /// kind), and the lines of information the text shows — kept volumes, data folders (made or
+    /// kept), kept data folders of stacks that left, another repo's objects left alone.
+    pub fn json_view(&self) -> serde_json::Value {
+        let views = self.views();
+        let units: Vec<serde_json::Value> = self
+            .units
+            .iter()
+            .map(|u| {
+                let actions: Vec<&ActionView> = views
+                    .iter()
+                    .filter(|v| u.id.stack() == Some(v.stack.as_str()) && v.action != "build")
+                    .collect();
+                serde_json::json!({
+                    "kind": u.id.kind().as_str(),
+                    "name": u.id.name(),
+                    "after": u.after.iter().map(|a| a.key()).collect::<Vec<_>>(),
+                    "actions": actions,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "actions": views,
+            "units": units,
+            "kept_volumes": self.kept_volumes,
+            "data_folders": self.data_folders,
+            "kept_data_folders": self.kept_data_folders,
+            "foreign": self.foreign,
+        })
+    }
+
     /// Text for a terminal: one line per action, then the volumes that are kept, then another
     /// repo's objects this plan leaves alone (they do not make the plan non-empty: nothing is
     /// done to them).
