@@ -30,10 +30,51 @@ pub struct Observed {
     pub image_platforms: BTreeMap<String, String>,
     /// Names of every container on the host, managed or not (to report name conflicts).
     pub all_container_names: Vec<String>,
-    /// Host paths of the commit's data folders that already exist (`data::observe_data_folders`).
-    pub data_folders: BTreeSet<String>,
-    /// The stack folders of the data dir: stack name -> host path.
-    pub data_stacks: BTreeMap<String, String>,
+    /// The data dir as it is (`data::observe_data_folders`), or why it could not be read.
+    pub data: Seen<DataDir>,
+}
+
+/// A fact the reconcile may have failed to look at. The planner must never read "could not look"
+/// as "nothing there": for a kind that removes what it does not see (firewall rules, sites) that
+/// would plan "delete everything". The default is not observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen<T> {
+    /// Why it was not observed (an error, or nothing asked for it).
+    NotObserved(String),
+    Observed(T),
+}
+
+impl<T> Default for Seen<T> {
+    fn default() -> Self {
+        Seen::NotObserved("not looked at".into())
+    }
+}
+
+impl<T> Seen<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Seen::Observed(t) => Some(t),
+            Seen::NotObserved(_) => None,
+        }
+    }
+}
+
+/// The stacks' data folders on the host (`<data_dir>/<stack>/...`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataDir {
+    /// Host paths of the commit's data folders that already exist.
+    pub existing: BTreeSet<String>,
+    /// Every stack folder of the data dir, by stack name.
+    pub stacks: BTreeMap<String, DataStack>,
+}
+
+/// One stack folder of the data dir.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataStack {
+    /// `<data_dir>/<stack>`.
+    pub path: String,
+    /// The names of the folders directly in it (`pgdata`, `media`).
+    pub entries: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

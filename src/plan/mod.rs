@@ -36,9 +36,12 @@ pub struct Plan {
     pub kept_volumes: Vec<String>,
     /// Data folders the created or recreated containers mount (shown, never acted on).
     pub data_folders: Vec<DataFolder>,
-    /// Data folders of stacks that left the repo (`<data_dir>/<stack>`): never deleted, listed so
-    /// the user can decide, like `kept_volumes`.
+    /// Data folders no service of the commit mounts (`<data_dir>/<stack>` of a stack that left,
+    /// `<data_dir>/<stack>/<folder>` of a service that left): never deleted, listed so the user
+    /// can decide, like `kept_volumes`.
     pub kept_data_folders: Vec<String>,
+    /// What the plan could not look at, and so does not claim (a part of the host not observed).
+    pub notes: Vec<String>,
     /// Objects of this instance that another repo made (another config on the same engine):
     /// never removed nor replaced, listed so the user sees why they stay.
     pub foreign: Vec<ForeignStack>,

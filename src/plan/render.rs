@@ -112,6 +112,7 @@ impl Plan {
             "kept_volumes": self.kept_volumes,
             "data_folders": self.data_folders,
             "kept_data_folders": self.kept_data_folders,
+            "notes": self.notes,
             "foreign": self.foreign,
         })
     }
@@ -148,7 +149,10 @@ impl Plan {
             s.push_str(&format!("keep volume {v} (its stack left the repo; remove it by hand if you mean to: docker volume rm {v})\n"));
         }
         for d in &self.kept_data_folders {
-            s.push_str(&format!("keep data folder {d} (its stack left the repo; remove it by hand if you mean to)\n"));
+            s.push_str(&format!("keep data folder {d} (no service of the commit mounts it; remove it by hand if you mean to)\n"));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("note: {n}\n"));
         }
         for f in &self.foreign {
             let objects: Vec<String> = f
