@@ -296,10 +296,11 @@ pub fn overall(i: &OverallInputs) -> (OverallState, String) {
     )
 }
 
-/// Which stacks a secrets file blocks, read from the reconcile's errors (one per line, each
-/// naming its file): an error about `<secrets_dir>/<stack>.env` itself (unreadable, bad syntax,
-/// not UTF-8), or one whose fix points at it (a variable not set, `.env` missing). The file is
-/// looked at once, here, to tell `missing` from `incomplete`.
+/// Which stacks a host file blocks, read from the reconcile's errors (one per line, each naming
+/// its file): `<secrets_dir>/<stack>.env` when an error is about the file itself (unreadable, bad
+/// syntax, not UTF-8) or its fix points at it (a variable not set, `.env` missing), and a host
+/// file under `<secrets_dir>/<stack>/` (an `env_file:` or `secrets:` file kept off Git) that an
+/// error names. The file is looked at once, here, to tell `missing` from the rest.
 pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock> {
     let probe = stack_secrets_path(secrets_dir, "x").display().to_string();
     let prefix = &probe[..probe.len() - "x.env".len()];
@@ -307,28 +308,38 @@ pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock>
     if prefix.is_empty() {
         return Vec::new();
     }
-    let mut by_stack: BTreeMap<String, (String, Vec<String>, bool)> = BTreeMap::new();
+    // By file: (stack, lines, the error is about the file itself, it is a stack's `.env`).
+    let mut by_file: BTreeMap<String, (String, Vec<String>, bool, bool)> = BTreeMap::new();
     for line in errors.iter().flat_map(|e| e.lines()) {
         let mut rest = line;
         while let Some(i) = rest.find(prefix) {
             let after = &rest[i + prefix.len()..];
-            let name_len = after
-                .find(|c: char| c.is_whitespace() || c == '/' || c == ':' || c == ',')
+            let len = after
+                .find(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '`' | ')' | ';'))
                 .unwrap_or(after.len());
-            let candidate = &after[..name_len];
-            rest = &after[name_len..];
-            let Some(stack) = candidate.strip_suffix(".env") else {
-                continue;
+            let candidate = after[..len].trim_end_matches('.');
+            rest = &after[len..];
+            let (stack, env) = match candidate.split_once('/') {
+                Some((stack, file)) if !file.is_empty() => (stack, false),
+                Some(_) => continue,
+                None => match candidate.strip_suffix(".env") {
+                    Some(stack) => (stack, true),
+                    None => continue,
+                },
             };
             if stack.is_empty() {
                 continue;
             }
-            let file = stack_secrets_path(secrets_dir, stack).display().to_string();
+            let file = if env {
+                stack_secrets_path(secrets_dir, stack).display().to_string()
+            } else {
+                format!("{prefix}{candidate}")
+            };
             // The error is about the file itself when the line starts with its path.
             let about_file = line.starts_with(&format!("{file}:"));
-            let entry = by_stack
-                .entry(stack.to_string())
-                .or_insert_with(|| (file, Vec::new(), false));
+            let entry = by_file
+                .entry(file)
+                .or_insert_with(|| (stack.to_string(), Vec::new(), false, env));
             if !entry.1.iter().any(|l| l == line) {
                 entry.1.push(line.to_string());
             }
@@ -336,17 +347,16 @@ pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock>
             break;
         }
     }
-    by_stack
+    by_file
         .into_iter()
-        .map(|(stack, (file, lines, about_file))| {
+        .map(|(file, (stack, lines, about_file, env))| {
+            let unreadable = lines.iter().any(|l| l.contains("cannot read"));
             let problem = match std::fs::metadata(&file) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
                 Err(_) => "unreadable",
                 Ok(m) if !m.is_file() => "unreadable",
-                Ok(_) if about_file && lines.iter().any(|l| l.contains("cannot read")) => {
-                    "unreadable"
-                }
-                Ok(_) if about_file => "invalid",
+                Ok(_) if (about_file || !env) && unreadable => "unreadable",
+                Ok(_) if about_file || !env => "invalid",
                 Ok(_) => "incomplete",
             };
             SecretBlock {
@@ -616,5 +626,47 @@ mod tests {
             "{blocks:#?}"
         );
         assert_eq!(blocks[0].file, sd.join("absent.env").display().to_string());
+    }
+
+    /// A host file kept off Git (`env_file:` absent from the commit, under
+    /// `<secrets_dir>/<stack>/`) blocks its stack on `/status` too, named by its own path.
+    #[test]
+    fn secrets_blocks_name_the_host_files_of_a_stack() {
+        use crate::source::snapshot::Snapshot;
+        use crate::spec::load::{load_host_spec, LoadOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path();
+        std::fs::create_dir_all(sd.join("shelf/env/db.env")).unwrap();
+        let snap = Snapshot::from_texts(&[
+            (
+                "compose/wiki/compose.yaml",
+                "services:\n  web:\n    image: x\n    env_file: db.env\n",
+            ),
+            (
+                "compose/shelf/compose.yaml",
+                "services:\n  web:\n    image: x\n    env_file: env/db.env\n",
+            ),
+        ]);
+        let opts = LoadOptions {
+            secrets_dir: Some(sd.to_path_buf()),
+            bind_root: sd.join("stacks"),
+            ..LoadOptions::default()
+        };
+        let (_, findings) = load_host_spec(&snap, &opts);
+        let errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();
+        let blocks = secrets_blocks(&errors, sd);
+        let got: Vec<(&str, String, &str)> = blocks
+            .iter()
+            .map(|b| (b.stack.as_str(), b.file.clone(), b.problem.as_str()))
+            .collect();
+        let path = |p: &str| sd.join(p).display().to_string();
+        assert_eq!(
+            got,
+            [
+                ("shelf", path("shelf/env/db.env"), "unreadable"),
+                ("wiki", path("wiki/db.env"), "missing"),
+            ],
+            "{errors:#?}"
+        );
     }
 }
