@@ -13,7 +13,7 @@ mod host_key;
 mod known_hosts;
 pub mod limits;
 pub mod names;
-mod remote_url;
+pub mod remote_url;
 pub mod snapshot;
 mod tls;
 mod write;

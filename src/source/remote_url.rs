@@ -130,25 +130,71 @@ fn parse_scp(url: &str) -> Option<(Option<String>, String)> {
 }
 
 /// Hides the userinfo of an http(s) URL (`https://TOKEN@host/…` is a common way to configure a
-/// token). ssh user names stay: they are not secrets.
+/// token). ssh user names stay: they are not secrets, and the host-key and login messages are
+/// clearer with them. The whole string is one URL (its authority ends at the first `/`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
+    let mut out = format!("{scheme}://");
+    push_authority(&mut out, scheme, &rest[..authority_end], Keep::SshUser);
+    out.push_str(&rest[authority_end..]);
+    out
+}
+
+/// Hides the userinfo of every `scheme://` URL in a text (an error message, a log line, the
+/// configured repo as the status page shows it): `https://user:token@host` becomes
+/// `https://***@host`. Stricter than [`redact_url`]: any scheme's login name goes too, since a
+/// text from a library or a forge may carry a URL whose user part is a token whatever its
+/// scheme. An authority ends at `/`, whitespace or a quote.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        push_authority(&mut out, "", &tail[..end], Keep::Nothing);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a redaction keeps of a URL's userinfo.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// The login name of a non-http(s) URL (`ssh://git@host`); its password goes.
+    SshUser,
+    /// Nothing: the whole userinfo becomes `***`.
+    Nothing,
+}
+
+/// Appends `authority` (`[userinfo@]host[:port]`) with its userinfo as `keep` allows. The last
+/// `@` ends the userinfo, as in URL parsers (a password may contain `@`).
+fn push_authority(out: &mut String, scheme: &str, authority: &str, keep: Keep) {
+    let Some(at) = authority.rfind('@') else {
+        out.push_str(authority);
+        return;
     };
-    let after = &rest[at + 1..];
-    if matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        // An https user is a token as often as a name.
-        return format!("{scheme}://***@{after}");
+    let userinfo = &authority[..at];
+    // An https user is a token as often as a name.
+    let http = matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https");
+    match keep {
+        Keep::SshUser if !http => match userinfo.split_once(':') {
+            // ssh://git@host keeps its login name; a password after it goes.
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
+            }
+            None => out.push_str(userinfo),
+        },
+        Keep::SshUser | Keep::Nothing => out.push_str("***"),
     }
-    // ssh://git@host keeps its login name; a password after it goes.
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
-        None => url.to_string(),
-    }
+    out.push_str(&authority[at..]);
 }
 
 /// `http` or `git` when the URL uses a transport with neither encryption nor authentication of
@@ -244,6 +290,24 @@ mod tests {
             redact_url("ssh://git:pw_s3cret@host:2222/o/r.git"),
             "ssh://git:***@host:2222/o/r.git"
         );
+    }
+
+    #[test]
+    fn every_url_in_a_text_loses_its_userinfo() {
+        assert_eq!(
+            redact_urls_in("fetch https://bot:ghp_abc@github.com/a/b.git failed"),
+            "fetch https://***@github.com/a/b.git failed"
+        );
+        assert_eq!(
+            redact_urls_in("ssh://git@host:22/x and file:///srv/x"),
+            "ssh://***@host:22/x and file:///srv/x"
+        );
+        assert_eq!(
+            redact_urls_in("'https://a:s3cret@h' then \"http://t0ken@h2\""),
+            "'https://***@h' then \"http://***@h2\""
+        );
+        assert_eq!(redact_urls_in("no url here"), "no url here");
+        assert_eq!(redact_urls_in("git@github.com:a/b"), "git@github.com:a/b");
     }
 
     #[test]
