@@ -23,15 +23,19 @@ mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_build;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_host_files;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
-mod tests_more;
-#[cfg(test)]
 mod tests_names;
+#[cfg(test)]
+mod tests_secrets_configs;
+#[cfg(test)]
+mod tests_service_keys;
 mod top;
 mod units;
 
