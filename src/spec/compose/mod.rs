@@ -44,7 +44,7 @@ pub use interp::StackVars;
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
 use crate::spec::limits::{self, Limits};
-use crate::spec::model::{Secret, StackSpec};
+use crate::spec::model::{default_container_name, Secret, StackSpec};
 use crate::spec::policy::{self, Policy, PolicyEnv};
 use crate::spec::yaml::{self, Node, NodeValue};
 use ctx::{valid_object_name, valid_stack_name, Ctx};
@@ -291,7 +291,7 @@ fn convert(
         .iter()
         .map(|(name, node)| {
             let given = node.get("container_name").and_then(|n| n.as_str());
-            let cname = given.map_or_else(|| format!("{stack}-{name}-1"), str::to_string);
+            let cname = given.map_or_else(|| default_container_name(stack, name), str::to_string);
             (name.clone(), cname)
         })
         .collect();
