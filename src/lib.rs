@@ -11,6 +11,7 @@ pub mod hashkey;
 pub mod labels;
 pub mod observe;
 pub mod plan;
+pub mod process;
 pub mod reconcile;
 pub mod redact;
 pub mod server;

@@ -8,6 +8,7 @@
 
 mod body;
 pub mod build;
+mod build_request;
 mod container;
 pub mod context;
 mod image;
@@ -17,7 +18,7 @@ pub mod registry;
 mod wait;
 
 pub use body::create_body;
-pub use build::BuildRequest;
+pub use build_request::BuildRequest;
 pub use context::{context_tar, request_tar};
 pub use image::split_image_ref;
 pub use registry::{local_digest_matches, RegistryAuth};

@@ -6,10 +6,10 @@ use crate::source::snapshot::Snapshot;
 use crate::spec::committed;
 use crate::spec::compose::{load_stack, StackInput, StackVars};
 use crate::spec::error::{Findings, SpecError};
+use crate::spec::host_secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
 use crate::spec::limits::{file_too_large, too_many_stacks, Limits};
-use crate::spec::model::{HostSpec, StackSpec};
+use crate::spec::model::{default_container_name, HostSpec, StackSpec};
 use crate::spec::policy::Policy;
-use crate::spec::secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
 use crate::spec::yaml::TotalBudget;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -258,7 +258,7 @@ fn check_container_names(host: &HostSpec, findings: &mut Findings) {
             let cname = svc
                 .container_name
                 .clone()
-                .unwrap_or_else(|| format!("{}-{name}-1", stack.name));
+                .unwrap_or_else(|| default_container_name(&stack.name, name));
             let here = (stack.compose_file.clone(), format!("{}/{name}", stack.name));
             match seen.get(&cname) {
                 Some((file, other)) if file != &stack.compose_file => findings.errors.push(

@@ -134,6 +134,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The name of a service's container when `container_name:` is not set: compose's
+/// `<stack>-<service>-1` (one replica, so always `-1`). Named the way compose names it so that
+/// `docker compose ps`, `links:` aliases and the containers gitmoor starts agree. The one place
+/// this rule is written.
+pub fn default_container_name(stack: &str, service: &str) -> String {
+    format!("{stack}-{service}-1")
+}
+
 /// One service, resolved into what Docker will be asked to create. Field names follow compose so
 /// that a plan's reason ("environment.GREETING changed") reads in the user's own vocabulary.
 ///
@@ -181,7 +189,7 @@ pub struct ServiceSpec {
     pub build: Option<BuildSpec>,
     #[serde(skip_serializing_if = "is_default")]
     pub pull_policy: PullPolicy,
-    /// `container_name:`; None means compose's `<stack>-<service>-1`.
+    /// `container_name:`; None means [`default_container_name`] (`<stack>-<service>-1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     /// `expose:`, as Docker's `port/protocol` keys (`5432/tcp`), ranges expanded.

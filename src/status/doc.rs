@@ -245,25 +245,7 @@ pub fn ago(unix: i64, now: i64) -> String {
 
 /// Hides the user info of every URL in `s` (`https://user:token@host` → `https://***@host`).
 pub fn redact_userinfo(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&tail[at..end]);
-            }
-            None => out.push_str(&tail[..end]),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
+    crate::source::remote_url::redact_urls_in(s)
 }
 
 /// A document with `evil` in every string a repo, a forge or a host can put there (tests of

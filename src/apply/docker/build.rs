@@ -7,6 +7,7 @@
 //! `forcerm` removes the intermediate container of a failed step, so a broken Dockerfile leaves
 //! nothing behind.
 
+use super::build_request::BuildRequest;
 use super::context::{dockerfile_in_tar, dockerfile_repo_path, normalize_repo_dir, shown_dir};
 use super::registry::RegistryAuth;
 use super::{docker_message, status_code, DockerExecutor};
@@ -21,29 +22,7 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-
-/// One image to build. Self-contained: the planner fills it from the compose model.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BuildRequest {
-    /// The tag the image gets (`<stack>-<service>` unless `image:` names one).
-    pub tag: String,
-    /// The context directory as a repo path (`compose/api/app`; "" is the repo root).
-    pub context_dir: String,
-    /// The Dockerfile, relative to the context (`Dockerfile`, `docker/prod.Dockerfile`, or
-    /// `../Dockerfile` for one outside the context, which is then sent under another name).
-    pub dockerfile: String,
-    /// Build args (`ARG`). Their values never appear in a log line or an error: build output
-    /// that echoes one is shown with `***` in its place.
-    pub args: BTreeMap<String, Secret>,
-    /// The stage to build (`--target`).
-    pub target: Option<String>,
-    /// Labels the image gets (each becomes a `LABEL` step at the end of the build).
-    pub labels: BTreeMap<String, String>,
-    /// The service's `platform:` (`linux/amd64`): `FROM` images are pulled for it, as compose
-    /// builds for the platform the container is then created with.
-    pub platform: Option<String>,
-}
+use std::collections::{HashMap, VecDeque};
 
 impl DockerExecutor {
     /// Builds `req` from `tar` (made by [`request_tar`] or [`context_tar`]) with the classic
@@ -411,6 +390,7 @@ fn build_options(req: &BuildRequest, dockerfile: &str) -> BuildImageOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn build_options_carry_platform_target_and_args() {

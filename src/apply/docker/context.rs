@@ -2,7 +2,7 @@
 //! snapshot (no checkout), filtered by `.dockerignore` exactly as the docker CLI filters it, and
 //! packed into a reproducible tar (mtime 0, uid/gid 0) for the engine's build API.
 
-use super::build::BuildRequest;
+use super::build_request::BuildRequest;
 use crate::source::snapshot::Snapshot;
 use anyhow::{bail, Context};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};

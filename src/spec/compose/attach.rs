@@ -4,7 +4,7 @@
 use super::ctx::{is_extension, Ctx, REMOVE_IT};
 use super::service::StackEnv;
 use super::top::{address, in_subnet};
-use crate::spec::model::{DependsCondition, NetworkAttach, ServiceSpec};
+use crate::spec::model::{default_container_name, DependsCondition, NetworkAttach, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,7 +152,7 @@ pub(crate) fn links(
         for name in [
             alias.to_string(),
             format!("{dep}-1"),
-            format!("{stack}-{dep}-1"),
+            default_container_name(stack, dep),
         ] {
             svc.links.push(format!("{container}:{name}"));
         }

@@ -8,8 +8,8 @@ use super::interp::{is_literal_value, is_secret_name, literal_secret, missing_va
 use super::mounts::normalize;
 use super::names::{valid_var_name, NAME_RULE};
 use crate::source::snapshot::Snapshot;
+use crate::spec::dotenv::parse_dotenv;
 use crate::spec::model::{Secret, ServiceSpec};
-use crate::spec::secrets::parse_dotenv;
 use crate::spec::yaml::{Node, NodeValue};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;

@@ -23,15 +23,19 @@ mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_build;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_host_files;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
-mod tests_more;
-#[cfg(test)]
 mod tests_names;
+#[cfg(test)]
+mod tests_secrets_configs;
+#[cfg(test)]
+mod tests_service_keys;
 mod top;
 mod units;
 
@@ -40,7 +44,7 @@ pub use interp::StackVars;
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
 use crate::spec::limits::{self, Limits};
-use crate::spec::model::{Secret, StackSpec};
+use crate::spec::model::{default_container_name, Secret, StackSpec};
 use crate::spec::policy::{self, Policy, PolicyEnv};
 use crate::spec::yaml::{self, Node, NodeValue};
 use ctx::{valid_object_name, valid_stack_name, Ctx};
@@ -303,7 +307,7 @@ fn convert(
         .iter()
         .map(|(name, node)| {
             let given = node.get("container_name").and_then(|n| n.as_str());
-            let cname = given.map_or_else(|| format!("{stack}-{name}-1"), str::to_string);
+            let cname = given.map_or_else(|| default_container_name(stack, name), str::to_string);
             (name.clone(), cname)
         })
         .collect();
