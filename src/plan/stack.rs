@@ -424,7 +424,7 @@ enum Fresh {
 fn container_name(stack: &str, service: &str, spec: &ServiceSpec) -> String {
     spec.container_name
         .clone()
-        .unwrap_or_else(|| format!("{stack}-{service}-1"))
+        .unwrap_or_else(|| crate::spec::model::default_container_name(stack, service))
 }
 
 /// A namespace one container can join of another.

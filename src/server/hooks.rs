@@ -141,7 +141,7 @@ impl HookConfig {
                 path.display()
             );
         }
-        if let Some(w) = crate::spec::secrets::permission_warning(path) {
+        if let Some(w) = crate::spec::host_secrets::permission_warning(path) {
             warn!("{w}");
         }
         Ok(Some(Arc::new(HookConfig::new(

@@ -10,9 +10,6 @@ pub mod limits;
 pub mod load;
 pub mod model;
 pub mod policy;
-/// The old name of `host_secrets`, kept only for `status/build.rs` and `server/hooks.rs` (edited
-/// elsewhere at the moment); remove it once they import `spec::host_secrets`.
-pub use host_secrets as secrets;
 #[cfg(test)]
 mod tests_policy;
 pub mod yaml;

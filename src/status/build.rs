@@ -8,7 +8,7 @@ use super::doc::{
 use crate::observe::Observed;
 use crate::plan::UnitId;
 use crate::reconcile::DesiredService;
-use crate::spec::secrets::stack_secrets_path;
+use crate::spec::host_secrets::stack_secrets_path;
 use crate::state::{ReconcileResult, UnitState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
