@@ -104,7 +104,11 @@ pub(super) fn ctx() -> PlanContext {
 }
 
 pub(super) fn images() -> Observed {
-    let mut o = Observed::default();
+    // A host whose data dir was read and holds nothing yet.
+    let mut o = Observed {
+        data: crate::observe::Seen::Observed(Default::default()),
+        ..Default::default()
+    };
     o.images
         .insert("example-postgres:15".into(), "sha256:pg".into());
     o.images
