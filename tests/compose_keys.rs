@@ -393,6 +393,69 @@ async fn network_mode_joins_another_service_or_none() {
     assert!(d.stack.services["app"].depends_on.contains_key("vpn"));
 }
 
+/// `deploy.restart_policy` (Frappe's pwd.yml) is the container's restart policy, as docker
+/// compose v2 gives it: `none` -> `no`, `any` -> `always`, `on-failure` with `max_attempts` as
+/// the retry count, and it wins over `restart:`. The retry count is the engine's: a service that
+/// fails is restarted that many times, then left exited.
+#[tokio::test]
+async fn deploy_restart_policy_is_the_containers_restart_policy() {
+    let ex = executor().await;
+    let stack = unique("gmk");
+    let _guard = StackGuard(stack.clone());
+    let compose = r#"services:
+  once:
+    image: example-busybox:1
+    command: ["sh", "-c", "exit 0"]
+    restart: always
+    deploy:
+      restart_policy:
+        condition: none
+  server:
+    image: example-busybox:1
+    init: true
+    command: ["sleep", "600"]
+    deploy:
+      restart_policy:
+        condition: any
+        delay: 5s
+  flaky:
+    image: example-busybox:1
+    command: ["sh", "-c", "exit 3"]
+    deploy:
+      restart_policy:
+        condition: on-failure
+        max_attempts: 2
+"#;
+    let d = deploy(&ex, &stack, compose, &[], &[])
+        .await
+        .expect("deploy");
+    let policy = |id: &str| {
+        inspect(
+            id,
+            "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        )
+    };
+    assert_eq!(policy(&d.ids["once"]), "no:0");
+    assert_eq!(policy(&d.ids["server"]), "always:0");
+    assert_eq!(policy(&d.ids["flaky"]), "on-failure:2");
+    // The engine retries twice, then leaves it exited.
+    let flaky = &d.ids["flaky"];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = || {
+        inspect(
+            flaky,
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+        )
+    };
+    while state() != "exited 2 3" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state(), "exited 2 3");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state(), "exited 2 3", "no third attempt");
+    assert_eq!(inspect(&d.ids["once"], "{{.RestartCount}}"), "0");
+}
+
 /// web, a sidecar in web's network namespace, and an unrelated worker; `greeting` goes into
 /// web's environment, `work` into the worker's.
 fn joined_stack(greeting: &str, work: &str) -> String {

@@ -2,7 +2,10 @@
 //! `labels`) and `pull_policy:`.
 //!
 //! The context is a folder of the managed repo (relative to the stack folder, as in compose) that
-//! must exist in the commit; the deployer sends it from the commit's tree. Its content id is the
+//! must exist in the commit; the deployer sends it from the commit's tree. It may be outside the
+//! stack folder (`../../app` for a repo that holds the app's source), never outside the repo, and
+//! never `compose/` itself (every stack's files: what `context: ..` gives a file that its project
+//! kept in a sub-folder of its source). Its content id is the
 //! cache key: the image is rebuilt exactly when a file in the context (or an arg) changes.
 
 use super::ctx::{is_extension, Ctx};
@@ -131,7 +134,9 @@ pub(crate) fn build(ctx: &mut Ctx, env: &BuildEnv, node: &Node, key: &str) -> Op
             ctx.error(
                 file_at,
                 &file_key,
-                format!("no `{file}` in the build context ({file_path} is not in the repo)"),
+                format!(
+                    "no `{file}` in the build context `{context}` ({file_path} is not in the repo)"
+                ),
                 "commit the Dockerfile, or name it with dockerfile:",
             );
             return None;
@@ -180,6 +185,17 @@ fn context_parts(
         );
         return None;
     };
+    // `context: ..` in a file a project keeps in a sub-folder of its source (docker/) meant that
+    // source tree; here it is the folder of every stack, which holds no project.
+    if parts == ["compose"] {
+        ctx.error(
+            at,
+            key,
+            format!("`{context}` is compose/, the folder that holds every stack, not a project's source folder (where this file comes from, `{context}` was the project's source tree)"),
+            "commit the source the Dockerfile needs to a folder of this repo and write its path as context: (e.g. ./src, or ../../app for app/ at the repo root), or remove build: and run the project's published image with image:",
+        );
+        return None;
+    }
     let path = parts.join("/");
     if env.snap.get(&path).is_some() {
         ctx.error(

@@ -3,12 +3,19 @@
 
 use crate::spec::error::{Findings, SpecError};
 use crate::spec::yaml::{Node, NodeValue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Errors and warnings of one compose file, and its repo path.
 pub(crate) struct Ctx<'a> {
     pub file: &'a str,
     pub findings: Findings,
+    /// Where (line, column) a value's interpolation failed (`${A:?need A}` unset). The value is
+    /// then empty, and what conversion would say about that empty value (`"" is not a valid
+    /// variable name` for `- A=${A:?need A}`) is only a consequence: it is not reported.
+    interpolation_failed: BTreeSet<(u64, u64)>,
+    /// The file has an `include:` (refused): a service may be defined partly in an included
+    /// file, so its missing `image:` is not reported on top.
+    pub refused_include: bool,
 }
 
 pub(crate) const REMOVE_IT: &str = "remove it";
@@ -18,10 +25,26 @@ impl<'a> Ctx<'a> {
         Ctx {
             file,
             findings: Findings::default(),
+            interpolation_failed: BTreeSet::new(),
+            refused_include: false,
         }
     }
 
+    /// The interpolation of `node` failed, and said so: nothing more is reported at it.
+    pub fn interpolation_failed(&mut self, node: &Node) {
+        if node.line > 0 {
+            self.interpolation_failed.insert((node.line, node.col));
+        }
+    }
+
+    fn after_failed_interpolation(&self, node: &Node) -> bool {
+        self.interpolation_failed.contains(&(node.line, node.col))
+    }
+
     pub fn error(&mut self, node: &Node, key: &str, message: impl Into<String>, fix: &str) {
+        if self.after_failed_interpolation(node) {
+            return;
+        }
         let mut e = SpecError::new(self.file, message)
             .at_line(Some(node.line))
             .key(key);
@@ -32,6 +55,9 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn warn(&mut self, node: &Node, key: &str, message: impl Into<String>, fix: &str) {
+        if self.after_failed_interpolation(node) {
+            return;
+        }
         let mut e = SpecError::new(self.file, message)
             .at_line(Some(node.line))
             .key(key);

@@ -290,11 +290,13 @@ impl Interp<'_, '_, '_> {
                 };
                 self.ctx
                     .error(node, path, failure.to_error(s).to_string(), &fix);
+                self.ctx.interpolation_failed(node);
                 String::new()
             }
             Err(failure) => {
                 self.ctx
                     .error(node, path, failure.to_error(s).to_string(), "");
+                self.ctx.interpolation_failed(node);
                 String::new()
             }
         }

@@ -279,7 +279,7 @@ fn convert(
             "volumes" => volumes = top::top_volumes(ctx, stack, v),
             "secrets" => decl.secrets = files::declared(ctx, &file_env, files::Kind::Secret, v),
             "configs" => decl.configs = files::declared(ctx, &file_env, files::Kind::Config, v),
-            "include" => ctx.not_yet(v, key),
+            "include" => top::include(ctx, v),
             k if ctx::is_extension(k) => {}
             _ => ctx.unsupported(v, key),
         }

@@ -1,5 +1,6 @@
-//! The runtime settings of a service: healthcheck, restart policy, resource limits (memory, CPUs
-//! and processes, also from `deploy.resources.limits`), logging and extra hosts.
+//! The runtime settings of a service: healthcheck, restart policy (also from
+//! `deploy.restart_policy`), resource limits (memory, CPUs and processes, also from
+//! `deploy.resources.limits`), logging and extra hosts.
 
 use super::ctx::{Ctx, REMOVE_IT};
 use super::units::{cpus_to_nano, parse_bytes, parse_duration};
@@ -240,17 +241,22 @@ pub(crate) fn pids_limit(ctx: &mut Ctx, n: &Node, k: &str) -> Option<i64> {
     }
 }
 
-/// The limits `deploy.resources.limits` gives, each with the node it came from (for an error
-/// when it differs from the service-level key).
+/// What `deploy:` gives a single container: the limits of `deploy.resources.limits`, each with
+/// the node it came from (for an error when it differs from the service-level key), and the
+/// restart policy of `deploy.restart_policy`.
 #[derive(Default)]
-pub(crate) struct DeployLimits<'n> {
+pub(crate) struct DeployKeys<'n> {
     pub memory: Option<(i64, &'n Node)>,
     pub cpus: Option<(i64, &'n Node)>,
     pub pids: Option<(i64, &'n Node)>,
+    /// As `restart:` writes it (`on-failure:3`), with the `restart_policy` node.
+    pub restart: Option<(String, &'n Node)>,
 }
 
-/// `deploy:`: only `resources.limits.{memory,cpus,pids}`, which become the container's limits.
-pub(crate) fn deploy<'n>(ctx: &mut Ctx, v: &'n Node, k: &str, limits_out: &mut DeployLimits<'n>) {
+/// `deploy:`: `resources.limits.{memory,cpus,pids}`, which become the container's limits, and
+/// `restart_policy`, which becomes its restart policy (both as docker compose v2 applies them to
+/// a container); the rest is Swarm's.
+pub(crate) fn deploy<'n>(ctx: &mut Ctx, v: &'n Node, k: &str, out: &mut DeployKeys<'n>) {
     let Some(entries) = ctx.map(v, k) else { return };
     for (key, n) in entries {
         let sub = format!("{k}.{key}");
@@ -271,12 +277,12 @@ pub(crate) fn deploy<'n>(ctx: &mut Ctx, v: &'n Node, k: &str, limits_out: &mut D
                     for (lk, ln) in limits {
                         let lsub = format!("{rsub}.{lk}");
                         match lk.as_str() {
-                            "memory" => limits_out.memory = bytes(ctx, ln, &lsub).map(|b| (b, ln)),
-                            "cpus" => limits_out.cpus = cpus(ctx, ln, &lsub).map(|c| (c, ln)),
+                            "memory" => out.memory = bytes(ctx, ln, &lsub).map(|b| (b, ln)),
+                            "cpus" => out.cpus = cpus(ctx, ln, &lsub).map(|c| (c, ln)),
                             // compose takes only a positive count here (0 and -1: no limit,
                             // which is the default).
                             "pids" => {
-                                limits_out.pids = pids_limit(ctx, ln, &lsub)
+                                out.pids = pids_limit(ctx, ln, &lsub)
                                     .filter(|p| *p > 0)
                                     .map(|p| (p, ln))
                             }
@@ -285,14 +291,124 @@ pub(crate) fn deploy<'n>(ctx: &mut Ctx, v: &'n Node, k: &str, limits_out: &mut D
                     }
                 }
             }
-            "restart_policy" => ctx.error(
-                n,
-                &sub,
-                "not supported (deploy is for Swarm)",
-                "use the service's restart: instead",
-            ),
+            "restart_policy" => out.restart = restart_policy(ctx, n, &sub).map(|r| (r, n)),
             key if key.starts_with("x-") => {}
             _ => one_container(ctx, n, &sub),
         }
     }
+}
+
+/// `deploy.restart_policy` as docker compose v2 gives it to a container (`getRestartPolicy` and
+/// `mapRestartPolicyCondition` in docker/compose pkg/compose/create.go): the condition mapped
+/// to the engine's name (`none` -> `no`, `any` -> `always`), `max_attempts` as the retry count.
+/// `delay` and `window` are Swarm's: compose drops them, and a warning says so. Written the way
+/// `restart:` writes it, so both forms of one policy hash alike.
+fn restart_policy(ctx: &mut Ctx, v: &Node, k: &str) -> Option<String> {
+    let entries = ctx.map(v, k)?;
+    let mut condition: Option<(String, &Node)> = None;
+    let mut attempts: Option<(i64, &Node)> = None;
+    let mut ok = true;
+    for (key, n) in entries {
+        let sub = format!("{k}.{key}");
+        match key.as_str() {
+            "condition" => match ctx.string(n, &sub) {
+                Some(c) => condition = Some((c, n)),
+                None => ok = false,
+            },
+            "max_attempts" => match ctx.int(n, &sub) {
+                Some(a) if a >= 0 => attempts = Some((a, n)),
+                Some(a) => {
+                    ctx.error(
+                        n,
+                        &sub,
+                        format!("`{a}` is not a number of attempts"),
+                        "write 0 or more (0: no limit)",
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            "delay" | "window" => {
+                if duration(ctx, n, &sub).is_some() {
+                    ctx.warn(
+                        n,
+                        &sub,
+                        "ignored: a Swarm setting that docker compose does not give a container (the engine spaces restarts itself)",
+                        REMOVE_IT,
+                    );
+                }
+            }
+            key if key.starts_with("x-") => {}
+            _ => {
+                ctx.unsupported(n, &sub);
+                ok = false;
+            }
+        }
+    }
+    let name = match &condition {
+        Some((c, n)) => match c.as_str() {
+            "none" | "no" => "no",
+            "on-failure" => "on-failure",
+            "any" | "always" => "always",
+            "unless-stopped" => "unless-stopped",
+            other => {
+                ctx.error(
+                    n,
+                    &format!("{k}.condition"),
+                    format!("unknown condition `{other}`"),
+                    "use none, on-failure or any",
+                );
+                return None;
+            }
+        },
+        None => {
+            // compose sends an empty policy name, which the engine reads as `no` (Swarm's
+            // default, `any`, is not applied).
+            ctx.warn(
+                v,
+                k,
+                "no condition: docker compose gives the container no restart policy (Swarm's default, any, does not apply here)",
+                "add condition: any, on-failure or none",
+            );
+            "no"
+        }
+    };
+    if !ok {
+        return None;
+    }
+    match attempts {
+        Some((a, _)) if name == "on-failure" && a > 0 => Some(format!("on-failure:{a}")),
+        // The engine takes a retry count only with on-failure (a create with `always` and a
+        // count fails), and 0 is no count.
+        Some((a, n)) if a > 0 && condition.is_some() => {
+            ctx.error(
+                n,
+                &format!("{k}.max_attempts"),
+                format!("applies only with condition: on-failure, not `{name}` (the engine refuses a retry count with it)"),
+                "remove max_attempts, or write condition: on-failure",
+            );
+            None
+        }
+        _ => Some(name.to_string()),
+    }
+}
+
+/// `restart:` and `deploy.restart_policy` both given: compose applies the deploy one. Equal
+/// policies are fine; different ones get a warning, as one of them is surely a slip.
+pub(crate) fn merge_restart(
+    ctx: &mut Ctx,
+    base: &str,
+    restart: &mut Option<String>,
+    deploy: Option<(String, &Node)>,
+) {
+    let Some((d, at)) = deploy else { return };
+    if let Some(r) = restart.as_deref().filter(|r| *r != d) {
+        ctx.warn(
+            at,
+            &format!("{base}.deploy.restart_policy"),
+            format!("gives `{d}`, restart: gives `{r}`; docker compose applies deploy.restart_policy, and so does gitmoor"),
+            "keep one of them",
+        );
+    }
+    *restart = Some(d);
 }

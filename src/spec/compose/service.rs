@@ -9,8 +9,8 @@ use super::hostcfg::{devices, expose, grace_period, group_add, mode, sysctls, ul
 use super::mounts::{tmpfs, volumes, MountEnv};
 use super::ports::ports;
 use super::runtime::{
-    bytes, cpus, deploy, extra_hosts, healthcheck, logging, merge_limit, one_container, pids_limit,
-    restart, DeployLimits,
+    bytes, cpus, deploy, extra_hosts, healthcheck, logging, merge_limit, merge_restart,
+    one_container, pids_limit, restart, DeployKeys,
 };
 use crate::spec::model::{DependsCondition, NetworkSpec, PullPolicy, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
@@ -60,7 +60,7 @@ pub(crate) fn service(
     let mut image = None;
     let mut env_node = None;
     let mut networks_node = None;
-    let mut deploy_limits = DeployLimits::default();
+    let mut deploy_keys = DeployKeys::default();
     let mut links_node = None;
     let mut joins: Vec<String> = Vec::new();
     let mut pull_at = None;
@@ -96,7 +96,7 @@ pub(crate) fn service(
             "mem_limit" => svc.mem_limit = bytes(ctx, v, &k),
             "cpus" => svc.nano_cpus = cpus(ctx, v, &k),
             "pids_limit" => svc.pids_limit = pids_limit(ctx, v, &k),
-            "deploy" => deploy(ctx, v, &k, &mut deploy_limits),
+            "deploy" => deploy(ctx, v, &k, &mut deploy_keys),
             "scale" => one_container(ctx, v, &k),
             "secrets" => service_refs(
                 ctx,
@@ -173,6 +173,8 @@ pub(crate) fn service(
         Some(i) => svc.image = i,
         None if svc.build.is_some() => svc.image = default_image(st.build.stack, name),
         None if node.get("build").is_some() => {}
+        // Its image may be in an included file; the refused `include:` says what to do.
+        None if ctx.refused_include => {}
         None => ctx.error(
             node,
             &format!("{base}.image"),
@@ -234,15 +236,10 @@ pub(crate) fn service(
             ),
         }
     }
-    merge_limit(
-        ctx,
-        &base,
-        "memory",
-        &mut svc.mem_limit,
-        deploy_limits.memory,
-    );
-    merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_limits.cpus);
-    merge_limit(ctx, &base, "pids", &mut svc.pids_limit, deploy_limits.pids);
+    merge_limit(ctx, &base, "memory", &mut svc.mem_limit, deploy_keys.memory);
+    merge_limit(ctx, &base, "cpus", &mut svc.nano_cpus, deploy_keys.cpus);
+    merge_limit(ctx, &base, "pids", &mut svc.pids_limit, deploy_keys.pids);
+    merge_restart(ctx, &base, &mut svc.restart, deploy_keys.restart);
     svc
 }
 

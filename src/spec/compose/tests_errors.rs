@@ -1,6 +1,6 @@
 //! Every refusal names the file, the line and the dotted key, and says what to do.
 
-use super::tests::{load_with, seed_vars, snap, strict, FILE, SECRETS, SEED};
+use super::tests::{load_with, ok_with, seed_vars, snap, strict, FILE, SECRETS, SEED};
 use super::*;
 
 /// One refusal: the compose text, where it points (the first line containing `at`), the key,
@@ -124,7 +124,9 @@ const CASES: &[Case] = &[
     case("cpus", "services:\n  api:\n    image: x\n    cpus: -1\n", "cpus", "services.api.cpus", "not a CPU count"),
     case("deploy replicas", "services:\n  api:\n    image: x\n    deploy:\n      replicas: 2\n", "replicas", "services.api.deploy.replicas", "not supported (one container per service); remove it"),
     case("deploy reservations", "services:\n  api:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          memory: 1g\n", "reservations", "services.api.deploy.resources.reservations", "not supported yet"),
-    case("deploy restart_policy", "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n        condition: any\n", "restart_policy", "services.api.deploy.restart_policy", "use the service's restart:"),
+    case("deploy restart_policy condition", "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n        condition: sometimes\n", "condition", "services.api.deploy.restart_policy.condition", "unknown condition `sometimes`; use none, on-failure or any"),
+    case("build context is compose/", "services:\n  api:\n    build:\n      context: ..\n      dockerfile: docker/Dockerfile\n", "context", "services.api.build.context", "`..` is compose/, the folder that holds every stack, not a project's source folder"),
+    case("include", "services:\n  api:\n    image: x\ninclude:\n  - ./db.yaml\n", "include", "include", "not supported (a stack is the one compose file of its folder)"),
     case("deploy memory differs", "services:\n  api:\n    image: x\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n", "memory: 2g", "services.api.deploy.resources.limits.memory", "differs from the service-level limit"),
     case("scale", "services:\n  api:\n    image: x\n    scale: 3\n", "scale", "services.api.scale", "one container per service"),
     case("service name", "services:\n  _api:\n    image: x\n", "_api", "services._api", "not a valid service name"),
@@ -396,5 +398,90 @@ fn values_the_commit_already_shows_are_not_blanked_out_of_messages() {
     assert!(
         shown[1].contains("***") && !shown[1].contains("s3cr3t"),
         "{shown:#?}"
+    );
+}
+
+/// Found on shipped files (the collection's wger, healthchecks and a list-form `${A:?}`): one
+/// error each, saying what is wrong and what to do, and nothing it merely causes.
+#[test]
+fn a_failed_required_variable_in_a_list_environment_is_one_error() {
+    let text =
+        "services:\n  web:\n    image: x\n    environment:\n      - A=${A:?need A}\n      - B=1\n";
+    let (spec, f) = load_with("app", text, &[], &strict(&[]));
+    assert!(spec.is_none());
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![format!("{FILE}:5: services.web.environment[0]: required variable A is missing a value: need A; add A=... to {SECRETS}")]
+    );
+    // The mapping form, and a flow list, the same.
+    for text in [
+        "services:\n  web:\n    image: x\n    environment:\n      A: ${A:?need A}\n",
+        "services:\n  web:\n    image: x\n    environment: [\"A=${A:?need A}\", \"B=${B:?need B}\"]\n",
+    ] {
+        let (_, f) = load_with("app", text, &[], &strict(&[]));
+        assert!(
+            f.errors.iter().all(|e| e.message.starts_with("required variable")),
+            "{:#?}",
+            f.errors
+        );
+    }
+}
+
+#[test]
+fn include_is_refused_once_at_its_line_without_the_errors_it_causes() {
+    // wger's layout: services completed (image and all) by the included files.
+    let text = "services:\n  web:\n    image: x\n    depends_on: [db]\n  db:\n    shm_size: 256mb\n  cache:\n    volumes:\n      - redis-data:/data\nvolumes:\n  redis-data:\ninclude:\n  - path: ./services/postgres.yaml\n  - ./services/redis.yaml\n";
+    let (spec, f) = load_with("app", text, &[], &strict(&[]));
+    assert!(spec.is_none());
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![format!("{FILE}:12: include: not supported (a stack is the one compose file of its folder): the services, networks and volumes of `./services/postgres.yaml`, `./services/redis.yaml` are not read; put the included file's services (and the networks and volumes they use) in this compose file, or make the included project its own stack folder (compose/<name>/compose.yaml)")]
+    );
+    // Without include:, a service with no image is refused as before.
+    let alone = "services:\n  db:\n    shm_size: 256mb\n";
+    let (_, f) = load_with("app", alone, &[], &strict(&[]));
+    assert_eq!(f.errors.len(), 1);
+    assert_eq!(f.errors[0].key.as_deref(), Some("services.db.image"));
+}
+
+#[test]
+fn a_build_context_out_of_the_stack_folder_says_where_it_points() {
+    // healthchecks' docker/docker-compose.yml: `context: ..` meant the project's source tree.
+    let text =
+        "services:\n  web:\n    build:\n      context: ..\n      dockerfile: docker/Dockerfile\n";
+    let (_, f) = load_with(
+        "app",
+        text,
+        &[("compose/docker/Dockerfile", "FROM x\n")],
+        &strict(&[]),
+    );
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![format!("{FILE}:4: services.web.build.context: `..` is compose/, the folder that holds every stack, not a project's source folder (where this file comes from, `..` was the project's source tree); commit the source the Dockerfile needs to a folder of this repo and write its path as context: (e.g. ./src, or ../../app for app/ at the repo root), or remove build: and run the project's published image with image:")]
+    );
+    // Another folder of the repo is a context (a repo that holds the app's source)...
+    let app = "services:\n  web:\n    build:\n      context: ../../app\n      dockerfile: docker/Dockerfile\n";
+    let spec = ok_with(app, &[("app/docker/Dockerfile", "FROM x\n")], &strict(&[]));
+    let build = spec.services["web"].build.clone().expect("a build");
+    assert_eq!(
+        (build.context.as_str(), build.dockerfile.as_str()),
+        ("app", "docker/Dockerfile")
+    );
+    // ... and a missing Dockerfile there names the context as written and the repo path.
+    let (_, f) = load_with("app", app, &[("app/README", "x")], &strict(&[]));
+    assert_eq!(
+        f.errors[0].message,
+        "no `docker/Dockerfile` in the build context `../../app` (app/docker/Dockerfile is not in the repo)"
+    );
+    // Never out of the repo.
+    let out = "services:\n  web:\n    build: ../../..\n";
+    let (_, f) = load_with("app", out, &[], &strict(&[]));
+    assert!(
+        f.errors[0].message.contains("leaves the repo"),
+        "{:#?}",
+        f.errors
     );
 }

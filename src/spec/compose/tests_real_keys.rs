@@ -332,3 +332,114 @@ fn a_label_given_twice_in_a_list_keeps_the_last_as_compose_does() {
     assert_eq!(spec.services["api"].labels["a"], "3");
     assert_eq!(spec.services["api"].labels["b"], "2");
 }
+
+/// `deploy.restart_policy` (Frappe's pwd.yml, on 10 services) as docker compose v2 gives it to
+/// the container: `getRestartPolicy` in docker/compose pkg/compose/create.go.
+#[test]
+fn deploy_restart_policy_is_the_containers_restart_policy() {
+    let policy = |body: &str| api(&format!("deploy:\n  restart_policy:\n{body}"), "", &[]).restart;
+    assert_eq!(policy("    condition: none").as_deref(), Some("no"));
+    assert_eq!(policy("    condition: any").as_deref(), Some("always"));
+    assert_eq!(
+        policy("    condition: on-failure").as_deref(),
+        Some("on-failure")
+    );
+    assert_eq!(
+        policy("    condition: on-failure\n    max_attempts: 3").as_deref(),
+        Some("on-failure:3")
+    );
+    assert_eq!(
+        policy("    condition: on-failure\n    max_attempts: 0").as_deref(),
+        Some("on-failure"),
+        "0 is no limit, as `restart: on-failure` is"
+    );
+    // Engine names too (compose maps them as well).
+    assert_eq!(policy("    condition: always").as_deref(), Some("always"));
+    assert_eq!(
+        policy("    condition: unless-stopped").as_deref(),
+        Some("unless-stopped")
+    );
+    // Without a condition compose sends an empty name: the engine's `no`, not Swarm's `any`.
+    assert_eq!(policy("    max_attempts: 2").as_deref(), Some("no"));
+    // The same policy written either way hashes alike.
+    assert_eq!(
+        api("restart: on-failure:3", "", &[]).restart,
+        policy("    condition: on-failure\n    max_attempts: 3")
+    );
+    // The rest of deploy.resources is read as before.
+    let s = api(
+        "deploy:\n  restart_policy:\n    condition: any\n  resources:\n    limits:\n      memory: 64m\n      cpus: '0.5'",
+        "",
+        &[],
+    );
+    assert_eq!(
+        (s.restart.as_deref(), s.mem_limit, s.nano_cpus),
+        (Some("always"), Some(64 << 20), Some(500_000_000))
+    );
+}
+
+#[test]
+fn deploy_restart_policy_wins_over_restart_as_in_compose_and_says_what_it_drops() {
+    let both = "services:\n  api:\n    image: x\n    restart: always\n    deploy:\n      restart_policy:\n        condition: none\n";
+    assert_eq!(
+        ok_with(both, &[], &strict(&[])).services["api"]
+            .restart
+            .as_deref(),
+        Some("no")
+    );
+    assert_eq!(
+        warnings(both),
+        vec!["services.api.deploy.restart_policy: gives `no`, restart: gives `always`; docker compose applies deploy.restart_policy, and so does gitmoor"]
+    );
+    let same = "services:\n  api:\n    image: x\n    restart: always\n    deploy:\n      restart_policy:\n        condition: any\n";
+    assert!(warnings(same).is_empty());
+    // delay and window are Swarm's: read (a bad duration is an error), then dropped, as compose
+    // drops them; a warning says so.
+    let paced = "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        delay: 5s\n        window: 120s\n";
+    assert_eq!(
+        ok_with(paced, &[], &strict(&[])).services["api"]
+            .restart
+            .as_deref(),
+        Some("on-failure")
+    );
+    let w = warnings(paced);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w[0].starts_with("services.api.deploy.restart_policy.delay: ignored"));
+    assert!(w[1].starts_with("services.api.deploy.restart_policy.window: ignored"));
+    let no_condition = "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n        max_attempts: 3\n";
+    assert_eq!(
+        warnings(no_condition),
+        vec!["services.api.deploy.restart_policy: no condition: docker compose gives the container no restart policy (Swarm's default, any, does not apply here)"]
+    );
+}
+
+#[test]
+fn a_deploy_restart_policy_the_engine_would_refuse_is_an_error() {
+    let base = "services:\n  api:\n    image: x\n    deploy:\n      restart_policy:\n";
+    assert_eq!(
+        errors(&format!("{base}        condition: sometimes\n")),
+        vec!["6: services.api.deploy.restart_policy.condition: unknown condition `sometimes`"]
+    );
+    assert_eq!(
+        errors(&format!("{base}        condition: any\n        max_attempts: 3\n")),
+        vec!["7: services.api.deploy.restart_policy.max_attempts: applies only with condition: on-failure, not `always` (the engine refuses a retry count with it)"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{base}        condition: on-failure\n        max_attempts: -1\n"
+        )),
+        vec![
+            "7: services.api.deploy.restart_policy.max_attempts: `-1` is not a number of attempts"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{base}        condition: any\n        delay: soon\n")),
+        vec!["7: services.api.deploy.restart_policy.delay: `soon` is not a duration; write it like 10s, 1m30s or 500ms"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{base}        condition: any\n        backoff: 2\n"
+        )),
+        vec!["7: services.api.deploy.restart_policy.backoff: not supported by gitmoor"]
+    );
+}

@@ -3,6 +3,8 @@
 //! A network or volume the file declares gets compose's name (`<stack>_<key>`) and labels, unless
 //! `name:` gives the Docker name. An `external: true` one is made outside gitmoor: it keeps its
 //! own name, gets no labels, and is never created, changed or removed.
+//!
+//! `include:` is refused: a stack is the one compose file of its folder.
 
 use super::ctx::{is_extension, user_labels, valid_object_name, Ctx};
 use crate::labels;
@@ -10,6 +12,44 @@ use crate::spec::model::{IpamPool, IpamSpec, NetworkSpec, VolumeSpec};
 use crate::spec::yaml::{Node, NodeValue};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// `include:`: refused once, at its line. The services it would bring in are then only partly
+/// defined here (or not at all), and what conversion would say about them (`image: missing` for
+/// a service whose image is in an included file) is a consequence: `ctx.refused_include` tells
+/// the service converter to leave it out.
+pub(crate) fn include(ctx: &mut Ctx, v: &Node) {
+    let mut files: Vec<String> = Vec::new();
+    let items: Vec<&Node> = match &v.value {
+        NodeValue::Seq(items) => items.iter().collect(),
+        _ => vec![v],
+    };
+    for item in items {
+        match &item.value {
+            NodeValue::Map(_) => match item.get("path").map(|p| &p.value) {
+                Some(NodeValue::Seq(paths)) => {
+                    files.extend(paths.iter().filter_map(|p| p.scalar_text()))
+                }
+                Some(_) => files.extend(item.get("path").and_then(|p| p.scalar_text())),
+                None => {}
+            },
+            _ => files.extend(item.scalar_text()),
+        }
+    }
+    let what = if files.is_empty() {
+        "another compose file".to_string()
+    } else {
+        let shown: Vec<String> = files.iter().take(5).map(|f| format!("`{f}`")).collect();
+        let more = if files.len() > 5 { ", ..." } else { "" };
+        format!("{}{more}", shown.join(", "))
+    };
+    ctx.error(
+        v,
+        "include",
+        format!("not supported (a stack is the one compose file of its folder): the services, networks and volumes of {what} are not read"),
+        "put the included file's services (and the networks and volumes they use) in this compose file, or make the included project its own stack folder (compose/<name>/compose.yaml)",
+    );
+    ctx.refused_include = true;
+}
 
 /// The network compose makes for services that name none.
 pub(crate) fn default_network(stack: &str) -> NetworkSpec {
