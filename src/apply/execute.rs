@@ -139,6 +139,11 @@ pub async fn execute_with(
                 .instrument(span)
                 .await
         }
+        // The planner makes no site unit until the Nginx executor is wired (issue 14, in
+        // progress): were one planned, it fails rather than pretend.
+        Work::Site(_) => {
+            UnitOutcome::Failed("this gitmoor cannot install Nginx sites yet".to_string())
+        }
     })
     .await;
     for (unit, outcome) in &report.units {

@@ -7,6 +7,7 @@ mod host;
 pub mod images;
 mod owner;
 pub mod render;
+pub mod site;
 mod stack;
 pub mod unit;
 

@@ -1,7 +1,8 @@
 //! How a plan is shown: one line per action with its reason (`gitmoor plan`, the log, `/status`).
 //! Only names and reasons: no environment value can reach this output.
 
-use super::{Action, Plan};
+use super::site::SiteAction;
+use super::{Action, Plan, Work};
 use serde::{Deserialize, Serialize};
 
 /// One action as the user sees it.
@@ -82,6 +83,21 @@ impl Plan {
                 });
             }
         }
+        for u in &self.units {
+            let Work::Site(action) = &u.work else {
+                continue;
+            };
+            let (action, reason) = match action {
+                SiteAction::Install { reason, .. } => ("install-site", reason),
+                SiteAction::Remove { reason } => ("remove-site", reason),
+            };
+            out.push(ActionView {
+                stack: String::new(),
+                action: action.into(),
+                target: u.id.name().to_string(),
+                reasons: vec![reason.clone()],
+            });
+        }
         out
     }
 
@@ -96,13 +112,23 @@ impl Plan {
             .map(|u| {
                 let actions: Vec<&ActionView> = views
                     .iter()
-                    .filter(|v| u.id.stack() == Some(v.stack.as_str()) && v.action != "build")
+                    .filter(|v| match &u.work {
+                        Work::Stack(_) => {
+                            u.id.stack() == Some(v.stack.as_str()) && v.action != "build"
+                        }
+                        Work::Site(_) => v.action.ends_with("-site") && v.target == u.id.name(),
+                    })
                     .collect();
+                let diff = match &u.work {
+                    Work::Site(SiteAction::Install { diff, .. }) => Some(diff),
+                    _ => None,
+                };
                 serde_json::json!({
                     "kind": u.id.kind().as_str(),
                     "name": u.id.name(),
                     "after": u.after.iter().map(|a| a.key()).collect::<Vec<_>>(),
                     "actions": actions,
+                    "diff": diff,
                 })
             })
             .collect();
@@ -137,6 +163,14 @@ impl Plan {
                 format!(": {}", v.reasons.join(", "))
             };
             s.push_str(&format!("{stack}{} {}{why}\n", v.action, v.target));
+        }
+        // A site's change reads best as the diff of its file.
+        for u in &self.units {
+            if let Work::Site(SiteAction::Install { diff, .. }) = &u.work {
+                for line in diff.lines() {
+                    s.push_str(&format!("    {line}\n"));
+                }
+            }
         }
         for d in &self.data_folders {
             let state = if d.new { "new" } else { "kept" };

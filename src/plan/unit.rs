@@ -10,6 +10,7 @@
 //! Adding a kind adds a `UnitId` and a `Work` variant; the compiler then points at the one
 //! `match` per layer that must learn it (`Work::is_empty`, the executor's dispatch, the views).
 
+use super::site::SiteAction;
 use super::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,18 +23,22 @@ use std::fmt;
 pub enum UnitId {
     /// A compose stack (`compose/<name>/`).
     Stack(String),
+    /// An Nginx site (`nginx/<name>.yaml` or `.conf`): after the stacks it proxies to.
+    Site(String),
 }
 
 /// The kinds of unit, as `/status`, the page and `/metrics` spell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Stack,
+    Site,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Stack => "stack",
+            Kind::Site => "site",
         }
     }
 }
@@ -42,12 +47,13 @@ impl UnitId {
     pub fn kind(&self) -> Kind {
         match self {
             UnitId::Stack(_) => Kind::Stack,
+            UnitId::Site(_) => Kind::Site,
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
-            UnitId::Stack(n) => n,
+            UnitId::Stack(n) | UnitId::Site(n) => n,
         }
     }
 
@@ -55,6 +61,7 @@ impl UnitId {
     pub fn stack(&self) -> Option<&str> {
         match self {
             UnitId::Stack(n) => Some(n),
+            UnitId::Site(_) => None,
         }
     }
 
@@ -67,6 +74,7 @@ impl UnitId {
     pub fn from_key(key: &str) -> Option<UnitId> {
         match key.split_once('/')? {
             ("stack", name) if !name.is_empty() => Some(UnitId::Stack(name.to_string())),
+            ("site", name) if !name.is_empty() => Some(UnitId::Site(name.to_string())),
             _ => None,
         }
     }
@@ -83,6 +91,8 @@ impl fmt::Display for UnitId {
 pub enum Work {
     /// Networks and volumes, then containers in `depends_on` order, then removals.
     Stack(Vec<Action>),
+    /// Install or remove one Nginx vhost.
+    Site(SiteAction),
 }
 
 /// One unit of a plan.
@@ -107,6 +117,7 @@ impl Unit {
     pub fn is_empty(&self) -> bool {
         match &self.work {
             Work::Stack(actions) => actions.is_empty(),
+            Work::Site(_) => false,
         }
     }
 
@@ -114,12 +125,14 @@ impl Unit {
     pub fn actions(&self) -> Option<&[Action]> {
         match &self.work {
             Work::Stack(actions) => Some(actions),
+            Work::Site(_) => None,
         }
     }
 
     pub fn actions_mut(&mut self) -> Option<&mut Vec<Action>> {
         match &mut self.work {
             Work::Stack(actions) => Some(actions),
+            Work::Site(_) => None,
         }
     }
 }
@@ -310,6 +323,10 @@ mod tests {
         assert_eq!(id.key(), "stack/app");
         assert_eq!(id.to_string(), "stack app");
         assert_eq!(UnitId::from_key("stack/app"), Some(id));
+        assert_eq!(
+            UnitId::from_key("site/api"),
+            Some(UnitId::Site("api".into()))
+        );
         assert_eq!(UnitId::from_key("nginx/api"), None);
         assert_eq!(UnitId::from_key("stack/"), None);
     }

@@ -1,0 +1,168 @@
+//! The Nginx site differ: each site's rendered file against the file in the folder gitmoor owns.
+//! A site is a unit of its own (one bad site never holds the others back) that follows the stacks
+//! it proxies to: it goes live only once they are up. Pure: the rendering happened before (the
+//! site's content is given), and the folder was read by `observe/`.
+
+use super::{Unit, UnitId, Work};
+use crate::observe::Seen;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One site of the commit, rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSite {
+    pub name: String,
+    /// The repo file it comes from (`nginx/api.yaml`), for reasons.
+    pub file: String,
+    /// The vhost file as it must be on the host.
+    pub content: String,
+    /// The stacks it proxies to: applied first, and a failure there holds the site back.
+    pub follows: BTreeSet<String>,
+}
+
+/// What a site unit does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SiteAction {
+    /// Write the vhost (new or changed), test the whole config, reload; on a failed test the
+    /// previous version stays.
+    Install {
+        content: String,
+        /// A unified diff from the file on the host (all `+` lines for a new site).
+        diff: String,
+        reason: String,
+    },
+    /// Remove the vhost of a site that left the repo (its certificate is kept).
+    Remove { reason: String },
+}
+
+/// The site units: a site whose file differs is installed, a file of a site no longer in the repo
+/// is removed. A folder that could not be read plans nothing and says why: "not observed" must
+/// never read as "no site", which would reinstall or remove blindly.
+pub fn plan_sites(
+    desired: &[DesiredSite],
+    observed: &Seen<BTreeMap<String, String>>,
+    notes: &mut Vec<String>,
+) -> Vec<Unit> {
+    let on_host = match observed {
+        Seen::Observed(files) => files,
+        Seen::NotObserved(why) => {
+            if !desired.is_empty() {
+                notes.push(format!(
+                    "nginx sites not observed ({why}): no site is installed or removed"
+                ));
+            }
+            return Vec::new();
+        }
+    };
+    let mut units = Vec::new();
+    for site in desired {
+        let old = on_host.get(&site.name);
+        if old == Some(&site.content) {
+            continue;
+        }
+        let reason = match old {
+            None => format!("new site from {}", site.file),
+            Some(_) => format!("{} changed", site.file),
+        };
+        units.push(Unit {
+            id: UnitId::Site(site.name.clone()),
+            after: site.follows.iter().cloned().map(UnitId::Stack).collect(),
+            work: Work::Site(SiteAction::Install {
+                diff: unified_diff(&site.name, old.map_or("", String::as_str), &site.content),
+                content: site.content.clone(),
+                reason,
+            }),
+        });
+    }
+    let wanted: BTreeSet<&str> = desired.iter().map(|s| s.name.as_str()).collect();
+    for name in on_host.keys().filter(|n| !wanted.contains(n.as_str())) {
+        units.push(Unit {
+            id: UnitId::Site(name.clone()),
+            after: Vec::new(),
+            work: Work::Site(SiteAction::Remove {
+                reason: format!("site {name} left the repo (its certificate is kept)"),
+            }),
+        });
+    }
+    units
+}
+
+/// `--- a/<site>.conf` / `+++ b/<site>.conf` with three lines of context.
+fn unified_diff(site: &str, old: &str, new: &str) -> String {
+    let file = format!("{site}.conf");
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{file}"), &format!("b/{file}"))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(name: &str, content: &str, follows: &[&str]) -> DesiredSite {
+        DesiredSite {
+            name: name.into(),
+            file: format!("nginx/{name}.yaml"),
+            content: content.into(),
+            follows: follows.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn host(files: &[(&str, &str)]) -> Seen<BTreeMap<String, String>> {
+        Seen::Observed(
+            files
+                .iter()
+                .map(|(n, c)| (n.to_string(), c.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_new_or_changed_site_is_installed_after_its_stacks_and_an_equal_one_is_left_alone() {
+        let desired = [
+            site("api", "server { listen 80; }\n", &["app"]),
+            site("www", "same\n", &[]),
+            site("docs", "a\nb\n", &[]),
+        ];
+        let mut notes = Vec::new();
+        let units = plan_sites(
+            &desired,
+            &host(&[("www", "same\n"), ("docs", "a\nc\n")]),
+            &mut notes,
+        );
+        let ids: Vec<String> = units.iter().map(|u| u.id.to_string()).collect();
+        assert_eq!(ids, ["site api", "site docs"]);
+        assert_eq!(units[0].after, vec![UnitId::Stack("app".into())]);
+        let Work::Site(SiteAction::Install { diff, reason, .. }) = &units[1].work else {
+            panic!("{units:?}")
+        };
+        assert_eq!(reason, "nginx/docs.yaml changed");
+        assert!(
+            diff.contains("-c\n+b\n") && diff.contains("--- a/docs.conf"),
+            "{diff}"
+        );
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn a_site_that_left_the_repo_is_removed_and_nothing_is_planned_unobserved() {
+        let mut notes = Vec::new();
+        let units = plan_sites(&[], &host(&[("old", "x")]), &mut notes);
+        assert!(matches!(
+            &units[0].work,
+            Work::Site(SiteAction::Remove { reason }) if reason.contains("left the repo")
+        ));
+        // Not observed: neither "install everything" nor "remove everything".
+        let units = plan_sites(
+            &[site("api", "x", &[])],
+            &Seen::NotObserved("permission denied".into()),
+            &mut notes,
+        );
+        assert!(units.is_empty());
+        assert_eq!(
+            notes,
+            ["nginx sites not observed (permission denied): no site is installed or removed"]
+        );
+    }
+}
