@@ -13,70 +13,15 @@ use crate::config::Config;
 use crate::reconcile::{short, Mode, Outcome, Reconciler, Verdict};
 use crate::state::{ReconcileResult, State};
 use crate::status::{Finished, StatusHub};
+use crate::trigger::{Reasons, Trigger, Why};
 use chrono::Local;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 /// How often containers are listed again while a healthcheck is starting.
 const RECHECK: Duration = Duration::from_secs(2);
-
-/// Why a reconcile was asked for (several merge into one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    Webhook = 1,
-    Secrets = 2,
-    Other = 4,
-}
-
-#[derive(Default)]
-struct TriggerInner {
-    notify: Notify,
-    requested: AtomicU64,
-    reasons: AtomicU8,
-}
-
-/// A handle that asks the daemon for a reconcile soon (webhooks, secret edits, tests).
-#[derive(Clone, Default)]
-pub struct Trigger(Arc<TriggerInner>);
-
-impl Trigger {
-    pub fn nudge(&self) {
-        self.nudge_for(Why::Other);
-    }
-
-    pub fn nudge_for(&self, why: Why) {
-        self.0.reasons.fetch_or(why as u8, Ordering::SeqCst);
-        self.0.requested.fetch_add(1, Ordering::SeqCst);
-        self.0.notify.notify_one();
-    }
-
-    fn requested(&self) -> u64 {
-        self.0.requested.load(Ordering::SeqCst)
-    }
-
-    /// The reasons of the nudges so far (`webhook+secrets`), cleared.
-    fn take_reasons(&self) -> String {
-        let bits = self.0.reasons.swap(0, Ordering::SeqCst);
-        let names: Vec<&str> = [
-            (Why::Webhook, "webhook"),
-            (Why::Secrets, "secrets"),
-            (Why::Other, "nudge"),
-        ]
-        .iter()
-        .filter(|(w, _)| bits & (*w as u8) != 0)
-        .map(|(_, n)| *n)
-        .collect();
-        if names.is_empty() {
-            "nudge".into()
-        } else {
-            names.join("+")
-        }
-    }
-}
 
 /// The daemon loop alone (no status server, no secrets watcher).
 pub async fn run(
@@ -185,11 +130,11 @@ async fn run_loop(
         );
     }
     let mut skipped = None;
-    let mut why = String::from("start");
+    let mut why = Reasons::of(Why::Start);
     loop {
-        // Every nudge counted so far is covered by this reconcile: it fetches after them.
-        let served = trigger.requested();
-        once(&rec, &hub, &why, &mut skipped).await;
+        // Every nudge so far is covered by this reconcile: it fetches after them.
+        why.merge(trigger.take());
+        once(&rec, &hub, &why.to_string(), &mut skipped).await;
         let ended = tokio::time::Instant::now();
         // Healthchecks decide after the apply: look again (listing calls only, no reconcile)
         // every few seconds while one is starting, for at most the health timeout.
@@ -197,7 +142,7 @@ async fn run_loop(
             .any_starting()
             .then(|| Instant::now() + Duration::from_secs(rec.cfg.health_timeout_secs.max(30)));
         let wake = loop {
-            if trigger.requested() != served {
+            if trigger.is_pending() {
                 break None;
             }
             let recheck = recheck_until.is_some_and(|t| Instant::now() < t);
@@ -215,7 +160,7 @@ async fn run_loop(
             hub.set_next_poll(Some(next.timestamp()));
             let wait = (next - now).to_std().unwrap_or_default();
             tokio::select! {
-                _ = tokio::time::sleep(wait) => break Some("poll"),
+                _ = tokio::time::sleep(wait) => break Some(Why::Poll),
                 _ = tokio::time::sleep(RECHECK), if recheck => {
                     match rec.observe_own().await {
                         Ok(o) => hub.observed(&o),
@@ -227,7 +172,7 @@ async fn run_loop(
                     continue;
                 }
                 // Re-checked at the top: a permit left by nudges already served wakes us for nothing.
-                _ = trigger.0.notify.notified() => continue,
+                _ = trigger.nudged() => continue,
                 _ = &mut shutdown => {
                     info!("shutting down");
                     return Ok(());
@@ -235,12 +180,9 @@ async fn run_loop(
             }
         };
         why = match wake {
-            Some(poll) => {
-                // A nudge that came with the timer is served by this reconcile: its reason must
-                // not be reported by the next one.
-                let _ = trigger.take_reasons();
-                poll.to_string()
-            }
+            // A nudge that came with the timer is served by this reconcile: its reason is
+            // merged in at the top.
+            Some(poll) => Reasons::of(poll),
             None => {
                 // A lone push on an idle daemon starts at once. Nudges that come while a
                 // reconcile runs, or soon after one, wait until `debounce` has passed since it
@@ -255,7 +197,7 @@ async fn run_loop(
                         }
                     }
                 }
-                let why = trigger.take_reasons();
+                let why = trigger.take();
                 info!(trigger = %why, "reconcile requested");
                 why
             }
@@ -372,24 +314,5 @@ fn log_outcome(o: &Outcome, skipped: &mut Option<String>) {
             error = %crate::status::doc::redact_userinfo(o.error.as_deref().unwrap_or("unknown")),
             "not deployed; the host keeps the last applied state"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nudges_count_and_merge_their_reasons() {
-        let t = Trigger::default();
-        assert_eq!(t.requested(), 0);
-        t.nudge_for(Why::Webhook);
-        t.nudge_for(Why::Webhook);
-        t.nudge_for(Why::Secrets);
-        assert_eq!(t.requested(), 3);
-        assert_eq!(t.take_reasons(), "webhook+secrets");
-        assert_eq!(t.take_reasons(), "nudge");
-        t.nudge();
-        assert_eq!(t.take_reasons(), "nudge");
     }
 }
