@@ -140,3 +140,12 @@ async fn run_loop(
     };
     cycle::run(&mut live, &cadence, &trigger, &hub, Local::now, shutdown).await
 }
+
+/// Compiles only while the daemon's future is `Send` (so a caller may spawn it): the loop is
+/// generic over its reconcile, and a non-`Send` adapter would otherwise slip in unnoticed.
+#[cfg(test)]
+fn _send_check(cfg: Config, l: tokio::net::TcpListener) {
+    fn is_send<T: Send>(_: &T) {}
+    let f = run_with_server(cfg, l, async {});
+    is_send(&f);
+}
