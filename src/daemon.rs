@@ -1,82 +1,27 @@
 //! `gitmoor run`: reconcile once at start, then on the cron schedule or when nudged, one
 //! reconcile at a time, until shutdown; beside it the status server and the secrets watcher.
 //!
-//! Triggers merge rather than queue. Each nudge bumps a counter; a reconcile covers every nudge
-//! counted before it started (it fetches after them, and is level-triggered), so any number of
-//! nudges while one runs make exactly one more. A nudge on an idle daemon starts a reconcile at
-//! once (a push goes live without waiting); the next one starts no sooner than
-//! `nudge_debounce_ms` after the previous ended, so a burst makes one or two in all. Shutdown is
-//! injected, so tests stop the daemon without signals; a reconcile that is running when shutdown
-//! comes is finished, not cut off halfway through a recreate.
+//! `cycle` decides when to reconcile (merging, debounce, the schedule), `live` is the reconcile
+//! it calls on the real host. Shutdown is injected, so tests stop the daemon without signals.
+
+mod cycle;
+mod live;
 
 use crate::config::Config;
-use crate::reconcile::{short, Mode, Outcome, Reconciler, Verdict};
-use crate::state::{ReconcileResult, State};
-use crate::status::{Finished, StatusHub};
+use crate::reconcile::Reconciler;
+use crate::state::State;
+use crate::status::StatusHub;
+use crate::trigger::{Trigger, Why};
 use chrono::Local;
+use cycle::Cadence;
+use live::Live;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Notify;
-use tracing::{debug, error, info, warn};
+use std::time::Duration;
+use tracing::{info, warn};
 
 /// How often containers are listed again while a healthcheck is starting.
 const RECHECK: Duration = Duration::from_secs(2);
-
-/// Why a reconcile was asked for (several merge into one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    Webhook = 1,
-    Secrets = 2,
-    Other = 4,
-}
-
-#[derive(Default)]
-struct TriggerInner {
-    notify: Notify,
-    requested: AtomicU64,
-    reasons: AtomicU8,
-}
-
-/// A handle that asks the daemon for a reconcile soon (webhooks, secret edits, tests).
-#[derive(Clone, Default)]
-pub struct Trigger(Arc<TriggerInner>);
-
-impl Trigger {
-    pub fn nudge(&self) {
-        self.nudge_for(Why::Other);
-    }
-
-    pub fn nudge_for(&self, why: Why) {
-        self.0.reasons.fetch_or(why as u8, Ordering::SeqCst);
-        self.0.requested.fetch_add(1, Ordering::SeqCst);
-        self.0.notify.notify_one();
-    }
-
-    fn requested(&self) -> u64 {
-        self.0.requested.load(Ordering::SeqCst)
-    }
-
-    /// The reasons of the nudges so far (`webhook+secrets`), cleared.
-    fn take_reasons(&self) -> String {
-        let bits = self.0.reasons.swap(0, Ordering::SeqCst);
-        let names: Vec<&str> = [
-            (Why::Webhook, "webhook"),
-            (Why::Secrets, "secrets"),
-            (Why::Other, "nudge"),
-        ]
-        .iter()
-        .filter(|(w, _)| bits & (*w as u8) != 0)
-        .map(|(_, n)| *n)
-        .collect();
-        if names.is_empty() {
-            "nudge".into()
-        } else {
-            names.join("+")
-        }
-    }
-}
 
 /// The daemon loop alone (no status server, no secrets watcher).
 pub async fn run(
@@ -166,8 +111,12 @@ async fn run_loop(
     hub: Arc<StatusHub>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let schedule = cfg.schedule()?;
-    let debounce = Duration::from_millis(cfg.nudge_debounce_ms);
+    let cadence = Cadence {
+        schedule: cfg.schedule()?,
+        poll: cfg.poll.clone(),
+        debounce: Duration::from_millis(cfg.nudge_debounce_ms),
+        recheck: RECHECK,
+    };
     tokio::pin!(shutdown);
     let rec = tokio::select! {
         r = Reconciler::new(cfg, true) => r?,
@@ -184,212 +133,19 @@ async fn run_loop(
             "the builds of a reconcile may run longer than /health allows a reconcile: /health turns 503 during long builds; raise health_max_reconcile_secs above build_timeout_secs"
         );
     }
-    let mut skipped = None;
-    let mut why = String::from("start");
-    loop {
-        // Every nudge counted so far is covered by this reconcile: it fetches after them.
-        let served = trigger.requested();
-        once(&rec, &hub, &why, &mut skipped).await;
-        let ended = tokio::time::Instant::now();
-        // Healthchecks decide after the apply: look again (listing calls only, no reconcile)
-        // every few seconds while one is starting, for at most the health timeout.
-        let mut recheck_until = hub
-            .any_starting()
-            .then(|| Instant::now() + Duration::from_secs(rec.cfg.health_timeout_secs.max(30)));
-        let wake = loop {
-            if trigger.requested() != served {
-                break None;
-            }
-            let recheck = recheck_until.is_some_and(|t| Instant::now() < t);
-            let now = Local::now();
-            let next = match schedule.find_next_occurrence(&now, false) {
-                Ok(t) => t,
-                Err(e) => {
-                    error!("the poll schedule has no next run ({e}); stopping");
-                    return Err(anyhow::anyhow!(
-                        "poll schedule {:?} has no next run",
-                        rec.cfg.poll
-                    ));
-                }
-            };
-            hub.set_next_poll(Some(next.timestamp()));
-            let wait = (next - now).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => break Some("poll"),
-                _ = tokio::time::sleep(RECHECK), if recheck => {
-                    match rec.observe_own().await {
-                        Ok(o) => hub.observed(&o),
-                        Err(e) => debug!(error = %format!("{e:#}"), "cannot list containers"),
-                    }
-                    if !hub.any_starting() {
-                        recheck_until = None;
-                    }
-                    continue;
-                }
-                // Re-checked at the top: a permit left by nudges already served wakes us for nothing.
-                _ = trigger.0.notify.notified() => continue,
-                _ = &mut shutdown => {
-                    info!("shutting down");
-                    return Ok(());
-                }
-            }
-        };
-        why = match wake {
-            Some(poll) => {
-                // A nudge that came with the timer is served by this reconcile: its reason must
-                // not be reported by the next one.
-                let _ = trigger.take_reasons();
-                poll.to_string()
-            }
-            None => {
-                // A lone push on an idle daemon starts at once. Nudges that come while a
-                // reconcile runs, or soon after one, wait until `debounce` has passed since it
-                // ended, and make one reconcile together: a burst costs one or two in all.
-                let quiet_until = ended + debounce;
-                if tokio::time::Instant::now() < quiet_until {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(quiet_until) => {}
-                        _ = &mut shutdown => {
-                            info!("shutting down");
-                            return Ok(());
-                        }
-                    }
-                }
-                let why = trigger.take_reasons();
-                info!(trigger = %why, "reconcile requested");
-                why
-            }
-        };
-    }
-}
-
-/// One reconcile whose errors are logged, never fatal: the daemon outlives a bad commit, an
-/// unreachable remote or a restarting dockerd. Each step is reported to the status hub.
-/// `skipped` remembers the commit last reported as skipped, so a bad commit is reported once,
-/// not at every poll.
-async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option<String>) {
-    hub.begin(why);
-    let started = Instant::now();
-    let started_at = chrono::Utc::now().timestamp();
-    let head = match rec.fetch().await {
-        Ok(h) => h,
-        Err(e) => {
-            let msg = format!("fetching {} failed: {e:#}", rec.cfg.branch);
-            error!(error = %crate::status::doc::redact_userinfo(&msg), "reconcile failed");
-            hub.fetch_failed(&msg);
-            hub.finish(Finished {
-                started_at,
-                duration: started.elapsed(),
-                trigger: why,
-                result: ReconcileResult::Error,
-                commit: None,
-                actions: vec![],
-                error: Some(msg),
-                findings: None,
-                desired: None,
-                observed: None,
-                state: None,
-            });
-            return;
-        }
+    let mut live = Live {
+        rec,
+        hub: hub.clone(),
+        skipped: None,
     };
-    hub.fetched(&head);
-    let commit = head.clone();
-    let outcome = rec.reconcile_fetched(head, Mode::Apply, false).await;
-    match outcome {
-        Ok(mut o) => {
-            log_outcome(&o, skipped);
-            // Bad input stops before Docker is asked anything: list the containers for /status.
-            if o.observed.is_none() {
-                o.observed = rec.observe_own().await.ok();
-            }
-            finish(rec, hub, why, started, started_at, &o);
-        }
-        Err(e) => {
-            let msg = crate::status::doc::redact_userinfo(&format!("{e:#}"));
-            error!(error = %msg, "reconcile failed");
-            hub.finish(Finished {
-                started_at,
-                duration: started.elapsed(),
-                trigger: why,
-                result: ReconcileResult::Error,
-                commit: Some(&commit),
-                actions: vec![],
-                error: Some(msg),
-                findings: None,
-                desired: None,
-                observed: None,
-                state: State::load(&rec.cfg.state_dir).ok(),
-            });
-        }
-    }
+    cycle::run(&mut live, &cadence, &trigger, &hub, Local::now, shutdown).await
 }
 
-fn finish(
-    rec: &Reconciler,
-    hub: &StatusHub,
-    why: &str,
-    started: Instant,
-    started_at: i64,
-    o: &Outcome,
-) {
-    hub.finish(Finished {
-        started_at,
-        duration: started.elapsed(),
-        trigger: why,
-        result: o.verdict.result(),
-        commit: Some(&o.commit),
-        actions: o.plan.as_ref().map(|p| p.views()).unwrap_or_default(),
-        error: o.error.clone(),
-        findings: Some(&o.findings),
-        desired: o.desired.clone(),
-        observed: o.observed.as_ref(),
-        state: State::load(&rec.cfg.state_dir).ok(),
-    });
-}
-
-fn log_outcome(o: &Outcome, skipped: &mut Option<String>) {
-    // Any other outcome ends a run of skips: if the same bad commit comes back (a revert of a
-    // revert), it is worth one warning again.
-    if o.verdict != Verdict::Skipped {
-        *skipped = None;
-    }
-    match o.verdict {
-        Verdict::Noop => debug!(commit = %short(&o.commit.sha), "in sync"),
-        Verdict::Applied => info!(commit = %short(&o.commit.sha), "deployed"),
-        Verdict::Skipped if skipped.as_deref() == Some(o.commit.sha.as_str()) => {
-            debug!(commit = %short(&o.commit.sha), "still waiting for a fix")
-        }
-        Verdict::Skipped => {
-            warn!(
-                commit = %short(&o.commit.sha),
-                "not retried: these inputs failed before; push a fix or edit the secrets"
-            );
-            *skipped = Some(o.commit.sha.clone());
-        }
-        _ => warn!(
-            commit = %short(&o.commit.sha),
-            error = %crate::status::doc::redact_userinfo(o.error.as_deref().unwrap_or("unknown")),
-            "not deployed; the host keeps the last applied state"
-        ),
-    }
-}
-
+/// Compiles only while the daemon's future is `Send` (so a caller may spawn it): the loop is
+/// generic over its reconcile, and a non-`Send` adapter would otherwise slip in unnoticed.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nudges_count_and_merge_their_reasons() {
-        let t = Trigger::default();
-        assert_eq!(t.requested(), 0);
-        t.nudge_for(Why::Webhook);
-        t.nudge_for(Why::Webhook);
-        t.nudge_for(Why::Secrets);
-        assert_eq!(t.requested(), 3);
-        assert_eq!(t.take_reasons(), "webhook+secrets");
-        assert_eq!(t.take_reasons(), "nudge");
-        t.nudge();
-        assert_eq!(t.take_reasons(), "nudge");
-    }
+fn _send_check(cfg: Config, l: tokio::net::TcpListener) {
+    fn is_send<T: Send>(_: &T) {}
+    let f = run_with_server(cfg, l, async {});
+    is_send(&f);
 }

@@ -19,6 +19,7 @@ pub mod source;
 pub mod spec;
 pub mod state;
 pub mod status;
+pub mod trigger;
 pub mod watch;
 
 /// `gitmoor status` for a terminal: the deployed commit, the last attempt, each stack.

@@ -8,8 +8,8 @@ use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
 use super::stack;
 use crate::labels;
 use crate::plan::normalize_image;
-use crate::plan::unit::run_in_order;
-use crate::plan::{Action, Plan, Unit, UnitId, UnitOutcome, Work};
+use crate::plan::unit::Schedule;
+use crate::plan::{Action, Plan, UnitId, UnitOutcome, Work};
 use crate::redact::StackRedactors;
 use crate::source::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -127,25 +127,29 @@ pub async fn execute_with(
             missing.insert(normalize_image(&b.tag), e);
         }
     }
-    report.units = run_in_order(&plan.units, async |unit: &Unit| match &unit.work {
-        Work::Stack(actions) => {
-            let redactor = inputs
-                .redact
-                .get(unit.id.name())
-                .cloned()
-                .unwrap_or_default();
-            let span = info_span!("stack", stack = %unit.id.name());
-            stack::run_unit(actions, &missing, &redactor, exec, opts)
-                .instrument(span)
-                .await
-        }
-        // The planner makes no site unit until the Nginx executor is wired (issue 14, in
-        // progress): were one planned, it fails rather than pretend.
-        Work::Site(_) => {
-            UnitOutcome::Failed("this gitmoor cannot install Nginx sites yet".to_string())
-        }
-    })
-    .await;
+    let mut schedule = Schedule::new(&plan.units);
+    while let Some(unit) = schedule.next_unit() {
+        let outcome = match &unit.work {
+            Work::Stack(actions) => {
+                let redactor = inputs
+                    .redact
+                    .get(unit.id.name())
+                    .cloned()
+                    .unwrap_or_default();
+                let span = info_span!("stack", stack = %unit.id.name());
+                stack::run_unit(actions, &missing, &redactor, exec, opts)
+                    .instrument(span)
+                    .await
+            }
+            // The planner makes no site unit until the Nginx executor is wired (issue 14, in
+            // progress): were one planned, it fails rather than pretend.
+            Work::Site(_) => {
+                UnitOutcome::Failed("this gitmoor cannot install Nginx sites yet".to_string())
+            }
+        };
+        schedule.record(unit, outcome);
+    }
+    report.units = schedule.finish();
     for (unit, outcome) in &report.units {
         if let UnitOutcome::Held(why) = outcome {
             warn!(unit = %unit, "{why}");

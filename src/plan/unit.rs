@@ -162,21 +162,45 @@ impl UnitOutcome {
     }
 }
 
-/// Applies `units` in order with `run` (the kind's executor), holding back each unit that follows
-/// one that did not succeed: the one place that decides what runs, tested without a host.
-pub async fn run_in_order<F>(units: &[Unit], mut run: F) -> BTreeMap<UnitId, UnitOutcome>
-where
-    F: AsyncFnMut(&Unit) -> UnitOutcome,
-{
-    let mut done = BTreeMap::new();
-    for unit in apply_order(units) {
-        let outcome = match held_by(unit, &done, units) {
-            Some(why) => UnitOutcome::Held(why),
-            None => run(unit).await,
-        };
-        done.insert(unit.id.clone(), outcome);
+/// The one place that decides what runs: units in `apply_order`, each unit that follows one that
+/// did not succeed held back with the reason. The executor asks `next`, runs the unit, `record`s
+/// its outcome; tested without a host.
+pub struct Schedule<'a> {
+    units: &'a [Unit],
+    order: std::vec::IntoIter<&'a Unit>,
+    done: BTreeMap<UnitId, UnitOutcome>,
+}
+
+impl<'a> Schedule<'a> {
+    pub fn new(units: &'a [Unit]) -> Schedule<'a> {
+        Schedule {
+            units,
+            order: apply_order(units).into_iter(),
+            done: BTreeMap::new(),
+        }
     }
-    done
+
+    /// The next unit to run; the held ones on the way are recorded as held.
+    pub fn next_unit(&mut self) -> Option<&'a Unit> {
+        loop {
+            let unit = self.order.next()?;
+            match held_by(unit, &self.done, self.units) {
+                Some(why) => {
+                    self.done.insert(unit.id.clone(), UnitOutcome::Held(why));
+                }
+                None => return Some(unit),
+            }
+        }
+    }
+
+    pub fn record(&mut self, unit: &Unit, outcome: UnitOutcome) {
+        self.done.insert(unit.id.clone(), outcome);
+    }
+
+    /// Every unit's outcome (call once `next_unit` returned None).
+    pub fn finish(self) -> BTreeMap<UnitId, UnitOutcome> {
+        self.done
+    }
 }
 
 /// The units in the order they are applied: each after every unit it follows (edges to units not
@@ -243,18 +267,17 @@ mod tests {
     /// order it was called in.
     fn run(units: &[Unit], failing: &[&str]) -> (BTreeMap<UnitId, UnitOutcome>, Vec<String>) {
         let mut called = Vec::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        let done = rt.block_on(run_in_order(units, async |u: &Unit| {
+        let mut schedule = Schedule::new(units);
+        while let Some(u) = schedule.next_unit() {
             called.push(u.id.name().to_string());
-            if failing.contains(&u.id.name()) {
+            let outcome = if failing.contains(&u.id.name()) {
                 UnitOutcome::Failed(format!("{} broke", u.id.name()))
             } else {
                 UnitOutcome::Applied
-            }
-        }));
-        (done, called)
+            };
+            schedule.record(u, outcome);
+        }
+        (schedule.finish(), called)
     }
 
     fn outcome<'a>(done: &'a BTreeMap<UnitId, UnitOutcome>, name: &str) -> &'a UnitOutcome {

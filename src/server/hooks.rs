@@ -32,7 +32,7 @@
 
 use super::AppState;
 use crate::config::Config;
-use crate::daemon::Why;
+use crate::trigger::Why;
 use anyhow::Context;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -480,7 +480,7 @@ async fn handle(p: Provider, s: AppState, req: Request) -> Response {
             s.hub.count_webhook(p.name(), "accepted");
             info!(provider = p.name(), branch = %cfg.branch, "webhook: push to the branch; reconcile requested");
             s.hub.set_pending("webhook");
-            s.trigger.nudge_for(Why::Webhook);
+            s.trigger.nudge_for(Why::Webhook { provider: p.name() });
             text(
                 StatusCode::ACCEPTED,
                 format!("reconcile requested: gitmoor fetches {} now\n", cfg.branch),
@@ -743,7 +743,7 @@ mod tests {
         let hooks = Arc::new(HookConfig::new(SECRET.to_vec(), "main", 1024, read_timeout));
         let state = AppState {
             hub: Arc::new(crate::status::StatusHub::new(&cfg)),
-            trigger: crate::daemon::Trigger::default(),
+            trigger: crate::trigger::Trigger::default(),
             hooks: Some(hooks.clone()),
             refresh_secs: 10,
         };

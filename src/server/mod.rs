@@ -15,8 +15,8 @@ pub mod metrics;
 pub mod page;
 pub mod text;
 
-use crate::daemon::Trigger;
 use crate::status::StatusHub;
+use crate::trigger::Trigger;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
