@@ -15,8 +15,9 @@ use crate::source::git::{CommitInfo, GitError, GitSource, RepoAuth};
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::Findings;
 use crate::spec::load::{load_host_spec_with_profiles, LoadOptions};
-use crate::spec::model::{DependsCondition, HostSpec};
+use crate::spec::model::HostSpec;
 use crate::state::{Attempt, CommitRef, InProgress, Phase, ReconcileResult, State};
+pub use crate::status::desired::{desired_services, DesiredService};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,36 +79,6 @@ pub struct Outcome {
     /// The host as it was left: observed again after an apply, or the observation the plan was
     /// made from when nothing was applied. None when the reconcile stopped before observing.
     pub observed: Option<Observed>,
-}
-
-/// One service of the commit, as `/status` shows it: no environment, nothing secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredService {
-    pub name: String,
-    pub image: String,
-    /// Another service waits for it with `service_completed_successfully`: exiting is its job.
-    pub one_shot: bool,
-}
-
-/// The names `/status` needs from a spec: stacks, their services, their images.
-pub fn desired_services(spec: &HostSpec) -> BTreeMap<String, Vec<DesiredService>> {
-    spec.stacks
-        .iter()
-        .map(|(name, stack)| {
-            let services = stack
-                .services
-                .iter()
-                .map(|(svc, s)| DesiredService {
-                    name: svc.clone(),
-                    image: s.image.clone(),
-                    one_shot: stack.services.values().any(|other| {
-                        other.depends_on.get(svc) == Some(&DependsCondition::CompletedSuccessfully)
-                    }),
-                })
-                .collect();
-            (name.clone(), services)
-        })
-        .collect()
 }
 
 /// Holds what lives across reconciles: the Git cache, the Docker connection, the state dir lock.
@@ -520,42 +491,13 @@ impl Reconciler {
         Ok(outcome)
     }
 
-    /// The host as the plan needs it: gitmoor's objects of this instance, the platform of each
-    /// local image a service pins with `platform:`, and the registry's digest of every
-    /// `pull_policy: always` tag (a moved tag is redeployed; a registry that
-    /// cannot be asked only costs a warning).
+    /// The host as the plan needs it (observe/for_plan.rs).
     async fn observe_for(
         &self,
         spec: &HostSpec,
         auth: Option<&crate::apply::docker::registry::RegistryAuth>,
     ) -> anyhow::Result<Observed> {
-        let mut observed = observe(&self.exec.docker, &self.cfg.instance).await?;
-        crate::observe::data::observe_data_folders(&mut observed, spec, &self.cfg.data_dir());
-        for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
-            let wants_platform = svc
-                .platform
-                .as_deref()
-                .is_some_and(|p| !p.trim().is_empty());
-            if wants_platform && svc.build.is_none() {
-                let tag = crate::plan::normalize_image(&svc.image);
-                if let Some(p) = self.exec.image_platform(&svc.image).await? {
-                    observed.image_platforms.insert(tag, p);
-                }
-            }
-            if svc.pull_policy == crate::spec::model::PullPolicy::Always && svc.build.is_none() {
-                match self.exec.remote_digest(&svc.image, auth).await {
-                    Ok(d) => {
-                        observed
-                            .remote_digests
-                            .insert(crate::plan::normalize_image(&svc.image), d);
-                    }
-                    Err(e) => {
-                        warn!(image = %svc.image, error = %format!("{e:#}"), "cannot read the tag's digest on its registry")
-                    }
-                }
-            }
-        }
-        Ok(observed)
+        crate::observe::for_plan::observe_for_plan(&self.exec, &self.cfg, spec, auth).await
     }
 
     /// Plans `spec` against `observed`; `recorded_stacks` are the stacks of this state_dir's state

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod docker;
+pub mod for_plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -250,10 +250,10 @@ mod tests {
     fn the_hub_view_prints_what_the_document_prints() {
         use crate::config::Config;
         use crate::observe::{Observed, ObservedContainer};
-        use crate::reconcile::DesiredService;
         use crate::source::git::CommitInfo;
         use crate::spec::error::{Findings, SpecError};
         use crate::state::{Attempt, CommitRef, State};
+        use crate::status::desired::DesiredService;
         use crate::status::{Finished, StatusHub};
         use std::collections::BTreeMap;
         use std::time::Duration;

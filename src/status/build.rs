@@ -7,9 +7,9 @@ use super::doc::{
 };
 use crate::observe::Observed;
 use crate::plan::UnitId;
-use crate::reconcile::DesiredService;
 use crate::spec::host_secrets::stack_secrets_path;
 use crate::state::{ReconcileResult, UnitState};
+use crate::status::desired::DesiredService;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

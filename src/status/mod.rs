@@ -6,16 +6,18 @@
 //! page copy the last snapshot under a lock held for microseconds.
 
 pub mod build;
+pub mod desired;
 pub mod doc;
 
 use crate::config::Config;
 use crate::observe::Observed;
 use crate::plan::render::ActionView;
-use crate::reconcile::{short, DesiredService};
+use crate::reconcile::short;
 use crate::source::git::CommitInfo;
 use crate::spec::error::{Findings, SpecError};
 use crate::state::{CommitRef, ReconcileResult, State, UnitState};
 use build::SeenContainer;
+use desired::DesiredService;
 use doc::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,52 @@
+//! Everything the plan reads of the host, in one place: gitmoor's objects of this instance (four
+//! listings), the data dir, the platform of each local image a service pins with `platform:`, and
+//! the registry's digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry
+//! that cannot be asked only costs a warning). The engine calls themselves are the executor's
+//! (one Docker client); what to look at is decided here.
+
+use super::Observed;
+use crate::apply::docker::registry::RegistryAuth;
+use crate::apply::docker::DockerExecutor;
+use crate::config::Config;
+use crate::plan::normalize_image;
+use crate::spec::model::{HostSpec, PullPolicy};
+use tracing::warn;
+
+pub async fn observe_for_plan(
+    exec: &DockerExecutor,
+    cfg: &Config,
+    spec: &HostSpec,
+    auth: Option<&RegistryAuth>,
+) -> anyhow::Result<Observed> {
+    let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
+    super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
+    for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
+        if svc.build.is_some() {
+            continue;
+        }
+        let wants_platform = svc
+            .platform
+            .as_deref()
+            .is_some_and(|p| !p.trim().is_empty());
+        if wants_platform {
+            if let Some(p) = exec.image_platform(&svc.image).await? {
+                observed
+                    .image_platforms
+                    .insert(normalize_image(&svc.image), p);
+            }
+        }
+        if svc.pull_policy == PullPolicy::Always {
+            match exec.remote_digest(&svc.image, auth).await {
+                Ok(d) => {
+                    observed
+                        .remote_digests
+                        .insert(normalize_image(&svc.image), d);
+                }
+                Err(e) => {
+                    warn!(image = %svc.image, error = %format!("{e:#}"), "cannot read the tag's digest on its registry")
+                }
+            }
+        }
+    }
+    Ok(observed)
+}
