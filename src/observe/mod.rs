@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod docker;
+pub mod ufw_parse;
 
 use std::collections::{BTreeMap, BTreeSet};
 
