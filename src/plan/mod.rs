@@ -3,6 +3,7 @@
 
 mod data;
 pub mod fingerprint;
+pub mod firewall;
 mod host;
 pub mod images;
 mod owner;

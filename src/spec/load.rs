@@ -101,6 +101,9 @@ pub fn load_host_spec_with_profiles(
     }
     check_host_ports(&host, &mut findings);
     check_container_names(&host, &mut findings);
+    let (firewall, f) = crate::spec::ufw::load_firewall(snap);
+    findings.extend(f);
+    host.firewall = firewall;
     let spec = findings.is_ok().then_some(host);
     (spec, findings)
 }

@@ -12,4 +12,5 @@ pub mod model;
 pub mod policy;
 #[cfg(test)]
 mod tests_policy;
+pub mod ufw;
 pub mod yaml;

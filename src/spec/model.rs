@@ -16,7 +16,9 @@ use std::fmt;
 pub struct HostSpec {
     /// Stacks by name (the folder name under `compose/`).
     pub stacks: BTreeMap<String, StackSpec>,
-    // Later issues: `sites: Vec<SiteSpec>` (nginx/), `firewall: Option<FirewallSpec>` (ufw/).
+    /// `ufw/rules.yaml`; None when the repo has no `ufw/` folder (the firewall is left alone).
+    pub firewall: Option<crate::spec::ufw::FirewallSpec>,
+    // Later issues: `sites: Vec<SiteSpec>` (nginx/).
 }
 
 /// One compose project: `compose/<name>/compose.yaml`.

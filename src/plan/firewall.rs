@@ -1,0 +1,596 @@
+//! The firewall differ: `ufw/rules.yaml` against the rules UFW holds, to the `ufw` calls that
+//! bring it there, each with its argv and its reason, plus the SSH lockout guard. Pure: the
+//! rules files were read and parsed by `observe/` (`ufw_parse`), the executor runs the argv.
+//!
+//! How ufw behaves, and so what the plan does:
+//! - ufw keeps one rule per match (everything but the action and the comment): adding a rule
+//!   whose match exists replaces that rule in place (its action and comment). So a changed
+//!   action or comment is one `ufw <rule>` call, never a delete and an add.
+//! - New rules are appended, and ufw matches the first rule that fits: the plan adds first
+//!   (nothing the file keeps open is ever closed in between), then deletes, then sets the
+//!   defaults, then enables.
+//! - gitmoor owns the rules whose comment carries its tag ([`TAG`]); it deletes only those,
+//!   by their rule spec (`ufw delete allow proto tcp from ... port 22`: numbers shift with
+//!   every change, a spec does not; ufw matches it whatever the comment). Other rules are
+//!   reported and kept, unless the host's config says gitmoor owns the whole firewall.
+
+use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
+use crate::spec::ufw::{
+    describe, Action, Addr, Defaults, Direction, FirewallRule, FirewallSpec, Net, Policy, Ports,
+    Proto,
+};
+use std::net::IpAddr;
+
+/// The comment tag of the rules gitmoor made: `gitmoor` alone, or `gitmoor: <the file's
+/// comment>`.
+pub const TAG: &str = "gitmoor";
+
+/// The comment gitmoor gives a rule of the file.
+pub fn tagged_comment(comment: Option<&str>) -> String {
+    match comment {
+        Some(c) if !c.is_empty() => format!("{TAG}: {c}"),
+        _ => TAG.to_string(),
+    }
+}
+
+/// Whether a rule of the host carries gitmoor's tag.
+pub fn is_owned(comment: &str) -> bool {
+    comment == TAG || comment.starts_with(&format!("{TAG}: "))
+}
+
+/// Settings of the host (gitmoor's config), not of the repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FirewallOptions {
+    /// Delete every rule the file does not have, tagged or not.
+    pub owns_whole_firewall: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A rule of the file that UFW does not have.
+    Add,
+    /// A rule UFW has with another action or comment: ufw replaces it in place.
+    Update,
+    /// A rule gitmoor made that left the file (or any rule, when it owns the whole firewall).
+    Delete,
+    /// `ufw default <policy> <direction>`.
+    Default,
+    /// `ufw --force enable`.
+    Enable,
+}
+
+/// One `ufw` call: the arguments after the program name, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallStep {
+    pub kind: StepKind,
+    pub argv: Vec<String>,
+    pub reason: String,
+}
+
+/// One rule of the firewall as it will be after the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterRule {
+    pub tuple: Option<Tuple>,
+    pub comment: String,
+}
+
+/// The firewall after the plan, as the guard checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FirewallAfter {
+    pub enabled: bool,
+    pub defaults: Defaults,
+    pub ipv6: bool,
+    /// The IPv4 rules in order (`user.rules`), then the IPv6 ones.
+    pub v4: Vec<AfterRule>,
+    pub v6: Vec<AfterRule>,
+}
+
+/// What the firewall unit does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FirewallPlan {
+    /// In the order to run them: adds and updates, deletes, defaults, enable.
+    pub steps: Vec<FirewallStep>,
+    /// Rules of the host left alone, each with why (shown as unmanaged on `/status`).
+    pub unmanaged: Vec<String>,
+    /// What the plan cannot do as the file says (an order ufw will not have, IPv6 off).
+    pub warnings: Vec<String>,
+    /// The firewall as it will be.
+    pub after: FirewallAfter,
+}
+
+impl FirewallPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// A rule of the file in ufw's terms.
+fn tuple_of(r: &FirewallRule) -> Tuple {
+    Tuple {
+        action: r.action,
+        log: String::new(),
+        route: false,
+        proto: r.proto,
+        dport: r.port,
+        dst: r.to,
+        sport: Ports::Any,
+        src: r.from,
+        direction: r.direction,
+        iface: String::new(),
+        app: String::new(),
+    }
+}
+
+/// Same match for ufw: everything but the action, its log type and the comment.
+fn same_match(a: &Tuple, b: &Tuple) -> bool {
+    a.route == b.route
+        && a.proto == b.proto
+        && a.dport == b.dport
+        && a.dst == b.dst
+        && a.sport == b.sport
+        && a.src == b.src
+        && a.direction == b.direction
+        && a.iface == b.iface
+        && a.app == b.app
+}
+
+/// The words of a rule after its action: `[out] [proto P] from SRC [port S] to DST [port D]`.
+fn match_words(t: &Tuple) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    if t.direction == Direction::Out {
+        v.push("out".into());
+    }
+    if let Some(p) = t.proto {
+        v.extend(["proto".into(), p.as_str().into()]);
+    }
+    v.extend(["from".into(), t.src.to_string()]);
+    if t.sport != Ports::Any {
+        v.extend(["port".into(), t.sport.to_string()]);
+    }
+    v.extend(["to".into(), t.dst.to_string()]);
+    if t.dport != Ports::Any {
+        v.extend(["port".into(), t.dport.to_string()]);
+    }
+    v
+}
+
+/// The `ufw` argv that adds (or updates) a rule of the file, tagged:
+/// `allow proto tcp from 192.0.2.3 to any port 22 comment "gitmoor: ssh admins"`.
+pub fn rule_argv(r: &FirewallRule) -> Vec<String> {
+    let mut v = vec![r.action.as_str().to_string()];
+    v.extend(match_words(&tuple_of(r)));
+    v.extend(["comment".to_string(), tagged_comment(r.comment.as_deref())]);
+    v
+}
+
+/// The `ufw` argv that deletes a rule by its spec (ufw matches it whatever its comment).
+pub fn delete_argv(t: &Tuple) -> Vec<String> {
+    let mut v = vec!["delete".to_string(), t.action.as_str().to_string()];
+    v.extend(match_words(t));
+    v
+}
+
+fn describe_tuple(t: &Tuple) -> String {
+    let mut s = describe(t.action, t.direction, t.proto, t.dport, &t.src, &t.dst);
+    if t.sport != Ports::Any {
+        s.push_str(&format!(" (source port {})", t.sport));
+    }
+    s
+}
+
+fn describe_observed(r: &ObservedRule) -> String {
+    let what = match &r.tuple {
+        Some(t) => {
+            let mut s = describe_tuple(t);
+            if t.route {
+                s = format!("route {s}");
+            }
+            if !t.iface.is_empty() {
+                s.push_str(&format!(" on {}", t.iface));
+            }
+            if !t.app.is_empty() {
+                s.push_str(&format!(" (app {})", t.app));
+            }
+            s
+        }
+        None => r.raw.clone(),
+    };
+    let v6 = if r.v6 { " (v6)" } else { "" };
+    let comment = if r.comment.is_empty() {
+        String::new()
+    } else {
+        format!(" # {}", r.comment)
+    };
+    format!("[{}] {what}{v6}{comment}", r.number)
+}
+
+/// The steps that bring UFW from `observed` to `desired`.
+pub fn plan_firewall(
+    desired: &FirewallSpec,
+    observed: &ObservedFirewall,
+    opts: FirewallOptions,
+) -> FirewallPlan {
+    let mut plan = FirewallPlan::default();
+    let (mut v4, mut v6): (Vec<AfterRule>, Vec<AfterRule>) = (Vec::new(), Vec::new());
+    for r in &observed.rules {
+        let a = AfterRule {
+            tuple: r.tuple.clone(),
+            comment: r.comment.clone(),
+        };
+        if r.v6 {
+            v6.push(a);
+        } else {
+            v4.push(a);
+        }
+    }
+
+    // Adds and updates, in file order.
+    let mut wanted: Vec<(bool, Tuple, usize)> = Vec::new();
+    for (index, rule) in desired.rules.iter().enumerate() {
+        let want = tuple_of(rule);
+        let comment = tagged_comment(rule.comment.as_deref());
+        let families: Vec<bool> = rule
+            .families()
+            .into_iter()
+            .filter(|v6| !*v6 || observed.ipv6)
+            .collect();
+        if families.is_empty() {
+            plan.warnings.push(format!(
+                "{}:{}: `{rule}` is IPv6, and ufw manages IPv6 only with IPV6=yes in /etc/default/ufw: the rule is not added",
+                desired.file, rule.line
+            ));
+            continue;
+        }
+        let mut changes: Vec<String> = Vec::new();
+        let mut missing = false;
+        for &fam in &families {
+            wanted.push((fam, want.clone(), index));
+            let list = if fam { &mut v6 } else { &mut v4 };
+            let found = list
+                .iter_mut()
+                .find(|a| a.tuple.as_ref().is_some_and(|t| same_match(t, &want)));
+            match found {
+                None => {
+                    missing = true;
+                    list.push(AfterRule {
+                        tuple: Some(want.clone()),
+                        comment: comment.clone(),
+                    });
+                }
+                Some(a) => {
+                    let Some(have) = a.tuple.as_ref() else {
+                        continue;
+                    };
+                    if !is_owned(&a.comment) {
+                        changes.push(format!(
+                            "takes over the rule made outside gitmoor{} (ufw keeps one rule per match)",
+                            if a.comment.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" with the comment `{}`", a.comment)
+                            }
+                        ));
+                    } else if a.comment != comment {
+                        changes.push(format!("comment `{}` -> `{comment}`", a.comment));
+                    }
+                    if have.action != want.action || !have.log.is_empty() {
+                        changes.push(format!(
+                            "action {} -> {}",
+                            have.action.as_str(),
+                            want.action.as_str()
+                        ));
+                    }
+                    a.tuple = Some(want.clone());
+                    a.comment = comment.clone();
+                }
+            }
+        }
+        changes.dedup();
+        let at = format!("{}:{}", desired.file, rule.line);
+        if missing {
+            plan.steps.push(FirewallStep {
+                kind: StepKind::Add,
+                argv: rule_argv(rule),
+                reason: if changes.is_empty() {
+                    format!("new rule `{rule}` ({at})")
+                } else {
+                    // Present in one family only (made by hand for IPv4, say): replaced there.
+                    format!("new rule `{rule}` ({at}); {}", changes.join(", "))
+                },
+            });
+        } else if !changes.is_empty() {
+            plan.steps.push(FirewallStep {
+                kind: StepKind::Update,
+                argv: rule_argv(rule),
+                reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
+            });
+        }
+    }
+
+    // Deletes: rules of the host the file does not have.
+    let kept_by_file =
+        |fam: bool, t: &Tuple| wanted.iter().any(|(f, w, _)| *f == fam && same_match(w, t));
+    for r in &observed.rules {
+        let plain = r.tuple.as_ref().filter(|t| t.is_plain());
+        let Some(t) = plain else {
+            plan.unmanaged.push(format!(
+                "{}: kept; gitmoor deletes only the rules it can write (no route, interface, application profile, log type or other protocol): delete it by hand if it must go",
+                describe_observed(r)
+            ));
+            continue;
+        };
+        if kept_by_file(r.v6, t) {
+            continue;
+        }
+        if !is_owned(&r.comment) && !opts.owns_whole_firewall {
+            plan.unmanaged.push(format!(
+                "{}: kept; not made by gitmoor (its comment has no `{TAG}` tag)",
+                describe_observed(r)
+            ));
+            continue;
+        }
+        let argv = delete_argv(t);
+        if plan.steps.iter().any(|s| s.argv == argv) {
+            continue; // One delete takes the IPv4 and IPv6 rules of `any` to `any`.
+        }
+        let why = if is_owned(&r.comment) {
+            format!("no longer in {}", desired.file)
+        } else {
+            format!(
+                "not in {} and gitmoor owns the whole firewall (firewall.owns_whole_firewall)",
+                desired.file
+            )
+        };
+        plan.steps.push(FirewallStep {
+            kind: StepKind::Delete,
+            argv,
+            reason: format!("`{}`: {why}", describe_tuple(t)),
+        });
+        for list in [&mut v4, &mut v6] {
+            list.retain(|a| !a.tuple.as_ref().is_some_and(|x| same_match(x, t)));
+        }
+    }
+
+    // Defaults.
+    let mut defaults = observed.defaults;
+    for (name, want, have) in [
+        (
+            "incoming",
+            desired.defaults.incoming,
+            &mut defaults.incoming,
+        ),
+        (
+            "outgoing",
+            desired.defaults.outgoing,
+            &mut defaults.outgoing,
+        ),
+        ("routed", desired.defaults.routed, &mut defaults.routed),
+    ] {
+        let Some(want) = want else { continue };
+        if *have != Some(want) {
+            plan.steps.push(FirewallStep {
+                kind: StepKind::Default,
+                argv: vec!["default".into(), want.as_str().into(), name.into()],
+                reason: format!(
+                    "default {name} policy {} -> {} ({})",
+                    have.map_or("unset", Policy::as_str),
+                    want.as_str(),
+                    desired.file
+                ),
+            });
+            *have = Some(want);
+        }
+    }
+
+    if !observed.enabled {
+        plan.steps.push(FirewallStep {
+            kind: StepKind::Enable,
+            argv: vec!["--force".into(), "enable".into()],
+            reason: "ufw is inactive".into(),
+        });
+    }
+
+    for (fam, list) in [(false, &v4), (true, &v6)] {
+        if let Some(w) = order_warning(desired, &wanted, fam, list) {
+            plan.warnings.push(w);
+        }
+    }
+    plan.after = FirewallAfter {
+        enabled: true,
+        defaults,
+        ipv6: observed.ipv6,
+        v4,
+        v6,
+    };
+    plan
+}
+
+/// ufw appends new rules: a rule the file puts before one UFW already has lands after it.
+/// Harmless between rules that let the same traffic through; not when a deny comes after an
+/// allow it was meant to cut into. Said, naming both rules.
+fn order_warning(
+    desired: &FirewallSpec,
+    wanted: &[(bool, Tuple, usize)],
+    fam: bool,
+    list: &[AfterRule],
+) -> Option<String> {
+    let mut last: Option<usize> = None;
+    for a in list {
+        let Some(t) = &a.tuple else { continue };
+        let Some((_, _, index)) = wanted
+            .iter()
+            .find(|(f, w, _)| *f == fam && same_match(w, t))
+        else {
+            continue;
+        };
+        if let Some(prev) = last {
+            if *index < prev {
+                let (early, late) = (&desired.rules[*index], &desired.rules[prev]);
+                return Some(format!(
+                    "{}:{}: `{early}` comes before `{late}` (line {}) in the file, but after it in UFW{} (ufw appends new rules, and matches the first that fits): to reorder, remove both from the file, apply, then add them back in order",
+                    desired.file,
+                    early.line,
+                    late.line,
+                    if fam { " (v6)" } else { "" }
+                ));
+            }
+        }
+        last = Some(last.map_or(*index, |l| l.max(*index)));
+    }
+    None
+}
+
+/// The config key that applies a firewall change the lockout guard refuses.
+pub const LOCKOUT_OVERRIDE: &str = "firewall.allow_ssh_lockout: true";
+
+/// The SSH lockout guard, checked before anything changes: after the plan, the SSH port must
+/// stay open from at least one source, and every address with an SSH session open now must
+/// still be let in. ufw's order is followed (the first rule that fits decides; `limit` lets
+/// through; the default incoming policy decides when no rule fits). Where a rule cannot be
+/// judged for sure (an interface, a destination address), an allow is not counted and a deny
+/// is: the guard errs on the side of keeping the admin in. The error says why and names the
+/// override.
+pub fn lockout_guard(
+    plan: &FirewallPlan,
+    ssh_port: u16,
+    established_ssh_peers: &[IpAddr],
+) -> Result<(), String> {
+    let after = &plan.after;
+    if !after.enabled {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(format!(
+            "the firewall change would lock out SSH (port {ssh_port}/tcp): {why}; nothing of the firewall was changed. Allow it in ufw/rules.yaml, or set {LOCKOUT_OVERRIDE} in gitmoor's config to apply it anyway"
+        ))
+    };
+    for peer in established_ssh_peers {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*peer, IpAddr::V4),
+            v4 => *v4,
+        };
+        if peer.is_ipv6() && !after.ipv6 {
+            return refuse(format!(
+                "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"
+            ));
+        }
+        let list = if peer.is_ipv6() { &after.v6 } else { &after.v4 };
+        if let Verdict::Closed(why) = verdict(
+            list,
+            &Addr::Net(Net::host(peer)),
+            ssh_port,
+            after.defaults.incoming,
+        ) {
+            return refuse(format!("{peer} has an SSH session open now, and {why}"));
+        }
+    }
+    let families: &[(bool, &Vec<AfterRule>)] = if after.ipv6 {
+        &[(false, &after.v4), (true, &after.v6)]
+    } else {
+        &[(false, &after.v4)]
+    };
+    let open_somewhere = families.iter().any(|(_, list)| {
+        let mut sources: Vec<Addr> = list
+            .iter()
+            .filter_map(|a| a.tuple.as_ref())
+            .filter(|t| t.action.lets_through() && fits(t, ssh_port) == Fit::Sure)
+            .map(|t| t.src)
+            .collect();
+        sources.push(Addr::Any);
+        sources.iter().any(|s| {
+            matches!(
+                verdict(list, s, ssh_port, after.defaults.incoming),
+                Verdict::Open
+            )
+        })
+    });
+    if !open_somewhere {
+        let default = after
+            .defaults
+            .incoming
+            .map_or("unknown".to_string(), |p| p.as_str().to_string());
+        return refuse(format!(
+            "no rule lets any source in, and the default incoming policy is {default}"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Open,
+    Closed(String),
+}
+
+#[derive(Debug, PartialEq)]
+enum Fit {
+    No,
+    /// The rule certainly applies to a TCP connection to the port (given the source fits).
+    Sure,
+    /// It may (an interface or a destination address the guard cannot judge).
+    Maybe,
+}
+
+/// Whether an incoming TCP connection to `port` is the rule's business (its source aside).
+fn fits(t: &Tuple, port: u16) -> Fit {
+    if t.route
+        || t.direction != Direction::In
+        || !matches!(t.proto, None | Some(Proto::Tcp))
+        || !t.dport.contains(port)
+        // A source port: clients connect from ephemeral ports, such a rule never decides.
+        || t.sport != Ports::Any
+    {
+        return Fit::No;
+    }
+    if !t.iface.is_empty() || t.dst != Addr::Any {
+        return Fit::Maybe;
+    }
+    Fit::Sure
+}
+
+/// What ufw does with a connection to `port` from every address of `src`, walking the rules
+/// in order.
+fn verdict(list: &[AfterRule], src: &Addr, port: u16, incoming: Option<Policy>) -> Verdict {
+    for a in list {
+        let Some(t) = &a.tuple else { continue };
+        let fit = fits(t, port);
+        if fit == Fit::No {
+            continue;
+        }
+        let covers = t.src.covers(src);
+        if t.action.lets_through() {
+            if covers && fit == Fit::Sure {
+                return Verdict::Open;
+            }
+        } else if covers {
+            return Verdict::Closed(format!(
+                "the rule `{}`{} comes first and {} it",
+                describe_tuple(t),
+                if a.comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (# {})", a.comment)
+                },
+                if t.action == Action::Reject {
+                    "rejects"
+                } else {
+                    "drops"
+                }
+            ));
+        }
+    }
+    match incoming {
+        Some(Policy::Allow) => Verdict::Open,
+        Some(p) => Verdict::Closed(format!(
+            "no rule lets it in and the default incoming policy is {}",
+            p.as_str()
+        )),
+        None => {
+            Verdict::Closed("no rule lets it in and the default incoming policy is unknown".into())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "firewall_tests.rs"]
+mod tests;
