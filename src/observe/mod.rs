@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod docker;
+pub mod nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
 
