@@ -6,9 +6,9 @@ use serde::Deserialize;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-/// The folder gitmoor owns by default; the host's `nginx.conf` includes `<it>/*.conf`
-/// (Debian's includes `/etc/nginx/conf.d/*.conf`, which does not reach into subfolders, so the
-/// include line is added once by hand: see docs/nginx-host.md).
+/// The folder gitmoor owns by default. The host's Nginx must include `<it>/*.conf`: Debian's
+/// `nginx.conf` includes `/etc/nginx/conf.d/*.conf`, which does not reach into subfolders, so
+/// one line in `/etc/nginx/conf.d/gitmoor.conf` does it (docs/nginx-host.md).
 pub const DEFAULT_SITES_DIR: &str = "/etc/nginx/conf.d/gitmoor";
 
 /// Where certbot's webroot challenges are written and served from. Not under `/var/lib/gitmoor`:
