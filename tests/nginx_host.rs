@@ -460,3 +460,18 @@ async fn site_names_that_are_not_plain_file_names_never_become_paths() {
     assert!(!ngx.path().join("escape.conf").exists());
     assert!(!ngx.sites_dir().exists());
 }
+
+#[tokio::test]
+async fn nginxs_message_is_redacted_of_secret_values() {
+    let ngx = PrivateNginx::new(true);
+    let cfg = ngx.config();
+    let host = NginxHost::new(&cfg, Redactor::new(["s3cr3t-directive"])).unwrap();
+    let broken = format!(
+        "server {{\n    listen 127.0.0.1:{};\n    s3cr3t-directive on;\n}}\n",
+        ngx.port
+    );
+    let err = host.install("a", &broken).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("unknown directive \"***\""), "{shown}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}

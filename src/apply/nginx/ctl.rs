@@ -9,6 +9,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The most of `nginx -T`'s dump kept (a host's whole config; far above any real one).
+const DUMP_CAP: usize = 32 << 20;
+
 /// How to run the host's nginx.
 #[derive(Debug, Clone)]
 pub struct Ctl {
@@ -85,6 +88,8 @@ impl Ctl {
     pub async fn includes(&self, file: &Path) -> Result<bool, String> {
         let out = self
             .nginx(&["-T", "-q"])
+            // The whole config, every file: a big host's dump must not be cut before our line.
+            .output_cap(DUMP_CAP)
             .run(&self.redact)
             .await
             .map_err(|e| e.to_string())?;
