@@ -181,13 +181,15 @@ http {{
         Ok((status, body))
     }
 
-    /// Waits (a reload takes a moment to reach the workers) until `name` answers `body`.
+    /// Waits (a reload takes a moment to reach the workers) until `name` answers `body`, then
+    /// until the workers of the previous config are gone: until then, one of them may still
+    /// accept a connection and answer with the old config.
     fn wait_for(&self, name: &str, body: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = self.try_get(name).ok();
             if got.as_ref().is_some_and(|(_, b)| b == body) {
-                return;
+                break;
             }
             assert!(
                 Instant::now() < deadline,
@@ -196,6 +198,42 @@ http {{
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        while self.workers() > 1 {
+            assert!(Instant::now() < deadline, "old nginx workers never left");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(self.get(name).1, body, "{name} after the old workers left");
+    }
+
+    /// How many children the master has (one worker once a reload is through).
+    fn workers(&self) -> usize {
+        let Some(master) = self.master() else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // `pid (comm) state ppid ...`; comm may hold spaces, so split after the `)`.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<i32>().ok())
+                    == Some(master)
+            })
+            .count()
+    }
+
+    /// The master's pid, when it is running and is ours (its command line names our prefix).
+    fn master(&self) -> Option<i32> {
+        let pid = std::fs::read_to_string(self.path().join("nginx.pid")).ok()?;
+        let pid = pid.trim().parse::<i32>().ok().filter(|p| *p > 1)?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(&*self.path().to_string_lossy())
+            .then_some(pid)
     }
 }
 
@@ -204,19 +242,9 @@ impl Drop for PrivateNginx {
         if !self.started {
             return;
         }
-        let Ok(pid) = std::fs::read_to_string(self.path().join("nginx.pid")) else {
+        let Some(pid) = self.master() else {
             return;
         };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
-            return;
-        };
-        // Only our nginx: its command line names our config.
-        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&*self.path().to_string_lossy()))
-            .unwrap_or(false);
-        if !ours || pid <= 1 {
-            return;
-        }
         // SAFETY: plain kill(2) of the master we started (checked above).
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -326,8 +354,7 @@ async fn a_broken_new_version_keeps_the_old_one_serving() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(ngx.get("a.test"), (200, "v1\n".into()));
+    ngx.wait_for("a.test", "v1\n");
 
     host.install("a", &return_site("a", ngx.port, "v2"))
         .await

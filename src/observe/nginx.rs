@@ -18,7 +18,7 @@ pub const TMP_SUFFIX: &str = ".gitmoor-tmp";
 
 /// A site file bigger than this is not one gitmoor wrote (its vhosts are a few KiB): it is
 /// listed as foreign rather than read into memory.
-const MAX_SITE_BYTES: u64 = 1 << 20;
+pub const MAX_SITE_BYTES: u64 = 1 << 20;
 
 /// The sites folder: gitmoor's sites by name (`api` for `api.conf`) with their content, and the
 /// names of the other entries.

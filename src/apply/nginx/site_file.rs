@@ -3,7 +3,7 @@
 //! be seen half written: each write goes to a temporary name outside the include's `*.conf`
 //! glob, is synced, then renamed over the site's file.
 
-use crate::observe::nginx::{is_managed, TMP_SUFFIX};
+use crate::observe::nginx::{is_managed, MAX_SITE_BYTES, TMP_SUFFIX};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -42,7 +42,8 @@ impl SiteFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Current::Absent),
             Err(e) => return Err(e),
         };
-        if !meta.is_file() {
+        // gitmoor's sites are a few KiB; a bigger file is not one of them and is not read.
+        if !meta.is_file() || meta.len() > MAX_SITE_BYTES {
             return Ok(Current::Foreign);
         }
         let bytes = std::fs::read(&self.path)?;
