@@ -1,6 +1,8 @@
 //! The daemon's config file (`/etc/gitmoor/config.yaml`): typed, validated, with every default in
 //! one place. An unknown key is an error, so a typo never silently falls back to a default.
 
+pub mod nginx;
+
 use anyhow::{bail, Context};
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
@@ -118,6 +120,9 @@ pub struct Config {
     /// none. See docs/policy.md.
     #[serde(default)]
     pub policy: Option<crate::spec::policy::Policy>,
+    /// The host's Nginx and the folder of vhosts gitmoor owns (docs/nginx-host.md).
+    #[serde(default)]
+    pub nginx: nginx::NginxConfig,
 }
 
 fn default_branch() -> String {
@@ -230,6 +235,9 @@ impl Config {
             );
         }
         cfg.limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.nginx
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
@@ -464,6 +472,20 @@ mod tests {
         assert!(format!("{err:#}").contains("brnach"), "{err:#}");
         let err = Config::parse("repo: x\npoll: nope\n", Path::new("/c.yaml")).unwrap_err();
         assert!(format!("{err:#}").contains("poll"), "{err:#}");
+    }
+
+    #[test]
+    fn the_nginx_block_parses_and_is_checked_naming_the_file() {
+        let cfg = Config::parse(
+            "repo: x\nnginx:\n  sites_dir: /tmp/x/sites\n  prefix: /tmp/x\n",
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.nginx.sites_dir, PathBuf::from("/tmp/x/sites"));
+        let err =
+            Config::parse("repo: x\nnginx:\n  sites_dir: rel\n", Path::new("/c.yaml")).unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("/c.yaml: nginx.sites_dir"), "{shown}");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 pub mod content;
 pub mod docker;
 pub mod execute;
+pub mod nginx;
 mod recreate;
 mod stack;

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod docker;
 pub mod for_plan;
+pub mod nginx;
 pub mod ufw_parse;
 
 use std::collections::{BTreeMap, BTreeSet};

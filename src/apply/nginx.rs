@@ -1,0 +1,411 @@
+//! Changes to the host's Nginx sites, safely: gitmoor writes only `<site>.conf` files in the one
+//! folder it owns (`nginx.sites_dir`), tests the whole config with `nginx -t` before any reload,
+//! and puts a site's previous version back when the test fails, so the host keeps serving the
+//! last good version. In a batch, one bad site never takes the others down: the sites that
+//! break the test are found, held back with nginx's own message, and the rest go live.
+//!
+//! Why the test runs on the real folder (not a copy of the whole config): the host's config
+//! includes the folder by its path, and a copy would test a different config from the one a
+//! reload loads. Nginx reads the folder only on a test or a reload, so a file written and put
+//! back between two of gitmoor's own calls is never served; a lock keeps gitmoor's calls from
+//! interleaving.
+
+mod ctl;
+mod site_file;
+
+use crate::config::nginx::NginxConfig;
+use crate::observe::nginx::{check_site_name, with_header};
+use crate::process::ProcessError;
+use crate::redact::Redactor;
+use ctl::{Ctl, TestFailure};
+use site_file::{Current, SiteFile};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Why one site was not changed. Each names the site; the host still serves its last good
+/// version (or nothing, for a site never installed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiteError {
+    #[error("nginx site {site:?}: {reason}")]
+    BadName { site: String, reason: String },
+    #[error(
+        "nginx site {site}: {} was not written by gitmoor (its first line is not `# managed by \
+         gitmoor`), so gitmoor leaves it alone; rename the site in the repo, or move that file \
+         away if gitmoor should own the name",
+        file.display()
+    )]
+    Foreign { site: String, file: PathBuf },
+    #[error(
+        "nginx site {site}: nginx rejects the config with this version, so the host keeps \
+         serving the last good one: {message}"
+    )]
+    Rejected { site: String, message: String },
+    /// Not about this site's content: a file could not be written, nginx could not run, the
+    /// host's config fails without gitmoor's change, or the reload failed.
+    #[error("nginx site {site}: {message}")]
+    Host { site: String, message: String },
+}
+
+/// One change to the sites folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteChange {
+    /// Write `<site>.conf` with this content (the header line is added when missing).
+    Install { site: String, content: String },
+    /// Delete `<site>.conf` (only gitmoor's own file).
+    Remove { site: String },
+}
+
+impl SiteChange {
+    pub fn site(&self) -> &str {
+        match self {
+            SiteChange::Install { site, .. } | SiteChange::Remove { site } => site,
+        }
+    }
+}
+
+/// The host's Nginx, as the config describes it.
+#[derive(Debug)]
+pub struct NginxHost {
+    sites_dir: PathBuf,
+    ctl: Ctl,
+    /// Set once `nginx -T` has shown the folder included; checked on the first install.
+    include_seen: std::sync::atomic::AtomicBool,
+    /// One change at a time: a test must see only the change it judges.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// A change that touches the disk: the file, what was there, what goes there.
+struct Staged {
+    site: String,
+    file: SiteFile,
+    previous: Option<String>,
+    new: Option<String>,
+}
+
+impl NginxHost {
+    /// `redact` holds the secret values nginx's messages could quote (a site's basic-auth file
+    /// path is no secret, but a value rendered into a site could be).
+    pub fn new(cfg: &NginxConfig, redact: Redactor) -> Result<NginxHost, ProcessError> {
+        Ok(NginxHost {
+            sites_dir: cfg.sites_dir.clone(),
+            ctl: Ctl::new(cfg, redact)?,
+            include_seen: std::sync::atomic::AtomicBool::new(false),
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn sites_dir(&self) -> &Path {
+        &self.sites_dir
+    }
+
+    /// Installs one site: written, tested with the whole config, reloaded; on a failed test
+    /// the previous version is back and the error carries nginx's message.
+    pub async fn install(&self, site: &str, content: &str) -> Result<(), SiteError> {
+        self.one(SiteChange::Install {
+            site: site.into(),
+            content: content.into(),
+        })
+        .await
+    }
+
+    /// Removes one site (a removal that breaks the test, say another site used an upstream
+    /// this one defined, is put back).
+    pub async fn remove(&self, site: &str) -> Result<(), SiteError> {
+        self.one(SiteChange::Remove { site: site.into() }).await
+    }
+
+    /// Installs several sites with one test and one reload when all pass; see [`Self::apply`].
+    pub async fn install_many(
+        &self,
+        sites: &[(String, String)],
+    ) -> BTreeMap<String, Result<(), SiteError>> {
+        let changes = sites
+            .iter()
+            .map(|(site, content)| SiteChange::Install {
+                site: site.clone(),
+                content: content.clone(),
+            })
+            .collect();
+        self.apply(changes).await
+    }
+
+    async fn one(&self, change: SiteChange) -> Result<(), SiteError> {
+        let site = change.site().to_string();
+        let mut out = self.apply(vec![change]).await;
+        out.remove(&site).unwrap_or(Ok(()))
+    }
+
+    /// Applies changes together: all written, one `nginx -t`, one reload. When the test fails,
+    /// everything is put back and the changes are tried one at a time over the last good set,
+    /// in order: each that passes stays, each that fails is put back and reported with nginx's
+    /// message. The rest are reloaded together. A change that is already in place is Ok
+    /// without a test or a reload. The result has one entry per site named.
+    pub async fn apply(&self, changes: Vec<SiteChange>) -> BTreeMap<String, Result<(), SiteError>> {
+        let _guard = self.lock.lock().await;
+        let mut results = BTreeMap::new();
+        let staged = self.stage(changes, &mut results);
+        if staged.is_empty() {
+            return results;
+        }
+        if staged.iter().any(|s| s.new.is_some()) {
+            if let Err(message) = self.ensure_dir() {
+                for s in staged {
+                    results.insert(s.site.clone(), Err(host(&s.site, &message)));
+                }
+                return results;
+            }
+        }
+
+        // All at once.
+        let mut written = Vec::new();
+        for s in staged {
+            match write_new(&s) {
+                Ok(()) => written.push(s),
+                Err(message) => {
+                    results.insert(s.site.clone(), Err(host(&s.site, &message)));
+                }
+            }
+        }
+        if written.is_empty() {
+            return results;
+        }
+        match self.ctl.test().await {
+            Ok(()) => {
+                self.go_live(written, &mut results).await;
+                return results;
+            }
+            Err(TestFailure::CannotRun(message)) => {
+                self.put_back_all(&written, &message, &mut results);
+                return results;
+            }
+            Err(TestFailure::Rejected(_)) => {}
+        }
+
+        // Something in the batch breaks the test: back to the last good set, which must pass
+        // on its own, else the fault is not in the batch.
+        let mut failed_restore = BTreeSet::new();
+        for s in written.iter().rev() {
+            if let Err(e) = s.file.restore(s.previous.as_deref()) {
+                failed_restore.insert(s.site.clone());
+                results.insert(s.site.clone(), Err(restore_error(s, &e)));
+            }
+        }
+        if !failed_restore.is_empty() {
+            for s in written.iter().filter(|s| !failed_restore.contains(&s.site)) {
+                results.insert(
+                    s.site.clone(),
+                    Err(host(
+                        &s.site,
+                        "not applied: another site's file could not be put back",
+                    )),
+                );
+            }
+            return results;
+        }
+        if let Err(f) = self.ctl.test().await {
+            let why = match f {
+                TestFailure::Rejected(m) => format!(
+                    "not applied: nginx -t fails without gitmoor's changes too, so the host's \
+                     own config is broken; fix it first: {m}"
+                ),
+                TestFailure::CannotRun(m) => m,
+            };
+            for s in &written {
+                results.insert(s.site.clone(), Err(host(&s.site, &why)));
+            }
+            return results;
+        }
+
+        // One at a time over the last good set.
+        let mut kept = Vec::new();
+        for s in written {
+            if let Err(message) = write_new(&s) {
+                results.insert(s.site.clone(), Err(host(&s.site, &message)));
+                continue;
+            }
+            match self.ctl.test().await {
+                Ok(()) => kept.push(s),
+                Err(f) => {
+                    let err = match f {
+                        TestFailure::Rejected(message) => SiteError::Rejected {
+                            site: s.site.clone(),
+                            message,
+                        },
+                        TestFailure::CannotRun(m) => host(&s.site, &m),
+                    };
+                    let err = match s.file.restore(s.previous.as_deref()) {
+                        Ok(()) => err,
+                        Err(e) => restore_error(&s, &e),
+                    };
+                    results.insert(s.site.clone(), Err(err));
+                }
+            }
+        }
+        if !kept.is_empty() {
+            self.go_live(kept, &mut results).await;
+        }
+        results
+    }
+
+    /// Checks names and ownership, reads what each file holds now, and drops the changes that
+    /// are already in place (reported Ok).
+    fn stage(
+        &self,
+        changes: Vec<SiteChange>,
+        results: &mut BTreeMap<String, Result<(), SiteError>>,
+    ) -> Vec<Staged> {
+        let mut staged = Vec::new();
+        for change in changes {
+            let site = change.site().to_string();
+            if let Err(reason) = check_site_name(&site) {
+                results.insert(site.clone(), Err(SiteError::BadName { site, reason }));
+                continue;
+            }
+            if results.contains_key(&site) || staged.iter().any(|s: &Staged| s.site == site) {
+                let reason = "named twice in one change; give each site once".to_string();
+                results.insert(site.clone(), Err(SiteError::BadName { site, reason }));
+                continue;
+            }
+            let file = SiteFile::new(&self.sites_dir, &site);
+            let previous = match file.read() {
+                Ok(Current::Absent) => None,
+                Ok(Current::Managed(text)) => Some(text),
+                Ok(Current::Foreign) => {
+                    let file = file.path.clone();
+                    results.insert(site.clone(), Err(SiteError::Foreign { site, file }));
+                    continue;
+                }
+                Err(e) => {
+                    let message = format!("cannot read {}: {e}", file.path.display());
+                    results.insert(site.clone(), Err(host(&site, &message)));
+                    continue;
+                }
+            };
+            let new = match change {
+                SiteChange::Install { content, .. } => Some(with_header(&content)),
+                SiteChange::Remove { .. } => None,
+            };
+            if new == previous {
+                results.insert(site, Ok(()));
+                continue;
+            }
+            staged.push(Staged {
+                site,
+                file,
+                previous,
+                new,
+            });
+        }
+        staged
+    }
+
+    /// Makes the sites folder when it does not exist yet (0755: Nginx's master reads it as
+    /// root, and an admin should be able to look).
+    fn ensure_dir(&self) -> Result<(), String> {
+        let dir = &self.sites_dir;
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| {
+                format!(
+                    "cannot make the nginx sites folder {}: {e}; make it (install -d -m 0755 {}) \
+                     and make sure the unit's ReadWritePaths names it",
+                    dir.display(),
+                    dir.display()
+                )
+            })
+    }
+
+    /// The written changes passed the test: check once that nginx reads the folder at all,
+    /// then reload. On a failure everything is put back, so the folder shows what is live.
+    async fn go_live(
+        &self,
+        written: Vec<Staged>,
+        results: &mut BTreeMap<String, Result<(), SiteError>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if !self.include_seen.load(Ordering::Relaxed) {
+            if let Some(s) = written.iter().find(|s| s.new.is_some()) {
+                match self.ctl.includes(&s.file.path).await {
+                    Ok(true) => self.include_seen.store(true, Ordering::Relaxed),
+                    Ok(false) => {
+                        let message = format!(
+                            "not applied: nginx's config does not include the sites folder; add \
+                             `include {}/*.conf;` inside the http {{ }} block of the main config \
+                             (docs/nginx-host.md)",
+                            self.sites_dir.display()
+                        );
+                        self.put_back_all(&written, &message, results);
+                        return;
+                    }
+                    Err(message) => {
+                        self.put_back_all(&written, &message, results);
+                        return;
+                    }
+                }
+            }
+        }
+        match self.ctl.reload().await {
+            Ok(()) => {
+                for s in written {
+                    results.insert(s.site, Ok(()));
+                }
+            }
+            Err(message) => self.put_back_all(&written, &message, results),
+        }
+    }
+
+    /// Puts every written change back and reports `message` for each.
+    fn put_back_all(
+        &self,
+        written: &[Staged],
+        message: &str,
+        results: &mut BTreeMap<String, Result<(), SiteError>>,
+    ) {
+        for s in written.iter().rev() {
+            let err = match s.file.restore(s.previous.as_deref()) {
+                Ok(()) => host(&s.site, message),
+                Err(e) => restore_error(s, &e),
+            };
+            results.insert(s.site.clone(), Err(err));
+        }
+    }
+}
+
+fn write_new(s: &Staged) -> Result<(), String> {
+    let done = match &s.new {
+        Some(content) => s.file.write(content),
+        None => s.file.remove(),
+    };
+    done.map_err(|e| {
+        format!(
+            "cannot write {}: {e}; the unit's ReadWritePaths must name the sites folder",
+            s.file.path.display()
+        )
+    })
+}
+
+fn host(site: &str, message: &str) -> SiteError {
+    SiteError::Host {
+        site: site.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The worst case: a changed file could not be put back. It is on disk untested; say so loudly.
+fn restore_error(s: &Staged, e: &std::io::Error) -> SiteError {
+    tracing::error!(site = %s.site, file = %s.file.path.display(), error = %e,
+        "cannot put back the previous version of an nginx site");
+    host(
+        &s.site,
+        &format!(
+            "cannot put back the previous version of {} ({e}): the file on disk is untested and \
+             the next nginx reload would read it; fix the folder's permissions and let gitmoor \
+             retry",
+            s.file.path.display()
+        ),
+    )
+}
