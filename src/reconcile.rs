@@ -433,9 +433,22 @@ impl Reconciler {
         };
         let redact = stack_redactors(&spec);
         let repo = crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch);
+        // Nginx is driven only when the plan changes a site: a host without it deploys stacks.
+        let has_sites = plan
+            .units
+            .iter()
+            .any(|u| matches!(u.work, crate::plan::Work::Site(_)));
+        let nginx = has_sites.then(|| {
+            crate::apply::nginx::NginxHost::new(&self.cfg.nginx, Redactor::default()).map_err(|e| {
+                format!(
+                    "cannot drive nginx: {e}; install it, or set nginx.binary in gitmoor's config"
+                )
+            })
+        });
         let apply_inputs = ApplyInputs {
             instance: &self.cfg.instance,
             repo: &repo,
+            nginx,
             snapshot: &snap,
             auth: auth.as_ref(),
             redact: &redact,

@@ -720,6 +720,7 @@ async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyRepo
     let inputs = ApplyInputs {
         instance: &instance,
         repo: "file:///test/repo.git#main",
+        nginx: None,
         snapshot: snap,
         auth: None,
         redact: &Default::default(),

@@ -5,7 +5,8 @@
 //! one is held back, with that reason.
 
 use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
-use super::stack;
+use super::nginx::NginxHost;
+use super::{site, stack};
 use crate::labels;
 use crate::plan::normalize_image;
 use crate::plan::unit::Schedule;
@@ -66,6 +67,9 @@ pub struct ApplyInputs<'a> {
     pub instance: &'a str,
     /// This config's repo label (`labels::owner_label`): only this repo prunes what it built.
     pub repo: &'a str,
+    /// The host's Nginx for site units (None when the plan has none), or why it cannot be
+    /// driven.
+    pub nginx: Option<Result<NginxHost, String>>,
     pub snapshot: &'a Snapshot,
     pub auth: Option<&'a RegistryAuth>,
     /// Per stack, its host secrets' values: a stack's error (engine messages, healthcheck
@@ -141,10 +145,13 @@ pub async fn execute_with(
                     .instrument(span)
                     .await
             }
-            // The planner makes no site unit until the Nginx executor is wired (issue 14, in
-            // progress): were one planned, it fails rather than pretend.
-            Work::Site(_) => {
-                UnitOutcome::Failed("this gitmoor cannot install Nginx sites yet".to_string())
+            Work::Site(action) => {
+                let nginx = match &inputs.nginx {
+                    Some(Ok(host)) => Ok(host),
+                    Some(Err(why)) => Err(why.as_str()),
+                    None => Err("no Nginx was given to this apply"),
+                };
+                site::run_unit(unit.id.name(), action, nginx).await
             }
         };
         schedule.record(unit, outcome);

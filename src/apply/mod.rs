@@ -5,4 +5,5 @@ pub mod docker;
 pub mod execute;
 pub mod nginx;
 mod recreate;
+mod site;
 mod stack;

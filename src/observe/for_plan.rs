@@ -1,5 +1,5 @@
 //! Everything the plan reads of the host, in one place: gitmoor's objects of this instance (four
-//! listings), the data dir, the platform of each local image a service pins with `platform:`, and
+//! listings), the data dir, the Nginx sites folder, the platform of each local image a service pins with `platform:`, and
 //! the registry's digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry
 //! that cannot be asked only costs a warning). The engine calls themselves are the executor's
 //! (one Docker client); what to look at is decided here.
@@ -20,6 +20,7 @@ pub async fn observe_for_plan(
 ) -> anyhow::Result<Observed> {
     let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
+    observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
     for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
         if svc.build.is_some() {
             continue;

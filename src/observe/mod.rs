@@ -35,6 +35,8 @@ pub struct Observed {
     pub all_container_names: Vec<String>,
     /// The data dir as it is (`data::observe_data_folders`), or why it could not be read.
     pub data: Seen<DataDir>,
+    /// The vhosts gitmoor wrote in the Nginx sites folder, by site (`nginx::observe_sites`).
+    pub sites: Seen<BTreeMap<String, String>>,
 }
 
 /// A fact the reconcile may have failed to look at. The planner must never read "could not look"
