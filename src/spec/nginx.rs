@@ -6,11 +6,13 @@
 mod fields;
 mod parse;
 pub mod read;
+pub mod render;
 pub mod resolve;
 pub mod site;
 pub mod values;
 
 pub use read::{read_sites, SITES_DIR};
+pub use render::{render, RenderHost, RenderTls};
 pub use resolve::Stacks;
 pub use site::{
     Backend, GitmoorExposure, Hsts, Location, LocationAction, ProxyTimeouts, Resolved, SiteDef,
@@ -19,3 +21,5 @@ pub use site::{
 
 #[cfg(test)]
 mod tests_read;
+#[cfg(test)]
+mod tests_render;

@@ -201,7 +201,7 @@ fn read_one(
             let mut f = Fields::new(file);
             let def = site_def(&mut f, &root, stacks);
             findings.errors.extend(f.errors);
-            SiteKind::Rendered(def?)
+            SiteKind::Rendered(Box::new(def?))
         }
     };
     Some(SiteSpec {

@@ -20,7 +20,7 @@ pub struct SiteSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SiteKind {
     /// `nginx/<site>.yaml`: rendered by gitmoor.
-    Rendered(SiteDef),
+    Rendered(Box<SiteDef>),
     /// `nginx/<site>.conf`: a server block installed as written (only its size and encoding are
     /// checked; whoever can push to the branch can write any Nginx config this way, as they could
     /// run any container).
