@@ -328,6 +328,7 @@ mod tests {
         }
         HostSpec {
             stacks: BTreeMap::from([("app".to_string(), stack)]),
+            ..HostSpec::default()
         }
     }
 

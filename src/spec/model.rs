@@ -16,7 +16,10 @@ use std::fmt;
 pub struct HostSpec {
     /// Stacks by name (the folder name under `compose/`).
     pub stacks: BTreeMap<String, StackSpec>,
-    // Later issues: `sites: Vec<SiteSpec>` (nginx/), `firewall: Option<FirewallSpec>` (ufw/).
+    /// Nginx sites by name (the file stem under `nginx/`), each upstream already resolved to
+    /// the address Nginx connects to (`Resolved::address`, beside what the file wrote).
+    pub sites: BTreeMap<String, crate::spec::nginx::SiteSpec>,
+    // Later issues: `firewall: Option<FirewallSpec>` (ufw/).
 }
 
 /// One compose project: `compose/<name>/compose.yaml`.
