@@ -57,8 +57,11 @@ pub fn read_sites(
             _ if entry.starts_with('.') => continue,
             _ => {
                 findings.warnings.push(
-                    SpecError::new(&path, "ignored: not a site (.yaml, .yml or .conf)")
-                        .fix("rename it to <site>.yaml or <site>.conf, or move it out of nginx/"),
+                    SpecError::new(
+                        shown_path(&path),
+                        "ignored: not a site (.yaml, .yml or .conf)",
+                    )
+                    .fix("rename it to <site>.yaml or <site>.conf, or move it out of nginx/"),
                 );
                 continue;
             }
@@ -91,7 +94,7 @@ pub fn read_sites(
         if !valid_site_name(&name) {
             findings.errors.push(
                 SpecError::new(
-                    file,
+                    shown_path(file),
                     format!(
                         "site name {} is not valid (lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 100)",
                         quote(&name)
@@ -209,6 +212,12 @@ fn read_one(
         file: file.to_string(),
         kind,
     })
+}
+
+/// A path of the commit as a message may show it before its name is checked: a newline or a
+/// control character in a file name must not break the one-line-per-problem output.
+fn shown_path(p: &str) -> String {
+    p.chars().flat_map(char::escape_debug).collect()
 }
 
 /// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 100 characters: the name is the

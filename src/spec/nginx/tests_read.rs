@@ -453,3 +453,35 @@ fn a_gitmoor_site() {
         ]
     );
 }
+
+#[test]
+fn a_hostile_file_name_is_shown_escaped() {
+    let ok = "server_names: a.org\nupstream: 127.0.0.1:1\ntls: off\n";
+    let (sites, errors, warnings) = read(&[
+        ("nginx/a\nserver{.yaml", ok),
+        ("nginx/b;c.conf", "server {}"),
+        ("nginx/d\n.json", ""),
+    ]);
+    assert!(sites.is_empty());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("nginx/a\\nserver{.yaml: site name `a\\nserver{` is not valid"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("nginx/b;c.conf: site name `b;c` is not valid"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].ends_with("rename the file, e.g. nginx/b-c.conf"),
+        "{errors:?}"
+    );
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with("nginx/d\\n.json: ignored"),
+        "{warnings:?}"
+    );
+    for line in errors.iter().chain(&warnings) {
+        assert!(!line.contains('\n'), "{line:?}");
+    }
+}
