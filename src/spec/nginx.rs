@@ -12,7 +12,7 @@ pub mod site;
 pub mod values;
 
 pub use read::{read_sites, SITES_DIR};
-pub use render::{render, RenderHost, RenderTls};
+pub use render::{render, site_text, RenderHost, RenderTls};
 pub use resolve::Stacks;
 pub use site::{
     Backend, GitmoorExposure, Hsts, Location, LocationAction, ProxyTimeouts, Resolved, SiteDef,

@@ -5,7 +5,7 @@
 //! Only checked values reach the text (see `values`): names, addresses, sizes, durations and
 //! paths are written through their types, and the rest is fixed text of this file.
 
-use super::site::{Backend, GitmoorExposure, LocationAction, SiteDef};
+use super::site::{Backend, GitmoorExposure, LocationAction, SiteDef, SiteKind, SiteSpec};
 use super::values::{HostPath, UpstreamAddr};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -60,6 +60,15 @@ impl Default for RenderHost {
 /// default (`webhook_max_body_bytes`, 1 MiB), so Nginx refuses a larger delivery before gitmoor
 /// reads it.
 const GITMOOR_BODY_SIZE: &str = "1m";
+
+/// The text to install for a site: the rendered vhost of a `.yaml`, the bytes of a `.conf` as
+/// written (`tls` and `host` are then unused: a hand-written block says its own).
+pub fn site_text(site: &SiteSpec, tls: &RenderTls, host: &RenderHost) -> String {
+    match &site.kind {
+        SiteKind::Rendered(def) => render(&site.name, &site.file, def, tls, host),
+        SiteKind::Raw(text) => text.clone(),
+    }
+}
 
 /// The vhost of site `name` (read from `file`). `name` and `file` come from `SiteSpec`, whose
 /// reader checked them.

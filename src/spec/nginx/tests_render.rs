@@ -436,3 +436,21 @@ fn nginx_accepts_every_rendered_variant() {
         .expect("run nginx -t");
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_raw_site_is_installed_as_written() {
+    let raw = SiteSpec {
+        name: "raw".into(),
+        file: "nginx/raw.conf".into(),
+        kind: SiteKind::Raw("server { listen 80; }\n".into()),
+    };
+    assert_eq!(
+        site_text(&raw, &RenderTls::Off, &RenderHost::default()),
+        "server { listen 80; }\n"
+    );
+    let seed = site("api", SEED);
+    assert_eq!(
+        site_text(&seed, &acme_ready(), &RenderHost::default()),
+        text(&seed, &acme_ready(), &RenderHost::default())
+    );
+}
