@@ -317,9 +317,10 @@ fn validate(
         Some(spec) if findings.is_ok() => {
             let services: usize = spec.stacks.values().map(|s| s.services.len()).sum();
             println!(
-                "valid: {} stack(s), {} service(s)",
+                "valid: {} stack(s), {} service(s), {} site(s)",
                 spec.stacks.len(),
-                services
+                services,
+                spec.sites.len()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,7 @@ use crate::spec::error::{Findings, SpecError};
 use crate::spec::host_secrets::{load_stack_secrets, permission_warning, stack_secrets_path};
 use crate::spec::limits::{file_too_large, too_many_stacks, Limits};
 use crate::spec::model::{default_container_name, HostSpec, StackSpec};
+use crate::spec::nginx;
 use crate::spec::policy::Policy;
 use crate::spec::yaml::TotalBudget;
 use std::collections::BTreeMap;
@@ -104,8 +105,36 @@ pub fn load_host_spec_with_profiles(
     let (firewall, f) = crate::spec::ufw::load_firewall(snap);
     findings.extend(f);
     host.firewall = firewall;
+    read_nginx_sites(snap, opts, &mut host, &mut findings);
     let spec = findings.is_ok().then_some(host);
     (spec, findings)
+}
+
+/// The sites of `nginx/`, their upstreams resolved against the stacks just read. A stack folder
+/// with a compose file that failed to load is passed as in the commit, so a site naming it is
+/// held back without an error of its own.
+fn read_nginx_sites(
+    snap: &Snapshot,
+    opts: &LoadOptions,
+    host: &mut HostSpec,
+    findings: &mut Findings,
+) {
+    let in_commit = snap
+        .list_dir("compose")
+        .into_iter()
+        .filter(|e| {
+            COMPOSE_FILE_NAMES
+                .iter()
+                .any(|n| snap.get(&format!("compose/{e}/{n}")).is_some())
+        })
+        .collect();
+    let stacks = nginx::Stacks {
+        loaded: &host.stacks,
+        in_commit,
+    };
+    let (sites, f) = nginx::read_sites(snap, &stacks, &opts.limits);
+    findings.extend(f);
+    host.sites = sites;
 }
 
 /// One stack folder; None when the folder holds no compose file.

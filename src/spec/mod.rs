@@ -9,6 +9,7 @@ pub mod interpolate;
 pub mod limits;
 pub mod load;
 pub mod model;
+pub mod nginx;
 pub mod policy;
 #[cfg(test)]
 mod tests_policy;

@@ -18,7 +18,9 @@ pub struct HostSpec {
     pub stacks: BTreeMap<String, StackSpec>,
     /// `ufw/rules.yaml`; None when the repo has no `ufw/` folder (the firewall is left alone).
     pub firewall: Option<crate::spec::ufw::FirewallSpec>,
-    // Later issues: `sites: Vec<SiteSpec>` (nginx/).
+    /// Nginx sites by name (the file stem under `nginx/`), each upstream already resolved to
+    /// the address Nginx connects to (`Resolved::address`, beside what the file wrote).
+    pub sites: BTreeMap<String, crate::spec::nginx::SiteSpec>,
 }
 
 /// One compose project: `compose/<name>/compose.yaml`.
