@@ -531,6 +531,16 @@ impl Reconciler {
             repo: crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
             recorded_stacks,
             adopt: self.cfg.adopt.clone(),
+            sites: crate::plan::site::SiteContext {
+                render: crate::spec::nginx::render::RenderHost {
+                    gitmoor_listen: self.cfg.listen,
+                    http_port: self.cfg.nginx.http_port,
+                    https_port: self.cfg.nginx.https_port,
+                    ipv6: self.cfg.nginx.ipv6,
+                },
+                acme_webroot: self.cfg.nginx.acme_webroot.clone(),
+                ..Default::default()
+            },
             hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
         };
         let planned = plan(spec, observed, &ctx);

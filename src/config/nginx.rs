@@ -46,6 +46,26 @@ pub struct NginxConfig {
     /// The ACME webroot (see [`DEFAULT_ACME_WEBROOT`]).
     #[serde(default = "default_acme_webroot")]
     pub acme_webroot: PathBuf,
+    /// The ports rendered vhosts listen on (80 and 443; tests and hosts behind another proxy
+    /// use others).
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
+    /// Rendered vhosts listen on `[::]` too (off on a host without IPv6, where Nginx could
+    /// not bind it).
+    #[serde(default = "default_ipv6")]
+    pub ipv6: bool,
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+fn default_https_port() -> u16 {
+    443
+}
+fn default_ipv6() -> bool {
+    true
 }
 
 fn default_sites_dir() -> PathBuf {
@@ -69,6 +89,9 @@ impl Default for NginxConfig {
             test_timeout_secs: default_test_timeout(),
             reload: None,
             acme_webroot: default_acme_webroot(),
+            http_port: default_http_port(),
+            https_port: default_https_port(),
+            ipv6: default_ipv6(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Observed {
     pub data: Seen<DataDir>,
     /// The vhosts gitmoor wrote in the Nginx sites folder, by site (`nginx::observe_sites`).
     pub sites: Seen<BTreeMap<String, String>>,
+    /// The site names whose Let's Encrypt certificate (fullchain and key) is on the host.
+    pub certs: BTreeSet<String>,
 }
 
 /// A fact the reconcile may have failed to look at. The planner must never read "could not look"

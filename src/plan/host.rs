@@ -30,6 +30,8 @@ pub struct PlanContext {
     pub recorded_stacks: BTreeSet<String>,
     /// The stacks this config takes over from another repo (config `adopt`).
     pub adopt: Adopt,
+    /// What rendering the Nginx sites needs of the host.
+    pub sites: super::site::SiteContext,
     /// The host's key for the hashes that go into labels (`<state_dir>/hash.key`, loaded by the
     /// caller: the planner reads no file). Secret values are hashed under it, never in the clear.
     pub hash_key: HashKey,
@@ -89,5 +91,10 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
         .map(|v| v.name.clone())
         .collect();
     super::data::add_data_folders(&mut out, desired, observed);
+
+    // Nginx sites: each its own unit, after the stacks it proxies to.
+    let sites = super::site::desired_sites(desired, &ctx.sites, &observed.certs, &mut out.notes);
+    let site_units = super::site::plan_sites(&sites, &observed.sites, &mut out.notes);
+    out.units.extend(site_units);
     Ok(out)
 }

@@ -5,7 +5,122 @@
 
 use super::{Unit, UnitId, Work};
 use crate::observe::Seen;
+use crate::spec::model::HostSpec;
+use crate::spec::nginx::render::{site_text, RenderHost, RenderTls};
+use crate::spec::nginx::site::{Backend, LocationAction, SiteKind, Tls, Upstream};
+use crate::spec::nginx::values::HostPath;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// What rendering the sites needs of the host (gitmoor's config, never the repo).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteContext {
+    pub render: RenderHost,
+    /// Where certbot writes the ACME challenges and Nginx serves them from.
+    pub acme_webroot: PathBuf,
+    /// certbot's `live/` folder: `<live>/<name>/fullchain.pem` and `privkey.pem`.
+    pub letsencrypt_live: PathBuf,
+}
+
+impl Default for SiteContext {
+    fn default() -> Self {
+        SiteContext {
+            render: RenderHost::default(),
+            acme_webroot: PathBuf::from("/var/lib/gitmoor-acme"),
+            letsencrypt_live: PathBuf::from("/etc/letsencrypt/live"),
+        }
+    }
+}
+
+/// Every site of the commit rendered for this host. `certs`: the primary names (first
+/// `server_names`) whose Let's Encrypt certificate is on the host; the others are rendered
+/// pending (HTTP with the ACME challenges only). A path that cannot be written as a `HostPath`
+/// is a note, and that site is left out (never installed half-made).
+pub fn desired_sites(
+    spec: &HostSpec,
+    ctx: &SiteContext,
+    certs: &BTreeSet<String>,
+    notes: &mut Vec<String>,
+) -> Vec<DesiredSite> {
+    let mut out = Vec::new();
+    for site in spec.sites.values() {
+        let tls = match &site.kind {
+            SiteKind::Raw(_) => RenderTls::Off,
+            SiteKind::Rendered(def) => match &def.tls {
+                Tls::Off => RenderTls::Off,
+                Tls::Files { cert, key } => RenderTls::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                Tls::LetsEncrypt => {
+                    let primary = def.server_names.first().map(|n| n.to_string());
+                    match acme_tls(ctx, primary.as_deref(), certs) {
+                        Ok(t) => t,
+                        Err(why) => {
+                            notes.push(format!("site {}: {why}; not installed", site.name));
+                            continue;
+                        }
+                    }
+                }
+            },
+        };
+        out.push(DesiredSite {
+            name: site.name.clone(),
+            file: site.file.clone(),
+            content: crate::observe::nginx::with_header(&site_text(site, &tls, &ctx.render)),
+            follows: stacks_of(&site.kind),
+        });
+    }
+    out
+}
+
+/// `AcmeReady` when the certificate of `primary` is on the host, else `AcmePending`.
+fn acme_tls(
+    ctx: &SiteContext,
+    primary: Option<&str>,
+    certs: &BTreeSet<String>,
+) -> Result<RenderTls, String> {
+    let path = |p: PathBuf| {
+        HostPath::parse(&p.to_string_lossy())
+            .map_err(|e| format!("{} cannot be used in a vhost: {}", p.display(), e.message))
+    };
+    let webroot = path(ctx.acme_webroot.clone())?;
+    match primary.filter(|n| certs.contains(*n)) {
+        Some(name) => {
+            let dir = ctx.letsencrypt_live.join(name);
+            Ok(RenderTls::AcmeReady {
+                webroot,
+                cert: path(dir.join("fullchain.pem"))?,
+                key: path(dir.join("privkey.pem"))?,
+            })
+        }
+        None => Ok(RenderTls::AcmePending { webroot }),
+    }
+}
+
+/// The stacks a site proxies to: it follows them.
+fn stacks_of(kind: &SiteKind) -> BTreeSet<String> {
+    let SiteKind::Rendered(def) = kind else {
+        return BTreeSet::new();
+    };
+    let Backend::App {
+        upstream,
+        locations,
+    } = &def.backend
+    else {
+        return BTreeSet::new();
+    };
+    std::iter::once(upstream)
+        .chain(locations.iter().filter_map(|l| match &l.action {
+            LocationAction::Proxy(r) => Some(r),
+            LocationAction::Return(_) => None,
+        }))
+        .filter_map(|r| match &r.written {
+            Upstream::Service { stack, .. } => Some(stack.clone()),
+            Upstream::Address(_) => None,
+        })
+        .collect()
+}
 
 /// One site of the commit, rendered.
 #[derive(Debug, Clone, PartialEq)]

@@ -99,6 +99,7 @@ pub(super) fn ctx() -> PlanContext {
         repo: "file:///srv/infra.git".into(),
         recorded_stacks: Default::default(),
         adopt: Default::default(),
+        sites: Default::default(),
         hash_key: crate::hashkey::HashKey::from_bytes([5; 32]),
     }
 }

@@ -4,6 +4,7 @@
 //! what it made, so tests run in parallel and never touch anything else on the host.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
