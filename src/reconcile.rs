@@ -541,6 +541,8 @@ impl Reconciler {
                 acme_webroot: self.cfg.nginx.acme_webroot.clone(),
                 ..Default::default()
             },
+            // The firewall's settings come with its observer (issue 15, in progress).
+            firewall: Default::default(),
             hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
         };
         let planned = plan(spec, observed, &ctx);

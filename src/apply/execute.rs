@@ -153,6 +153,12 @@ pub async fn execute_with(
                 };
                 site::run_unit(unit.id.name(), action, nginx).await
             }
+            // No firewall unit is planned until its observer reads UFW (issue 15, in
+            // progress): were one planned, it fails rather than pretend.
+            Work::Firewall(work) => UnitOutcome::Failed(match &work.refused {
+                Some(why) => why.clone(),
+                None => "this gitmoor cannot change the firewall yet".to_string(),
+            }),
         };
         schedule.record(unit, outcome);
     }

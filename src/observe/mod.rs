@@ -39,6 +39,18 @@ pub struct Observed {
     pub sites: Seen<BTreeMap<String, String>>,
     /// The site names whose Let's Encrypt certificate (fullchain and key) is on the host.
     pub certs: BTreeSet<String>,
+    /// UFW as it is, with what the SSH lockout guard needs.
+    pub firewall: Seen<FirewallHost>,
+}
+
+/// The firewall's side of the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallHost {
+    pub state: ufw_parse::ObservedFirewall,
+    /// The port sshd listens on (`sshd -T`, or the config).
+    pub ssh_port: u16,
+    /// The addresses with an SSH session open now: they must stay allowed.
+    pub ssh_peers: Vec<std::net::IpAddr>,
 }
 
 /// A fact the reconcile may have failed to look at. The planner must never read "could not look"

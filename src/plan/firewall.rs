@@ -59,6 +59,19 @@ pub enum StepKind {
     Enable,
 }
 
+impl StepKind {
+    /// How a plan shows it (`firewall-add`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Add => "add",
+            StepKind::Update => "update",
+            StepKind::Delete => "delete",
+            StepKind::Default => "default",
+            StepKind::Enable => "enable",
+        }
+    }
+}
+
 /// One `ufw` call: the arguments after the program name, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallStep {

@@ -7,7 +7,7 @@ use super::owner::{owner_labels, split as split_by_owner, Adopt};
 use super::stack::{plan_gone_stack, plan_stack};
 use super::{Plan, Unit};
 use crate::hashkey::HashKey;
-use crate::observe::Observed;
+use crate::observe::{Observed, Seen};
 use crate::spec::model::HostSpec;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -32,9 +32,20 @@ pub struct PlanContext {
     pub adopt: Adopt,
     /// What rendering the Nginx sites needs of the host.
     pub sites: super::site::SiteContext,
+    /// The firewall settings of gitmoor's config.
+    pub firewall: FirewallContext,
     /// The host's key for the hashes that go into labels (`<state_dir>/hash.key`, loaded by the
     /// caller: the planner reads no file). Secret values are hashed under it, never in the clear.
     pub hash_key: HashKey,
+}
+
+/// The firewall settings of gitmoor's config (never of the repo: a push must not be able to
+/// switch the guards off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FirewallContext {
+    pub options: super::firewall::FirewallOptions,
+    /// Apply a change the SSH lockout guard refuses (the deliberate override).
+    pub allow_ssh_lockout: bool,
 }
 
 /// A reason the plan cannot be carried out at all; nothing is done.
@@ -92,9 +103,48 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
         .collect();
     super::data::add_data_folders(&mut out, desired, observed);
 
+    if let Some(unit) = firewall_unit(desired, observed, ctx, &mut out.notes) {
+        out.units.push(unit);
+    }
     // Nginx sites: each its own unit, after the stacks it proxies to.
     let sites = super::site::desired_sites(desired, &ctx.sites, &observed.certs, &mut out.notes);
     let site_units = super::site::plan_sites(&sites, &observed.sites, &mut out.notes);
     out.units.extend(site_units);
     Ok(out)
+}
+
+/// The firewall unit, when the repo has `ufw/` and UFW differs from it. Not observed: nothing is
+/// planned (a firewall read as empty would plan deleting every rule), and the plan says so. A
+/// change the SSH lockout guard refuses is planned refused: the unit fails with why, and nothing
+/// of the firewall changes.
+fn firewall_unit(
+    desired: &HostSpec,
+    observed: &Observed,
+    ctx: &PlanContext,
+    notes: &mut Vec<String>,
+) -> Option<Unit> {
+    let spec = desired.firewall.as_ref()?;
+    let host = match &observed.firewall {
+        Seen::Observed(h) => h,
+        Seen::NotObserved(why) => {
+            notes.push(format!(
+                "firewall not observed ({why}): ufw/rules.yaml is not applied"
+            ));
+            return None;
+        }
+    };
+    let plan = super::firewall::plan_firewall(spec, &host.state, ctx.firewall.options);
+    if plan.is_empty() {
+        return None;
+    }
+    let refused = if ctx.firewall.allow_ssh_lockout {
+        None
+    } else {
+        super::firewall::lockout_guard(&plan, host.ssh_port, &host.ssh_peers).err()
+    };
+    Some(Unit {
+        id: super::UnitId::Firewall,
+        after: Vec::new(),
+        work: super::Work::Firewall(super::unit::FirewallWork { plan, refused }),
+    })
 }

@@ -137,3 +137,5 @@ pub struct ContainerToCreate {
 mod tests;
 #[cfg(test)]
 mod tests_owner;
+#[cfg(test)]
+mod tests_units;

@@ -84,6 +84,26 @@ impl Plan {
             }
         }
         for u in &self.units {
+            if let Work::Firewall(f) = &u.work {
+                if let Some(why) = &f.refused {
+                    out.push(ActionView {
+                        stack: String::new(),
+                        action: "firewall-refused".into(),
+                        target: "ufw".into(),
+                        reasons: vec![why.clone()],
+                    });
+                    continue;
+                }
+                for step in &f.plan.steps {
+                    out.push(ActionView {
+                        stack: String::new(),
+                        action: format!("firewall-{}", step.kind.as_str()),
+                        target: format!("ufw {}", step.argv.join(" ")),
+                        reasons: vec![step.reason.clone()],
+                    });
+                }
+                continue;
+            }
             let Work::Site(action) = &u.work else {
                 continue;
             };
@@ -117,6 +137,7 @@ impl Plan {
                             u.id.stack() == Some(v.stack.as_str()) && v.action != "build"
                         }
                         Work::Site(_) => v.action.ends_with("-site") && v.target == u.id.name(),
+                        Work::Firewall(_) => v.action.starts_with("firewall-"),
                     })
                     .collect();
                 let diff = match &u.work {

@@ -100,6 +100,7 @@ pub(super) fn ctx() -> PlanContext {
         recorded_stacks: Default::default(),
         adopt: Default::default(),
         sites: Default::default(),
+        firewall: Default::default(),
         hash_key: crate::hashkey::HashKey::from_bytes([5; 32]),
     }
 }

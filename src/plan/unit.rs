@@ -10,6 +10,7 @@
 //! Adding a kind adds a `UnitId` and a `Work` variant; the compiler then points at the one
 //! `match` per layer that must learn it (`Work::is_empty`, the executor's dispatch, the views).
 
+use super::firewall::FirewallPlan;
 use super::site::SiteAction;
 use super::Action;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum UnitId {
+    /// The host's firewall (`ufw/rules.yaml`): one unit, first in the order.
+    Firewall,
     /// A compose stack (`compose/<name>/`).
     Stack(String),
     /// An Nginx site (`nginx/<name>.yaml` or `.conf`): after the stacks it proxies to.
@@ -30,6 +33,7 @@ pub enum UnitId {
 /// The kinds of unit, as `/status`, the page and `/metrics` spell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    Firewall,
     Stack,
     Site,
 }
@@ -37,6 +41,7 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Kind::Firewall => "firewall",
             Kind::Stack => "stack",
             Kind::Site => "site",
         }
@@ -46,6 +51,7 @@ impl Kind {
 impl UnitId {
     pub fn kind(&self) -> Kind {
         match self {
+            UnitId::Firewall => Kind::Firewall,
             UnitId::Stack(_) => Kind::Stack,
             UnitId::Site(_) => Kind::Site,
         }
@@ -53,6 +59,7 @@ impl UnitId {
 
     pub fn name(&self) -> &str {
         match self {
+            UnitId::Firewall => "ufw",
             UnitId::Stack(n) | UnitId::Site(n) => n,
         }
     }
@@ -61,7 +68,7 @@ impl UnitId {
     pub fn stack(&self) -> Option<&str> {
         match self {
             UnitId::Stack(n) => Some(n),
-            UnitId::Site(_) => None,
+            UnitId::Site(_) | UnitId::Firewall => None,
         }
     }
 
@@ -75,6 +82,7 @@ impl UnitId {
         match key.split_once('/')? {
             ("stack", name) if !name.is_empty() => Some(UnitId::Stack(name.to_string())),
             ("site", name) if !name.is_empty() => Some(UnitId::Site(name.to_string())),
+            ("firewall", "ufw") => Some(UnitId::Firewall),
             _ => None,
         }
     }
@@ -93,6 +101,16 @@ pub enum Work {
     Stack(Vec<Action>),
     /// Install or remove one Nginx vhost.
     Site(SiteAction),
+    /// Bring UFW to `ufw/rules.yaml`.
+    Firewall(FirewallWork),
+}
+
+/// The firewall unit's work: the `ufw` calls, or why the change is refused as a whole (the SSH
+/// lockout guard): then nothing of the firewall is changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallWork {
+    pub plan: FirewallPlan,
+    pub refused: Option<String>,
 }
 
 /// One unit of a plan.
@@ -118,6 +136,7 @@ impl Unit {
         match &self.work {
             Work::Stack(actions) => actions.is_empty(),
             Work::Site(_) => false,
+            Work::Firewall(f) => f.plan.is_empty() && f.refused.is_none(),
         }
     }
 
@@ -125,14 +144,14 @@ impl Unit {
     pub fn actions(&self) -> Option<&[Action]> {
         match &self.work {
             Work::Stack(actions) => Some(actions),
-            Work::Site(_) => None,
+            Work::Site(_) | Work::Firewall(_) => None,
         }
     }
 
     pub fn actions_mut(&mut self) -> Option<&mut Vec<Action>> {
         match &mut self.work {
             Work::Stack(actions) => Some(actions),
-            Work::Site(_) => None,
+            Work::Site(_) | Work::Firewall(_) => None,
         }
     }
 }
@@ -351,6 +370,8 @@ mod tests {
             Some(UnitId::Site("api".into()))
         );
         assert_eq!(UnitId::from_key("nginx/api"), None);
+        assert_eq!(UnitId::from_key("firewall/ufw"), Some(UnitId::Firewall));
+        assert_eq!(UnitId::Firewall.key(), "firewall/ufw");
         assert_eq!(UnitId::from_key("stack/"), None);
     }
 
