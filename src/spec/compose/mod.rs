@@ -128,13 +128,18 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     let over = limits::check_stack(input.file, &root, input.limits);
     if !over.is_empty() {
         ctx.findings.errors.extend(over);
-        scrub(&mut ctx.findings, input, &[]);
+        scrub(&mut ctx.findings, input, &[], &[]);
         return (None, ctx.findings);
     }
     let spec = convert(&mut ctx, input, &root, inactive);
     // The host secrets hold the `.env` values and those of the host files too.
     let host: &[Secret] = spec.as_ref().map_or(&[], |s| &s.host_secrets);
-    scrub(&mut ctx.findings, input, host);
+    // The service names as the file writes them (never interpolated: refused raw above).
+    let services: Vec<&str> = match raw.get("services").map(|n| &n.value) {
+        Some(NodeValue::Map(entries)) => entries.iter().map(|(k, _)| k.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    scrub(&mut ctx.findings, input, host, &services);
     let spec = spec.filter(|_| ctx.findings.is_ok());
     // In file order (a committed env file's problems come after the compose file's).
     let order = |e: &SpecError| (e.file != input.file, e.file.clone(), e.line);
@@ -144,31 +149,54 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
 }
 
 /// A `.env` holds settings as well as secrets (`COMPOSE_PROJECT_NAME=paperless`,
-/// `SITE=myapp`): a value that the committed compose file, the stack's name or the secrets dir's
-/// own path already shows hides nothing when printed, and blanking it garbled every message that
-/// names the stack or its files (`<secrets_dir>/***-ngx.env`, `services.***.build`).
-fn shown_anyway(value: &str, input: &StackInput) -> bool {
+/// `SITE=frontend`): a setting whose value is part of a name gitmoor prints anyway — the stack's,
+/// a service's, the compose file's path, the secrets dir's path — hides nothing there, and
+/// blanking it garbled every message naming them (`<secrets_dir>/***-ngx.env`,
+/// `services.***.build`). Only for messages about the spec, only for `.env` variables whose name
+/// does not look secret (`is_secret_name`), never for host file contents: the redactor of
+/// runtime output (engine errors, healthcheck and build output) keeps every value.
+fn shown_anyway(name: &str, value: &str, input: &StackInput, services: &[&str]) -> bool {
+    if interp::is_secret_name(name) {
+        return false;
+    }
     let dir = input
         .secrets_dir
         .map(|d| d.to_string_lossy())
         .unwrap_or_default();
-    input.text.contains(value)
-        || input.name.contains(value)
+    input.name.contains(value)
         || input.file.contains(value)
         || dir.contains(value)
+        || services.iter().any(|s| s.contains(value))
 }
 
 /// Messages quote values (`` `99999` is not a port number``), and a value may have come from the
 /// secrets file: replace every secret value of 4 characters or more by `***`, in messages, fixes
-/// and keys. A value the commit itself shows is left alone (see `shown_anyway`).
-fn scrub(findings: &mut Findings, input: &StackInput, host: &[Secret]) {
+/// and keys (a setting that is part of a printed name is left alone, see `shown_anyway`).
+fn scrub(findings: &mut Findings, input: &StackInput, host: &[Secret], services: &[&str]) {
+    // `host` holds the `.env` values again (then the host files' contents): a setting left
+    // alone here is left alone there too.
+    let shown: BTreeSet<&str> = input
+        .vars
+        .vars
+        .iter()
+        .filter(|(name, v)| shown_anyway(name, v.expose(), input, services))
+        .map(|(_, v)| v.expose())
+        // A value a secret-named variable holds too stays a secret.
+        .filter(|v| {
+            !input
+                .vars
+                .vars
+                .iter()
+                .any(|(n, x)| interp::is_secret_name(n) && x.expose() == *v)
+        })
+        .collect();
     let mut secrets: Vec<&str> = input
         .vars
         .vars
         .values()
         .chain(host)
         .map(|s| s.expose())
-        .filter(|v| v.chars().count() >= 4 && !shown_anyway(v, input))
+        .filter(|v| v.chars().count() >= 4 && !shown.contains(v))
         .collect();
     if secrets.is_empty() {
         return;
@@ -416,7 +444,6 @@ fn convert(
             .cloned()
             .chain(decl.secrets.secret_contents().map(Secret))
             .chain(host_values.take())
-            .filter(|v| !shown_anyway(v.expose(), input))
             .collect(),
     })
 }

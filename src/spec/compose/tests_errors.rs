@@ -485,3 +485,17 @@ fn a_build_context_out_of_the_stack_folder_says_where_it_points() {
         f.errors
     );
 }
+
+/// What the reviewer found: a value merely present in the compose text (an image name, a
+/// comment) is still a secret, and so is a secret-named variable whatever its value.
+#[test]
+fn secrets_in_the_compose_text_or_with_secret_names_stay_blanked() {
+    let text = "# MyPassw0rd1 is the example\nservices:\n  postgres:\n    image: postgres:15\n    mem_limit: ${TOKEN}\n    cpus: ${DB_PASSWORD}\n";
+    let vars = strict(&[("DB_PASSWORD", "postgres"), ("TOKEN", "Passw0rd")]);
+    let (_, f) = load_with("app", text, &[], &vars);
+    let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    for e in &shown {
+        assert!(!e.contains("`postgres`") && !e.contains("Passw0rd"), "{e}");
+    }
+}
