@@ -76,6 +76,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The commit's stacks and their services (names only), when its spec could be read.
     pub desired: Option<BTreeMap<String, Vec<DesiredService>>>,
+    /// Every unit the commit describes (stacks, sites, the firewall), when its spec could be
+    /// read: after a full success, the state forgets the others.
+    pub desired_units: Option<BTreeSet<UnitId>>,
     /// The host as it was left: observed again after an apply, or the observation the plan was
     /// made from when nothing was applied. None when the reconcile stopped before observing.
     pub observed: Option<Observed>,
@@ -307,6 +310,7 @@ impl Reconciler {
             report: None,
             error: None,
             desired: None,
+            desired_units: None,
             observed: None,
         };
 
@@ -385,6 +389,7 @@ impl Reconciler {
         };
 
         outcome.desired = Some(desired_services(&spec));
+        outcome.desired_units = Some(desired_units(&spec));
         let auth =
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
         let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
@@ -674,12 +679,22 @@ impl Reconciler {
         run.state.record(attempt, results);
         // After a full success the host holds exactly the commit's stacks (the others were
         // removed): the state forgets the rest, so `/status` does not list them forever.
-        if let (Verdict::Applied | Verdict::Noop, Some(desired)) = (o.verdict, &o.desired) {
-            run.state
-                .retain_units(|u| u.stack().is_none_or(|k| desired.contains_key(k)));
+        if let (Verdict::Applied | Verdict::Noop, Some(desired)) = (o.verdict, &o.desired_units) {
+            run.state.retain_units(|u| desired.contains(u));
         }
         run.state.save(&self.cfg.state_dir)
     }
+}
+
+/// The units a spec describes.
+fn desired_units(spec: &HostSpec) -> BTreeSet<UnitId> {
+    spec.stacks
+        .keys()
+        .cloned()
+        .map(UnitId::Stack)
+        .chain(spec.sites.keys().cloned().map(UnitId::Site))
+        .chain(spec.firewall.as_ref().map(|_| UnitId::Firewall))
+        .collect()
 }
 
 /// What one reconcile carries from its start to the record it leaves.

@@ -24,8 +24,11 @@ pub struct State {
     /// Each unit's outcome, by `UnitId::key` (`stack/app`).
     #[serde(default)]
     pub units: BTreeMap<String, UnitState>,
-    /// The per-stack map of the files written before units: read once, moved into `units`.
-    #[serde(default, rename = "stacks", skip_serializing)]
+    /// The per-stack map of the files written before units: read once, moved into `units`;
+    /// written again by `save` (the stack units by name), so that an older gitmoor, which
+    /// requires it, still reads this file instead of setting it aside with its history and
+    /// crash marks.
+    #[serde(default, rename = "stacks", skip_serializing_if = "BTreeMap::is_empty")]
     legacy_stacks: BTreeMap<String, UnitState>,
     /// Newest first.
     pub history: Vec<Attempt>,
@@ -235,7 +238,9 @@ impl State {
     }
 
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec_pretty(self)?;
+        let mut file = self.clone();
+        file.legacy_stacks = self.stacks();
+        let bytes = serde_json::to_vec_pretty(&file)?;
         write_atomic(&Self::path(state_dir), &bytes)
     }
 
@@ -402,6 +407,25 @@ mod tests {
         assert_eq!(s.stacks()["api"].last_good_commit.as_deref(), Some("good"));
         assert_eq!(s.stacks()["api"].error.as_deref(), Some("boom"));
         assert_eq!(s.last_attempt.as_ref().unwrap().failures, 2);
+    }
+
+    /// A file this version writes still holds the per-stack map an older gitmoor requires.
+    #[test]
+    fn the_saved_file_keeps_the_stacks_map_for_an_older_gitmoor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let mut r = BTreeMap::new();
+        r.insert(UnitId::Stack("api".into()), Ok(()));
+        s.record(attempt("a1", "success"), &r);
+        s.save(dir.path()).unwrap();
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(State::path(dir.path())).unwrap()).unwrap();
+        assert_eq!(raw["stacks"]["api"]["last_good_commit"], "a1", "{raw:#}");
+        assert_eq!(
+            raw["units"]["stack/api"]["last_good_commit"], "a1",
+            "{raw:#}"
+        );
+        assert_eq!(State::load(dir.path()).unwrap(), s);
     }
 
     #[test]

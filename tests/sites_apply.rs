@@ -110,4 +110,13 @@ fn a_site_in_the_repo_proxies_to_its_stack_and_a_bad_site_never_takes_it_down() 
     nginx.wait_for("api.example.test", "default\n");
     assert!(!nginx.sites_dir().join("api.conf").exists());
     assert_eq!(container_id(&name, "web"), web, "the stack is untouched");
+    // The state forgets the sites once they are gone; the stack stays recorded.
+    let state = host.state_json();
+    assert!(state["units"].get("site/api").is_none(), "{state:#}");
+    assert!(state["units"].get("site/bad").is_none(), "{state:#}");
+    assert_eq!(
+        state["units"][format!("stack/{name}")]["result"],
+        "success",
+        "{state:#}"
+    );
 }

@@ -18,7 +18,8 @@ pub struct DataFolder {
     /// `<data_dir>/<stack>/pgdata`.
     pub host: String,
     /// Not on the host yet: made by the apply.
-    pub new: bool,
+    /// None: the data dir was not observed, so the plan cannot tell.
+    pub new: Option<bool>,
 }
 
 /// Fills `plan.data_folders` and `plan.kept_data_folders`.
@@ -38,8 +39,8 @@ pub(super) fn add_data_folders(plan: &mut Plan, desired: &HostSpec, observed: &O
                     stack: stack.to_string(),
                     written: written.clone(),
                     host: host.clone(),
-                    // Not observed: not claimed new (the plan's notes say why).
-                    new: data.is_some_and(|d| !d.existing.contains(host)),
+                    // Not observed: neither new nor kept (the plan's notes say why).
+                    new: data.map(|d| !d.existing.contains(host)),
                 });
             }
         }
@@ -132,8 +133,31 @@ mod tests {
             data: Seen::NotObserved("cannot read /d: denied".into()),
             ..Default::default()
         };
+        // A plan that creates the service that mounts it: its data folder is not claimed either
+        // way.
         let mut plan = Plan::default();
+        let container = crate::plan::ContainerToCreate {
+            name: "app-db-1".into(),
+            stack: "app".into(),
+            service: "db".into(),
+            spec: desired().stacks["app"].services["db"].clone(),
+            labels: Default::default(),
+            networks: Vec::new(),
+            wait_healthy: false,
+            wait_completed: false,
+        };
+        plan.units.push(crate::plan::Unit::stack(
+            "app",
+            vec![Action::Create { container }],
+        ));
         add_data_folders(&mut plan, &desired(), &observed);
+        assert_eq!(plan.data_folders[0].new, None);
+        assert!(
+            plan.render_text()
+                .contains("[app] data folder ./pgdata -> /d/app/pgdata (not observed)"),
+            "{}",
+            plan.render_text()
+        );
         assert!(plan.kept_data_folders.is_empty());
         assert_eq!(
             plan.notes,

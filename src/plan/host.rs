@@ -103,8 +103,9 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
         .collect();
     super::data::add_data_folders(&mut out, desired, observed);
 
+    // The firewall first: it guards what the stacks and sites publish.
     if let Some(unit) = firewall_unit(desired, observed, ctx, &mut out.notes) {
-        out.units.push(unit);
+        out.units.insert(0, unit);
     }
     // Nginx sites: each its own unit, after the stacks it proxies to.
     let sites = super::site::desired_sites(desired, &ctx.sites, &observed.certs, &mut out.notes);

@@ -194,7 +194,11 @@ impl Plan {
             }
         }
         for d in &self.data_folders {
-            let state = if d.new { "new" } else { "kept" };
+            let state = match d.new {
+                Some(true) => "new",
+                Some(false) => "kept",
+                None => "not observed",
+            };
             s.push_str(&format!(
                 "[{}] data folder {} -> {} ({state})\n",
                 d.stack, d.written, d.host

@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// What a unit is: its kind and its name. Ordered by kind, then name: the apply order among units
-/// with no edge between them, so a plan is applied the same way every time.
+/// What a unit is: its kind and its name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum UnitId {
@@ -223,18 +222,17 @@ impl<'a> Schedule<'a> {
 }
 
 /// The units in the order they are applied: each after every unit it follows (edges to units not
-/// in the plan have nothing to wait for), otherwise by id. A cycle cannot be ordered: its units
-/// come last, in id order, and `held_by` holds them back (none of their predecessors succeeds
-/// first).
+/// in the plan have nothing to wait for), otherwise in the planner's order (the firewall, the
+/// stacks of the commit, the stacks that left it, the sites), so that what the plan shows is what
+/// runs. A cycle cannot be ordered: its units come last, and `held_by` holds them back (none of
+/// their predecessors succeeds first).
 pub fn apply_order(units: &[Unit]) -> Vec<&Unit> {
     let present: BTreeSet<&UnitId> = units.iter().map(|u| &u.id).collect();
     let mut placed: BTreeSet<&UnitId> = BTreeSet::new();
     let mut order: Vec<&Unit> = Vec::with_capacity(units.len());
-    let mut sorted: Vec<&Unit> = units.iter().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    // Units are few (one per stack, site set, firewall): a pass per placed unit is plenty.
+    // Units are few (one per stack, site, firewall): a pass per placed unit is plenty.
     loop {
-        let next = sorted.iter().find(|u| {
+        let next = units.iter().find(|u| {
             !placed.contains(&u.id)
                 && u.after
                     .iter()
@@ -248,7 +246,7 @@ pub fn apply_order(units: &[Unit]) -> Vec<&Unit> {
             None => break,
         }
     }
-    order.extend(sorted.into_iter().filter(|u| !placed.contains(&u.id)));
+    order.extend(units.iter().filter(|u| !placed.contains(&u.id)));
     order
 }
 
@@ -324,7 +322,7 @@ mod tests {
         assert_eq!(outcome(&done, "web"), &UnitOutcome::Applied);
         assert_eq!(outcome(&done, "cache"), &UnitOutcome::Applied);
         // The held unit was never handed to the executor; the others ran after what they follow.
-        assert_eq!(called, vec!["cache", "db", "web"]);
+        assert_eq!(called, vec!["db", "cache", "web"]);
     }
 
     #[test]
@@ -339,11 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn units_without_edges_run_by_kind_then_name_and_absent_predecessors_do_not_wait() {
+    fn units_without_edges_run_in_plan_order_and_absent_predecessors_do_not_wait() {
         // `z` follows a unit with nothing to do (not in the plan): nothing to wait for.
         let units = [unit("z", &["gone"]), unit("b", &[]), unit("a", &["b"])];
         let (done, called) = run(&units, &[]);
-        assert_eq!(called, vec!["b", "a", "z"]);
+        assert_eq!(called, vec!["z", "b", "a"]);
         assert!(done.values().all(UnitOutcome::is_ok));
     }
 

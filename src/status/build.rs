@@ -327,7 +327,12 @@ pub fn secrets_blocks(errors: &[String], secrets_dir: &Path) -> Vec<SecretBlock>
                     None => continue,
                 },
             };
-            if stack.is_empty() {
+            // The text came from errors that may quote the repo: only a real stack name and a
+            // plain path inside its folder become a file to look at.
+            let inside = candidate
+                .split_once('/')
+                .is_none_or(|(_, rel)| crate::spec::compose::inside_parts(rel).is_some());
+            if !crate::spec::compose::valid_stack_name(stack) || !inside {
                 continue;
             }
             let file = if env {
@@ -668,5 +673,17 @@ mod tests {
             ],
             "{errors:#?}"
         );
+    }
+
+    /// Error text may quote the repo: a path under the secrets dir that is not a stack's own
+    /// (`..`, an absolute escape) never becomes a file the status looks at.
+    #[test]
+    fn secrets_blocks_ignore_paths_that_leave_a_stack_folder() {
+        let sd = std::path::Path::new("/etc/gitmoor/secrets");
+        let errors = vec![
+            "compose/a/compose.yaml:3: services.x.volumes[0]: /etc/gitmoor/secrets/../../etc/shadow is outside".to_string(),
+            "compose/a/compose.yaml:4: services.x.env_file: /etc/gitmoor/secrets/a/../../b/c.env".to_string(),
+        ];
+        assert!(secrets_blocks(&errors, sd).is_empty());
     }
 }

@@ -228,7 +228,7 @@ pub(crate) fn is_extension(key: &str) -> bool {
 }
 
 /// `^[a-z0-9][a-z0-9_-]*$`: a stack (compose project) name.
-pub(crate) fn valid_stack_name(s: &str) -> bool {
+pub fn valid_stack_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')

@@ -80,7 +80,7 @@ impl HostFileError {
 
 /// The normal components of `rel` when it is a path inside a folder: not empty, not absolute,
 /// no `..` (`./a/./b` is `a/b`).
-pub(crate) fn inside_parts(rel: &str) -> Option<Vec<&str>> {
+pub fn inside_parts(rel: &str) -> Option<Vec<&str>> {
     if rel.is_empty() || rel.starts_with('/') {
         return None;
     }

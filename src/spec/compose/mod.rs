@@ -47,7 +47,9 @@ use crate::spec::limits::{self, Limits};
 use crate::spec::model::{default_container_name, Secret, StackSpec};
 use crate::spec::policy::{self, Policy, PolicyEnv};
 use crate::spec::yaml::{self, Node, NodeValue};
-use ctx::{valid_object_name, valid_stack_name, Ctx};
+pub use ctx::valid_stack_name;
+use ctx::{valid_object_name, Ctx};
+pub use hostfiles::inside_parts;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
