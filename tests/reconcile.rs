@@ -151,17 +151,14 @@ fn removed_service_and_removed_stack_keep_volumes() {
     assert!(plan.contains(&format!("keep volume {vol}")), "{plan}");
     let state = w.host.state_json();
     assert!(
-        state["units"].get(format!("stack/{}", w.stack)).is_some(),
+        state["stacks"].get(&w.stack).is_some(),
         "the stack is in the state while it runs: {state}"
     );
     w.host.apply_ok();
     assert_eq!(w.ids(), (String::new(), String::new()));
     // A retired stack leaves the state file (and so `/status`) once it is gone from the host.
     let state = w.host.state_json();
-    assert!(
-        state["units"].get(format!("stack/{}", w.stack)).is_none(),
-        "{state}"
-    );
+    assert!(state["stacks"].get(&w.stack).is_none(), "{state}");
     assert_eq!(
         docker(&[
             "network",
@@ -267,10 +264,7 @@ fn a_new_container_that_cannot_start_leaves_the_old_one_serving() {
         "old web serves again"
     );
     let state = w.host.state_json();
-    assert_eq!(
-        state["units"][format!("stack/{}", w.stack)]["result"],
-        "failed"
-    );
+    assert_eq!(state["stacks"][&w.stack]["result"], "failed");
     drop(taken);
 }
 

@@ -97,11 +97,7 @@ fn a_corrupt_state_file_is_set_aside_and_the_next_apply_succeeds() {
     );
     let s = host.state_json();
     assert_eq!(s["last_attempt"]["result"], "noop", "{s:#}");
-    assert_eq!(
-        s["units"][format!("stack/{stack}")]["result"],
-        "success",
-        "{s:#}"
-    );
+    assert_eq!(s["stacks"][&stack]["result"], "success", "{s:#}");
     assert_eq!(
         container_id(&stack, "web"),
         id,
