@@ -6,3 +6,4 @@ pub mod execute;
 pub mod nginx;
 mod recreate;
 mod stack;
+pub mod ufw;
