@@ -488,7 +488,7 @@ fn the_lockout_guard_refuses_to_close_ssh_to_a_connected_admin() {
 
     // SSH closed to everyone, without a session: refused too.
     let closed = SEED.replace("    port: 22\n", "    port: 2222\n");
-    let mut w2 = World::new(&[22]);
+    let w2 = World::new(&[22]);
     w2.apply(SEED, &[]).unwrap();
     let err = w2.apply(&closed, &[]).unwrap_err();
     assert!(err.contains("no rule lets any source in"), "{err}");
