@@ -627,3 +627,188 @@ fn listen() {
         let _ = h.join();
     }
 }
+
+/// A second dockerd inside the server namespace (its own data-root, exec-root and socket; the
+/// machine's dockerd is never touched), stopped and its mounts undone on drop.
+struct NsDocker {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl NsDocker {
+    fn start(w: &World) -> NsDocker {
+        let dir = w.dir.path().join("docker");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(
+            w.dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        // `nsenter --net`, not `ip netns exec`: the latter remounts /sys and dockerd then
+        // finds no cgroups (../shared/recipes/docker-ufw-netns.sh).
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", w.srv))
+            .arg("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .args(["--bridge=none", "--ip6tables=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let d = NsDocker { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["info"]).0 {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        run(Command::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("docker.sock").display()),
+            )
+            .args(args))
+    }
+}
+
+impl Drop for NsDocker {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "pub"]);
+        // SAFETY: plain integers; dockerd leads its own group.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        // Mounts dockerd left under its folder (it shares the host's mount namespace).
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut under: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(self.dir.to_str().unwrap_or("/nonexistent")))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = Command::new("umount").arg(m).status();
+        }
+    }
+}
+
+#[test]
+fn the_docker_guard_closes_a_published_port_until_the_rules_allow_it() {
+    if !ready()
+        || !Path::new("/usr/sbin/dockerd").exists()
+        || !Path::new("/usr/bin/nsenter").exists()
+    {
+        eprintln!("skipped: needs dockerd and nsenter");
+        return;
+    }
+    let image = "example-busybox:1";
+    if !run(Command::new("docker").args(["image", "inspect", image])).0 {
+        eprintln!("skipped: no {image} (../shared/recipes/docker-engine.sh builds it)");
+        return;
+    }
+    let w = World::new(&[22]);
+    let d = NsDocker::start(&w);
+    let sock = d.dir.join("docker.sock");
+    let (ok, text) = run(Command::new("sh").args([
+        "-c",
+        &format!(
+            "docker save {image} | DOCKER_HOST=unix://{} docker load -q",
+            sock.display()
+        ),
+    ]));
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&["network", "create", "pubnet"]);
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "--network",
+        "pubnet",
+        "-p",
+        "0.0.0.0:8080:8080",
+        image,
+        "sh",
+        "-c",
+        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
+    ]);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.open(ANYONE4, SRV4, 8080) {
+        assert!(Instant::now() < deadline, "the container never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 1. The trap: UFW denies incoming and allows only 80, 443 and SSH; the port is open.
+    w.apply(SEED, &[]).expect("apply the seed");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE4, SRV4, 5432, false)],
+    );
+
+    // 2. The guard enforcing: gitmoor's DOCKER-USER rules, and UFW's rules decide.
+    let done = w
+        .apply(SEED, &[("GITMOOR_UFW_GUARD", "enforce")])
+        .expect("enforce");
+    assert!(
+        done.contains("DOCKER-USER block") && done.contains("ufw reload"),
+        "{done}"
+    );
+    let after = std::fs::read_to_string(w.dir.path().join("etc-ufw/after.rules")).unwrap();
+    assert!(after.contains("# BEGIN gitmoor docker guard"), "{after}");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, false), (ANYONE4, SRV4, 443, false)],
+    );
+
+    // 3. The port allowed in ufw/rules.yaml: open again, from where the rule says.
+    let allowed = format!(
+        "{SEED}  - action: allow\n    port: 8080\n    proto: tcp\n    from: {ADMIN4}\n    comment: app\n"
+    );
+    w.apply(&allowed, &[("GITMOOR_UFW_GUARD", "enforce")])
+        .expect("allow 8080");
+    check(
+        &w,
+        &[(ADMIN4, SRV4, 8080, true), (ANYONE4, SRV4, 8080, false)],
+    );
+
+    // The guard switched off: gitmoor takes its block out again.
+    let done = w.apply(&allowed, &[]).expect("guard off");
+    assert!(
+        done.contains("removed gitmoor's DOCKER-USER block"),
+        "{done}"
+    );
+    let after = std::fs::read_to_string(w.dir.path().join("etc-ufw/after.rules")).unwrap();
+    assert!(!after.contains("gitmoor docker guard"), "{after}");
+    drop(d);
+    w.assert_host_untouched();
+}
