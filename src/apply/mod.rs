@@ -7,3 +7,4 @@ pub mod nginx;
 mod recreate;
 mod site;
 mod stack;
+pub mod ufw;

@@ -5,6 +5,7 @@ pub mod data;
 pub mod docker;
 pub mod for_plan;
 pub mod nginx;
+pub mod ufw;
 pub mod ufw_parse;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,7 @@
 //! what changed, why, and in which order lives here and is tested with plain structs.
 
 mod data;
+pub mod docker_guard;
 pub mod fingerprint;
 pub mod firewall;
 mod host;

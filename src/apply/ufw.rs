@@ -1,0 +1,256 @@
+//! Changes to the host's UFW: the steps of a `FirewallPlan` run in order with the real `ufw`
+//! (argv only, through `process`), and the Docker guard's `DOCKER-USER` block kept in
+//! `after.rules`/`after6.rules`.
+//!
+//! Why the SSH lockout guard runs again here: the plan was made from an observation that may
+//! be minutes old (a build ran in between), and an admin may have connected from a new address
+//! since. So before the first step the firewall and the SSH sessions are looked at again, the
+//! plan is made again from that, and nothing runs unless it is the same plan and it keeps SSH
+//! open (unless the config's `firewall.allow_ssh_lockout` says otherwise).
+//!
+//! A failed step stops the run: the error names the step, quotes ufw (redacted) and lists what
+//! was already done, so a person can see the state the firewall was left in. The order of the
+//! plan (adds first, deletes after) means a stop half-way leaves more open than asked for,
+//! never less.
+
+use crate::config::firewall::{DockerGuard, FirewallConfig};
+use crate::observe::ufw::{observe_firewall, ssh_peers, ssh_port, ufw_call, ufw_program};
+use crate::observe::ufw_parse::ObservedFirewall;
+use crate::observe::Seen;
+use crate::plan::docker_guard::{docker_user_block, splice_block};
+use crate::plan::firewall::{lockout_guard, plan_firewall, FirewallPlan};
+use crate::process::ProcessError;
+use crate::redact::Redactor;
+use crate::spec::ufw::FirewallSpec;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Why the firewall was not (fully) changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FirewallError {
+    #[error("firewall: UFW could not be read, so nothing was changed: {0}")]
+    NotObserved(String),
+    #[error(
+        "firewall: UFW changed since the plan was made (the plan now is: {now}), so nothing was \
+         changed; the next reconcile plans again"
+    )]
+    Stale { now: String },
+    /// The lockout guard's message (it names the override).
+    #[error("firewall: {0}")]
+    Lockout(String),
+    #[error(
+        "firewall: step {number} of {total} failed (ufw {step}, because {reason}): {message}; \
+         done before it: {}",
+        if done.is_empty() { "nothing".to_string() } else { done.join("; ") }
+    )]
+    Step {
+        number: usize,
+        total: usize,
+        step: String,
+        reason: String,
+        message: String,
+        done: Vec<String>,
+    },
+    #[error("firewall: Docker guard: {message}; done before it: {}",
+        if done.is_empty() { "nothing".to_string() } else { done.join("; ") })]
+    DockerGuard { message: String, done: Vec<String> },
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Each ufw call and file change, in order, as `ufw allow ...` lines.
+    pub done: Vec<String>,
+    /// What a person should know (the guard was overridden, the SSH port was assumed).
+    pub notes: Vec<String>,
+}
+
+/// The host's UFW, as the config describes it.
+#[derive(Debug, Clone)]
+pub struct UfwHost {
+    program: PathBuf,
+    cfg: FirewallConfig,
+    redact: Redactor,
+}
+
+impl UfwHost {
+    /// Fails when there is no ufw to run (the error says which setting fixes it).
+    pub fn new(cfg: &FirewallConfig, redact: Redactor) -> Result<UfwHost, ProcessError> {
+        Ok(UfwHost {
+            program: ufw_program(cfg)?,
+            cfg: cfg.clone(),
+            redact,
+        })
+    }
+
+    pub fn config(&self) -> &FirewallConfig {
+        &self.cfg
+    }
+
+    pub async fn observe(&self) -> Seen<ObservedFirewall> {
+        observe_firewall(&self.cfg, &self.redact).await
+    }
+
+    /// The lockout guard on `plan` with the SSH sessions open now. Ok with a note when the
+    /// config overrides it, or when the SSH port was assumed.
+    pub async fn check_lockout(&self, plan: &FirewallPlan) -> Result<Vec<String>, FirewallError> {
+        let mut notes = Vec::new();
+        let (port, note) = ssh_port(&self.cfg, &self.redact).await;
+        notes.extend(note);
+        if self.cfg.allow_ssh_lockout {
+            notes.push(
+                "the SSH lockout guard is off (firewall.allow_ssh_lockout: true in gitmoor's config)"
+                    .into(),
+            );
+            return Ok(notes);
+        }
+        let peers = ssh_peers(port).map_err(FirewallError::Lockout)?;
+        lockout_guard(plan, port, &peers).map_err(FirewallError::Lockout)?;
+        Ok(notes)
+    }
+
+    /// Brings UFW to `spec` by running `plan`'s steps, after checking on a fresh observation
+    /// that the plan still holds and keeps SSH open; then keeps the Docker guard's block as the
+    /// config says.
+    pub async fn apply(
+        &self,
+        spec: &FirewallSpec,
+        plan: &FirewallPlan,
+    ) -> Result<Applied, FirewallError> {
+        let fresh = match self.observe().await {
+            Seen::Observed(f) => f,
+            Seen::NotObserved(why) => return Err(FirewallError::NotObserved(why)),
+        };
+        let now = plan_firewall(spec, &fresh, self.cfg.plan_options());
+        if now.steps != plan.steps {
+            let shown: Vec<String> = now.steps.iter().map(|s| s.argv.join(" ")).collect();
+            return Err(FirewallError::Stale {
+                now: if shown.is_empty() {
+                    "nothing to do".into()
+                } else {
+                    shown.join("; ")
+                },
+            });
+        }
+        // Nothing to run: nothing the guard could refuse (the Docker guard's block aside,
+        // which does not touch SSH).
+        let notes = if now.steps.is_empty() {
+            Vec::new()
+        } else {
+            self.check_lockout(&now).await?
+        };
+        let mut applied = Applied {
+            notes,
+            ..Applied::default()
+        };
+        let total = now.steps.len();
+        for (i, step) in now.steps.iter().enumerate() {
+            let shown = step.argv.join(" ");
+            if let Err(e) = ufw_call(&self.program, &self.cfg, &step.argv)
+                .run(&self.redact)
+                .await
+            {
+                return Err(FirewallError::Step {
+                    number: i + 1,
+                    total,
+                    step: shown,
+                    reason: step.reason.clone(),
+                    message: e.to_string(),
+                    done: applied.done,
+                });
+            }
+            applied.done.push(format!("ufw {shown}"));
+        }
+        match self.sync_docker_guard(spec).await {
+            Ok(done) => applied.done.extend(done),
+            Err(message) => {
+                return Err(FirewallError::DockerGuard {
+                    message,
+                    done: applied.done,
+                })
+            }
+        }
+        Ok(applied)
+    }
+
+    /// With `docker_guard: enforce`, writes gitmoor's `DOCKER-USER` block for `spec` into
+    /// `after.rules` and `after6.rules` (when it differs) and reloads UFW; otherwise removes a
+    /// block gitmoor wrote before. Returns what it changed. On a failed reload the files are
+    /// put back as they were and UFW reloaded again.
+    pub async fn sync_docker_guard(&self, spec: &FirewallSpec) -> Result<Vec<String>, String> {
+        let enforce = self.cfg.docker_guard == DockerGuard::Enforce;
+        let mut changed: Vec<(PathBuf, String)> = Vec::new();
+        let mut done = Vec::new();
+        for (name, v6) in [("after.rules", false), ("after6.rules", true)] {
+            let path = self.cfg.etc_dir.join(name);
+            let old = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                // No file and nothing to remove: nothing to do (ufw ships both files).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !enforce => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            };
+            let block = enforce.then(|| docker_user_block(spec, v6));
+            let new = splice_block(&old, block.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if new == old {
+                continue;
+            }
+            write_beside(&path, &new)?;
+            done.push(format!(
+                "{} gitmoor's DOCKER-USER block in {}",
+                if enforce { "wrote" } else { "removed" },
+                path.display()
+            ));
+            changed.push((path, old));
+        }
+        if changed.is_empty() {
+            return Ok(done);
+        }
+        let reload = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
+            .run(&self.redact)
+            .await;
+        if let Err(e) = reload {
+            let mut put_back = Vec::new();
+            for (path, old) in &changed {
+                if let Err(w) = write_beside(path, old) {
+                    put_back.push(w);
+                }
+            }
+            let again = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
+                .run(&self.redact)
+                .await;
+            let state = match (put_back.is_empty(), again) {
+                (true, Ok(_)) => "the files were put back as they were and UFW reloaded".into(),
+                (true, Err(e2)) => format!("the files were put back, but UFW did not reload: {e2}"),
+                (false, _) => format!("the files could not be put back: {}", put_back.join("; ")),
+            };
+            return Err(format!(
+                "`ufw reload` failed with the new block: {e}; {state}"
+            ));
+        }
+        done.push("ufw reload".into());
+        Ok(done)
+    }
+}
+
+/// Replaces `path` with `text` atomically (a temporary file beside it, renamed over it), with
+/// the mode the file had: ufw's files are 0640, and a reader must never see half a file.
+fn write_beside(path: &Path, text: &str) -> Result<(), String> {
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o640);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.gitmoor-tmp"));
+    let result = (|| {
+        std::fs::write(&tmp, text)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}

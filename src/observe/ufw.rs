@@ -1,0 +1,244 @@
+//! The host's UFW as it is, and what the SSH lockout guard needs to know about the host: its
+//! SSH port and the addresses with an SSH session open now. The parsing is in `ufw_parse`
+//! (pure); here are the reads and the process calls (argv only, through `process`).
+//!
+//! Every failure is `NotObserved` (or an error) rather than an empty answer: "could not look"
+//! must never plan "delete every rule", and an unreadable session table must never let the
+//! guard pass.
+
+use super::ufw_parse::{
+    parse_default_file, parse_proc_net_tcp_peers, parse_rules_files, parse_status_enabled,
+    ObservedFirewall,
+};
+use super::Seen;
+use crate::config::firewall::FirewallConfig;
+use crate::process::{resolve_program, Process, ProcessError};
+use crate::redact::Redactor;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The rules files and `/etc/default/ufw` are small (one line per rule, at most a few thousand
+/// rules); a bigger one is not ufw's and is not read into memory.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The ufw binary the config names, or `ufw` from `PATH`.
+pub fn ufw_program(cfg: &FirewallConfig) -> Result<PathBuf, ProcessError> {
+    resolve_program("ufw", cfg.binary.as_deref(), "firewall.binary")
+}
+
+/// `ufw <args>` with the config's timeout, `LC_ALL=C` (ufw's messages are translated, and the
+/// parser reads the English ones).
+pub fn ufw_call(program: &Path, cfg: &FirewallConfig, args: &[String]) -> Process {
+    Process::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
+        .timeout(Duration::from_secs(cfg.timeout_secs))
+}
+
+/// UFW as it is: the rules of `user.rules` and `user6.rules`, the defaults and `IPV6=` of the
+/// default file, and on/off from `ufw status`.
+pub async fn observe_firewall(cfg: &FirewallConfig, redact: &Redactor) -> Seen<ObservedFirewall> {
+    match read_firewall(cfg, redact).await {
+        Ok(f) => Seen::Observed(f),
+        Err(why) => Seen::NotObserved(why),
+    }
+}
+
+async fn read_firewall(
+    cfg: &FirewallConfig,
+    redact: &Redactor,
+) -> Result<ObservedFirewall, String> {
+    let program = ufw_program(cfg).map_err(|e| e.to_string())?;
+    let v4 = read_small(&cfg.etc_dir.join("user.rules"))?;
+    let v6 = read_small(&cfg.etc_dir.join("user6.rules"))?;
+    let default = read_small(&cfg.default_file)?;
+    let out = ufw_call(&program, cfg, &["status".to_string()])
+        .run(redact)
+        .await
+        .map_err(|e| e.to_string())?;
+    let enabled = parse_status_enabled(&String::from_utf8_lossy(&out.stdout))?;
+    let (defaults, ipv6) = parse_default_file(&default);
+    Ok(ObservedFirewall {
+        enabled,
+        defaults,
+        ipv6,
+        rules: parse_rules_files(&v4, &v6),
+    })
+}
+
+/// A file of ufw's, whole; an error names it and says what to check.
+fn read_small(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; is ufw installed (firewall.etc_dir, firewall.default_file)?",
+            path.display()
+        )
+    })?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_FILE_BYTES} bytes: not a file ufw wrote",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// The addresses with an established TCP session to local port `port` now, IPv4 and IPv6, from
+/// `/proc/net/tcp` and `/proc/net/tcp6` (the network namespace gitmoor runs in). An error when
+/// neither can be read: the guard then cannot know who is connected.
+pub fn ssh_peers(port: u16) -> Result<Vec<IpAddr>, String> {
+    ssh_peers_in(Path::new("/proc/net"), port)
+}
+
+/// [`ssh_peers`] reading `<dir>/tcp` and `<dir>/tcp6`.
+pub fn ssh_peers_in(dir: &Path, port: u16) -> Result<Vec<IpAddr>, String> {
+    let mut peers: Vec<IpAddr> = Vec::new();
+    let mut read_any = false;
+    let mut errors = Vec::new();
+    for name in ["tcp", "tcp6"] {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                read_any = true;
+                for p in parse_proc_net_tcp_peers(&text, port) {
+                    if !peers.contains(&p) {
+                        peers.push(p);
+                    }
+                }
+            }
+            // No IPv6 in the kernel: no IPv6 sessions either.
+            Err(e) if name == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if !read_any || !errors.is_empty() {
+        return Err(format!(
+            "cannot list the established SSH sessions ({}), so the lockout guard cannot tell who \
+             is connected",
+            errors.join("; ")
+        ));
+    }
+    Ok(peers)
+}
+
+/// The SSH port the guard keeps open, and a note when it was not asked of sshd: the config's
+/// `firewall.ssh_port`, else the first `port N` line of `sshd -T`, else 22.
+pub async fn ssh_port(cfg: &FirewallConfig, redact: &Redactor) -> (u16, Option<String>) {
+    if let Some(p) = cfg.ssh_port {
+        return (p, None);
+    }
+    let program = match resolve_program("sshd", cfg.sshd_binary.as_deref(), "firewall.sshd_binary")
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                22,
+                Some(format!(
+                    "SSH port 22 assumed: {e} (or set firewall.ssh_port)"
+                )),
+            )
+        }
+    };
+    let run = Process::new(&program)
+        .arg("-T")
+        .env("LC_ALL", "C")
+        .timeout(Duration::from_secs(cfg.timeout_secs))
+        .run(redact)
+        .await;
+    match run {
+        Ok(out) => match parse_sshd_port(&String::from_utf8_lossy(&out.stdout)) {
+            Some(p) => (p, None),
+            None => (
+                22,
+                Some(format!(
+                    "SSH port 22 assumed: `{} -T` printed no `port` line (or set firewall.ssh_port)",
+                    program.display()
+                )),
+            ),
+        },
+        Err(e) => (
+            22,
+            Some(format!(
+                "SSH port 22 assumed: {e} (or set firewall.ssh_port)"
+            )),
+        ),
+    }
+}
+
+/// The first `port N` line of `sshd -T` (sshd lists one line per `Port`; the first is the one
+/// an admin connects to by default).
+pub fn parse_sshd_port(text: &str) -> Option<u16> {
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        if !words.next()?.eq_ignore_ascii_case("port") {
+            return None;
+        }
+        words.next()?.parse::<u16>().ok().filter(|p| *p != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_port_line_of_sshd_t_is_the_ssh_port() {
+        let t = "port 2222\nport 22\naddressfamily any\nlistenaddress [::]:2222\n";
+        assert_eq!(parse_sshd_port(t), Some(2222));
+        assert_eq!(parse_sshd_port("addressfamily any\n"), None);
+        assert_eq!(parse_sshd_port("port x\n"), None);
+        assert_eq!(parse_sshd_port("ports 9\n"), None);
+    }
+
+    #[test]
+    fn sessions_come_from_both_tables_and_an_unreadable_table_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        // 192.0.2.1:22 <- 192.0.2.3:40000, established (01), little-endian words.
+        std::fs::write(
+            dir.path().join("tcp"),
+            format!("{head}   0: 010200C0:0016 030200C0:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1 1\n"),
+        )
+        .unwrap();
+        let peers = ssh_peers_in(dir.path(), 22).unwrap();
+        assert_eq!(peers, vec!["192.0.2.3".parse::<IpAddr>().unwrap()]);
+        assert!(ssh_peers_in(dir.path(), 2222).unwrap().is_empty());
+        let err = ssh_peers_in(&dir.path().join("none"), 22).unwrap_err();
+        assert!(err.contains("lockout guard"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_ufw_is_not_observed_rather_than_empty() {
+        let cfg = FirewallConfig {
+            binary: Some("/nonexistent/ufw".into()),
+            ..FirewallConfig::default()
+        };
+        match observe_firewall(&cfg, &Redactor::default()).await {
+            Seen::NotObserved(why) => assert!(why.contains("firewall.binary"), "{why}"),
+            Seen::Observed(f) => panic!("observed {f:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_configured_ssh_port_wins_and_a_missing_sshd_means_22_with_a_note() {
+        let cfg = FirewallConfig {
+            ssh_port: Some(2200),
+            ..FirewallConfig::default()
+        };
+        assert_eq!(ssh_port(&cfg, &Redactor::default()).await, (2200, None));
+        let cfg = FirewallConfig {
+            sshd_binary: Some("/nonexistent/sshd".into()),
+            ..FirewallConfig::default()
+        };
+        let (port, note) = ssh_port(&cfg, &Redactor::default()).await;
+        assert_eq!(port, 22);
+        assert!(note.unwrap().contains("firewall.ssh_port"));
+    }
+}

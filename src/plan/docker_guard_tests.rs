@@ -1,0 +1,196 @@
+use super::*;
+use crate::source::snapshot::Snapshot;
+use crate::spec::model::{PortSpec, ServiceSpec, StackSpec};
+
+fn firewall(yaml: &str) -> FirewallSpec {
+    let (fw, findings) =
+        crate::spec::ufw::load_firewall(&Snapshot::from_texts(&[("ufw/rules.yaml", yaml)]));
+    assert!(findings.is_ok(), "{:?}", findings.errors);
+    fw.unwrap()
+}
+
+const SEED: &str = "defaults: {incoming: deny, outgoing: allow, routed: deny}
+rules:
+  - {action: allow, port: 80, proto: tcp}
+  - {action: allow, port: 443, proto: tcp}
+  - {action: allow, port: 22, proto: tcp, from: [192.0.2.3, 2001:db8:1::/48]}
+  - {action: allow, port: 5432, proto: tcp, from: 10.0.0.0/8}
+";
+
+fn port(host_ip: &str, host_port: Option<u16>, protocol: &str) -> PortSpec {
+    PortSpec {
+        host_ip: host_ip.into(),
+        host_port,
+        container_port: 80,
+        protocol: protocol.into(),
+    }
+}
+
+fn host(fw: Option<&str>, ports: Vec<PortSpec>) -> HostSpec {
+    let service = ServiceSpec {
+        ports,
+        ..ServiceSpec::default()
+    };
+    let stack = StackSpec {
+        name: "web".into(),
+        compose_file: "compose/web/compose.yaml".into(),
+        services: [("api".to_string(), service)].into(),
+        ..StackSpec::default()
+    };
+    HostSpec {
+        stacks: [("web".to_string(), stack)].into(),
+        firewall: fw.map(firewall),
+    }
+}
+
+#[test]
+fn loopback_and_allowed_ports_pass_others_are_flagged_with_the_fix() {
+    let h = host(
+        Some(SEED),
+        vec![
+            port("127.0.0.1", Some(3000), "tcp"),
+            port("::1", Some(3001), "tcp"),
+            port("", Some(443), "tcp"),
+            port("0.0.0.0", Some(8080), "tcp"),
+            port("", Some(443), "udp"),
+            port("192.0.2.1", Some(5432), "tcp"),
+            port("", None, "tcp"),
+        ],
+    );
+    let found = published_past_firewall(&h);
+    let shown: Vec<String> = found.iter().map(|p| p.what()).collect();
+    assert_eq!(
+        shown,
+        [
+            "0.0.0.0:8080/tcp",
+            "0.0.0.0:443/udp",
+            "192.0.2.1:5432/tcp",
+            "0.0.0.0:<any free port>/tcp"
+        ]
+    );
+    assert_eq!(found[0].reach, Reach::Closed);
+    assert_eq!(found[2].reach, Reach::Partly(vec!["10.0.0.0/8".into()]));
+
+    let (errors, warnings) = docker_guard_findings(&h, DockerGuard::Refuse);
+    assert_eq!((errors.len(), warnings.len()), (4, 0));
+    let first = errors[0].to_string();
+    assert!(
+        first.starts_with(
+            "compose/web/compose.yaml: services.api.ports: 0.0.0.0:8080/tcp is published past UFW"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("127.0.0.1"), "{first}");
+    assert!(
+        first.contains("allow 8080/tcp in ufw/rules.yaml"),
+        "{first}"
+    );
+    assert!(
+        errors[2]
+            .to_string()
+            .contains("allows it only from 10.0.0.0/8"),
+        "{}",
+        errors[2]
+    );
+
+    let (errors, warnings) = docker_guard_findings(&h, DockerGuard::Warn);
+    assert_eq!((errors.len(), warnings.len()), (0, 4));
+    // Enforced, UFW decides: a port allowed from some sources is what the file says; a closed
+    // one is worth a warning (it will not answer from outside).
+    let (errors, warnings) = docker_guard_findings(&h, DockerGuard::Enforce);
+    assert_eq!((errors.len(), warnings.len()), (0, 3));
+    assert!(warnings[0].to_string().contains("closed from outside"));
+    assert_eq!(
+        docker_guard_findings(&h, DockerGuard::Off),
+        (vec![], vec![])
+    );
+}
+
+#[test]
+fn without_a_firewall_file_there_is_nothing_to_compare() {
+    let h = host(None, vec![port("", Some(8080), "tcp")]);
+    assert!(published_past_firewall(&h).is_empty());
+}
+
+#[test]
+fn reach_follows_the_first_rule_that_fits_then_the_default() {
+    let fw = firewall(
+        "defaults: {incoming: deny}
+rules:
+  - {action: deny, port: 8080, proto: tcp, from: 192.0.2.9}
+  - {action: allow, port: 8080, proto: tcp}
+  - {action: deny, port: 9000, proto: tcp}
+  - {action: allow, port: 9000}
+  - {action: allow, port: \"9100:9200\", proto: udp}
+  - {action: allow, port: 7000, to: 192.0.2.1}
+",
+    );
+    assert_eq!(reach(&fw, "0.0.0.0", 8080, Proto::Tcp), Reach::Open);
+    assert_eq!(reach(&fw, "0.0.0.0", 9000, Proto::Tcp), Reach::Closed);
+    assert_eq!(reach(&fw, "0.0.0.0", 9150, Proto::Udp), Reach::Open);
+    assert_eq!(reach(&fw, "0.0.0.0", 9150, Proto::Tcp), Reach::Closed);
+    assert_eq!(reach(&fw, "192.0.2.1", 7000, Proto::Tcp), Reach::Open);
+    // On every address, a rule for one destination does not open them all.
+    assert_eq!(reach(&fw, "0.0.0.0", 7000, Proto::Tcp), Reach::Closed);
+    let open = firewall("defaults: {incoming: allow}\nrules: []\n");
+    assert_eq!(reach(&open, "", 1, Proto::Tcp), Reach::Open);
+}
+
+#[test]
+fn the_block_judges_dnat_connections_by_the_host_port_in_rule_order() {
+    let fw = firewall(SEED);
+    let v4 = docker_user_block(&fw, false);
+    let lines: Vec<&str> = v4.lines().collect();
+    assert_eq!(lines[0], BLOCK_BEGIN);
+    assert_eq!(*lines.last().unwrap(), BLOCK_END);
+    assert!(lines.contains(&"-A DOCKER-USER -m conntrack ! --ctstate DNAT -j RETURN"));
+    let rules: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("--ctorigdstport") || l.ends_with("-j DROP"))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 80 -j RETURN",
+            "-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 443 -j RETURN",
+            "-A DOCKER-USER -s 192.0.2.3 -p tcp -m conntrack --ctorigdstport 22 -j RETURN",
+            "-A DOCKER-USER -s 10.0.0.0/8 -p tcp -m conntrack --ctorigdstport 5432 -j RETURN",
+            "-A DOCKER-USER -j DROP",
+        ]
+    );
+    let v6 = docker_user_block(&fw, true);
+    assert!(v6.contains(
+        "-A DOCKER-USER -s 2001:db8:1::/48 -p tcp -m conntrack --ctorigdstport 22 -j RETURN"
+    ));
+    assert!(!v6.contains("192.0.2.3"));
+    assert!(v6.contains("--ctorigdstport 443 -j RETURN"));
+}
+
+#[test]
+fn the_block_is_replaced_added_or_removed_and_the_rest_kept_byte_for_byte() {
+    let base = "# after.rules\n*filter\n:ufw-after-input - [0:0]\nCOMMIT\n";
+    let b1 = format!("{BLOCK_BEGIN}\n*filter\n-A DOCKER-USER -j DROP\nCOMMIT\n{BLOCK_END}\n");
+    let b2 = format!("{BLOCK_BEGIN}\n*filter\n-A DOCKER-USER -j RETURN\nCOMMIT\n{BLOCK_END}\n");
+    let with1 = splice_block(base, Some(&b1)).unwrap();
+    assert_eq!(with1, format!("{base}{b1}"));
+    // The admin adds lines after it: they stay.
+    let edited = format!("{with1}# mine\n");
+    let with2 = splice_block(&edited, Some(&b2)).unwrap();
+    assert_eq!(with2, format!("{base}{b2}# mine\n"));
+    assert_eq!(splice_block(&with2, Some(&b2)).unwrap(), with2);
+    assert_eq!(
+        splice_block(&with2, None).unwrap(),
+        format!("{base}# mine\n")
+    );
+    assert_eq!(splice_block(base, None).unwrap(), base);
+    // No newline at the end of the admin's file.
+    assert_eq!(
+        splice_block("COMMIT", Some(&b1)).unwrap(),
+        format!("COMMIT\n{b1}")
+    );
+    let broken = format!("{base}{BLOCK_BEGIN}\n-A DOCKER-USER -j DROP\n");
+    assert!(splice_block(&broken, Some(&b1))
+        .unwrap_err()
+        .contains("by hand"));
+}

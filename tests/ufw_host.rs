@@ -1,0 +1,814 @@
+//! The firewall's host side against a real UFW, never this machine's own firewall: UFW runs in
+//! a "server" network namespace, in a private mount namespace where `/etc/ufw` and
+//! `/etc/default/ufw` are bind-mounted private copies, and real TCP from a "client" namespace
+//! (`nc -z`, from an "anyone" and an "admin" address, IPv4 and IPv6) shows what gets through.
+//!
+//! gitmoor's own code (observe, plan, lockout guard, apply) runs inside the namespaces: the test
+//! binary runs itself there (`ip netns exec` + `unshare -m` + the bind mounts, which only test
+//! code does with `sh -c`; gitmoor itself never starts a shell) with one ignored test,
+//! [`driver`], which does what the environment asks and prints the result. Every test checks
+//! at its end that the host's `/etc/ufw`, `/etc/default/ufw`, `iptables -S`, `ip6tables -S`
+//! and the sysctls ufw sets are as they were before; the namespaces go away even on failure
+//! (`Drop`).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const SRV4: &str = "192.0.2.1";
+const ANYONE4: &str = "192.0.2.2";
+const ADMIN4: &str = "192.0.2.3";
+const SRV6: &str = "2001:db8:9::1";
+const ANYONE6: &str = "2001:db8:9::2";
+const ADMIN6: &str = "2001:db8:9::3";
+
+/// The seed's firewall, with the admin's addresses of this test world.
+const SEED: &str = "defaults:
+  incoming: deny
+  outgoing: allow
+  routed: deny
+rules:
+  - action: allow
+    port: 80
+    proto: tcp
+    comment: web
+  - action: allow
+    port: 443
+    proto: tcp
+    comment: web (TLS)
+  - action: allow
+    port: 22
+    proto: tcp
+    from: [192.0.2.3, 2001:db8:9::3]
+    comment: ssh admins
+";
+
+fn ready() -> bool {
+    let missing: Vec<&str> = [
+        "/usr/sbin/ufw",
+        "/usr/bin/nc",
+        "/usr/sbin/ip",
+        "/usr/bin/unshare",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    if !missing.is_empty() || !nix_is_root() {
+        eprintln!("skipped: needs root and {missing:?} (scripts/setup installs them)");
+        return false;
+    }
+    true
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn must(args: &[&str]) {
+    let (ok, text) = run(Command::new(args[0]).args(&args[1..]));
+    assert!(ok, "{args:?}: {text}");
+}
+
+/// What must not change on the host: its ufw files, its rule sets and the sysctls ufw writes.
+#[derive(Debug, PartialEq)]
+struct HostState(Vec<(String, String)>);
+
+impl HostState {
+    fn now() -> HostState {
+        let mut v = Vec::new();
+        let mut files: Vec<PathBuf> = vec!["/etc/default/ufw".into(), "/etc/ufw/ufw.conf".into()];
+        for e in std::fs::read_dir("/etc/ufw").unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "rules") {
+                files.push(e.path());
+            }
+        }
+        files.sort();
+        for f in files {
+            v.push((
+                f.display().to_string(),
+                std::fs::read_to_string(&f).unwrap_or_else(|e| format!("unreadable: {e}")),
+            ));
+        }
+        for tool in ["iptables", "ip6tables"] {
+            let (_, text) = run(Command::new(tool).arg("-S"));
+            // Other work on this machine creates Docker networks meanwhile: Docker's own chains
+            // (DOCKER*, its bridges) may change; nothing else may.
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("DOCKER") && !l.contains(" br-") && !l.contains("docker0"))
+                .collect();
+            v.push((format!("{tool} -S"), kept.join("\n")));
+        }
+        let sysctl = std::fs::read_to_string("/etc/ufw/sysctl.conf").unwrap_or_default();
+        for line in sysctl.lines().map(str::trim) {
+            if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+                let path = Path::new("/proc/sys").join(key.trim());
+                v.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap_or_default(),
+                ));
+            }
+        }
+        HostState(v)
+    }
+}
+
+static WORLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Two namespaces on a veth pair, a private copy of ufw's files, listeners on the server.
+struct World {
+    srv: String,
+    cli: String,
+    dir: tempfile::TempDir,
+    host_before: HostState,
+    children: Vec<Child>,
+}
+
+impl World {
+    fn new(ports: &[u16]) -> World {
+        let host_before = HostState::now();
+        let n = WORLDS.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let w = World {
+            srv: format!("gmfs{id}"),
+            cli: format!("gmfc{id}"),
+            dir,
+            host_before,
+            children: Vec::new(),
+        };
+        let (s, c) = (format!("gm{id}s"), format!("gm{id}c"));
+        must(&["ip", "netns", "add", &w.srv]);
+        must(&["ip", "netns", "add", &w.cli]);
+        must(&["ip", "link", "add", &s, "type", "veth", "peer", "name", &c]);
+        must(&["ip", "link", "set", &s, "netns", &w.srv]);
+        must(&["ip", "link", "set", &c, "netns", &w.cli]);
+        for (ns, dev, addrs) in [
+            (&w.srv, &s, vec![format!("{SRV4}/24"), format!("{SRV6}/64")]),
+            (
+                &w.cli,
+                &c,
+                vec![
+                    format!("{ANYONE4}/24"),
+                    format!("{ADMIN4}/24"),
+                    format!("{ANYONE6}/64"),
+                    format!("{ADMIN6}/64"),
+                ],
+            ),
+        ] {
+            for a in addrs {
+                let mut args = vec!["ip", "-n", ns, "addr", "add", &a, "dev", dev];
+                if a.contains(':') {
+                    args.push("nodad");
+                }
+                must(&args);
+            }
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        let etc = w.dir.path().join("etc-ufw");
+        must(&["cp", "-a", "/etc/ufw", etc.to_str().unwrap()]);
+        must(&[
+            "cp",
+            "-a",
+            "/etc/default/ufw",
+            w.dir.path().join("default-ufw").to_str().unwrap(),
+        ]);
+        let mut w = w;
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let listener = w
+            .in_srv_cmd(&[
+                ("GITMOOR_UFW_INNER", "listen"),
+                ("GITMOOR_UFW_PORTS", &ports.join(",")),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        w.children.push(listener);
+        // Up when the last port answers (ufw is still inactive in the copy).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !w.open(ANYONE4, SRV4, ports.last().unwrap().parse().unwrap()) {
+            assert!(Instant::now() < deadline, "the listeners did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        w
+    }
+
+    /// This test binary, run as the driver in the server namespace with the private ufw files.
+    fn in_srv_cmd(&self, env: &[(&str, &str)]) -> Command {
+        let exe = std::env::current_exe().unwrap();
+        let d = self.dir.path();
+        let script = format!(
+            "mount --bind {etc} /etc/ufw && mount --bind {def} /etc/default/ufw && exec \"$0\" \"$@\"",
+            etc = d.join("etc-ufw").display(),
+            def = d.join("default-ufw").display()
+        );
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.srv,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", &script])
+        .arg(exe)
+        .args([
+            "--exact",
+            "driver",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GITMOOR_UFW_DIR", d)
+        .stdin(Stdio::null())
+        .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the driver once; its `RESULT:` line.
+    fn drive(&self, env: &[(&str, &str)]) -> Result<String, String> {
+        let out = self.in_srv_cmd(env).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find_map(|l| l.split_once("RESULT: ").map(|(_, r)| r))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the driver printed no result: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_string();
+        match line.split_once(' ') {
+            Some(("ok", rest)) => Ok(rest.to_string()),
+            Some(("err", rest)) => Err(rest.to_string()),
+            _ => panic!("bad result line {line}"),
+        }
+    }
+
+    /// gitmoor's apply of `rules` (a `ufw/rules.yaml`) with the config's settings in `env`.
+    fn apply(&self, rules: &str, env: &[(&str, &str)]) -> Result<String, String> {
+        let repo = self.dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("ufw")).unwrap();
+        std::fs::write(repo.join("ufw/rules.yaml"), rules).unwrap();
+        let mut all = vec![
+            ("GITMOOR_UFW_INNER", "apply"),
+            ("GITMOOR_UFW_SSH_PORT", "22"),
+        ];
+        all.extend_from_slice(env);
+        self.drive(&all)
+    }
+
+    /// Test-only ufw call in the server namespace (a rule made by hand).
+    fn ufw_by_hand(&self, args: &str) {
+        let d = self.dir.path();
+        let script = format!(
+            "mount --bind {etc} /etc/ufw && mount --bind {def} /etc/default/ufw && LC_ALL=C ufw {args}",
+            etc = d.join("etc-ufw").display(),
+            def = d.join("default-ufw").display()
+        );
+        let (ok, text) = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.srv,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]));
+        assert!(ok, "ufw {args}: {text}");
+    }
+
+    /// Whether a TCP connection from `src` (in the client namespace) to `dst:port` opens.
+    fn open(&self, src: &str, dst: &str, port: u16) -> bool {
+        let fam = if dst.contains(':') { "-6" } else { "-4" };
+        let (ok, _) = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.cli,
+            "nc",
+            fam,
+            "-z",
+            "-w",
+            "1",
+            "-s",
+            src,
+            dst,
+            &port.to_string(),
+        ]));
+        ok
+    }
+
+    /// A long-lived TCP session from `src` to the server's `port` (an admin's SSH session).
+    fn session(&mut self, src: &str, dst: &str, port: u16) {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.cli,
+                "nc",
+                "-s",
+                src,
+                dst,
+                &port.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    fn assert_host_untouched(&self) {
+        let now = HostState::now();
+        for (a, b) in self.host_before.0.iter().zip(now.0.iter()) {
+            assert_eq!(a, b, "the host's {} changed", a.0);
+        }
+        assert_eq!(self.host_before, now);
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let pid = c.id() as i32;
+            // SAFETY: plain integers; the group is the child's own (process_group(0)).
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+        for ns in [&self.srv, &self.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn check(w: &World, want: &[(&str, &str, u16, bool)]) {
+    let mut wrong = Vec::new();
+    for (src, dst, port, open) in want {
+        let got = w.open(src, dst, *port);
+        if got != *open {
+            wrong.push(format!(
+                "from {src} to {dst}:{port}: {} (wanted {})",
+                if got { "open" } else { "closed" },
+                if *open { "open" } else { "closed" }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_seeds_rules_take_effect_a_removed_rule_goes_and_an_unmanaged_one_stays() {
+    if !ready() {
+        return;
+    }
+    let w = World::new(&[22, 80, 443, 5432, 8443]);
+    // Made by hand, no gitmoor tag: gitmoor must leave it alone.
+    w.ufw_by_hand("allow 8443/tcp");
+
+    let done = w.apply(SEED, &[]).expect("apply the seed");
+    assert!(done.contains("ufw --force enable"), "{done}");
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, true),
+            (ANYONE4, SRV4, 80, true),
+            (ANYONE4, SRV4, 22, false),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 5432, false),
+            (ANYONE4, SRV4, 8443, true),
+            // IPv6: the admin's IPv6 address, and 443 for anyone.
+            (ANYONE6, SRV6, 443, true),
+            (ANYONE6, SRV6, 22, false),
+            (ADMIN6, SRV6, 22, true),
+            (ANYONE6, SRV6, 5432, false),
+        ],
+    );
+    let seen = w.drive(&[("GITMOOR_UFW_INNER", "observe")]).unwrap();
+    assert!(seen.contains("enabled=true"), "{seen}");
+    assert!(seen.contains("# gitmoor: ssh admins"), "{seen}");
+    // Applying again changes nothing.
+    assert_eq!(w.apply(SEED, &[]).unwrap(), "nothing");
+
+    // 443 leaves the file: gone from UFW, for IPv4 and IPv6; the hand-made rule stays.
+    let without_443 = SEED.replace(
+        "  - action: allow\n    port: 443\n    proto: tcp\n    comment: web (TLS)\n",
+        "",
+    );
+    assert_ne!(without_443, SEED);
+    let done = w.apply(&without_443, &[]).unwrap();
+    assert!(
+        done.contains("ufw delete allow proto tcp from any to any port 443"),
+        "{done}"
+    );
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, false),
+            (ANYONE6, SRV6, 443, false),
+            (ANYONE4, SRV4, 80, true),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 8443, true),
+        ],
+    );
+    let plan = w
+        .drive(&[("GITMOOR_UFW_INNER", "plan"), ("GITMOOR_UFW_RULES_OK", "1")])
+        .unwrap();
+    assert!(
+        plan.contains("unmanaged: [") && plan.contains("8443/tcp"),
+        "{plan}"
+    );
+    assert!(plan.contains("not made by gitmoor"), "{plan}");
+    w.assert_host_untouched();
+}
+
+#[test]
+fn the_lockout_guard_refuses_to_close_ssh_to_a_connected_admin() {
+    if !ready() {
+        return;
+    }
+    let mut w = World::new(&[22, 443]);
+    w.apply(SEED, &[]).expect("apply the seed");
+    // The admin is connected now (an established session, as SSH would be).
+    w.session(ADMIN4, SRV4, 22);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = w.drive(&[("GITMOOR_UFW_INNER", "peers")]).unwrap();
+        if peers.contains(ADMIN4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no session seen in /proc/net/tcp: {peers}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let others_only = SEED.replace("[192.0.2.3, 2001:db8:9::3]", "[192.0.2.99]");
+    let err = w.apply(&others_only, &[]).unwrap_err();
+    assert!(
+        err.contains("192.0.2.3 has an SSH session open now"),
+        "{err}"
+    );
+    assert!(err.contains("firewall.allow_ssh_lockout: true"), "{err}");
+    // Nothing changed: the admin still gets in.
+    check(&w, &[(ADMIN4, SRV4, 22, true), (ANYONE4, SRV4, 443, true)]);
+
+    // SSH closed to everyone, without a session: refused too.
+    let closed = SEED.replace("    port: 22\n", "    port: 2222\n");
+    let w2 = World::new(&[22]);
+    w2.apply(SEED, &[]).unwrap();
+    let err = w2.apply(&closed, &[]).unwrap_err();
+    assert!(err.contains("no rule lets any source in"), "{err}");
+    check(&w2, &[(ADMIN4, SRV4, 22, true)]);
+    drop(w2);
+
+    // The deliberate override applies it.
+    let done = w
+        .apply(&others_only, &[("GITMOOR_UFW_LOCKOUT", "1")])
+        .expect("the override applies it");
+    assert!(done.contains("lockout guard is off"), "{done}");
+    check(&w, &[(ADMIN4, SRV4, 22, false)]);
+    w.assert_host_untouched();
+}
+
+/// Runs inside the server namespace (see [`World::in_srv_cmd`]); does nothing elsewhere.
+#[test]
+#[ignore = "run by the other tests inside a network namespace"]
+fn driver() {
+    let Ok(mode) = std::env::var("GITMOOR_UFW_INNER") else {
+        return;
+    };
+    if mode == "listen" {
+        listen();
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(drive(&mode));
+    match result {
+        Ok(t) => println!("RESULT: ok {}", t.replace('\n', " | ")),
+        Err(t) => println!("RESULT: err {}", t.replace('\n', " | ")),
+    }
+}
+
+fn driver_config() -> gitmoor::config::firewall::FirewallConfig {
+    use gitmoor::config::firewall::{DockerGuard, FirewallConfig};
+    let env = |k: &str| std::env::var(k).ok();
+    FirewallConfig {
+        binary: Some("/usr/sbin/ufw".into()),
+        ssh_port: env("GITMOOR_UFW_SSH_PORT").and_then(|p| p.parse().ok()),
+        allow_ssh_lockout: env("GITMOOR_UFW_LOCKOUT").is_some(),
+        docker_guard: match env("GITMOOR_UFW_GUARD").as_deref() {
+            Some("enforce") => DockerGuard::Enforce,
+            _ => DockerGuard::Warn,
+        },
+        ..FirewallConfig::default()
+    }
+}
+
+async fn drive(mode: &str) -> Result<String, String> {
+    use gitmoor::apply::ufw::UfwHost;
+    use gitmoor::observe::Seen;
+    use gitmoor::plan::firewall::plan_firewall;
+    let cfg = driver_config();
+    let redact = gitmoor::redact::Redactor::default();
+    let host = UfwHost::new(&cfg, redact).map_err(|e| e.to_string())?;
+    let observed = || async {
+        match host.observe().await {
+            Seen::Observed(f) => Ok(f),
+            Seen::NotObserved(why) => Err(format!("not observed: {why}")),
+        }
+    };
+    match mode {
+        "peers" => {
+            let peers = gitmoor::observe::ufw::ssh_peers(22)?;
+            Ok(format!("{peers:?}"))
+        }
+        "observe" => {
+            let f = observed().await?;
+            let rules: Vec<String> = f
+                .rules
+                .iter()
+                .map(|r| format!("{} # {}", r.raw, r.comment))
+                .collect();
+            Ok(format!(
+                "enabled={} ipv6={} {}",
+                f.enabled,
+                f.ipv6,
+                rules.join(" ; ")
+            ))
+        }
+        "apply" | "plan" => {
+            let dir = PathBuf::from(std::env::var("GITMOOR_UFW_DIR").unwrap()).join("repo");
+            let snap =
+                gitmoor::source::snapshot::Snapshot::from_dir(&dir).map_err(|e| e.to_string())?;
+            let (spec, findings) = gitmoor::spec::ufw::load_firewall(&snap);
+            let spec = spec.ok_or_else(|| format!("{:?}", findings.errors))?;
+            let plan = plan_firewall(&spec, &observed().await?, cfg.plan_options());
+            if mode == "plan" {
+                return Ok(format!(
+                    "steps: {:?} unmanaged: {:?} warnings: {:?}",
+                    plan.steps
+                        .iter()
+                        .map(|s| s.argv.join(" "))
+                        .collect::<Vec<_>>(),
+                    plan.unmanaged,
+                    plan.warnings
+                ));
+            }
+            let applied = host.apply(&spec, &plan).await.map_err(|e| e.to_string())?;
+            let mut out = applied.done.join("; ");
+            if out.is_empty() {
+                out = "nothing".into();
+            }
+            for n in applied.notes {
+                out.push_str(&format!(" (note: {n})"));
+            }
+            Ok(out)
+        }
+        other => Err(format!("unknown mode {other}")),
+    }
+}
+
+/// Listens on every port of `GITMOOR_UFW_PORTS` (IPv4 and IPv6) and holds each connection open
+/// until its peer closes it: the "services" of the server namespace, and its "sshd".
+fn listen() {
+    let ports = std::env::var("GITMOOR_UFW_PORTS").unwrap();
+    let mut handles = Vec::new();
+    for p in ports.split(',') {
+        let l = TcpListener::bind(format!("[::]:{p}")).unwrap();
+        handles.push(std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 256];
+                    let _ = s.write_all(b"hi\n");
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+/// A second dockerd inside the server namespace (its own data-root, exec-root and socket; the
+/// machine's dockerd is never touched), stopped and its mounts undone on drop.
+struct NsDocker {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl NsDocker {
+    fn start(w: &World) -> NsDocker {
+        let dir = w.dir.path().join("docker");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(
+            w.dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        // `nsenter --net`, not `ip netns exec`: the latter remounts /sys and dockerd then
+        // finds no cgroups (../shared/recipes/docker-ufw-netns.sh).
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", w.srv))
+            .arg("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .args(["--bridge=none", "--ip6tables=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let d = NsDocker { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["info"]).0 {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        run(Command::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("docker.sock").display()),
+            )
+            .args(args))
+    }
+}
+
+impl Drop for NsDocker {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "pub"]);
+        // SAFETY: plain integers; dockerd leads its own group.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        // Mounts dockerd left under its folder (it shares the host's mount namespace).
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut under: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(self.dir.to_str().unwrap_or("/nonexistent")))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = Command::new("umount").arg(m).status();
+        }
+    }
+}
+
+#[test]
+fn the_docker_guard_closes_a_published_port_until_the_rules_allow_it() {
+    if !ready()
+        || !Path::new("/usr/sbin/dockerd").exists()
+        || !Path::new("/usr/bin/nsenter").exists()
+    {
+        eprintln!("skipped: needs dockerd and nsenter");
+        return;
+    }
+    let image = "example-busybox:1";
+    if !run(Command::new("docker").args(["image", "inspect", image])).0 {
+        eprintln!("skipped: no {image} (../shared/recipes/docker-engine.sh builds it)");
+        return;
+    }
+    let w = World::new(&[22]);
+    let d = NsDocker::start(&w);
+    let sock = d.dir.join("docker.sock");
+    let (ok, text) = run(Command::new("sh").args([
+        "-c",
+        &format!(
+            "docker save {image} | DOCKER_HOST=unix://{} docker load -q",
+            sock.display()
+        ),
+    ]));
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&["network", "create", "pubnet"]);
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "--network",
+        "pubnet",
+        "-p",
+        "0.0.0.0:8080:8080",
+        image,
+        "sh",
+        "-c",
+        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
+    ]);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.open(ANYONE4, SRV4, 8080) {
+        assert!(Instant::now() < deadline, "the container never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 1. The trap: UFW denies incoming and allows only 80, 443 and SSH; the port is open.
+    w.apply(SEED, &[]).expect("apply the seed");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE4, SRV4, 5432, false)],
+    );
+
+    // 2. The guard enforcing: gitmoor's DOCKER-USER rules, and UFW's rules decide.
+    let done = w
+        .apply(SEED, &[("GITMOOR_UFW_GUARD", "enforce")])
+        .expect("enforce");
+    assert!(
+        done.contains("DOCKER-USER block") && done.contains("ufw reload"),
+        "{done}"
+    );
+    let after = std::fs::read_to_string(w.dir.path().join("etc-ufw/after.rules")).unwrap();
+    assert!(after.contains("# BEGIN gitmoor docker guard"), "{after}");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, false), (ANYONE4, SRV4, 443, false)],
+    );
+
+    // 3. The port allowed in ufw/rules.yaml: open again, from where the rule says.
+    let allowed = format!(
+        "{SEED}  - action: allow\n    port: 8080\n    proto: tcp\n    from: {ADMIN4}\n    comment: app\n"
+    );
+    w.apply(&allowed, &[("GITMOOR_UFW_GUARD", "enforce")])
+        .expect("allow 8080");
+    check(
+        &w,
+        &[(ADMIN4, SRV4, 8080, true), (ANYONE4, SRV4, 8080, false)],
+    );
+
+    // The guard switched off: gitmoor takes its block out again.
+    let done = w.apply(&allowed, &[]).expect("guard off");
+    assert!(
+        done.contains("removed gitmoor's DOCKER-USER block"),
+        "{done}"
+    );
+    let after = std::fs::read_to_string(w.dir.path().join("etc-ufw/after.rules")).unwrap();
+    assert!(!after.contains("gitmoor docker guard"), "{after}");
+    drop(d);
+    w.assert_host_untouched();
+}
