@@ -40,6 +40,7 @@ fn host(fw: Option<&str>, ports: Vec<PortSpec>) -> HostSpec {
     HostSpec {
         stacks: [("web".to_string(), stack)].into(),
         firewall: fw.map(firewall),
+        ..Default::default()
     }
 }
 
