@@ -1,6 +1,7 @@
 //! The daemon's config file (`/etc/gitmoor/config.yaml`): typed, validated, with every default in
 //! one place. An unknown key is an error, so a typo never silently falls back to a default.
 
+pub mod letsencrypt;
 pub mod nginx;
 
 use anyhow::{bail, Context};
@@ -123,6 +124,9 @@ pub struct Config {
     /// The host's Nginx and the folder of vhosts gitmoor owns (docs/nginx-host.md).
     #[serde(default)]
     pub nginx: nginx::NginxConfig,
+    /// How certificates of `tls: letsencrypt` sites are obtained and renewed (docs/nginx.md).
+    #[serde(default)]
+    pub letsencrypt: letsencrypt::LetsEncryptConfig,
 }
 
 fn default_branch() -> String {
@@ -238,6 +242,9 @@ impl Config {
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.nginx
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.letsencrypt
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);
