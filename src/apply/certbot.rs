@@ -13,7 +13,7 @@ use crate::apply::dns_preflight::{Preflight, PreflightError};
 use crate::config::letsencrypt::LetsEncryptConfig;
 use crate::observe::certs::{cert_paths, check_cert_name, observe_cert, read_cert_file, CertPaths};
 use crate::observe::Seen;
-use crate::process::{resolve_program, Failure, Process, ProcessError};
+use crate::process::{resolve_program, Process, ProcessError};
 use crate::redact::Redactor;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -108,18 +108,12 @@ pub async fn obtain(
         ]
         .map(String::from),
     );
-    let run = {
-        let _one = CERTBOT.lock().await;
-        certbot(&program, cfg, &args)
-            .run(&Redactor::default())
-            .await
-    };
     let failed = |message: String| CertError::Certbot {
         site: site.to_string(),
         names: names.iter().map(|n| n.to_string()).collect(),
         message,
     };
-    run.map_err(|e| failed(certbot_message(&e)))?;
+    run_certbot(&program, cfg, &args).await.map_err(failed)?;
     match observe_cert(&cfg.config_dir, first) {
         Seen::Observed(s) if s.serves(names, now()) => Ok(cert_paths(&cfg.config_dir, first)),
         Seen::Observed(s) => Err(failed(format!(
@@ -204,19 +198,36 @@ pub async fn renew_one(cfg: &LetsEncryptConfig, name: &str) -> Result<bool, Cert
     let args: Vec<String> = ["renew", "--cert-name", name, "--force-renewal"]
         .map(String::from)
         .to_vec();
-    let run = {
-        let _one = CERTBOT.lock().await;
-        certbot(&program, cfg, &args)
-            .run(&Redactor::default())
-            .await
-    };
-    run.map_err(|e| fail(certbot_message(&e)))?;
+    run_certbot(&program, cfg, &args).await.map_err(fail)?;
     Ok(std::fs::read(&cert).ok() != before_bytes)
 }
 
 /// The certbot binary: `letsencrypt.certbot`, else `certbot` in `PATH`.
 fn certbot_program(cfg: &LetsEncryptConfig) -> Result<PathBuf, ProcessError> {
     resolve_program("certbot", cfg.certbot.as_deref(), "letsencrypt.certbot")
+}
+
+/// Runs certbot (one at a time); Err is what it said, on one line.
+async fn run_certbot(
+    program: &Path,
+    cfg: &LetsEncryptConfig,
+    args: &[String],
+) -> Result<(), String> {
+    let redact = Redactor::default();
+    let _one = CERTBOT.lock().await;
+    // Every exit code is taken here: certbot writes why it failed to stdout ("Certbot failed
+    // to authenticate some domains … Detail: …") and only a summary to stderr, and a
+    // `ProcessError` keeps stderr alone.
+    let out = certbot(program, cfg, args)
+        .ok_exit_codes(&(0..=255).collect::<Vec<i32>>())
+        .run(&redact)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stdout = redact.apply(&String::from_utf8_lossy(&out.stdout));
+    Err(certbot_message(&stdout, &out.stderr, out.status.code()))
 }
 
 /// certbot with `args`, then the options every call takes: its three folders, never a
@@ -265,34 +276,33 @@ fn prepare_webroot(webroot: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// What certbot said, on one line, without its boilerplate (the debug log's path, the forum
-/// link). A timeout or a start failure keeps `process`'s own message.
-fn certbot_message(e: &ProcessError) -> String {
-    if !matches!(e.failure, Failure::Exit(_)) {
-        return e.to_string();
-    }
-    let kept: Vec<&str> = e
-        .stderr
+/// What certbot said (stdout, then stderr), on one line, without its boilerplate (the debug
+/// log's path, the forum link, progress lines).
+fn certbot_message(stdout: &str, stderr: &str, code: Option<i32>) -> String {
+    let kept: Vec<&str> = stdout
         .lines()
+        .chain(stderr.lines())
         .map(str::trim)
         .filter(|l| {
             !l.is_empty()
                 && !l.starts_with("Saving debug log to")
+                && !l.starts_with("Requesting a certificate for")
+                && !l.starts_with("Account registered")
                 && !l.starts_with("Ask for help or search for solutions")
         })
         .collect();
-    if kept.is_empty() {
-        e.to_string()
-    } else {
-        format!("{} ({})", kept.join(" "), exit_text(e))
-    }
-}
-
-fn exit_text(e: &ProcessError) -> String {
-    match e.exit_code() {
+    let exit = match code {
         Some(c) => format!("certbot exited with {c}"),
         None => "certbot was killed".into(),
+    };
+    if kept.is_empty() {
+        return format!("{exit}, saying nothing");
     }
+    let text = kept.join(" ");
+    format!(
+        "{} ({exit})",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
 }
 
 fn now() -> i64 {
@@ -307,23 +317,20 @@ mod tests {
 
     #[test]
     fn certbots_boilerplate_is_dropped_and_its_message_kept() {
-        let status = std::process::Command::new("false").status().unwrap();
-        let e = ProcessError {
-            program: "/usr/bin/certbot".into(),
-            args: vec![],
-            failure: Failure::Exit(status),
-            stderr: "Saving debug log to /x/letsencrypt.log\nRequesting a certificate for a.test\n\n\
-                     Certbot failed to authenticate some domains (authenticator: webroot).\n  \
-                     Domain: a.test\n  Type:   unauthorized\n\nSome challenges have failed.\n\
-                     Ask for help or search for solutions at https://community.letsencrypt.org. \
-                     See the logfile /x/letsencrypt.log or re-run Certbot with -v for more details.\n"
-                .into(),
-        };
+        let stdout = "Account registered.\nCertbot failed to authenticate some domains (authenticator: webroot).\n  \
+                      Domain: a.test\n  Type:   unauthorized\n\n";
+        let stderr = "Saving debug log to /x/letsencrypt.log\nRequesting a certificate for a.test\n\
+                      Some challenges have failed.\n\
+                      Ask for help or search for solutions at https://community.letsencrypt.org. \
+                      See the logfile /x/letsencrypt.log or re-run Certbot with -v for more details.\n";
         assert_eq!(
-            certbot_message(&e),
-            "Requesting a certificate for a.test Certbot failed to authenticate some domains \
-             (authenticator: webroot). Domain: a.test Type:   unauthorized Some challenges \
-             have failed. (certbot exited with 1)"
+            certbot_message(stdout, stderr, Some(1)),
+            "Certbot failed to authenticate some domains (authenticator: webroot). Domain: \
+             a.test Type: unauthorized Some challenges have failed. (certbot exited with 1)"
+        );
+        assert_eq!(
+            certbot_message("", "", None),
+            "certbot was killed, saying nothing"
         );
     }
 
