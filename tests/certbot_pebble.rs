@@ -421,11 +421,18 @@ http {{
 
     /// The vhost gitmoor renders for `nginx/api.yaml` proxying to `backend`, with `tls`.
     fn rendered_site(&self, backend: u16, tls: &RenderTls) -> String {
+        self.rendered_site_for(&[DOMAIN], backend, tls)
+    }
+
+    fn rendered_site_for(&self, names: &[&str], backend: u16, tls: &RenderTls) -> String {
         let repo = self.path().join("repo");
         std::fs::create_dir_all(repo.join("nginx")).unwrap();
         std::fs::write(
             repo.join("nginx/api.yaml"),
-            format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{backend}\ntls: letsencrypt\n"),
+            format!(
+                "server_names: [{}]\nupstream: 127.0.0.1:{backend}\ntls: letsencrypt\n",
+                names.join(", ")
+            ),
         )
         .unwrap();
         let snap = Snapshot::from_dir(&repo).unwrap();
@@ -631,6 +638,22 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
     assert_eq!(w.certbot_calls().len(), 3);
     assert!(w.certbot_calls()[2].starts_with("renew --cert-name api.example.test --force-renewal"));
     assert!(renew_one(&cfg, DOMAIN).await.unwrap());
+
+    // The site gains a name: its certificate does not serve it, and asking again updates the
+    // lineage (same name, same paths) to cover both.
+    let www = "www.example.test";
+    assert!(!observed(observe_cert(&cfg.config_dir, DOMAIN)).serves(&[DOMAIN, www], now()));
+    nginx
+        .install("api", &w.rendered_site_for(&[DOMAIN, www], port, &ready))
+        .await
+        .unwrap();
+    w.wait_status(www, 301);
+    let again = obtain("api", &[DOMAIN, www], &w.webroot(), &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, paths);
+    let got = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    assert!(got.serves(&[DOMAIN, www], now()), "{got:?}");
 }
 
 /// A name whose DNS points elsewhere is refused before certbot runs, naming the name, where it
