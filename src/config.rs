@@ -2,6 +2,7 @@
 //! one place. An unknown key is an error, so a typo never silently falls back to a default.
 
 pub mod firewall;
+pub mod letsencrypt;
 pub mod nginx;
 
 use anyhow::{bail, Context};
@@ -127,6 +128,9 @@ pub struct Config {
     /// The host's UFW and the firewall settings the repo may not change (docs/firewall.md).
     #[serde(default)]
     pub firewall: firewall::FirewallConfig,
+    /// How certificates of `tls: letsencrypt` sites are obtained and renewed (docs/nginx.md).
+    #[serde(default)]
+    pub letsencrypt: letsencrypt::LetsEncryptConfig,
 }
 
 fn default_branch() -> String {
@@ -245,6 +249,9 @@ impl Config {
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.firewall
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.letsencrypt
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.status_history = cfg.status_history.min(crate::state::HISTORY_LEN);

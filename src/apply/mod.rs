@@ -1,6 +1,8 @@
 //! Effects: each executor turns one planned action into calls on the host.
 
+pub mod certbot;
 pub mod content;
+pub mod dns_preflight;
 pub mod docker;
 pub mod execute;
 pub mod nginx;

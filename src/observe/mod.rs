@@ -1,6 +1,7 @@
 //! What is on the host now, as plain data the planner compares against. Filled by a handful of
 //! listing calls per reconcile (`docker.rs`), never one call per container.
 
+pub mod certs;
 pub mod data;
 pub mod docker;
 pub mod for_plan;

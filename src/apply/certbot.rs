@@ -1,0 +1,379 @@
+//! Certificates for the sites with `tls: letsencrypt`, through certbot's `certonly --webroot`:
+//! certbot writes the challenge into `nginx.acme_webroot`, the site's HTTP server (rendered
+//! `AcmePending`) serves it, and the certificate lands in `<config_dir>/live/<first name>/`.
+//! gitmoor never lets certbot touch Nginx's config (no `--nginx` installer): the vhosts stay
+//! gitmoor's, rendered `AcmeReady` once the files exist.
+//!
+//! Before certbot runs, the DNS preflight (`dns_preflight`) checks that every name points at
+//! this host, since each failed validation counts against Let's Encrypt's rate limits. certbot
+//! runs through `process` (argv, timeout, capped output) and one run at a time: certbot holds a
+//! lock of its own and fails, rather than waits, when another instance has it.
+
+use crate::apply::dns_preflight::{Preflight, PreflightError};
+use crate::config::letsencrypt::LetsEncryptConfig;
+use crate::observe::certs::{cert_paths, check_cert_name, observe_cert, read_cert_file, CertPaths};
+use crate::observe::Seen;
+use crate::process::{resolve_program, Process, ProcessError};
+use crate::redact::Redactor;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One certbot at a time in this process (certbot's own lock would fail the second).
+static CERTBOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Why a site has no (new) certificate. Each names the site, or the lineage for a renewal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    /// Nothing was sent to the ACME server: gitmoor's config or the site's names are not
+    /// ready (no email, no certbot, a name that is no lineage name).
+    #[error("site {site}: no certificate was asked for: {reason}")]
+    NotAsked { site: String, reason: String },
+    /// The DNS preflight failed; nothing was sent to the ACME server.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// certbot ran and did not obtain the certificate: its message, redacted.
+    #[error("site {site}: certbot could not obtain a certificate for {}: {message}", names.join(", "))]
+    Certbot {
+        site: String,
+        names: Vec<String>,
+        message: String,
+    },
+    /// A renewal of lineage `name` failed; the current certificate stays in use.
+    #[error("certificate {name}: renewal failed, the current certificate stays in use: {message}")]
+    Renew { name: String, message: String },
+}
+
+/// What one renewal pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenewOutcome {
+    /// Lineages with a new certificate: Nginx must reload to serve it.
+    pub renewed: Vec<String>,
+    /// Lineages that were due and could not be renewed.
+    pub failed: Vec<CertError>,
+}
+
+impl RenewOutcome {
+    /// A certificate changed on disk: reload Nginx (it reads certificates only at a reload).
+    pub fn reload_needed(&self) -> bool {
+        !self.renewed.is_empty()
+    }
+}
+
+/// Obtains (or keeps, while it is valid and covers `names`) the certificate of `site` for
+/// `names`, the first being the lineage name. The webroot must be served at
+/// `/.well-known/acme-challenge/` by the site's HTTP server for every name.
+pub async fn obtain(
+    site: &str,
+    names: &[&str],
+    webroot: &Path,
+    cfg: &LetsEncryptConfig,
+) -> Result<CertPaths, CertError> {
+    let not_asked = |reason: String| CertError::NotAsked {
+        site: site.to_string(),
+        reason,
+    };
+    let Some(first) = names.first() else {
+        return Err(not_asked("the site has no server name".into()));
+    };
+    for n in names {
+        check_cert_name(n).map_err(not_asked)?;
+    }
+    let email = cfg
+        .email_for_obtain()
+        .map_err(|e| not_asked(e.to_string()))?;
+    let program = certbot_program(cfg).map_err(|e| not_asked(e.to_string()))?;
+    Preflight::from_config(cfg)
+        .map_err(not_asked)?
+        .check(site, names)
+        .await?;
+    prepare_webroot(webroot).map_err(not_asked)?;
+
+    let mut args: Vec<String> = vec!["certonly".into(), "--webroot".into(), "-w".into()];
+    args.push(webroot.display().to_string());
+    for n in names {
+        args.extend(["-d".into(), n.to_string()]);
+    }
+    args.extend(
+        [
+            "--cert-name",
+            first,
+            "--keep-until-expiring",
+            "--agree-tos",
+            "-m",
+            email,
+            "--no-eff-email",
+            "--server",
+            &cfg.server,
+        ]
+        .map(String::from),
+    );
+    let failed = |message: String| CertError::Certbot {
+        site: site.to_string(),
+        names: names.iter().map(|n| n.to_string()).collect(),
+        message,
+    };
+    run_certbot(&program, cfg, &args).await.map_err(failed)?;
+    match observe_cert(&cfg.config_dir, first) {
+        Seen::Observed(s) if s.serves(names, now()) => Ok(cert_paths(&cfg.config_dir, first)),
+        Seen::Observed(s) => Err(failed(format!(
+            "certbot reported success, but {} does not hold a valid certificate for these \
+             names{}",
+            cfg.live_dir(first).display(),
+            s.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        ))),
+        Seen::NotObserved(why) => Err(failed(format!(
+            "certbot reported success, but the certificate cannot be read: {why}"
+        ))),
+    }
+}
+
+/// gitmoor's own renewal (the daemon calls it on its schedule): each of `names` (the lineages
+/// of the current `tls: letsencrypt` sites; a removed site's certificate is kept but not
+/// renewed) whose certificate ends within `renew_days` of `now` is renewed, after the DNS
+/// preflight for the names it covers. See docs/nginx.md for certbot's own timer instead.
+pub async fn renew_due(cfg: &LetsEncryptConfig, names: &[&str], now: i64) -> RenewOutcome {
+    let mut due = Vec::new();
+    for name in names {
+        if let Seen::Observed(s) = observe_cert(&cfg.config_dir, name) {
+            if s.present && s.due_for_renewal(now, cfg.renew_days) {
+                due.push((name.to_string(), s.names));
+            }
+        }
+    }
+    let mut out = RenewOutcome::default();
+    if due.is_empty() {
+        return out;
+    }
+    let preflight = match Preflight::from_config(cfg) {
+        Ok(p) => p,
+        Err(message) => {
+            out.failed = due
+                .into_iter()
+                .map(|(name, _)| CertError::Renew {
+                    name,
+                    message: message.clone(),
+                })
+                .collect();
+            return out;
+        }
+    };
+    for (name, covered) in due {
+        let covered: Vec<&str> = covered.iter().map(String::as_str).collect();
+        if let Err(e) = preflight.check(&name, &covered).await {
+            out.failed.push(CertError::Renew {
+                name,
+                message: e.to_string(),
+            });
+            continue;
+        }
+        match renew_one(cfg, &name).await {
+            Ok(true) => out.renewed.push(name),
+            Ok(false) => {}
+            Err(e) => out.failed.push(e),
+        }
+    }
+    out
+}
+
+/// Renews lineage `name` now, whatever its end (`certbot renew --cert-name <name>
+/// --force-renewal`), with the settings certbot saved when it obtained it. Ok(true) when the
+/// certificate on disk changed.
+pub async fn renew_one(cfg: &LetsEncryptConfig, name: &str) -> Result<bool, CertError> {
+    let fail = |message: String| CertError::Renew {
+        name: name.to_string(),
+        message,
+    };
+    check_cert_name(name).map_err(fail)?;
+    let program = certbot_program(cfg).map_err(|e| fail(e.to_string()))?;
+    let cert = cfg.live_dir(name).join("cert.pem");
+    let before = read_cert_file(&cert).map_err(fail)?;
+    let before_bytes = std::fs::read(&cert).ok();
+    if before.is_none() {
+        return Err(fail(format!(
+            "{} does not exist; the site obtains a first certificate instead",
+            cert.display()
+        )));
+    }
+    let args: Vec<String> = ["renew", "--cert-name", name, "--force-renewal"]
+        .map(String::from)
+        .to_vec();
+    run_certbot(&program, cfg, &args).await.map_err(fail)?;
+    Ok(std::fs::read(&cert).ok() != before_bytes)
+}
+
+/// The certbot binary: `letsencrypt.certbot`, else `certbot` in `PATH`.
+fn certbot_program(cfg: &LetsEncryptConfig) -> Result<PathBuf, ProcessError> {
+    resolve_program("certbot", cfg.certbot.as_deref(), "letsencrypt.certbot")
+}
+
+/// Runs certbot (one at a time); Err is what it said, on one line.
+async fn run_certbot(
+    program: &Path,
+    cfg: &LetsEncryptConfig,
+    args: &[String],
+) -> Result<(), String> {
+    let redact = Redactor::default();
+    let _one = CERTBOT.lock().await;
+    // Every exit code is taken here: certbot writes why it failed to stdout ("Certbot failed
+    // to authenticate some domains … Detail: …") and only a summary to stderr, and a
+    // `ProcessError` keeps stderr alone.
+    let out = certbot(program, cfg, args)
+        .ok_exit_codes(&(0..=255).collect::<Vec<i32>>())
+        .run(&redact)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stdout = redact.apply(&String::from_utf8_lossy(&out.stdout));
+    Err(certbot_message(&stdout, &out.stderr, out.status.code()))
+}
+
+/// certbot with `args`, then the options every call takes: its three folders, never a
+/// question, no random sleep (certbot sleeps up to 8 minutes before a renewal when it has no
+/// terminal), and the CA bundle for a private ACME server.
+fn certbot(program: &Path, cfg: &LetsEncryptConfig, args: &[String]) -> Process {
+    let mut p = Process::new(program)
+        .args(args)
+        .arg("--non-interactive")
+        .arg("--no-random-sleep-on-renew")
+        .arg("--config-dir")
+        .arg(&cfg.config_dir)
+        .arg("--work-dir")
+        .arg(&cfg.work_dir)
+        .arg("--logs-dir")
+        .arg(&cfg.logs_dir)
+        .timeout(Duration::from_secs(cfg.timeout_secs))
+        .output_cap(64 << 10);
+    if let Some(ca) = &cfg.ca_bundle {
+        p = p.env("REQUESTS_CA_BUNDLE", ca);
+    }
+    p
+}
+
+/// The webroot certbot writes challenges into: made when missing, and readable by Nginx's
+/// workers (which do not run as root).
+fn prepare_webroot(webroot: &Path) -> Result<(), String> {
+    if !webroot.is_absolute() {
+        return Err(format!(
+            "the ACME webroot {} is not an absolute path; set nginx.acme_webroot",
+            webroot.display()
+        ));
+    }
+    if !webroot.is_dir() {
+        std::fs::create_dir_all(webroot)
+            .and_then(|()| {
+                std::fs::set_permissions(webroot, std::fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot make the ACME webroot {}: {e}; create it, readable by Nginx",
+                    webroot.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// What certbot said (stdout, then stderr), on one line, without its boilerplate (the debug
+/// log's path, the forum link, progress lines).
+fn certbot_message(stdout: &str, stderr: &str, code: Option<i32>) -> String {
+    let kept: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("Saving debug log to")
+                && !l.starts_with("Requesting a certificate for")
+                && !l.starts_with("Account registered")
+                && !l.starts_with("Ask for help or search for solutions")
+        })
+        .collect();
+    let exit = match code {
+        Some(c) => format!("certbot exited with {c}"),
+        None => "certbot was killed".into(),
+    };
+    if kept.is_empty() {
+        return format!("{exit}, saying nothing");
+    }
+    let text = kept.join(" ");
+    format!(
+        "{} ({exit})",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certbots_boilerplate_is_dropped_and_its_message_kept() {
+        let stdout = "Account registered.\nCertbot failed to authenticate some domains (authenticator: webroot).\n  \
+                      Domain: a.test\n  Type:   unauthorized\n\n";
+        let stderr = "Saving debug log to /x/letsencrypt.log\nRequesting a certificate for a.test\n\
+                      Some challenges have failed.\n\
+                      Ask for help or search for solutions at https://community.letsencrypt.org. \
+                      See the logfile /x/letsencrypt.log or re-run Certbot with -v for more details.\n";
+        assert_eq!(
+            certbot_message(stdout, stderr, Some(1)),
+            "Certbot failed to authenticate some domains (authenticator: webroot). Domain: \
+             a.test Type: unauthorized Some challenges have failed. (certbot exited with 1)"
+        );
+        assert_eq!(
+            certbot_message("", "", None),
+            "certbot was killed, saying nothing"
+        );
+    }
+
+    #[test]
+    fn every_call_names_its_folders_and_never_asks() {
+        let cfg = LetsEncryptConfig {
+            ca_bundle: Some("/tmp/ca.pem".into()),
+            ..LetsEncryptConfig::default()
+        };
+        let p = certbot(Path::new("/usr/bin/certbot"), &cfg, &["renew".into()]);
+        let shown = format!("{p:?}");
+        for want in [
+            "\"renew\"",
+            "\"--non-interactive\"",
+            "\"--no-random-sleep-on-renew\"",
+            "\"/etc/letsencrypt\"",
+            "\"/var/lib/letsencrypt\"",
+            "\"/var/log/letsencrypt\"",
+            "\"REQUESTS_CA_BUNDLE\"",
+        ] {
+            assert!(shown.contains(want), "{want}: {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_email_or_a_bad_name_asks_nothing() {
+        let cfg = LetsEncryptConfig::default();
+        let e = obtain("api", &["api.example.test"], Path::new("/tmp/x"), &cfg)
+            .await
+            .unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("site api: no certificate was asked for"),
+            "{s}"
+        );
+        assert!(s.contains("letsencrypt.email is not set"), "{s}");
+        let e = obtain("api", &["../x"], Path::new("/tmp/x"), &cfg)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not a certificate name"), "{e}");
+        let e = obtain("api", &[], Path::new("/tmp/x"), &cfg)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no server name"), "{e}");
+    }
+}

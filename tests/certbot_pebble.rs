@@ -1,0 +1,712 @@
+//! Certificates for real: Pebble (Let's Encrypt's test CA, validating HTTP-01 for real),
+//! pebble-challtestsrv as the DNS both Pebble and gitmoor's preflight ask, nginx in a private
+//! prefix serving the site gitmoor renders, and certbot `certonly --webroot` as
+//! `apply::certbot` runs it (after ../shared/recipes/acme-pebble.sh). Everything lives in one
+//! temporary folder with random ports; every process is stopped on drop; the machine's
+//! /etc/letsencrypt and /etc/nginx are never touched.
+
+use gitmoor::apply::certbot::{obtain, renew_due, renew_one, CertError};
+use gitmoor::apply::dns_preflight::Resolver;
+use gitmoor::apply::nginx::NginxHost;
+use gitmoor::config::letsencrypt::LetsEncryptConfig;
+use gitmoor::config::nginx::NginxConfig;
+use gitmoor::observe::certs::{observe_cert, CertState};
+use gitmoor::observe::Seen;
+use gitmoor::redact::Redactor;
+use gitmoor::source::snapshot::Snapshot;
+use gitmoor::spec::limits::Limits;
+use gitmoor::spec::nginx::values::HostPath;
+use gitmoor::spec::nginx::{read_sites, site_text, RenderHost, RenderTls, Stacks};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const DOMAIN: &str = "api.example.test";
+
+/// A loopback port free for TCP and UDP (the DNS server binds both).
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A backend answering every request with `body`, until the test process ends.
+fn backend(body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Pebble, its DNS, nginx and certbot's folders, in one temporary folder.
+struct World {
+    dir: tempfile::TempDir,
+    dns_port: u16,
+    mgmt_port: u16,
+    acme_port: u16,
+    pebble_mgmt_port: u16,
+    http_port: u16,
+    https_port: u16,
+    /// Started processes, stopped in reverse order on drop.
+    children: Vec<Child>,
+    nginx: Option<Child>,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        // nginx's workers run as nobody: they must get into the webroot and the prefix.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut w = World {
+            dir,
+            dns_port: free_port(),
+            mgmt_port: free_port(),
+            acme_port: free_port(),
+            pebble_mgmt_port: free_port(),
+            http_port: free_port(),
+            https_port: free_port(),
+            children: Vec::new(),
+            nginx: None,
+        };
+        w.start_acme();
+        w
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn api_ca(&self) -> PathBuf {
+        self.path().join("pebble/api-ca.pem")
+    }
+
+    fn spawn(&mut self, log: &str, cmd: &mut Command) {
+        let log = std::fs::File::create(self.path().join(log)).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    /// pebble-challtestsrv (DNS: every name -> 127.0.0.1, no AAAA) and Pebble, with a
+    /// throwaway CA for Pebble's API (Debian's package ships none).
+    fn start_acme(&mut self) {
+        let p = self.path().join("pebble");
+        std::fs::create_dir_all(&p).unwrap();
+        let ps = |f: &str| p.join(f).display().to_string();
+        run(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pebble API test CA",
+            "-keyout",
+            &ps("api-ca.key"),
+            "-out",
+            &ps("api-ca.pem"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]));
+        run(Command::new("openssl").args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &ps("api.key"),
+            "-out",
+            &ps("api.csr"),
+        ]));
+        std::fs::write(
+            p.join("api.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(Command::new("openssl").args([
+            "x509",
+            "-req",
+            "-in",
+            &ps("api.csr"),
+            "-CA",
+            &ps("api-ca.pem"),
+            "-CAkey",
+            &ps("api-ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ps("api.ext"),
+            "-out",
+            &ps("api.pem"),
+        ]));
+        let (dns, mgmt) = (self.dns_port, self.mgmt_port);
+        self.spawn(
+            "challtestsrv.log",
+            Command::new("pebble-challtestsrv").args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{mgmt}"),
+            ]),
+        );
+        let config = format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{}", "managementListenAddress": "127.0.0.1:{}",
+  "certificate": "{}", "privateKey": "{}", "httpPort": {}, "tlsPort": {},
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+            self.acme_port,
+            self.pebble_mgmt_port,
+            ps("api.pem"),
+            ps("api.key"),
+            self.http_port,
+            self.https_port
+        );
+        std::fs::write(p.join("pebble-config.json"), config).unwrap();
+        self.spawn(
+            "pebble.log",
+            Command::new("pebble")
+                .args(["-config", &ps("pebble-config.json"), "-dnsserver"])
+                .arg(format!("127.0.0.1:{dns}"))
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0"),
+        );
+        // The test's own runtime is busy running this: ask from a thread with its own.
+        let resolver = Resolver::Server(([127, 0, 0, 1], dns).into());
+        let resolves = || {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(resolver.lookup(DOMAIN))
+                        .is_ok_and(|a| !a.is_empty())
+                })
+                .join()
+                .unwrap()
+            })
+        };
+        self.wait("challtestsrv's DNS", resolves);
+        let dir_url = self.acme_url();
+        let ca = self.api_ca();
+        self.wait("pebble's ACME directory", || curl(&ca, &dir_url).is_some());
+    }
+
+    fn acme_url(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    /// Pebble's root for this run (a new one on every start).
+    fn pebble_root(&self) -> PathBuf {
+        let url = format!("https://127.0.0.1:{}/roots/0", self.pebble_mgmt_port);
+        let root = curl(&self.api_ca(), &url).expect("pebble's root");
+        let path = self.path().join("pebble-root.pem");
+        std::fs::write(&path, root).unwrap();
+        path
+    }
+
+    fn wait(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never came up; logs in {}",
+                self.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Points `name` at `ip` in challtestsrv's DNS (its management API).
+    fn point(&self, name: &str, ip: &str) {
+        let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/add-a", self.mgmt_port),
+        ]));
+    }
+
+    fn nginx_dir(&self) -> PathBuf {
+        self.path().join("nginx")
+    }
+
+    fn webroot(&self) -> PathBuf {
+        self.path().join("acme")
+    }
+
+    fn sites_dir(&self) -> PathBuf {
+        self.nginx_dir().join("sites")
+    }
+
+    /// nginx in its own prefix: a default server answering 404 on the HTTP port (so an
+    /// unserved challenge fails), then the sites folder.
+    fn start_nginx(&mut self) {
+        let d = self.nginx_dir();
+        for sub in ["logs", "tmp", "sites"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let dd = d.display();
+        let (http, https) = (self.http_port, self.https_port);
+        let conf = format!(
+            "worker_processes 1;
+pid {dd}/nginx.pid;
+error_log {dd}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dd}/logs/access.log;
+    client_body_temp_path {dd}/tmp/client_body;
+    proxy_temp_path {dd}/tmp/proxy;
+    fastcgi_temp_path {dd}/tmp/fastcgi;
+    uwsgi_temp_path {dd}/tmp/uwsgi;
+    scgi_temp_path {dd}/tmp/scgi;
+    default_type text/plain;
+    server {{
+        listen {http} default_server;
+        location / {{ return 404 \"default\\n\"; }}
+    }}
+    include {dd}/sites/*.conf;
+}}
+"
+        );
+        let _ = https;
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let mut args = self.nginx_args();
+        args.extend(["-g".into(), "daemon off;".into()]);
+        let child = Command::new(NGINX)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.nginx = Some(child);
+        self.wait("nginx", || {
+            http_get(http, "nowhere.test", "/").is_some_and(|(s, _)| s == 404)
+        });
+    }
+
+    fn nginx_args(&self) -> Vec<String> {
+        let d = self.nginx_dir();
+        vec![
+            "-p".into(),
+            d.display().to_string(),
+            "-c".into(),
+            d.join("nginx.conf").display().to_string(),
+            "-e".into(),
+            d.join("logs/error.log").display().to_string(),
+        ]
+    }
+
+    fn nginx_host(&self) -> NginxHost {
+        let d = self.nginx_dir();
+        let cfg = NginxConfig {
+            sites_dir: self.sites_dir(),
+            binary: Some(NGINX.into()),
+            prefix: Some(d.clone()),
+            conf: Some(d.join("nginx.conf")),
+            args: vec!["-e".into(), d.join("logs/error.log").display().to_string()],
+            test_timeout_secs: 20,
+            acme_webroot: self.webroot(),
+            ..NginxConfig::default()
+        };
+        cfg.check().unwrap();
+        NginxHost::new(&cfg, Redactor::default()).unwrap()
+    }
+
+    /// gitmoor's `letsencrypt:` block for this world: Pebble, its DNS, certbot's folders here,
+    /// and certbot through a wrapper that records each call.
+    fn letsencrypt(&self) -> LetsEncryptConfig {
+        let le = self.path().join("letsencrypt");
+        let wrapper = self.path().join("certbot");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nexec /usr/bin/certbot \"$@\"\n",
+                self.calls_file().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = LetsEncryptConfig {
+            email: Some("admin@example.test".into()),
+            server: self.acme_url(),
+            certbot: Some(wrapper),
+            config_dir: le.join("config"),
+            work_dir: le.join("work"),
+            logs_dir: le.join("logs"),
+            ca_bundle: Some(self.api_ca()),
+            host_addresses: Some(vec!["127.0.0.1".parse().unwrap()]),
+            dns_server: Some(([127, 0, 0, 1], self.dns_port).into()),
+            timeout_secs: 120,
+            ..LetsEncryptConfig::default()
+        };
+        cfg.check().unwrap();
+        cfg
+    }
+
+    fn calls_file(&self) -> PathBuf {
+        self.path().join("certbot-calls")
+    }
+
+    fn certbot_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.calls_file())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The vhost gitmoor renders for `nginx/api.yaml` proxying to `backend`, with `tls`.
+    fn rendered_site(&self, backend: u16, tls: &RenderTls) -> String {
+        self.rendered_site_for(&[DOMAIN], backend, tls)
+    }
+
+    fn rendered_site_for(&self, names: &[&str], backend: u16, tls: &RenderTls) -> String {
+        let repo = self.path().join("repo");
+        std::fs::create_dir_all(repo.join("nginx")).unwrap();
+        std::fs::write(
+            repo.join("nginx/api.yaml"),
+            format!(
+                "server_names: [{}]\nupstream: 127.0.0.1:{backend}\ntls: letsencrypt\n",
+                names.join(", ")
+            ),
+        )
+        .unwrap();
+        let snap = Snapshot::from_dir(&repo).unwrap();
+        let loaded = BTreeMap::new();
+        let stacks = Stacks {
+            loaded: &loaded,
+            in_commit: BTreeSet::new(),
+        };
+        let (sites, findings) = read_sites(&snap, &stacks, &Limits::default());
+        assert!(findings.errors.is_empty(), "{:?}", findings.errors);
+        let host = RenderHost {
+            http_port: self.http_port,
+            https_port: self.https_port,
+            ipv6: false,
+            ..RenderHost::default()
+        };
+        site_text(&sites["api"], tls, &host)
+    }
+
+    /// Waits until `host` answers `/` with `status` on the HTTP port, then until the workers of
+    /// the previous config are gone (until then, one may still answer with the old config).
+    fn wait_status(&self, host: &str, status: u16) {
+        let port = self.http_port;
+        self.wait(&format!("{host} answering {status}"), || {
+            http_get(port, host, "/").is_some_and(|(s, _)| s == status)
+        });
+        self.settle();
+    }
+
+    fn settle(&self) {
+        let master = self.nginx.as_ref().unwrap().id();
+        self.wait("the old nginx workers to leave", || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|p| p.parse::<u32>().ok())
+                        == Some(master)
+                })
+                .count()
+                == 1
+        });
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut nginx) = self.nginx.take() {
+            // SIGTERM to our own child, the master: it stops its workers and exits.
+            unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while nginx.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = nginx.kill();
+            let _ = nginx.wait();
+        }
+        for mut c in self.children.drain(..).rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `curl --cacert ca url` -> the body, None on any failure.
+fn curl(ca: &Path, url: &str) -> Option<Vec<u8>> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// One plain HTTP request to 127.0.0.1:port for `host`: (status, body).
+fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split(' ').nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn observed(s: Seen<CertState>) -> CertState {
+    match s {
+        Seen::Observed(s) => s,
+        Seen::NotObserved(why) => panic!("not observed: {why}"),
+    }
+}
+
+fn host_path(p: &Path) -> HostPath {
+    HostPath::parse(&p.display().to_string()).unwrap()
+}
+
+/// From nothing to HTTPS: the site rendered `AcmePending` serves the webroot, certbot obtains
+/// the certificate through it (Pebble really fetches the challenge), observe/certs reads it,
+/// the site rendered `AcmeReady` serves the backend over HTTPS with it; a forced renewal writes
+/// a new certificate, and a renewal pass with nothing due runs no certbot at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() {
+    let mut w = World::new();
+    w.start_nginx();
+    let nginx = w.nginx_host();
+    let cfg = w.letsencrypt();
+    let port = backend("hello from the backend\n");
+
+    // Nothing yet: observed absent (not "not observed").
+    let before = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    assert!(!before.present && before.error.is_none(), "{before:?}");
+
+    let pending = RenderTls::AcmePending {
+        webroot: host_path(&w.webroot()),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &pending))
+        .await
+        .unwrap();
+    // Waiting for its certificate, the site says so rather than serve in clear.
+    w.wait_status(DOMAIN, 503);
+
+    let paths = obtain("api", &[DOMAIN], &w.webroot(), &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        paths.fullchain,
+        cfg.config_dir.join("live/api.example.test/fullchain.pem")
+    );
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+    let access = std::fs::read_to_string(w.nginx_dir().join("logs/access.log")).unwrap();
+    assert!(
+        access.contains("/.well-known/acme-challenge/") && access.contains("Pebble"),
+        "Pebble never fetched the challenge through nginx:\n{access}"
+    );
+
+    let got = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    assert!(got.present && got.error.is_none(), "{got:?}");
+    assert!(got.not_after.unwrap() > now() + 86_400, "{got:?}");
+    assert_eq!(got.names, [DOMAIN]);
+    assert!(got.serves(&[DOMAIN], now()));
+
+    // The same call again keeps the certificate (certbot --keep-until-expiring).
+    obtain("api", &[DOMAIN], &w.webroot(), &cfg).await.unwrap();
+    assert_eq!(observed(observe_cert(&cfg.config_dir, DOMAIN)), got);
+
+    let ready = RenderTls::AcmeReady {
+        webroot: host_path(&w.webroot()),
+        cert: host_path(&paths.fullchain),
+        key: host_path(&paths.privkey),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &ready))
+        .await
+        .unwrap();
+    // Plain HTTP now redirects.
+    w.wait_status(DOMAIN, 301);
+    let root = w.pebble_root();
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--cacert"])
+        .arg(&root)
+        .arg("--resolve")
+        .arg(format!("{DOMAIN}:{}:127.0.0.1", w.https_port))
+        .arg(format!("https://{DOMAIN}:{}/", w.https_port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "HTTPS with Pebble's root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the backend\n"
+    );
+    // Plain HTTP now redirects.
+    assert_eq!(http_get(w.http_port, DOMAIN, "/").unwrap().0, 301);
+
+    // Nothing is due (Pebble's certificates last years): no certbot run, nothing to reload.
+    let outcome = renew_due(&cfg, &[DOMAIN], now()).await;
+    assert!(
+        !outcome.reload_needed() && outcome.failed.is_empty(),
+        "{outcome:?}"
+    );
+    assert_eq!(w.certbot_calls().len(), 2);
+    // Due "a year from now" is as good as due: renewed through the webroot, a new file.
+    let outcome = renew_due(&cfg, &[DOMAIN], got.not_after.unwrap() - 86_400).await;
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.renewed, [DOMAIN]);
+    assert!(outcome.reload_needed());
+    assert_eq!(w.certbot_calls().len(), 3);
+    assert!(w.certbot_calls()[2].starts_with("renew --cert-name api.example.test --force-renewal"));
+    assert!(renew_one(&cfg, DOMAIN).await.unwrap());
+
+    // The site gains a name: its certificate does not serve it, and asking again updates the
+    // lineage (same name, same paths) to cover both.
+    let www = "www.example.test";
+    assert!(!observed(observe_cert(&cfg.config_dir, DOMAIN)).serves(&[DOMAIN, www], now()));
+    nginx
+        .install("api", &w.rendered_site_for(&[DOMAIN, www], port, &ready))
+        .await
+        .unwrap();
+    w.wait_status(www, 301);
+    let again = obtain("api", &[DOMAIN, www], &w.webroot(), &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, paths);
+    let got = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    assert!(got.serves(&[DOMAIN, www], now()), "{got:?}");
+}
+
+/// A name whose DNS points elsewhere is refused before certbot runs, naming the name, where it
+/// points, and this host's addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_pointing_elsewhere_is_refused_before_certbot_runs() {
+    let w = World::new();
+    w.point("elsewhere.example.test", "203.0.113.9");
+    let cfg = w.letsencrypt();
+    let err = obtain(
+        "shop",
+        &[DOMAIN, "elsewhere.example.test"],
+        &w.webroot(),
+        &cfg,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CertError::Preflight(_)), "{err:?}");
+    let shown = err.to_string();
+    for want in [
+        "site shop: no certificate was asked for",
+        "rate-limits failed validations",
+        "elsewhere.example.test resolves to 203.0.113.9",
+        "this host's addresses: 127.0.0.1",
+    ] {
+        assert!(shown.contains(want), "{want}: {shown}");
+    }
+    assert!(!shown.contains("api.example.test resolves"), "{shown}");
+    assert!(w.certbot_calls().is_empty(), "{:?}", w.certbot_calls());
+    assert!(!cfg.config_dir.exists());
+}
+
+/// certbot's own failure (nginx does not serve the webroot for this name: Pebble gets a 404)
+/// is the site's error, with certbot's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webroot_nginx_does_not_serve_fails_with_certbots_message_naming_the_site() {
+    let mut w = World::new();
+    w.start_nginx();
+    let cfg = w.letsencrypt();
+    let err = obtain("api", &[DOMAIN], &w.webroot(), &cfg)
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, CertError::Certbot { .. }), "{err:?}");
+    assert!(
+        shown.starts_with("site api: certbot could not obtain a certificate for api.example.test:"),
+        "{shown}"
+    );
+    assert!(shown.contains("Some challenges have failed"), "{shown}");
+    assert!(shown.contains("404"), "{shown}");
+    assert!(shown.contains("Type: unauthorized"), "{shown}");
+    assert!(!shown.contains("Saving debug log"), "{shown}");
+    assert_eq!(w.certbot_calls().len(), 1);
+    let state = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    assert!(!state.present, "{state:?}");
+}
