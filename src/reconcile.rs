@@ -450,10 +450,22 @@ impl Reconciler {
                 )
             })
         });
+        let has_firewall = plan
+            .units
+            .iter()
+            .any(|u| matches!(u.work, crate::plan::Work::Firewall(_)));
+        let ufw = has_firewall.then(|| {
+            crate::apply::ufw::UfwHost::new(&self.cfg.firewall, Redactor::default()).map_err(|e| {
+                format!(
+                    "cannot drive ufw: {e}; install it, or set firewall.binary in gitmoor's config"
+                )
+            })
+        });
         let apply_inputs = ApplyInputs {
             instance: &self.cfg.instance,
             repo: &repo,
             nginx,
+            ufw,
             snapshot: &snap,
             auth: auth.as_ref(),
             redact: &redact,
@@ -546,8 +558,10 @@ impl Reconciler {
                 acme_webroot: self.cfg.nginx.acme_webroot.clone(),
                 ..Default::default()
             },
-            // The firewall's settings come with its observer (issue 15, in progress).
-            firewall: Default::default(),
+            firewall: crate::plan::FirewallContext {
+                options: self.cfg.firewall.plan_options(),
+                allow_ssh_lockout: self.cfg.firewall.allow_ssh_lockout,
+            },
             hash_key: crate::hashkey::HashKey::load_or_create(&self.cfg.state_dir)?,
         };
         let planned = plan(spec, observed, &ctx);

@@ -721,6 +721,7 @@ async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyRepo
         instance: &instance,
         repo: "file:///test/repo.git#main",
         nginx: None,
+        ufw: None,
         snapshot: snap,
         auth: None,
         redact: &Default::default(),

@@ -6,7 +6,8 @@
 
 use super::docker::{request_tar, BuildRequest, DockerExecutor, RegistryAuth};
 use super::nginx::NginxHost;
-use super::{site, stack};
+use super::ufw::UfwHost;
+use super::{firewall, site, stack};
 use crate::labels;
 use crate::plan::normalize_image;
 use crate::plan::unit::Schedule;
@@ -70,6 +71,9 @@ pub struct ApplyInputs<'a> {
     /// The host's Nginx for site units (None when the plan has none), or why it cannot be
     /// driven.
     pub nginx: Option<Result<NginxHost, String>>,
+    /// The host's UFW for the firewall unit (None when the plan has none), or why it cannot be
+    /// driven.
+    pub ufw: Option<Result<UfwHost, String>>,
     pub snapshot: &'a Snapshot,
     pub auth: Option<&'a RegistryAuth>,
     /// Per stack, its host secrets' values: a stack's error (engine messages, healthcheck
@@ -153,12 +157,7 @@ pub async fn execute_with(
                 };
                 site::run_unit(unit.id.name(), action, nginx).await
             }
-            // No firewall unit is planned until its observer reads UFW (issue 15, in
-            // progress): were one planned, it fails rather than pretend.
-            Work::Firewall(work) => UnitOutcome::Failed(match &work.refused {
-                Some(why) => why.clone(),
-                None => "this gitmoor cannot change the firewall yet".to_string(),
-            }),
+            Work::Firewall(work) => firewall::run_unit(work, inputs.ufw.as_ref()).await,
         };
         schedule.record(unit, outcome);
     }

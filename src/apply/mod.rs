@@ -5,6 +5,7 @@ pub mod content;
 pub mod dns_preflight;
 pub mod docker;
 pub mod execute;
+mod firewall;
 pub mod nginx;
 mod recreate;
 mod site;

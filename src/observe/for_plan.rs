@@ -4,11 +4,12 @@
 //! that cannot be asked only costs a warning). The engine calls themselves are the executor's
 //! (one Docker client); what to look at is decided here.
 
-use super::Observed;
+use super::{FirewallHost, Observed, Seen};
 use crate::apply::docker::registry::RegistryAuth;
 use crate::apply::docker::DockerExecutor;
 use crate::config::Config;
 use crate::plan::normalize_image;
+use crate::redact::Redactor;
 use crate::spec::model::{HostSpec, PullPolicy};
 use tracing::warn;
 
@@ -21,6 +22,10 @@ pub async fn observe_for_plan(
     let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
     observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
+    // UFW only when the repo has `ufw/`: a host without it never runs ufw or sshd.
+    if spec.firewall.is_some() {
+        observed.firewall = observe_firewall_host(cfg).await;
+    }
     for svc in spec.stacks.values().flat_map(|s| s.services.values()) {
         if svc.build.is_some() {
             continue;
@@ -50,4 +55,26 @@ pub async fn observe_for_plan(
         }
     }
     Ok(observed)
+}
+
+/// UFW with what the SSH lockout guard needs: the SSH port and the sessions open now. Any part
+/// that cannot be read makes the whole not observed: the guard never judges blind.
+async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
+    let redact = Redactor::default();
+    let state = match super::ufw::observe_firewall(&cfg.firewall, &redact).await {
+        Seen::Observed(s) => s,
+        Seen::NotObserved(why) => return Seen::NotObserved(why),
+    };
+    let (ssh_port, note) = super::ufw::ssh_port(&cfg.firewall, &redact).await;
+    if let Some(note) = note {
+        warn!("{note}");
+    }
+    match super::ufw::ssh_peers(ssh_port) {
+        Ok(ssh_peers) => Seen::Observed(FirewallHost {
+            state,
+            ssh_port,
+            ssh_peers,
+        }),
+        Err(why) => Seen::NotObserved(why),
+    }
 }

@@ -146,6 +146,10 @@ fn firewall_unit(
     Some(Unit {
         id: super::UnitId::Firewall,
         after: Vec::new(),
-        work: super::Work::Firewall(super::unit::FirewallWork { plan, refused }),
+        work: super::Work::Firewall(super::unit::FirewallWork {
+            spec: spec.clone(),
+            plan,
+            refused,
+        }),
     })
 }

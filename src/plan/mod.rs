@@ -14,7 +14,7 @@ mod stack;
 pub mod unit;
 
 pub use data::DataFolder;
-pub use host::{plan, PlanContext, PlanError};
+pub use host::{plan, FirewallContext, PlanContext, PlanError};
 pub use images::normalize_image;
 pub use images::BuildStep;
 pub use owner::{retain_own, Adopt, ForeignStack};

@@ -108,6 +108,8 @@ pub enum Work {
 /// lockout guard): then nothing of the firewall is changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirewallWork {
+    /// The file: the executor plans again on a fresh look at UFW and stops if it differs.
+    pub spec: crate::spec::ufw::FirewallSpec,
     pub plan: FirewallPlan,
     pub refused: Option<String>,
 }
