@@ -466,6 +466,7 @@ impl Reconciler {
             repo: &repo,
             nginx,
             ufw,
+            letsencrypt: &self.cfg.letsencrypt,
             snapshot: &snap,
             auth: auth.as_ref(),
             redact: &redact,
@@ -556,7 +557,7 @@ impl Reconciler {
                     ipv6: self.cfg.nginx.ipv6,
                 },
                 acme_webroot: self.cfg.nginx.acme_webroot.clone(),
-                ..Default::default()
+                letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
             },
             firewall: crate::plan::FirewallContext {
                 options: self.cfg.firewall.plan_options(),

@@ -722,6 +722,7 @@ async fn apply(exec: &DockerExecutor, plan: &Plan, snap: &Snapshot) -> ApplyRepo
         repo: "file:///test/repo.git#main",
         nginx: None,
         ufw: None,
+        letsencrypt: &Default::default(),
         snapshot: snap,
         auth: None,
         redact: &Default::default(),

@@ -74,6 +74,8 @@ pub struct ApplyInputs<'a> {
     /// The host's UFW for the firewall unit (None when the plan has none), or why it cannot be
     /// driven.
     pub ufw: Option<Result<UfwHost, String>>,
+    /// How certificates are obtained (a `tls: letsencrypt` site without one).
+    pub letsencrypt: &'a crate::config::letsencrypt::LetsEncryptConfig,
     pub snapshot: &'a Snapshot,
     pub auth: Option<&'a RegistryAuth>,
     /// Per stack, its host secrets' values: a stack's error (engine messages, healthcheck
@@ -155,7 +157,7 @@ pub async fn execute_with(
                     Some(Err(why)) => Err(why.as_str()),
                     None => Err("no Nginx was given to this apply"),
                 };
-                site::run_unit(unit.id.name(), action, nginx).await
+                site::run_unit(unit.id.name(), action, nginx, inputs.letsencrypt).await
             }
             Work::Firewall(work) => firewall::run_unit(work, inputs.ufw.as_ref()).await,
         };

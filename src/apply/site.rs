@@ -2,6 +2,7 @@
 //! reload, and the previous version put back when nginx refuses the new one).
 
 use super::nginx::NginxHost;
+use crate::config::letsencrypt::LetsEncryptConfig;
 use crate::plan::site::SiteAction;
 use crate::plan::UnitOutcome;
 use tracing::{info, warn};
@@ -11,6 +12,7 @@ pub(super) async fn run_unit(
     site: &str,
     action: &SiteAction,
     nginx: Result<&NginxHost, &str>,
+    letsencrypt: &LetsEncryptConfig,
 ) -> UnitOutcome {
     let host = match nginx {
         Ok(h) => h,
@@ -18,10 +20,26 @@ pub(super) async fn run_unit(
     };
     let done = match action {
         SiteAction::Install {
-            content, reason, ..
+            content,
+            reason,
+            certificate,
+            ..
         } => {
             info!(site, reason = %reason, "install site");
-            host.install(site, content).await
+            if let Err(e) = host.install(site, content).await {
+                return failed(site, e.to_string());
+            }
+            // The HTTP vhost serves the ACME webroot now: ask for the certificate, then put
+            // the TLS vhost in place. A failure leaves the HTTP vhost (no half-made TLS one).
+            let Some(cert) = certificate else {
+                return UnitOutcome::Applied;
+            };
+            let names: Vec<&str> = cert.names.iter().map(String::as_str).collect();
+            info!(site, names = %cert.names.join(","), "obtain certificate");
+            if let Err(e) = super::certbot::obtain(site, &names, &cert.webroot, letsencrypt).await {
+                return failed(site, e.to_string());
+            }
+            host.install(site, &cert.then_content).await
         }
         SiteAction::Remove { reason } => {
             info!(site, reason = %reason, "remove site");
@@ -30,9 +48,11 @@ pub(super) async fn run_unit(
     };
     match done {
         Ok(()) => UnitOutcome::Applied,
-        Err(e) => {
-            warn!(site, error = %e, "site not changed; the host keeps its last good version");
-            UnitOutcome::Failed(e.to_string())
-        }
+        Err(e) => failed(site, e.to_string()),
     }
+}
+
+fn failed(site: &str, error: String) -> UnitOutcome {
+    warn!(site, error = %error, "site not (fully) changed; the host keeps its last good version");
+    UnitOutcome::Failed(error)
 }

@@ -22,6 +22,7 @@ pub async fn observe_for_plan(
     let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
     observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
+    observed.certs = certificates_in_place(cfg, spec);
     // UFW only when the repo has `ufw/`: a host without it never runs ufw or sshd.
     if spec.firewall.is_some() {
         observed.firewall = observe_firewall_host(cfg).await;
@@ -77,4 +78,33 @@ async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
         }),
         Err(why) => Seen::NotObserved(why),
     }
+}
+
+/// The `tls: letsencrypt` sites whose certificate is on the host, valid now and covering every
+/// server name (first name = lineage). One that is not observed counts as missing: the plan
+/// then asks certbot, which keeps a valid certificate rather than ask again.
+fn certificates_in_place(cfg: &Config, spec: &HostSpec) -> std::collections::BTreeSet<String> {
+    use crate::spec::nginx::site::{SiteKind, Tls};
+    let now = chrono::Utc::now().timestamp();
+    let mut out = std::collections::BTreeSet::new();
+    for site in spec.sites.values() {
+        let SiteKind::Rendered(def) = &site.kind else {
+            continue;
+        };
+        if def.tls != Tls::LetsEncrypt {
+            continue;
+        }
+        let names: Vec<String> = def.server_names.iter().map(|n| n.to_string()).collect();
+        let Some(primary) = names.first() else {
+            continue;
+        };
+        let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Seen::Observed(c) = super::certs::observe_cert(&cfg.letsencrypt.config_dir, primary)
+        {
+            if c.serves(&wanted, now) {
+                out.insert(primary.clone());
+            }
+        }
+    }
+    out
 }

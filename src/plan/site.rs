@@ -44,6 +44,7 @@ pub fn desired_sites(
 ) -> Vec<DesiredSite> {
     let mut out = Vec::new();
     for site in spec.sites.values() {
+        let mut certificate = None;
         let tls = match &site.kind {
             SiteKind::Raw(_) => RenderTls::Off,
             SiteKind::Rendered(def) => match &def.tls {
@@ -54,18 +55,39 @@ pub fn desired_sites(
                 },
                 Tls::LetsEncrypt => {
                     let primary = def.server_names.first().map(|n| n.to_string());
-                    match acme_tls(ctx, primary.as_deref(), certs) {
+                    let tls = match acme_tls(ctx, primary.as_deref(), certs) {
                         Ok(t) => t,
                         Err(why) => {
                             notes.push(format!("site {}: {why}; not installed", site.name));
                             continue;
                         }
+                    };
+                    if matches!(tls, RenderTls::AcmePending { .. }) {
+                        // Rendered as it will be once certbot has the certificate.
+                        let ready = primary.as_deref().map(|p| {
+                            let mut with: BTreeSet<String> = certs.clone();
+                            with.insert(p.to_string());
+                            acme_tls(ctx, Some(p), &with)
+                        });
+                        if let Some(Ok(ready)) = ready {
+                            certificate = Some(CertRequest {
+                                names: def.server_names.iter().map(|n| n.to_string()).collect(),
+                                webroot: ctx.acme_webroot.clone(),
+                                then_content: crate::observe::nginx::with_header(&site_text(
+                                    site,
+                                    &ready,
+                                    &ctx.render,
+                                )),
+                            });
+                        }
                     }
+                    tls
                 }
             },
         };
         out.push(DesiredSite {
             name: site.name.clone(),
+            certificate,
             file: site.file.clone(),
             content: crate::observe::nginx::with_header(&site_text(site, &tls, &ctx.render)),
             follows: stacks_of(&site.kind),
@@ -126,12 +148,24 @@ fn stacks_of(kind: &SiteKind) -> BTreeSet<String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredSite {
     pub name: String,
+    /// A certificate to obtain first (a `tls: letsencrypt` site whose certificate is not on the
+    /// host): the unit is planned even when the HTTP vhost is already installed.
+    pub certificate: Option<CertRequest>,
     /// The repo file it comes from (`nginx/api.yaml`), for reasons.
     pub file: String,
     /// The vhost file as it must be on the host.
     pub content: String,
     /// The stacks it proxies to: applied first, and a failure there holds the site back.
     pub follows: BTreeSet<String>,
+}
+
+/// A certificate a site needs, and its vhost once the certificate is there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertRequest {
+    /// The site's server names; the first names the certificate (certbot's lineage).
+    pub names: Vec<String>,
+    pub webroot: PathBuf,
+    pub then_content: String,
 }
 
 /// What a site unit does.
@@ -144,6 +178,9 @@ pub enum SiteAction {
         /// A unified diff from the file on the host (all `+` lines for a new site).
         diff: String,
         reason: String,
+        /// A Let's Encrypt certificate to obtain once `content` (the HTTP vhost serving the ACME
+        /// webroot) is live, then the vhost to install with it.
+        certificate: Option<CertRequest>,
     },
     /// Remove the vhost of a site that left the repo (its certificate is kept).
     Remove { reason: String },
@@ -171,12 +208,16 @@ pub fn plan_sites(
     let mut units = Vec::new();
     for site in desired {
         let old = on_host.get(&site.name);
-        if old == Some(&site.content) {
+        if old == Some(&site.content) && site.certificate.is_none() {
             continue;
         }
-        let reason = match old {
-            None => format!("new site from {}", site.file),
-            Some(_) => format!("{} changed", site.file),
+        let reason = match (old, &site.certificate) {
+            (None, _) => format!("new site from {}", site.file),
+            (Some(o), Some(c)) if *o == site.content => format!(
+                "the certificate for {} is not on the host yet",
+                c.names.join(", ")
+            ),
+            (Some(_), _) => format!("{} changed", site.file),
         };
         units.push(Unit {
             id: UnitId::Site(site.name.clone()),
@@ -185,6 +226,7 @@ pub fn plan_sites(
                 diff: unified_diff(&site.name, old.map_or("", String::as_str), &site.content),
                 content: site.content.clone(),
                 reason,
+                certificate: site.certificate.clone(),
             }),
         });
     }
@@ -218,6 +260,7 @@ mod tests {
     fn site(name: &str, content: &str, follows: &[&str]) -> DesiredSite {
         DesiredSite {
             name: name.into(),
+            certificate: None,
             file: format!("nginx/{name}.yaml"),
             content: content.into(),
             follows: follows.iter().map(|s| s.to_string()).collect(),
@@ -279,5 +322,41 @@ mod tests {
             notes,
             ["nginx sites not observed (permission denied): no site is installed or removed"]
         );
+    }
+
+    #[test]
+    fn a_site_waiting_for_its_certificate_is_planned_until_it_has_one() {
+        let mut pending = site("api", "http only\n", &["app"]);
+        pending.certificate = Some(CertRequest {
+            names: vec!["api.example.fr".into()],
+            webroot: "/var/lib/gitmoor-acme".into(),
+            then_content: "with tls\n".into(),
+        });
+        let mut notes = Vec::new();
+        // The HTTP vhost is already there (an earlier attempt could not get the certificate).
+        let units = plan_sites(
+            std::slice::from_ref(&pending),
+            &host(&[("api", "http only\n")]),
+            &mut notes,
+        );
+        let Work::Site(SiteAction::Install {
+            reason,
+            certificate,
+            ..
+        }) = &units[0].work
+        else {
+            panic!("{units:?}")
+        };
+        assert_eq!(
+            reason,
+            "the certificate for api.example.fr is not on the host yet"
+        );
+        assert_eq!(
+            certificate.as_ref().map(|c| c.then_content.as_str()),
+            Some("with tls\n")
+        );
+        // With the certificate in place the site renders ready and asks for nothing.
+        let ready = site("api", "with tls\n", &["app"]);
+        assert!(plan_sites(&[ready], &host(&[("api", "with tls\n")]), &mut notes).is_empty());
     }
 }
