@@ -304,6 +304,9 @@ impl Config {
                 &self.instance,
                 &self.repo,
                 &self.branch,
+                // A fix made in the config (an email for Let's Encrypt, the SSH port, nginx's
+                // binary) is a new try, not a wait for the backoff.
+                (&self.nginx, &self.firewall, &self.letsencrypt, self.listen),
             )
         )
     }

@@ -444,7 +444,14 @@ impl Reconciler {
             .iter()
             .any(|u| matches!(u.work, crate::plan::Work::Site(_)));
         let nginx = has_sites.then(|| {
-            crate::apply::nginx::NginxHost::new(&self.cfg.nginx, Redactor::default()).map_err(|e| {
+            // nginx's messages can quote any file a site includes: every stack's host secrets
+            // are taken out of them.
+            let all = Redactor::new(
+                spec.stacks
+                    .values()
+                    .flat_map(|st| st.host_secrets.iter().map(|v| v.expose())),
+            );
+            crate::apply::nginx::NginxHost::new(&self.cfg.nginx, all).map_err(|e| {
                 format!(
                     "cannot drive nginx: {e}; install it, or set nginx.binary in gitmoor's config"
                 )
@@ -548,6 +555,17 @@ impl Reconciler {
             instance: self.cfg.instance.clone(),
             repo: crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
             recorded_stacks,
+            recorded_sites: State::load(&self.cfg.state_dir)
+                .map(|s| {
+                    s.units
+                        .keys()
+                        .filter_map(|k| match UnitId::from_key(k) {
+                            Some(UnitId::Site(n)) => Some(n),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             adopt: self.cfg.adopt.clone(),
             sites: crate::plan::site::SiteContext {
                 render: crate::spec::nginx::render::RenderHost {

@@ -41,6 +41,7 @@ pub(super) async fn run_unit(
             }
             host.install(site, &cert.then_content).await
         }
+        SiteAction::Hold { reason } => return failed(site, reason.clone()),
         SiteAction::Remove { reason } => {
             info!(site, reason = %reason, "remove site");
             host.remove(site).await

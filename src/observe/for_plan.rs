@@ -9,6 +9,7 @@ use crate::apply::docker::registry::RegistryAuth;
 use crate::apply::docker::DockerExecutor;
 use crate::config::Config;
 use crate::plan::normalize_image;
+use crate::plan::site::CertStatus;
 use crate::redact::Redactor;
 use crate::spec::model::{HostSpec, PullPolicy};
 use tracing::warn;
@@ -67,26 +68,34 @@ async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
         Seen::NotObserved(why) => return Seen::NotObserved(why),
     };
     let (ssh_port, note) = super::ufw::ssh_port(&cfg.firewall, &redact).await;
+    // A port assumed (sshd -T failed, no firewall.ssh_port) could be the wrong one: the guard
+    // would watch 22 while the admins are on another port.
     if let Some(note) = note {
-        warn!("{note}");
+        return Seen::NotObserved(format!(
+            "the SSH port is not known ({note}); set firewall.ssh_port in gitmoor's config"
+        ));
     }
     match super::ufw::ssh_peers(ssh_port) {
-        Ok(ssh_peers) => Seen::Observed(FirewallHost {
+        // UFW always lets loopback in: a session from the host itself is never locked out.
+        Ok(peers) => Seen::Observed(FirewallHost {
             state,
             ssh_port,
-            ssh_peers,
+            ssh_peers: peers.into_iter().filter(|p| !p.is_loopback()).collect(),
         }),
         Err(why) => Seen::NotObserved(why),
     }
 }
 
-/// The `tls: letsencrypt` sites whose certificate is on the host, valid now and covering every
-/// server name (first name = lineage). One that is not observed counts as missing: the plan
-/// then asks certbot, which keeps a valid certificate rather than ask again.
-fn certificates_in_place(cfg: &Config, spec: &HostSpec) -> std::collections::BTreeSet<String> {
+/// The Let's Encrypt lineages of the `tls: letsencrypt` sites (first name = lineage): serving
+/// (valid now, every name covered), stale (there but expired or short of a name), unreadable;
+/// absent when there is none.
+fn certificates_in_place(
+    cfg: &Config,
+    spec: &HostSpec,
+) -> std::collections::BTreeMap<String, CertStatus> {
     use crate::spec::nginx::site::{SiteKind, Tls};
     let now = chrono::Utc::now().timestamp();
-    let mut out = std::collections::BTreeSet::new();
+    let mut out = std::collections::BTreeMap::new();
     for site in spec.sites.values() {
         let SiteKind::Rendered(def) = &site.kind else {
             continue;
@@ -99,11 +108,14 @@ fn certificates_in_place(cfg: &Config, spec: &HostSpec) -> std::collections::BTr
             continue;
         };
         let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Seen::Observed(c) = super::certs::observe_cert(&cfg.letsencrypt.config_dir, primary)
-        {
-            if c.serves(&wanted, now) {
-                out.insert(primary.clone());
-            }
+        let status = match super::certs::observe_cert(&cfg.letsencrypt.config_dir, primary) {
+            Seen::NotObserved(why) => Some(CertStatus::Unreadable(why)),
+            Seen::Observed(c) if !c.present => None,
+            Seen::Observed(c) if c.serves(&wanted, now) => Some(CertStatus::Serves),
+            Seen::Observed(_) => Some(CertStatus::Stale),
+        };
+        if let Some(status) = status {
+            out.insert(primary.clone(), status);
         }
     }
     out

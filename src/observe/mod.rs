@@ -39,8 +39,8 @@ pub struct Observed {
     pub data: Seen<DataDir>,
     /// The vhosts gitmoor wrote in the Nginx sites folder, by site (`nginx::observe_sites`).
     pub sites: Seen<BTreeMap<String, String>>,
-    /// The site names whose Let's Encrypt certificate (fullchain and key) is on the host.
-    pub certs: BTreeSet<String>,
+    /// The Let's Encrypt lineages of the commit's sites on the host, by primary name.
+    pub certs: BTreeMap<String, crate::plan::site::CertStatus>,
     /// UFW as it is, with what the SSH lockout guard needs.
     pub firewall: Seen<FirewallHost>,
 }

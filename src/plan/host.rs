@@ -28,6 +28,9 @@ pub struct PlanContext {
     /// The stacks this state_dir's state file records: an object made before gitmoor labelled
     /// repos (no `io.gitmoor.repo`) is this config's only when its stack is one of these.
     pub recorded_stacks: BTreeSet<String>,
+    /// The Nginx sites this state_dir's state file records: only those are ever removed (the
+    /// sites folder may be shared with another config).
+    pub recorded_sites: BTreeSet<String>,
     /// The stacks this config takes over from another repo (config `adopt`).
     pub adopt: Adopt,
     /// What rendering the Nginx sites needs of the host.
@@ -108,8 +111,23 @@ pub fn plan(desired: &HostSpec, observed: &Observed, ctx: &PlanContext) -> Resul
         out.units.insert(0, unit);
     }
     // Nginx sites: each its own unit, after the stacks it proxies to.
-    let sites = super::site::desired_sites(desired, &ctx.sites, &observed.certs, &mut out.notes);
-    let site_units = super::site::plan_sites(&sites, &observed.sites, &mut out.notes);
+    let sites = super::site::desired_sites(desired, &ctx.sites, &observed.certs);
+    let mut site_units = super::site::plan_sites(&sites, &observed.sites, &ctx.recorded_sites);
+    // A site asking Let's Encrypt waits for the firewall too: a validation against a port the
+    // firewall did not open counts against the rate limits.
+    let firewall_planned = out.units.iter().any(|u| u.id == super::UnitId::Firewall);
+    for u in &mut site_units {
+        let asks = matches!(
+            &u.work,
+            super::Work::Site(super::site::SiteAction::Install {
+                certificate: Some(_),
+                ..
+            })
+        );
+        if asks && firewall_planned {
+            u.after.push(super::UnitId::Firewall);
+        }
+    }
     out.units.extend(site_units);
     Ok(out)
 }
@@ -128,13 +146,27 @@ fn firewall_unit(
     let host = match &observed.firewall {
         Seen::Observed(h) => h,
         Seen::NotObserved(why) => {
-            notes.push(format!(
-                "firewall not observed ({why}): ufw/rules.yaml is not applied"
-            ));
-            return None;
+            // Said as a failed unit, not a quiet note: the rules in the repo are not in force.
+            return Some(Unit {
+                id: super::UnitId::Firewall,
+                after: Vec::new(),
+                work: super::Work::Firewall(super::unit::FirewallWork {
+                    spec: spec.clone(),
+                    plan: Default::default(),
+                    refused: Some(format!(
+                        "firewall not observed ({why}): ufw/rules.yaml is not applied, nothing of the firewall was changed"
+                    )),
+                }),
+            });
         }
     };
     let plan = super::firewall::plan_firewall(spec, &host.state, ctx.firewall.options);
+    notes.extend(plan.warnings.iter().map(|w| format!("firewall: {w}")));
+    notes.extend(
+        plan.unmanaged
+            .iter()
+            .map(|r| format!("firewall: left alone (not gitmoor's): {r}")),
+    );
     if plan.is_empty() {
         return None;
     }

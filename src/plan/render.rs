@@ -110,6 +110,7 @@ impl Plan {
             let (action, reason) = match action {
                 SiteAction::Install { reason, .. } => ("install-site", reason),
                 SiteAction::Remove { reason } => ("remove-site", reason),
+                SiteAction::Hold { reason } => ("hold-site", reason),
             };
             out.push(ActionView {
                 stack: String::new(),

@@ -32,91 +32,108 @@ impl Default for SiteContext {
     }
 }
 
-/// Every site of the commit rendered for this host. `certs`: the primary names (first
-/// `server_names`) whose Let's Encrypt certificate is on the host; the others are rendered
-/// pending (HTTP with the ACME challenges only). A path that cannot be written as a `HostPath`
-/// is a note, and that site is left out (never installed half-made).
+/// A Let's Encrypt lineage on the host, as the plan needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Valid now and covering every server name of the site.
+    Serves,
+    /// There, but expired or missing a name: still served (never downgraded to plain HTTP)
+    /// while certbot is asked again.
+    Stale,
+    /// Its files could not be read: the site is held as it is on the host.
+    Unreadable(String),
+}
+
+/// Every site of the commit rendered for this host. `certs`: the Let's Encrypt lineages on the
+/// host by primary name (the first `server_names`); a site without one is rendered pending
+/// (HTTP with the ACME challenges only) and asks for it. A site that cannot be rendered safely
+/// (a path that cannot go into a vhost, a certificate that cannot be read) is held: kept on
+/// the host as it is, its unit failing with why (never dropped, which would remove it).
 pub fn desired_sites(
     spec: &HostSpec,
     ctx: &SiteContext,
-    certs: &BTreeSet<String>,
-    notes: &mut Vec<String>,
+    certs: &BTreeMap<String, CertStatus>,
 ) -> Vec<DesiredSite> {
     let mut out = Vec::new();
     for site in spec.sites.values() {
-        let mut certificate = None;
+        let mut desired = DesiredSite {
+            name: site.name.clone(),
+            file: site.file.clone(),
+            content: String::new(),
+            follows: stacks_of(&site.kind),
+            certificate: None,
+            hold: None,
+        };
         let tls = match &site.kind {
-            SiteKind::Raw(_) => RenderTls::Off,
+            SiteKind::Raw(_) => Ok(RenderTls::Off),
             SiteKind::Rendered(def) => match &def.tls {
-                Tls::Off => RenderTls::Off,
-                Tls::Files { cert, key } => RenderTls::Files {
+                Tls::Off => Ok(RenderTls::Off),
+                Tls::Files { cert, key } => Ok(RenderTls::Files {
                     cert: cert.clone(),
                     key: key.clone(),
-                },
-                Tls::LetsEncrypt => {
-                    let primary = def.server_names.first().map(|n| n.to_string());
-                    let tls = match acme_tls(ctx, primary.as_deref(), certs) {
-                        Ok(t) => t,
-                        Err(why) => {
-                            notes.push(format!("site {}: {why}; not installed", site.name));
-                            continue;
-                        }
-                    };
-                    if matches!(tls, RenderTls::AcmePending { .. }) {
-                        // Rendered as it will be once certbot has the certificate.
-                        let ready = primary.as_deref().map(|p| {
-                            let mut with: BTreeSet<String> = certs.clone();
-                            with.insert(p.to_string());
-                            acme_tls(ctx, Some(p), &with)
-                        });
-                        if let Some(Ok(ready)) = ready {
-                            certificate = Some(CertRequest {
-                                names: def.server_names.iter().map(|n| n.to_string()).collect(),
-                                webroot: ctx.acme_webroot.clone(),
-                                then_content: crate::observe::nginx::with_header(&site_text(
-                                    site,
-                                    &ready,
-                                    &ctx.render,
-                                )),
-                            });
-                        }
-                    }
-                    tls
-                }
+                }),
+                Tls::LetsEncrypt => lets_encrypt(ctx, site, def, certs, &mut desired),
             },
         };
-        out.push(DesiredSite {
-            name: site.name.clone(),
-            certificate,
-            file: site.file.clone(),
-            content: crate::observe::nginx::with_header(&site_text(site, &tls, &ctx.render)),
-            follows: stacks_of(&site.kind),
-        });
+        match tls {
+            Ok(tls) => {
+                desired.content =
+                    crate::observe::nginx::with_header(&site_text(site, &tls, &ctx.render))
+            }
+            Err(why) => desired.hold = Some(format!("site {}: {why}", site.name)),
+        }
+        out.push(desired);
     }
     out
 }
 
-/// `AcmeReady` when the certificate of `primary` is on the host, else `AcmePending`.
-fn acme_tls(
+/// The TLS of a Let's Encrypt site, and the certificate to ask for when it lacks one.
+fn lets_encrypt(
     ctx: &SiteContext,
-    primary: Option<&str>,
-    certs: &BTreeSet<String>,
+    site: &crate::spec::nginx::site::SiteSpec,
+    def: &crate::spec::nginx::site::SiteDef,
+    certs: &BTreeMap<String, CertStatus>,
+    desired: &mut DesiredSite,
 ) -> Result<RenderTls, String> {
+    let primary = def
+        .server_names
+        .first()
+        .map(|n| n.to_string())
+        .ok_or("no server name")?;
     let path = |p: PathBuf| {
-        HostPath::parse(&p.to_string_lossy())
-            .map_err(|e| format!("{} cannot be used in a vhost: {}", p.display(), e.message))
+        HostPath::parse(&p.to_string_lossy()).map_err(|e| {
+            format!(
+                "{} cannot be used in a vhost ({}); fix that path in gitmoor's config",
+                p.display(),
+                e.message
+            )
+        })
     };
     let webroot = path(ctx.acme_webroot.clone())?;
-    match primary.filter(|n| certs.contains(*n)) {
-        Some(name) => {
-            let dir = ctx.letsencrypt_live.join(name);
-            Ok(RenderTls::AcmeReady {
-                webroot,
-                cert: path(dir.join("fullchain.pem"))?,
-                key: path(dir.join("privkey.pem"))?,
-            })
+    let dir = ctx.letsencrypt_live.join(&primary);
+    let ready = RenderTls::AcmeReady {
+        webroot: webroot.clone(),
+        cert: path(dir.join("fullchain.pem"))?,
+        key: path(dir.join("privkey.pem"))?,
+    };
+    let request = || CertRequest {
+        names: def.server_names.iter().map(|n| n.to_string()).collect(),
+        webroot: ctx.acme_webroot.clone(),
+        then_content: crate::observe::nginx::with_header(&site_text(site, &ready, &ctx.render)),
+    };
+    match certs.get(&primary) {
+        Some(CertStatus::Serves) => Ok(ready),
+        Some(CertStatus::Stale) => {
+            desired.certificate = Some(request());
+            Ok(ready)
         }
-        None => Ok(RenderTls::AcmePending { webroot }),
+        Some(CertStatus::Unreadable(why)) => Err(format!(
+            "its certificate cannot be read ({why}); the site is kept as it is on the host"
+        )),
+        None => {
+            desired.certificate = Some(request());
+            Ok(RenderTls::AcmePending { webroot })
+        }
     }
 }
 
@@ -157,6 +174,9 @@ pub struct DesiredSite {
     pub content: String,
     /// The stacks it proxies to: applied first, and a failure there holds the site back.
     pub follows: BTreeSet<String>,
+    /// Why the site cannot be rendered now: it is kept on the host as it is, and its unit fails
+    /// with this (an apply that left a site behind says so).
+    pub hold: Option<String>,
 }
 
 /// A certificate a site needs, and its vhost once the certificate is there.
@@ -184,6 +204,8 @@ pub enum SiteAction {
     },
     /// Remove the vhost of a site that left the repo (its certificate is kept).
     Remove { reason: String },
+    /// Change nothing, and fail with why (the site could not be rendered or observed).
+    Hold { reason: String },
 }
 
 /// The site units: a site whose file differs is installed, a file of a site no longer in the repo
@@ -192,21 +214,35 @@ pub enum SiteAction {
 pub fn plan_sites(
     desired: &[DesiredSite],
     observed: &Seen<BTreeMap<String, String>>,
-    notes: &mut Vec<String>,
+    recorded: &BTreeSet<String>,
 ) -> Vec<Unit> {
+    let hold = |site: &DesiredSite, reason: String| Unit {
+        id: UnitId::Site(site.name.clone()),
+        after: Vec::new(),
+        work: Work::Site(SiteAction::Hold { reason }),
+    };
     let on_host = match observed {
         Seen::Observed(files) => files,
         Seen::NotObserved(why) => {
-            if !desired.is_empty() {
-                notes.push(format!(
-                    "nginx sites not observed ({why}): no site is installed or removed"
-                ));
-            }
-            return Vec::new();
+            return desired
+                .iter()
+                .map(|s| {
+                    hold(
+                        s,
+                        format!(
+                            "nginx sites not observed ({why}): no site was installed or removed"
+                        ),
+                    )
+                })
+                .collect();
         }
     };
     let mut units = Vec::new();
     for site in desired {
+        if let Some(why) = &site.hold {
+            units.push(hold(site, why.clone()));
+            continue;
+        }
         let old = on_host.get(&site.name);
         if old == Some(&site.content) && site.certificate.is_none() {
             continue;
@@ -230,8 +266,13 @@ pub fn plan_sites(
             }),
         });
     }
+    // Only sites this config installed (its state file records them) are removed: another
+    // config's sites in a shared folder, or files from before, are left alone.
     let wanted: BTreeSet<&str> = desired.iter().map(|s| s.name.as_str()).collect();
-    for name in on_host.keys().filter(|n| !wanted.contains(n.as_str())) {
+    for name in on_host
+        .keys()
+        .filter(|n| !wanted.contains(n.as_str()) && recorded.contains(*n))
+    {
         units.push(Unit {
             id: UnitId::Site(name.clone()),
             after: Vec::new(),
@@ -264,7 +305,12 @@ mod tests {
             file: format!("nginx/{name}.yaml"),
             content: content.into(),
             follows: follows.iter().map(|s| s.to_string()).collect(),
+            hold: None,
         }
+    }
+
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
     }
 
     fn host(files: &[(&str, &str)]) -> Seen<BTreeMap<String, String>> {
@@ -283,11 +329,10 @@ mod tests {
             site("www", "same\n", &[]),
             site("docs", "a\nb\n", &[]),
         ];
-        let mut notes = Vec::new();
         let units = plan_sites(
             &desired,
             &host(&[("www", "same\n"), ("docs", "a\nc\n")]),
-            &mut notes,
+            &none(),
         );
         let ids: Vec<String> = units.iter().map(|u| u.id.to_string()).collect();
         assert_eq!(ids, ["site api", "site docs"]);
@@ -300,28 +345,41 @@ mod tests {
             diff.contains("-c\n+b\n") && diff.contains("--- a/docs.conf"),
             "{diff}"
         );
-        assert!(notes.is_empty());
     }
 
     #[test]
-    fn a_site_that_left_the_repo_is_removed_and_nothing_is_planned_unobserved() {
-        let mut notes = Vec::new();
-        let units = plan_sites(&[], &host(&[("old", "x")]), &mut notes);
+    fn only_a_recorded_site_that_left_the_repo_is_removed_and_unobserved_sites_are_held() {
+        let recorded: BTreeSet<String> = ["old".to_string()].into();
+        let units = plan_sites(&[], &host(&[("old", "x"), ("theirs", "y")]), &recorded);
+        assert_eq!(
+            units.len(),
+            1,
+            "another config's site is left alone: {units:?}"
+        );
         assert!(matches!(
             &units[0].work,
             Work::Site(SiteAction::Remove { reason }) if reason.contains("left the repo")
         ));
-        // Not observed: neither "install everything" nor "remove everything".
+        // Not observed: neither "install everything" nor "remove everything"; each site of the
+        // commit is held, and says why.
         let units = plan_sites(
             &[site("api", "x", &[])],
             &Seen::NotObserved("permission denied".into()),
-            &mut notes,
+            &recorded,
         );
-        assert!(units.is_empty());
-        assert_eq!(
-            notes,
-            ["nginx sites not observed (permission denied): no site is installed or removed"]
-        );
+        assert_eq!(units.len(), 1);
+        assert!(matches!(
+            &units[0].work,
+            Work::Site(SiteAction::Hold { reason }) if reason == "nginx sites not observed (permission denied): no site was installed or removed"
+        ));
+        // A site that cannot be rendered is held, never removed.
+        let mut held = site("api", "", &[]);
+        held.hold = Some("site api: its certificate cannot be read".into());
+        let units = plan_sites(&[held], &host(&[("api", "old")]), &recorded);
+        assert!(matches!(
+            &units[0].work,
+            Work::Site(SiteAction::Hold { .. })
+        ));
     }
 
     #[test]
@@ -332,12 +390,11 @@ mod tests {
             webroot: "/var/lib/gitmoor-acme".into(),
             then_content: "with tls\n".into(),
         });
-        let mut notes = Vec::new();
         // The HTTP vhost is already there (an earlier attempt could not get the certificate).
         let units = plan_sites(
             std::slice::from_ref(&pending),
             &host(&[("api", "http only\n")]),
-            &mut notes,
+            &none(),
         );
         let Work::Site(SiteAction::Install {
             reason,
@@ -357,6 +414,6 @@ mod tests {
         );
         // With the certificate in place the site renders ready and asks for nothing.
         let ready = site("api", "with tls\n", &["app"]);
-        assert!(plan_sites(&[ready], &host(&[("api", "with tls\n")]), &mut notes).is_empty());
+        assert!(plan_sites(&[ready], &host(&[("api", "with tls\n")]), &none()).is_empty());
     }
 }

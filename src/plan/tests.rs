@@ -98,6 +98,7 @@ pub(super) fn ctx() -> PlanContext {
         instance: "default".into(),
         repo: "file:///srv/infra.git".into(),
         recorded_stacks: Default::default(),
+        recorded_sites: Default::default(),
         adopt: Default::default(),
         sites: Default::default(),
         firewall: Default::default(),

@@ -85,14 +85,17 @@ fn a_change_that_would_lock_out_the_connected_admin_is_planned_refused() {
 }
 
 #[test]
-fn a_firewall_not_observed_plans_nothing_and_says_so() {
+fn a_firewall_not_observed_is_a_failed_unit_that_changes_nothing() {
     let mut observed = images();
     observed.firewall = Seen::NotObserved("ufw is not installed".into());
     let p = plan(&with_firewall(RULES), &observed, &ctx()).expect("a plan");
-    assert!(p.units.is_empty(), "{p:?}");
+    let Work::Firewall(f) = &p.units[0].work else {
+        panic!("{p:?}")
+    };
+    assert!(f.plan.steps.is_empty(), "no ufw call planned: {f:?}");
     assert_eq!(
-        p.notes,
-        ["firewall not observed (ufw is not installed): ufw/rules.yaml is not applied"]
+        f.refused.as_deref(),
+        Some("firewall not observed (ufw is not installed): ufw/rules.yaml is not applied, nothing of the firewall was changed")
     );
     // And no `ufw/` in the repo: the firewall is left alone, with nothing to say.
     let p = plan(&HostSpec::default(), &observed, &ctx()).expect("a plan");

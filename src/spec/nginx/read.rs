@@ -96,7 +96,7 @@ pub fn read_sites(
                 SpecError::new(
                     shown_path(file),
                     format!(
-                        "site name {} is not valid (lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 100)",
+                        "site name {} is not valid (lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64)",
                         quote(&name)
                     ),
                 )
@@ -220,14 +220,14 @@ fn shown_path(p: &str) -> String {
     p.chars().flat_map(char::escape_debug).collect()
 }
 
-/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 100 characters: the name is the
+/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 64 characters (the host side's rule too): the name is the
 /// installed file's (`<name>.conf` in the managed folder), so it must be one path segment that
 /// no shell, glob or Nginx `include` reads specially. Dots are allowed so that a site can be
 /// named after its domain (`nginx/api.example.fr.yaml`).
 pub fn valid_site_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.len() <= 100
+        && s.len() <= 64
         && !s.contains("..")
         && !s.ends_with('.')
         && chars

@@ -369,7 +369,7 @@ fn files_of_the_folder_and_checks_between_sites() {
     assert_eq!(
         errors,
         vec![
-            "nginx/Bad Name.yaml: site name `Bad Name` is not valid (lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 100); rename the file, e.g. nginx/bad-name.yaml",
+            "nginx/Bad Name.yaml: site name `Bad Name` is not valid (lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64); rename the file, e.g. nginx/bad-name.yaml",
             "nginx/b.yaml: server_names: b.org is also a server name of nginx/a.yaml; one name belongs to one site: remove it from one of the files",
             "nginx/both.conf: the site both is given by 2 files: nginx/both.conf, nginx/both.yaml; keep one: <site>.yaml for gitmoor to render, or <site>.conf written by hand",
             "nginx/empty.conf: the file is empty; write a server { … } block, or remove the file",
