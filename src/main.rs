@@ -285,8 +285,10 @@ fn validate(
     // As the daemon reads a commit: the used folders at once, any other file when the spec
     // asks for it, within the budgets (the config's, with --config).
     let mut limits = gitmoor::source::limits::ReadLimits::default();
+    let mut docker_guard = gitmoor::config::firewall::DockerGuard::default();
     if let Some(path) = config {
         let cfg = Config::load(path)?;
+        docker_guard = cfg.firewall.docker_guard;
         opts.bind_root = cfg.bind_root();
         opts.data_dir = cfg.data_dir();
         opts.limits = cfg.limits;
@@ -307,6 +309,14 @@ fn validate(
         snap.fill_from_disk(&wanted)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
     };
+    let mut findings = findings;
+    if let Some(spec) = &spec {
+        // Ports published past ufw/rules.yaml, as the daemon would judge them.
+        let (errors, warnings) =
+            gitmoor::plan::docker_guard::docker_guard_findings(spec, docker_guard);
+        findings.errors.extend(errors);
+        findings.warnings.extend(warnings);
+    }
     for w in &findings.warnings {
         eprintln!("warning: {w}");
     }

@@ -371,6 +371,16 @@ impl Reconciler {
                 Err(e) => return self.invalid(&mut run, outcome, e.to_string()),
             };
         };
+        let mut findings = findings;
+        if let Some(spec) = &spec {
+            // Ports published past the firewall: refused or warned, as the config says.
+            let (errors, warnings) = crate::plan::docker_guard::docker_guard_findings(
+                spec,
+                self.cfg.firewall.docker_guard,
+            );
+            findings.errors.extend(errors);
+            findings.warnings.extend(warnings);
+        }
         for w in &findings.warnings {
             warn!("{w}");
         }
