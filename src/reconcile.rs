@@ -519,7 +519,11 @@ impl Reconciler {
         outcome.report = Some(report);
         // What the apply left behind, for `/status`: four listing calls, once per apply.
         outcome.observed = match observe(&self.exec.docker, &self.cfg.instance).await {
-            Ok(o) => Some(o),
+            Ok(mut o) => {
+                // The certificates as the apply left them (one may have just been obtained).
+                (o.certs, o.cert_expiry) = crate::observe::for_plan::certificates(&self.cfg, &spec);
+                Some(o)
+            }
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "cannot observe the host after the apply");
                 None

@@ -23,7 +23,7 @@ pub async fn observe_for_plan(
     let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
     observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
-    observed.certs = certificates_in_place(cfg, spec);
+    (observed.certs, observed.cert_expiry) = certificates(cfg, spec);
     // UFW only when the repo has `ufw/`: a host without it never runs ufw or sshd.
     if spec.firewall.is_some() {
         observed.firewall = observe_firewall_host(cfg).await;
@@ -88,14 +88,18 @@ async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
 
 /// The Let's Encrypt lineages of the `tls: letsencrypt` sites (first name = lineage): serving
 /// (valid now, every name covered), stale (there but expired or short of a name), unreadable;
-/// absent when there is none.
-fn certificates_in_place(
+/// absent when there is none. And when each expires. Read in process (no certbot, no openssl).
+pub fn certificates(
     cfg: &Config,
     spec: &HostSpec,
-) -> std::collections::BTreeMap<String, CertStatus> {
+) -> (
+    std::collections::BTreeMap<String, CertStatus>,
+    std::collections::BTreeMap<String, i64>,
+) {
     use crate::spec::nginx::site::{SiteKind, Tls};
     let now = chrono::Utc::now().timestamp();
     let mut out = std::collections::BTreeMap::new();
+    let mut expiry = std::collections::BTreeMap::new();
     for site in spec.sites.values() {
         let SiteKind::Rendered(def) = &site.kind else {
             continue;
@@ -108,7 +112,13 @@ fn certificates_in_place(
             continue;
         };
         let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
-        let status = match super::certs::observe_cert(&cfg.letsencrypt.config_dir, primary) {
+        let seen = super::certs::observe_cert(&cfg.letsencrypt.config_dir, primary);
+        if let Seen::Observed(c) = &seen {
+            if let Some(t) = c.not_after.filter(|_| c.present) {
+                expiry.insert(primary.clone(), t);
+            }
+        }
+        let status = match seen {
             Seen::NotObserved(why) => Some(CertStatus::Unreadable(why)),
             Seen::Observed(c) if !c.present => None,
             Seen::Observed(c) if c.serves(&wanted, now) => Some(CertStatus::Serves),
@@ -118,5 +128,5 @@ fn certificates_in_place(
             out.insert(primary.clone(), status);
         }
     }
-    out
+    (out, expiry)
 }

@@ -41,6 +41,8 @@ pub struct Observed {
     pub sites: Seen<BTreeMap<String, String>>,
     /// The Let's Encrypt lineages of the commit's sites on the host, by primary name.
     pub certs: BTreeMap<String, crate::plan::site::CertStatus>,
+    /// When each of those certificates expires (unix seconds), for `/status` and `/metrics`.
+    pub cert_expiry: BTreeMap<String, i64>,
     /// UFW as it is, with what the SSH lockout guard needs.
     pub firewall: Seen<FirewallHost>,
 }

@@ -158,6 +158,20 @@ pub fn render_view(v: &MetricView) -> String {
 
     head(
         &mut o,
+        "gitmoor_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When each site's Let's Encrypt certificate expires, by lineage (the first server name).",
+    );
+    for (name, t) in &v.certificates {
+        let _ = writeln!(
+            o,
+            "gitmoor_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {t}",
+            label(name)
+        );
+    }
+
+    head(
+        &mut o,
         "gitmoor_unit_failed",
         "gauge",
         "1 when the unit's last apply failed or was held back, by kind (stack) and name.",
@@ -403,5 +417,16 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn certificates_expiry_is_a_timestamp_by_lineage() {
+        let body = render(&sample("api.example.fr"), &Counters::default());
+        assert!(
+            body.contains(
+                "gitmoor_certificate_expiry_timestamp_seconds{name=\"api.example.fr\"} 1746835200"
+            ),
+            "{body}"
+        );
     }
 }

@@ -142,6 +142,7 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
         blocked_secrets(&mut o, &d.secrets.blocked);
     }
     units(&mut o, d, now);
+    certificates(&mut o, d);
     stacks(&mut o, d, now);
     history(&mut o, &d.history, now);
     footer(&mut o, d, refresh_secs, now);
@@ -292,6 +293,29 @@ fn blocked_secrets(o: &mut String, blocked: &[SecretBlock]) {
             pill(&b.problem, &b.problem),
             esc(&b.file),
             esc(&b.detail)
+        );
+    }
+    o.push_str("</ul></section>");
+}
+
+/// The sites' certificates: a renewal that did not happen shows days before the site breaks.
+fn certificates(o: &mut String, d: &StatusDoc) {
+    if d.certificates.is_empty() {
+        return;
+    }
+    o.push_str("<section><h2>Certificates</h2><ul>");
+    for c in &d.certificates {
+        let (class, text) = if c.expiring_soon {
+            ("degraded", format!("{} days left", c.days_left))
+        } else {
+            ("ok", format!("{} days left", c.days_left))
+        };
+        let _ = write!(
+            o,
+            "<li><b>{}</b> {} <span class=\"mute\">until {}</span></li>",
+            esc(&c.name),
+            pill(class, &text),
+            esc(&c.not_after)
         );
     }
     o.push_str("</ul></section>");

@@ -2,8 +2,8 @@
 //! containers, the overall state, and which stacks a secrets file blocks. Tested with plain data.
 
 use super::doc::{
-    redact_userinfo, rfc3339, CommitView, HeadView, OverallState, SecretBlock, ServiceView,
-    StackView, UnitView,
+    redact_userinfo, rfc3339, CertView, CommitView, HeadView, OverallState, SecretBlock,
+    ServiceView, StackView, UnitView,
 };
 use crate::observe::Observed;
 use crate::plan::UnitId;
@@ -144,6 +144,19 @@ pub fn unit_views(recorded: &BTreeMap<String, UnitState>) -> Vec<UnitView> {
                 error: st.error.as_deref().map(redact_userinfo),
                 updated_at: rfc3339(st.updated),
             }
+        })
+        .collect()
+}
+
+/// The sites' certificates with their days left; flagged below `warn_days`.
+pub fn cert_views(expiry: &BTreeMap<String, i64>, now: i64, warn_days: u32) -> Vec<CertView> {
+    expiry
+        .iter()
+        .map(|(name, t)| CertView {
+            name: name.clone(),
+            not_after: rfc3339(*t),
+            days_left: (t - now).div_euclid(86_400),
+            expiring_soon: t - now < i64::from(warn_days) * 86_400,
         })
         .collect()
 }
@@ -685,5 +698,19 @@ mod tests {
             "compose/a/compose.yaml:4: services.x.env_file: /etc/gitmoor/secrets/a/../../b/c.env".to_string(),
         ];
         assert!(secrets_blocks(&errors, sd).is_empty());
+    }
+
+    #[test]
+    fn certificates_show_days_left_and_are_flagged_below_the_warning() {
+        let now = 1_000_000_000;
+        let expiry: BTreeMap<String, i64> = [
+            ("api.example.fr".to_string(), now + 60 * 86_400),
+            ("old.example.fr".to_string(), now + 10 * 86_400 + 5),
+        ]
+        .into();
+        let v = cert_views(&expiry, now, 14);
+        assert_eq!((v[0].days_left, v[0].expiring_soon), (60, false));
+        assert_eq!((v[1].days_left, v[1].expiring_soon), (10, true));
+        assert_eq!(v[0].not_after, rfc3339(now + 60 * 86_400));
     }
 }

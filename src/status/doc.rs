@@ -35,6 +35,9 @@ pub struct StatusDoc {
     pub units: Vec<UnitView>,
     /// The stacks with their services (the detail of the stack units).
     pub stacks: Vec<StackView>,
+    /// The Let's Encrypt certificates of the sites, with when they expire.
+    #[serde(default)]
+    pub certificates: Vec<CertView>,
     /// When the containers below were listed (the end of the last reconcile).
     pub observed_at: Option<String>,
     pub secrets: SecretsView,
@@ -130,6 +133,17 @@ pub struct ProblemView {
     pub key: Option<String>,
     pub message: String,
     pub fix: Option<String>,
+}
+
+/// A site's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertView {
+    /// The lineage: the site's first server name.
+    pub name: String,
+    pub not_after: String,
+    pub days_left: i64,
+    /// Fewer days left than `letsencrypt.warn_days` (14): renewal has not happened.
+    pub expiring_soon: bool,
 }
 
 /// One unit's last apply, as the state file records it.
@@ -311,6 +325,12 @@ pub fn sample(evil: &str) -> StatusDoc {
             errors: vec![],
             warnings: vec![],
         }),
+        certificates: vec![CertView {
+            name: evil.into(),
+            not_after: "2025-05-10T00:00:00Z".into(),
+            days_left: 8,
+            expiring_soon: true,
+        }],
         units: vec![UnitView {
             kind: "stack".into(),
             name: evil.into(),

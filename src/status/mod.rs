@@ -68,6 +68,8 @@ pub struct MetricView {
     pub services: Vec<(String, BTreeMap<String, u64>)>,
     /// Each recorded unit: (kind, name, whether its last apply failed).
     pub units: Vec<(String, String, bool)>,
+    /// Each site certificate: (lineage, notAfter in unix seconds).
+    pub certificates: Vec<(String, i64)>,
     pub secrets_blocked: usize,
     pub counters: Counters,
 }
@@ -85,6 +87,11 @@ impl MetricView {
             containers: container_counts(&d.stacks),
             services: service_counts(&d.stacks),
             units: unit_failures(&d.units),
+            certificates: d
+                .certificates
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), parse_time(&c.not_after)?)))
+                .collect(),
             secrets_blocked: d.secrets.blocked.len(),
             counters: counters.clone(),
         }
@@ -152,6 +159,8 @@ struct Live {
     observed_at: Option<i64>,
     recorded: BTreeMap<String, UnitState>,
     units: Vec<UnitView>,
+    /// The sites' certificates: lineage -> notAfter (unix seconds), as last observed.
+    cert_expiry: BTreeMap<String, i64>,
     blocked: Vec<SecretBlock>,
     stacks: Vec<StackView>,
     history: Vec<HistoryView>,
@@ -186,6 +195,9 @@ impl Live {
     fn see_containers(&mut self, o: &Observed, at: i64) {
         self.seen = build::seen_containers(o);
         self.observed_at = Some(at);
+        if !o.cert_expiry.is_empty() || !o.certs.is_empty() {
+            self.cert_expiry = o.cert_expiry.clone();
+        }
     }
 
     /// The stacks are worked out whenever one of their inputs changes, so a request only
@@ -279,6 +291,8 @@ pub struct StatusHub {
     poll: String,
     secrets_dir: PathBuf,
     history_len: usize,
+    /// `letsencrypt.warn_days`: a certificate closer to its end is flagged.
+    cert_warn_days: u32,
     live: RwLock<Live>,
 }
 
@@ -332,6 +346,7 @@ impl StatusHub {
             poll: cfg.poll.clone(),
             secrets_dir: cfg.secrets_dir.clone(),
             history_len: cfg.status_history,
+            cert_warn_days: cfg.letsencrypt.warn_days,
             live: RwLock::new(Live {
                 counters: Counters {
                     duration_buckets: vec![0; DURATION_BUCKETS.len()],
@@ -546,6 +561,7 @@ impl StatusHub {
             containers: container_counts(&l.stacks),
             services: service_counts(&l.stacks),
             units: unit_failures(&l.units),
+            certificates: l.cert_expiry.iter().map(|(n, t)| (n.clone(), *t)).collect(),
             secrets_blocked: l.blocked.len(),
             counters: l.counters.clone(),
         }
@@ -581,6 +597,7 @@ impl StatusHub {
             last_reconcile: l.last.clone(),
             units: l.units.clone(),
             stacks: l.stacks.clone(),
+            certificates: build::cert_views(&l.cert_expiry, now, self.cert_warn_days),
             observed_at: l.observed_at.map(rfc3339),
             secrets: SecretsView {
                 dir: self.secrets_dir.display().to_string(),
