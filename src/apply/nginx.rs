@@ -109,6 +109,13 @@ impl NginxHost {
         .await
     }
 
+    /// Reloads nginx as it is (a renewed certificate is read at reload), under the same lock as
+    /// the changes.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _one = self.lock.lock().await;
+        self.ctl.reload().await
+    }
+
     /// Removes one site (a removal that breaks the test, say another site used an upstream
     /// this one defined, is put back).
     pub async fn remove(&self, site: &str) -> Result<(), SiteError> {

@@ -42,6 +42,22 @@ pub(super) async fn run_unit(
             host.install(site, &cert.then_content).await
         }
         SiteAction::Hold { reason } => return failed(site, reason.clone()),
+        SiteAction::Renew { name, reason } => {
+            info!(site, reason = %reason, "renew certificate");
+            return match super::certbot::renew_one(letsencrypt, name).await {
+                Ok(false) => UnitOutcome::Applied,
+                Ok(true) => match host.reload().await {
+                    Ok(()) => UnitOutcome::Applied,
+                    Err(e) => failed(
+                        site,
+                        format!(
+                            "the certificate for {name} was renewed, but nginx did not reload: {e}"
+                        ),
+                    ),
+                },
+                Err(e) => failed(site, e.to_string()),
+            };
+        }
         SiteAction::Remove { reason } => {
             info!(site, reason = %reason, "remove site");
             host.remove(site).await

@@ -121,6 +121,11 @@ pub fn certificates(
         let status = match seen {
             Seen::NotObserved(why) => Some(CertStatus::Unreadable(why)),
             Seen::Observed(c) if !c.present => None,
+            Seen::Observed(c)
+                if c.serves(&wanted, now) && c.due_for_renewal(now, cfg.letsencrypt.renew_days) =>
+            {
+                Some(CertStatus::Due)
+            }
             Seen::Observed(c) if c.serves(&wanted, now) => Some(CertStatus::Serves),
             Seen::Observed(_) => Some(CertStatus::Stale),
         };

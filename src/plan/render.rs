@@ -111,6 +111,7 @@ impl Plan {
                 SiteAction::Install { reason, .. } => ("install-site", reason),
                 SiteAction::Remove { reason } => ("remove-site", reason),
                 SiteAction::Hold { reason } => ("hold-site", reason),
+                SiteAction::Renew { reason, .. } => ("renew-certificate", reason),
             };
             out.push(ActionView {
                 stack: String::new(),

@@ -37,6 +37,8 @@ impl Default for SiteContext {
 pub enum CertStatus {
     /// Valid now and covering every server name of the site.
     Serves,
+    /// Serving, but within `letsencrypt.renew_days` of its end: renewed by the reconcile.
+    Due,
     /// There, but expired or missing a name: still served (never downgraded to plain HTTP)
     /// while certbot is asked again.
     Stale,
@@ -63,6 +65,7 @@ pub fn desired_sites(
             follows: stacks_of(&site.kind),
             certificate: None,
             hold: None,
+            renew: None,
         };
         let tls = match &site.kind {
             SiteKind::Raw(_) => Ok(RenderTls::Off),
@@ -123,6 +126,10 @@ fn lets_encrypt(
     };
     match certs.get(&primary) {
         Some(CertStatus::Serves) => Ok(ready),
+        Some(CertStatus::Due) => {
+            desired.renew = Some(primary.clone());
+            Ok(ready)
+        }
         Some(CertStatus::Stale) => {
             desired.certificate = Some(request());
             Ok(ready)
@@ -177,6 +184,8 @@ pub struct DesiredSite {
     /// Why the site cannot be rendered now: it is kept on the host as it is, and its unit fails
     /// with this (an apply that left a site behind says so).
     pub hold: Option<String>,
+    /// The certificate (lineage) is due for renewal.
+    pub renew: Option<String>,
 }
 
 /// A certificate a site needs, and its vhost once the certificate is there.
@@ -206,6 +215,8 @@ pub enum SiteAction {
     Remove { reason: String },
     /// Change nothing, and fail with why (the site could not be rendered or observed).
     Hold { reason: String },
+    /// Renew the site's certificate (certbot), then reload nginx so it serves the new one.
+    Renew { name: String, reason: String },
 }
 
 /// The site units: a site whose file differs is installed, a file of a site no longer in the repo
@@ -245,6 +256,18 @@ pub fn plan_sites(
         }
         let old = on_host.get(&site.name);
         if old == Some(&site.content) && site.certificate.is_none() {
+            if let Some(name) = &site.renew {
+                units.push(Unit {
+                    id: UnitId::Site(site.name.clone()),
+                    after: Vec::new(),
+                    work: Work::Site(SiteAction::Renew {
+                        name: name.clone(),
+                        reason: format!(
+                            "the certificate for {name} is due for renewal (letsencrypt.renew_days)"
+                        ),
+                    }),
+                });
+            }
             continue;
         }
         let reason = match (old, &site.certificate) {
@@ -306,6 +329,7 @@ mod tests {
             content: content.into(),
             follows: follows.iter().map(|s| s.to_string()).collect(),
             hold: None,
+            renew: None,
         }
     }
 
@@ -415,5 +439,22 @@ mod tests {
         // With the certificate in place the site renders ready and asks for nothing.
         let ready = site("api", "with tls\n", &["app"]);
         assert!(plan_sites(&[ready], &host(&[("api", "with tls\n")]), &none()).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_due_for_renewal_is_renewed_without_touching_the_vhost() {
+        let mut due = site("api", "with tls\n", &["app"]);
+        due.renew = Some("api.example.fr".into());
+        let units = plan_sites(&[due], &host(&[("api", "with tls\n")]), &none());
+        assert!(
+            matches!(
+                &units[0].work,
+                Work::Site(SiteAction::Renew { name, .. }) if name == "api.example.fr"
+            ),
+            "{units:?}"
+        );
+        // Not due: nothing.
+        let fine = site("api", "with tls\n", &["app"]);
+        assert!(plan_sites(&[fine], &host(&[("api", "with tls\n")]), &none()).is_empty());
     }
 }
