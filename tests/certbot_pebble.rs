@@ -710,3 +710,128 @@ async fn a_webroot_nginx_does_not_serve_fails_with_certbots_message_naming_the_s
     let state = observed(observe_cert(&cfg.config_dir, DOMAIN));
     assert!(!state.present, "{state:?}");
 }
+
+/// The whole path through the `gitmoor` binary: a commit with `nginx/api.yaml` (`tls:
+/// letsencrypt`) is planned, applied (the HTTP vhost, certbot through the webroot against Pebble,
+/// the TLS vhost), and serves the backend over HTTPS with the certificate; the next apply asks
+/// certbot nothing, and `/status`'s source (state.json) records the site applied.
+#[test]
+fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() {
+    let mut w = World::new();
+    w.start_nginx();
+    let le = w.letsencrypt();
+    let port = backend("hello over https\n");
+    let d = w.nginx_dir();
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = format!(
+        "nginx:\n  sites_dir: {}\n  binary: {NGINX}\n  prefix: {}\n  conf: {}\n  args: [{}]\n  acme_webroot: {}\n  http_port: {}\n  https_port: {}\n  ipv6: false\nletsencrypt:\n  email: admin@example.test\n  server: {}\n  certbot: {}\n  config_dir: {}\n  work_dir: {}\n  logs_dir: {}\n  ca_bundle: {}\n  host_addresses: [127.0.0.1]\n  dns_server: 127.0.0.1:{}\n  timeout_secs: 120\n",
+        w.sites_dir().display(),
+        d.display(),
+        d.join("nginx.conf").display(),
+        list(&["-e".into(), d.join("logs/error.log").display().to_string()]),
+        w.webroot().display(),
+        w.http_port,
+        w.https_port,
+        le.server,
+        le.certbot.as_ref().unwrap().display(),
+        le.config_dir.display(),
+        le.work_dir.display(),
+        le.logs_dir.display(),
+        w.api_ca().display(),
+        w.dns_port,
+    );
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .args(["-c", "user.email=t@example.test", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(repo.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.path().join("nginx")).unwrap();
+    std::fs::write(
+        repo.path().join("nginx/api.yaml"),
+        format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "the api site"]);
+    let host = tempfile::tempdir().unwrap();
+    let cfg_path = host.path().join("config.yaml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "repo: {}\nbranch: main\nsecrets_dir: {}\nstate_dir: {}\nlisten: 127.0.0.1:{}\n{config}",
+            repo.path().display(),
+            host.path().join("secrets").display(),
+            host.path().join("state").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(host.path().join("secrets")).unwrap();
+    let gitmoor = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+            .args([cmd, "--config"])
+            .arg(&cfg_path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, plan) = gitmoor("plan");
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("install-site api: new site from nginx/api.yaml"),
+        "{plan}"
+    );
+
+    let (ok, text) = gitmoor("apply");
+    assert!(ok, "{text}");
+    assert_eq!(
+        w.certbot_calls().len(),
+        1,
+        "one certonly: {:?}",
+        w.certbot_calls()
+    );
+    let vhost = std::fs::read_to_string(w.sites_dir().join("api.conf")).unwrap();
+    assert!(vhost.contains("ssl_certificate"), "{vhost}");
+    w.wait_status(DOMAIN, 301);
+    let root = w.pebble_root();
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--cacert"])
+        .arg(&root)
+        .arg("--resolve")
+        .arg(format!("{DOMAIN}:{}:127.0.0.1", w.https_port))
+        .arg(format!("https://{DOMAIN}:{}/", w.https_port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "HTTPS with Pebble's root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over https\n");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.path().join("state/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+
+    // The certificate is there and valid: nothing to do, certbot is not asked again.
+    let (ok, text) = gitmoor("apply");
+    assert!(ok && text.contains("no changes"), "{text}");
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+}
