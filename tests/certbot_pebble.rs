@@ -72,6 +72,32 @@ fn backend(body: &'static str) -> u16 {
     port
 }
 
+/// A backend answering every request with the request's own headers, lowercased (what the
+/// upstream sees of the client through Nginx).
+fn echo_backend() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = String::from_utf8_lossy(&got).to_lowercase();
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
 /// Pebble, its DNS, nginx and certbot's folders, in one temporary folder.
 struct World {
     dir: tempfile::TempDir,
@@ -720,7 +746,7 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
     let mut w = World::new();
     w.start_nginx();
     let le = w.letsencrypt();
-    let port = backend("hello over https\n");
+    let port = echo_backend();
     let d = w.nginx_dir();
     let list = |v: &[String]| {
         v.iter()
@@ -824,7 +850,20 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
         "HTTPS with Pebble's root: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over https\n");
+    // The backend answers through Nginx over HTTPS, and sees the forwarded headers the seed
+    // lists.
+    let seen = String::from_utf8_lossy(&out.stdout).to_string();
+    for header in [
+        format!("host: {DOMAIN}"),
+        "x-real-ip: 127.0.0.1".to_string(),
+        "x-forwarded-for: 127.0.0.1".to_string(),
+        "x-forwarded-proto: https".to_string(),
+    ] {
+        assert!(
+            seen.contains(&header),
+            "{header} missing from what the backend saw:\n{seen}"
+        );
+    }
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(host.path().join("state/state.json")).unwrap())
             .unwrap();
