@@ -4,6 +4,7 @@
 pub mod firewall;
 pub mod letsencrypt;
 pub mod nginx;
+mod paths;
 
 use anyhow::{bail, Context};
 use croner::parser::{CronParser, Seconds};

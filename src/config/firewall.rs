@@ -3,8 +3,9 @@
 //! gitmoor owns every rule, the SSH lockout override, the SSH port, and the Docker guard.
 //! docs/firewall.md describes each key.
 
+use super::paths::check_path;
 use serde::Deserialize;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Where ufw keeps its rules files (`user.rules`, `user6.rules`, `after.rules`, ...).
 pub const DEFAULT_ETC_DIR: &str = "/etc/ufw";
@@ -132,23 +133,6 @@ impl FirewallConfig {
             owns_whole_firewall: self.owns_whole_firewall,
         }
     }
-}
-
-/// An absolute path without `..` (a `..` would let a harmless-looking value point elsewhere).
-fn check_path(key: &str, p: &Path) -> Result<(), String> {
-    if !p.is_absolute() {
-        return Err(format!(
-            "{key}: {} is not an absolute path; write it from /",
-            p.display()
-        ));
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!(
-            "{key}: {} contains `..`; write the path without it",
-            p.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

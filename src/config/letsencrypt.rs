@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Let's Encrypt's production ACME directory.
 pub const DEFAULT_SERVER: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -178,20 +178,9 @@ fn check_server(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An absolute path without `..` (a `..` would let a harmless-looking value point elsewhere).
+/// [`super::paths::check_path`], and not `/` itself (certbot's folders are its own).
 fn check_path(key: &str, p: &Path) -> Result<(), String> {
-    if !p.is_absolute() {
-        return Err(format!(
-            "{key}: {} is not an absolute path; write it from /",
-            p.display()
-        ));
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!(
-            "{key}: {} contains `..`; write the path without it",
-            p.display()
-        ));
-    }
+    super::paths::check_path(key, p)?;
     if p == Path::new("/") {
         return Err(format!("{key}: / is not a folder of its own; give one"));
     }

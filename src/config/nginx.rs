@@ -2,9 +2,10 @@
 //! gitmoor owns. Everything here comes from the host's admin (not from the repo), but it still
 //! ends up as paths gitmoor writes to as root and argv it runs, so each value is checked here.
 
+use super::paths::check_path;
 use serde::Deserialize;
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// The folder gitmoor owns by default. The host's Nginx must include `<it>/*.conf`: Debian's
 /// `nginx.conf` includes `/etc/nginx/conf.d/*.conf`, which does not reach into subfolders, so
@@ -156,23 +157,6 @@ impl NginxConfig {
         out.extend(self.args.iter().map(OsString::from));
         out
     }
-}
-
-/// An absolute path without `..` (a `..` would let a harmless-looking value point elsewhere).
-fn check_path(key: &str, p: &Path) -> Result<(), String> {
-    if !p.is_absolute() {
-        return Err(format!(
-            "{key}: {} is not an absolute path; write it from /",
-            p.display()
-        ));
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!(
-            "{key}: {} contains `..`; write the path without it",
-            p.display()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
