@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NGINX: &str = "/usr/sbin/nginx";
+mod support;
+
+use support::nginx::{backend, NGINX};
 const DOMAIN: &str = "api.example.test";
 
 /// A loopback port free for TCP and UDP (the DNS server binds both).
@@ -46,30 +48,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A backend answering every request with `body`, until the test process ends.
-fn backend(body: &'static str) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
 }
 
 /// A backend answering every request with the request's own headers, lowercased (what the
@@ -277,6 +255,25 @@ impl World {
         let dir_url = self.acme_url();
         let ca = self.api_ca();
         self.wait("pebble's ACME directory", || curl(&ca, &dir_url).is_some());
+    }
+
+    /// GET https://DOMAIN/ on the HTTPS port, trusting only Pebble's root of this run: the
+    /// body (the test fails when the request does).
+    fn https_body(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "5", "--cacert"])
+            .arg(self.pebble_root())
+            .arg("--resolve")
+            .arg(format!("{DOMAIN}:{}:127.0.0.1", self.https_port))
+            .arg(format!("https://{DOMAIN}:{}/", self.https_port))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "HTTPS with Pebble's root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn acme_url(&self) -> String {
@@ -628,24 +625,8 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
         .unwrap();
     // Plain HTTP now redirects.
     w.wait_status(DOMAIN, 301);
-    let root = w.pebble_root();
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", "--cacert"])
-        .arg(&root)
-        .arg("--resolve")
-        .arg(format!("{DOMAIN}:{}:127.0.0.1", w.https_port))
-        .arg(format!("https://{DOMAIN}:{}/", w.https_port))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "HTTPS with Pebble's root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from the backend\n"
-    );
+    let body = w.https_body();
+    assert_eq!(body, "hello from the backend\n");
     // Plain HTTP now redirects.
     assert_eq!(http_get(w.http_port, DOMAIN, "/").unwrap().0, 301);
 
@@ -836,23 +817,10 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
     let vhost = std::fs::read_to_string(w.sites_dir().join("api.conf")).unwrap();
     assert!(vhost.contains("ssl_certificate"), "{vhost}");
     w.wait_status(DOMAIN, 301);
-    let root = w.pebble_root();
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", "--cacert"])
-        .arg(&root)
-        .arg("--resolve")
-        .arg(format!("{DOMAIN}:{}:127.0.0.1", w.https_port))
-        .arg(format!("https://{DOMAIN}:{}/", w.https_port))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "HTTPS with Pebble's root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let body = w.https_body();
     // The backend answers through Nginx over HTTPS, and sees the forwarded headers the seed
     // lists.
-    let seen = String::from_utf8_lossy(&out.stdout).to_string();
+    let seen = body;
     for header in [
         format!("host: {DOMAIN}"),
         "x-real-ip: 127.0.0.1".to_string(),
