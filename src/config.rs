@@ -123,6 +123,11 @@ pub struct Config {
     /// none. See docs/policy.md.
     #[serde(default)]
     pub policy: Option<crate::spec::policy::Policy>,
+    /// A literal secret in a committed compose or env file (`POSTGRES_PASSWORD: changeme`):
+    /// `refuse` (default) or `warn` (deployed as written, said on every validate and plan, the
+    /// value still redacted everywhere). See docs/host-files.md.
+    #[serde(default)]
+    pub literal_secrets: crate::spec::compose::LiteralSecrets,
     /// The host's Nginx and the folder of vhosts gitmoor owns (docs/nginx-host.md).
     #[serde(default)]
     pub nginx: nginx::NginxConfig,
@@ -300,6 +305,7 @@ impl Config {
             (
                 &self.limits,
                 &self.policy,
+                self.literal_secrets,
                 &self.profiles,
                 &self.adopt,
                 &self.instance,

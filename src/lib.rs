@@ -8,6 +8,7 @@ pub mod apply;
 pub mod config;
 pub mod daemon;
 pub mod hashkey;
+pub mod home;
 pub mod labels;
 pub mod observe;
 pub mod plan;

@@ -280,6 +280,7 @@ fn validate(
 ) -> anyhow::Result<ExitCode> {
     let mut opts = LoadOptions {
         secrets_dir: secrets,
+        home_dir: gitmoor::home::home_dir(),
         ..LoadOptions::default()
     };
     // As the daemon reads a commit: the used folders at once, any other file when the spec
@@ -293,6 +294,7 @@ fn validate(
         opts.data_dir = cfg.data_dir();
         opts.limits = cfg.limits;
         opts.policy = cfg.policy.clone();
+        opts.literal_secrets = cfg.literal_secrets;
         limits = cfg.read_limits();
     }
     if let Some(name) = policy {

@@ -344,6 +344,8 @@ impl Reconciler {
             data_dir: self.cfg.data_dir(),
             limits: self.cfg.limits,
             policy: self.cfg.policy.clone(),
+            home_dir: crate::home::home_dir(),
+            literal_secrets: self.cfg.literal_secrets,
         };
         let mut snap = match self.snapshot(&head.sha).await? {
             Ok(s) => s,

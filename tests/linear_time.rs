@@ -76,6 +76,8 @@ fn a_long_depends_on_chain_is_ordered_and_checked_in_linear_time() {
         profiles: &[],
         limits: &limits,
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     });
     assert!(f.errors.is_empty(), "{:?}", f.errors.first());
     let spec = spec.expect("spec");
@@ -101,6 +103,8 @@ fn a_long_depends_on_chain_is_ordered_and_checked_in_linear_time() {
         profiles: &[],
         limits: &limits,
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     });
     assert!(spec.is_none());
     let cycles: Vec<String> = f

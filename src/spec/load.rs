@@ -36,6 +36,11 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// The host policy (`policy:` of the config); None: no policy.
     pub policy: Option<Policy>,
+    /// The home directory `~/` in a bind source means (the user gitmoor runs as, see
+    /// `crate::home`); None: such a mount is refused.
+    pub home_dir: Option<PathBuf>,
+    /// A literal secret in a committed file: refused (default) or deployed with a warning.
+    pub literal_secrets: crate::spec::compose::LiteralSecrets,
 }
 
 impl Default for LoadOptions {
@@ -46,6 +51,8 @@ impl Default for LoadOptions {
             data_dir: PathBuf::from("/var/lib/gitmoor/data"),
             limits: Limits::default(),
             policy: None,
+            home_dir: None,
+            literal_secrets: Default::default(),
         }
     }
 }
@@ -237,6 +244,8 @@ fn load_one(
         profiles,
         limits: &opts.limits,
         policy: opts.policy.as_ref(),
+        home_dir: opts.home_dir.as_deref(),
+        literal_secrets: opts.literal_secrets,
     });
     findings.extend(f);
     Some((spec, findings))

@@ -168,6 +168,8 @@ pub struct PolicyEnv<'a> {
     pub stack: &'a str,
     pub bind_root: &'a Path,
     pub secrets_dir: Option<&'a Path>,
+    /// What `~` in a bind source is: the policy judges `~/.ssh` as the host path it names.
+    pub home_dir: Option<&'a Path>,
 }
 
 /// Every refusal of the policy for one stack. `root` is the interpolated file (for lines and the
@@ -256,7 +258,7 @@ pub fn check_stack(
         }
         if let Some(NodeValue::Seq(items)) = field("volumes").map(|v| &v.value) {
             for (i, it) in items.iter().enumerate() {
-                let Some(source) = host_bind_source(it) else {
+                let Some(source) = host_bind_source(it, env.home_dir) else {
                     continue;
                 };
                 if let Some((message, fix)) = bind_refusal(&source, policy, env) {
@@ -332,7 +334,7 @@ fn unconfined(opt: &str) -> Option<&'static str> {
 /// The host path of a `volumes:` item that is a bind of an absolute host path (as the mount
 /// reader takes it: short form `/src:/dst[:mode]`, long form `type: bind` with `source: /src`).
 /// Relative binds (`./conf`) are folders of the repo: None.
-fn host_bind_source(item: &Node) -> Option<String> {
+fn host_bind_source(item: &Node, home: Option<&Path>) -> Option<String> {
     let source = match &item.value {
         NodeValue::Str(s) => {
             let parts: Vec<&str> = s.split(':').collect();
@@ -349,6 +351,18 @@ fn host_bind_source(item: &Node) -> Option<String> {
         }
         _ => return None,
     };
+    // `~/x` as the reader expands it (compose/mounts.rs); `..` in it is refused below.
+    let home_rest = match source.strip_prefix('~') {
+        Some("") => Some(""),
+        Some(r) => r.strip_prefix('/'),
+        None => None,
+    };
+    if let (Some(rest), Some(home)) = (home_rest, home) {
+        return Some(format!(
+            "{}/{rest}",
+            home.to_string_lossy().trim_end_matches('/')
+        ));
+    }
     source.starts_with('/').then_some(source)
 }
 
@@ -531,6 +545,7 @@ mod tests {
             stack: "app",
             bind_root: Path::new("/var/lib/gitmoor/stacks"),
             secrets_dir: Some(Path::new("/etc/gitmoor/secrets")),
+            home_dir: None,
         }
     }
 

@@ -16,6 +16,10 @@ pub(crate) struct Ctx<'a> {
     /// The file has an `include:` (refused): a service may be defined partly in an included
     /// file, so its missing `image:` is not reported on top.
     pub refused_include: bool,
+    /// Whether a literal secret is an error or a warning (`literal_secrets:` in the config).
+    pub literal_secrets: super::interp::LiteralSecrets,
+    /// The literal secret values deployed under `literal_secrets: warn`, to redact.
+    pub literal_values: Vec<crate::spec::model::Secret>,
 }
 
 pub(crate) const REMOVE_IT: &str = "remove it";
@@ -27,6 +31,8 @@ impl<'a> Ctx<'a> {
             findings: Findings::default(),
             interpolation_failed: BTreeSet::new(),
             refused_include: false,
+            literal_secrets: Default::default(),
+            literal_values: Vec::new(),
         }
     }
 

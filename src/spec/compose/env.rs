@@ -253,9 +253,11 @@ fn check_env_file_secrets(ctx: &mut Ctx, repo_path: &str, text: &str, stack: &st
         let (k, v) = (k.trim(), v.trim().trim_matches(|c| c == '"' || c == '\''));
         if is_secret_name(k) && is_literal_value(v) {
             let mut file_ctx = Ctx::new(repo_path);
+            file_ctx.literal_secrets = ctx.literal_secrets;
             let at = Node::new(i as u64 + 1, 1, NodeValue::Null);
-            literal_secret(&mut file_ctx, &at, k, k, stack);
+            literal_secret(&mut file_ctx, &at, k, (k, v), stack);
             ctx.findings.extend(file_ctx.findings);
+            ctx.literal_values.append(&mut file_ctx.literal_values);
         }
     }
 }

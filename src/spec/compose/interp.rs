@@ -59,16 +59,43 @@ pub(crate) fn is_secret_name(key: &str) -> bool {
     !upper.ends_with("_FILE") && SECRET_WORDS.iter().any(|w| upper.contains(w))
 }
 
-/// The message for a literal secret; never quotes the value.
-pub(crate) fn literal_secret(ctx: &mut Ctx, node: &Node, key: &str, var: &str, stack: &str) {
-    ctx.error(
-        node,
-        key,
-        "literal secret in a committed file",
-        &format!(
-            "move the value to <secrets_dir>/{stack}.env and write {var}: ${{{var}}} (and rotate it: it is in the Git history)"
-        ),
+/// What a literal secret in a committed compose or env file is (`literal_secrets:` in the
+/// config). Refused by default: secrets do not go into Git, and a deploy would make the leak look
+/// normal. `warn` is for the files self-hosted projects ship with placeholder values
+/// (`POSTGRES_PASSWORD: changeme`) that a team chooses to deploy as they are: each is said on
+/// every validate and plan, and the value is still kept out of every message, log and state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiteralSecrets {
+    #[default]
+    Refuse,
+    Warn,
+}
+
+/// The finding for a literal secret; never quotes the value, which (deployed under `warn`) is
+/// kept with the stack's secrets so that runtime output is redacted of it too.
+pub(crate) fn literal_secret(
+    ctx: &mut Ctx,
+    node: &Node,
+    key: &str,
+    (var, value): (&str, &str),
+    stack: &str,
+) {
+    let fix = format!(
+        "move the value to <secrets_dir>/{stack}.env and write {var}: ${{{var}}} (and rotate it: it is in the Git history)"
     );
+    match ctx.literal_secrets {
+        LiteralSecrets::Refuse => ctx.error(node, key, "literal secret in a committed file", &fix),
+        LiteralSecrets::Warn => {
+            ctx.warn(
+                node,
+                key,
+                "literal secret in a committed file, deployed as written (literal_secrets: warn)",
+                &fix,
+            );
+            ctx.literal_values.push(Secret(value.to_string()));
+        }
+    }
 }
 
 /// A value written in the file that would be the secret itself: not empty, not interpolated, not
@@ -104,7 +131,7 @@ fn check_pairs(ctx: &mut Ctx, node: &Node, base: &str, stack: &str) {
             for (k, v) in entries {
                 let raw = v.scalar_text().unwrap_or_default();
                 if is_secret_name(k) && is_literal_value(&raw) {
-                    literal_secret(ctx, v, &format!("{base}.{k}"), k, stack);
+                    literal_secret(ctx, v, &format!("{base}.{k}"), (k, &raw), stack);
                 }
             }
         }
@@ -115,7 +142,7 @@ fn check_pairs(ctx: &mut Ctx, node: &Node, base: &str, stack: &str) {
                     continue;
                 };
                 if is_secret_name(k) && is_literal_value(raw) {
-                    literal_secret(ctx, item, &format!("{base}.{k}"), k, stack);
+                    literal_secret(ctx, item, &format!("{base}.{k}"), (k, raw), stack);
                 }
             }
         }

@@ -36,10 +36,12 @@ mod tests_names;
 mod tests_secrets_configs;
 #[cfg(test)]
 mod tests_service_keys;
+#[cfg(test)]
+mod tests_shipped;
 mod top;
 mod units;
 
-pub use interp::StackVars;
+pub use interp::{LiteralSecrets, StackVars};
 
 use crate::source::snapshot::Snapshot;
 use crate::spec::error::{Findings, SpecError};
@@ -78,6 +80,10 @@ pub struct StackInput<'a> {
     pub limits: &'a Limits,
     /// The host policy (`policy:`), when the config has one.
     pub policy: Option<&'a Policy>,
+    /// What `~` in a bind source is (the home of the user gitmoor runs as); None: refused.
+    pub home_dir: Option<&'a Path>,
+    /// Whether a literal secret in a committed file is an error or a warning.
+    pub literal_secrets: LiteralSecrets,
 }
 
 /// Converts one compose file. `Some` only when there is no error; warnings come either way.
@@ -120,6 +126,7 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
         ctx.findings.errors.push(e);
         return (None, ctx.findings);
     }
+    ctx.literal_secrets = input.literal_secrets;
     names::refuse_interpolated_names(&mut ctx, &mut raw);
     interp::check_literal_secrets(&mut ctx, &raw, input.name);
     let inactive = inactive_services(&raw, input.profiles);
@@ -133,7 +140,11 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
         scrub(&mut ctx.findings, input, &[], &[]);
         return (None, ctx.findings);
     }
-    let spec = convert(&mut ctx, input, &root, inactive);
+    let mut spec = convert(&mut ctx, input, &root, inactive);
+    // Literal secrets deployed under `literal_secrets: warn` are redacted like the host's.
+    if let Some(s) = spec.as_mut() {
+        s.host_secrets.append(&mut ctx.literal_values);
+    }
     // The host secrets hold the `.env` values and those of the host files too.
     let host: &[Secret] = spec.as_ref().map_or(&[], |s| &s.host_secrets);
     // The service names as the file writes them (never interpolated: refused raw above).
@@ -360,6 +371,7 @@ fn convert(
             bind_root: input.bind_root,
             data_dir: input.data_dir,
             declared_volumes: &volume_keys,
+            home_dir: input.home_dir,
         },
         env: env::EnvEnv {
             stack,
@@ -411,6 +423,7 @@ fn convert(
             stack,
             bind_root: input.bind_root,
             secrets_dir: input.secrets_dir,
+            home_dir: input.home_dir,
         };
         let refused = policy::check_stack(input.file, p, &env, root, &services, &volumes);
         ctx.findings.errors.extend(refused);

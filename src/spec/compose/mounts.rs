@@ -31,6 +31,9 @@ pub(crate) struct MountEnv<'a> {
     pub data_dir: &'a Path,
     /// Keys of the top-level `volumes:` -> their Docker names.
     pub declared_volumes: &'a BTreeMap<String, String>,
+    /// The home directory of the user gitmoor runs as, which `~` in a bind source means (as
+    /// docker compose expands it for the user running it); None: `~` is refused.
+    pub home_dir: Option<&'a Path>,
 }
 
 pub(crate) fn volumes(
@@ -350,12 +353,7 @@ fn add_mount(
         return;
     }
     if source.starts_with('~') {
-        ctx.error(
-            item,
-            key,
-            format!("`{source}`: a home-directory path is not supported"),
-            "write an absolute path, or a path relative to the stack folder (./...)",
-        );
+        home_bind(ctx, env, item, key, source, &target, opts, svc);
         return;
     }
     let stack_dir = format!("compose/{}", env.stack);
@@ -518,6 +516,58 @@ fn follow_links(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> 
 }
 
 /// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.
+/// `~/x` as docker compose reads it: `x` under the home directory of the user running the tool,
+/// here the one gitmoor runs as (root's `/root` under the systemd unit). Said as a warning, since
+/// the same file on a laptop means another folder; `~user/x` is refused (compose does not expand
+/// it either, and a folder named `~user` beside the file is not what was meant).
+#[allow(clippy::too_many_arguments)]
+fn home_bind(
+    ctx: &mut Ctx,
+    env: &MountEnv,
+    item: &Node,
+    key: &str,
+    source: &str,
+    target: &str,
+    opts: &Opts,
+    svc: &mut ServiceSpec,
+) {
+    let rest = match source.strip_prefix('~') {
+        Some("") => Some(""),
+        Some(r) => r.strip_prefix('/'),
+        None => None,
+    };
+    let (Some(rest), Some(home)) = (rest, env.home_dir) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}`: a home-directory path is not supported here"),
+            "write an absolute path, or a path relative to the stack folder (./...)",
+        );
+        return;
+    };
+    let Some(parts) = normalize(&[], rest) else {
+        ctx.error(
+            item,
+            key,
+            format!("`{source}` leaves the home directory"),
+            "write an absolute path",
+        );
+        return;
+    };
+    let mut host = home.to_path_buf();
+    host.extend(&parts);
+    let host = host.to_string_lossy().into_owned();
+    ctx.warn(
+        item,
+        key,
+        format!(
+            "`{source}` is `{host}` on this host (the home directory of the user gitmoor runs as)"
+        ),
+        &format!("write {host} to say so"),
+    );
+    add_mount(ctx, env, item, key, "bind", &host, target, opts, svc);
+}
+
 pub(crate) fn rel_in_stack(source: &str) -> Option<String> {
     normalize(&[], source).map(|parts| parts.join("/"))
 }

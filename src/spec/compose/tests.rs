@@ -47,6 +47,8 @@ pub(super) fn load_with(
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     })
 }
 

@@ -266,6 +266,8 @@ fn a_symlink_out_of_the_stack_is_not_mounted() {
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     });
     let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(
@@ -320,6 +322,8 @@ fn a_chain_of_links_as_the_mounted_path_is_refused() {
             profiles: &[],
             limits: &crate::spec::limits::Limits::default(),
             policy: Some(&baseline),
+            home_dir: None,
+            literal_secrets: Default::default(),
         });
         assert!(spec.is_none(), "{text}");
         let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();

@@ -35,6 +35,8 @@ fn load_in(
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     })
 }
 

@@ -32,6 +32,8 @@ pub(super) fn load_full(
         profiles,
         limits: &crate::spec::limits::Limits::default(),
         policy: None,
+        home_dir: None,
+        literal_secrets: Default::default(),
     })
 }
 

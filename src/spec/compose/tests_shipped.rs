@@ -1,0 +1,184 @@
+//! What the files self-hosted projects ship need beyond the compose keys: a placeholder password
+//! deployed under `literal_secrets: warn`, and `~/` bind sources.
+
+use super::tests::{snap, strict};
+use super::*;
+use crate::spec::model::MountSpec;
+
+fn load_opts(
+    text: &str,
+    files: &[(&str, &str)],
+    home: Option<&Path>,
+    literal: LiteralSecrets,
+) -> (Option<StackSpec>, Findings) {
+    let file = "compose/app/compose.yaml";
+    let mut all = vec![(file, text)];
+    all.extend_from_slice(files);
+    let snap = snap(&all);
+    load_stack(&StackInput {
+        name: "app",
+        file,
+        text,
+        snap: &snap,
+        vars: &strict(&[]),
+        bind_root: Path::new("/var/lib/gitmoor/binds"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
+        secrets_dir: None,
+        profiles: &[],
+        limits: &crate::spec::limits::Limits::default(),
+        policy: None,
+        home_dir: home,
+        literal_secrets: literal,
+    })
+}
+
+fn shown(f: &[SpecError]) -> Vec<String> {
+    f.iter().map(|e| e.to_string()).collect()
+}
+
+const SHIPPED: &str = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: changeme-4711\n      - X\n";
+
+#[test]
+fn a_literal_password_is_refused_by_default_and_deployed_with_a_warning_under_warn() {
+    let text = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: changeme-4711\n      POSTGRES_USER: app\n  api:\n    image: x\n    env_file: ./api.env\n";
+    let files = [("compose/app/api.env", "LOG=debug\nAPI_TOKEN=tok-99887\n")];
+    let (spec, f) = load_opts(text, &files, None, LiteralSecrets::Refuse);
+    assert!(spec.is_none());
+    let errors = shown(&f.errors);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors
+        .iter()
+        .all(|e| e.contains("literal secret in a committed file")));
+
+    let (spec, f) = load_opts(text, &files, None, LiteralSecrets::Warn);
+    assert!(f.errors.is_empty(), "{:#?}", shown(&f.errors));
+    let warnings = shown(&f.warnings);
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "compose/app/compose.yaml:5: services.db.environment.POSTGRES_PASSWORD: literal secret in a committed file, deployed as written (literal_secrets: warn)"
+        )),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("compose/app/api.env:2: API_TOKEN: literal secret")),
+        "{warnings:#?}"
+    );
+    assert!(!format!("{warnings:?}").contains("changeme-4711"));
+    assert!(!format!("{warnings:?}").contains("tok-99887"));
+    let spec = spec.expect("deployed under warn");
+    // The container gets the value as written; the stack's redaction list holds it.
+    assert_eq!(
+        spec.services["db"].environment["POSTGRES_PASSWORD"].expose(),
+        "changeme-4711"
+    );
+    let redacted: Vec<&str> = spec.host_secrets.iter().map(|s| s.expose()).collect();
+    assert!(redacted.contains(&"changeme-4711"), "{redacted:?}");
+    assert!(redacted.contains(&"tok-99887"), "{redacted:?}");
+    // A setting that is not secret-named is not a secret.
+    assert!(!redacted.contains(&"app"));
+}
+
+#[test]
+fn warn_does_not_let_other_errors_through() {
+    let (spec, f) = load_opts(SHIPPED, &[], None, LiteralSecrets::Warn);
+    assert!(spec.is_none());
+    assert!(!f.errors.is_empty());
+}
+
+fn binds(spec: &StackSpec, service: &str) -> Vec<(String, String, bool)> {
+    spec.services[service]
+        .volumes
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => Some((source.clone(), target.clone(), *read_only)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_home_path_is_the_home_of_the_user_gitmoor_runs_as_said_as_a_warning() {
+    let text = "services:\n  memos:\n    image: x\n    volumes:\n      - ~/.memos/:/var/opt/memos\n      - type: bind\n        source: ~/cfg\n        target: /cfg\n        read_only: true\n      - ~:/home-root:ro\n";
+    let (spec, f) = load_opts(text, &[], Some(Path::new("/root")), LiteralSecrets::Refuse);
+    assert!(f.errors.is_empty(), "{:#?}", shown(&f.errors));
+    let spec = spec.expect("accepted");
+    assert_eq!(
+        binds(&spec, "memos"),
+        vec![
+            ("/root/.memos".into(), "/var/opt/memos".into(), false),
+            ("/root/cfg".into(), "/cfg".into(), true),
+            ("/root".into(), "/home-root".into(), true),
+        ]
+    );
+    let warnings = shown(&f.warnings);
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "compose/app/compose.yaml:5: services.memos.volumes[0]: `~/.memos/` is `/root/.memos` on this host (the home directory of the user gitmoor runs as)"
+        ) && w.contains("write /root/.memos to say so")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn a_home_path_that_climbs_out_names_another_user_or_has_no_home_is_refused() {
+    for (source, home, expect) in [
+        (
+            "~/../etc",
+            Some("/root"),
+            "`~/../etc` leaves the home directory",
+        ),
+        (
+            "~admin/keys",
+            Some("/root"),
+            "`~admin/keys`: a home-directory path is not supported here",
+        ),
+        (
+            "~/data",
+            None,
+            "`~/data`: a home-directory path is not supported here",
+        ),
+    ] {
+        let text =
+            format!("services:\n  api:\n    image: x\n    volumes:\n      - {source}:/data\n");
+        let (spec, f) = load_opts(&text, &[], home.map(Path::new), LiteralSecrets::Refuse);
+        assert!(spec.is_none(), "{source}");
+        let errors = shown(&f.errors);
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!(
+                "compose/app/compose.yaml:5: services.api.volumes[0]: {expect}"
+            ))),
+            "{source}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_home_path_under_the_baseline_policy_is_judged_as_the_host_path_it_is() {
+    let baseline = crate::spec::policy::Policy::preset("baseline").expect("preset");
+    let text = "services:\n  api:\n    image: x\n    volumes:\n      - ~/.ssh:/keys:ro\n";
+    let snap = snap(&[("compose/app/compose.yaml", text)]);
+    let (spec, f) = load_stack(&StackInput {
+        name: "app",
+        file: "compose/app/compose.yaml",
+        text,
+        snap: &snap,
+        vars: &strict(&[]),
+        bind_root: Path::new("/var/lib/gitmoor/binds"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
+        secrets_dir: None,
+        profiles: &[],
+        limits: &crate::spec::limits::Limits::default(),
+        policy: Some(&baseline),
+        home_dir: Some(Path::new("/root")),
+        literal_secrets: LiteralSecrets::Refuse,
+    });
+    assert!(spec.is_none());
+    let errors = shown(&f.errors);
+    assert!(errors.iter().any(|e| e.contains("/root")), "{errors:#?}");
+}
