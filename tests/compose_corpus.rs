@@ -28,6 +28,8 @@ fn load(
     let opts = LoadOptions {
         secrets_dir,
         bind_root: PathBuf::from(BIND_ROOT),
+        // As gitmoor runs under its systemd unit: `~/` is root's home.
+        home_dir: Some(PathBuf::from("/root")),
         ..LoadOptions::default()
     };
     load_host_spec_with_profiles(snap, &opts, &profiles)
