@@ -123,6 +123,10 @@ pub struct Config {
     /// none. See docs/policy.md.
     #[serde(default)]
     pub policy: Option<crate::spec::policy::Policy>,
+    /// What `~/` in a compose bind source means (default: the home directory of the user gitmoor
+    /// runs as, from its passwd entry: `/root` under the systemd unit).
+    #[serde(default)]
+    pub home_dir: Option<PathBuf>,
     /// A literal secret in a committed compose or env file (`POSTGRES_PASSWORD: changeme`):
     /// `refuse` (default) or `warn` (deployed as written, said on every validate and plan, the
     /// value still redacted everywhere). See docs/host-files.md.
@@ -306,6 +310,7 @@ impl Config {
                 &self.limits,
                 &self.policy,
                 self.literal_secrets,
+                &self.home_dir,
                 &self.profiles,
                 &self.adopt,
                 &self.instance,

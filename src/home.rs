@@ -1,19 +1,24 @@
 //! The home directory of the user gitmoor runs as: what `~/` in a compose bind source means, as
 //! docker compose expands it for the user running it. Read once at the edge (main, reconcile) and
 //! handed to the pure reader.
+//!
+//! From the passwd entry of the effective user, not `HOME`: the daemon under its unit and a
+//! `sudo -E gitmoor apply` beside it must read the same commit as the same host folder, or the
+//! second would move a service onto another folder and its data would seem gone. `home_dir:` in
+//! the config says it explicitly.
 
 use std::ffi::CStr;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-/// `HOME` when it is an absolute path, else the passwd entry of the effective user (a systemd
-/// service without `User=` may start without `HOME`); None when neither gives one.
-pub fn home_dir() -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("HOME").map(PathBuf::from) {
-        if h.is_absolute() {
-            return Some(h);
-        }
+/// `configured` (the config's `home_dir:`) when given, else the passwd entry of the effective
+/// user; None when neither is an absolute path (then `~/` is refused).
+pub fn home_dir(configured: Option<&Path>) -> Option<PathBuf> {
+    match configured {
+        Some(p) => Some(p.to_path_buf()),
+        None => passwd_home(),
     }
-    passwd_home()
+    .filter(|p| p.is_absolute())
 }
 
 fn passwd_home() -> Option<PathBuf> {
@@ -36,16 +41,23 @@ fn passwd_home() -> Option<PathBuf> {
     }
     // SAFETY: on success pw_dir points into `buf`, NUL-terminated, alive for this scope.
     let dir = unsafe { CStr::from_ptr(pw.pw_dir) };
-    let dir = PathBuf::from(dir.to_string_lossy().into_owned());
-    dir.is_absolute().then_some(dir)
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     #[test]
-    fn the_passwd_entry_names_an_absolute_home() {
+    fn the_passwd_entry_names_an_absolute_home_and_the_config_wins() {
         // This machine's tests run as a user with a passwd entry (root: /root).
-        let home = super::passwd_home().expect("a passwd entry");
+        let home = super::home_dir(None).expect("a passwd entry");
         assert!(home.is_absolute(), "{home:?}");
+        assert_eq!(
+            super::home_dir(Some(Path::new("/srv/home"))),
+            Some(Path::new("/srv/home").to_path_buf())
+        );
+        // A relative path would be read against gitmoor's working directory: refused.
+        assert_eq!(super::home_dir(Some(Path::new("home"))), None);
     }
 }

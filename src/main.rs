@@ -280,7 +280,7 @@ fn validate(
 ) -> anyhow::Result<ExitCode> {
     let mut opts = LoadOptions {
         secrets_dir: secrets,
-        home_dir: gitmoor::home::home_dir(),
+        home_dir: gitmoor::home::home_dir(None),
         ..LoadOptions::default()
     };
     // As the daemon reads a commit: the used folders at once, any other file when the spec
@@ -295,6 +295,7 @@ fn validate(
         opts.limits = cfg.limits;
         opts.policy = cfg.policy.clone();
         opts.literal_secrets = cfg.literal_secrets;
+        opts.home_dir = gitmoor::home::home_dir(cfg.home_dir.as_deref());
         limits = cfg.read_limits();
     }
     if let Some(name) = policy {

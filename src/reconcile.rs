@@ -344,7 +344,7 @@ impl Reconciler {
             data_dir: self.cfg.data_dir(),
             limits: self.cfg.limits,
             policy: self.cfg.policy.clone(),
-            home_dir: crate::home::home_dir(),
+            home_dir: crate::home::home_dir(self.cfg.home_dir.as_deref()),
             literal_secrets: self.cfg.literal_secrets,
         };
         let mut snap = match self.snapshot(&head.sha).await? {

@@ -1,6 +1,7 @@
 //! What self-hosted projects' own compose files need to deploy as shipped, on the real dockerd
 //! through the gitmoor binary: a placeholder password under `literal_secrets: warn` (deployed,
-//! said, never shown), and a `~/` bind source (the home of the user gitmoor runs as).
+//! said, never shown), and a `~/` bind source (the home of the user gitmoor runs as, or the
+//! config's `home_dir:`).
 
 mod support;
 use std::process::Command;
@@ -97,8 +98,9 @@ fn a_home_bind_source_is_the_home_of_the_user_gitmoor_runs_as() {
     let stack = unique("home");
     let _guard = StackGuard(stack.clone());
     let remote = Remote::new();
-    let host = Host::new(&remote, "");
     let home = tempfile::tempdir().unwrap();
+    // The config's home_dir: (default: the passwd entry of the user gitmoor runs as).
+    let host = Host::new(&remote, &format!("home_dir: {}\n", home.path().display()));
     std::fs::create_dir_all(home.path().join(".memos")).unwrap();
     std::fs::write(
         home.path().join(".memos/hello.txt"),
@@ -110,8 +112,9 @@ fn a_home_bind_source_is_the_home_of_the_user_gitmoor_runs_as() {
         "services:\n  memos:\n    image: example-busybox:1\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n    volumes:\n      - ~/.memos/:/var/opt/memos:ro\n",
     );
     remote.commit("memos as shipped");
+    // HOME is not what counts: a `sudo -E` apply must read the same folder as the daemon.
     let out = run(Command::new(env!("CARGO_BIN_EXE_gitmoor"))
-        .env("HOME", home.path())
+        .env("HOME", "/nonexistent-home")
         .args(["apply", "--config"])
         .arg(&host.config));
     let text = output_text(&out);

@@ -351,17 +351,19 @@ fn host_bind_source(item: &Node, home: Option<&Path>) -> Option<String> {
         }
         _ => return None,
     };
-    // `~/x` as the reader expands it (compose/mounts.rs); `..` in it is refused below.
+    // `~/x` as the reader expands it (compose/mounts.rs); `clean_path` resolves a `..` in it
+    // as the reader does.
     let home_rest = match source.strip_prefix('~') {
         Some("") => Some(""),
         Some(r) => r.strip_prefix('/'),
         None => None,
     };
-    if let (Some(rest), Some(home)) = (home_rest, home) {
-        return Some(format!(
-            "{}/{rest}",
-            home.to_string_lossy().trim_end_matches('/')
-        ));
+    if let (Some(rest), Some(home)) = (home_rest, home.filter(|h| h.is_absolute())) {
+        let home = home.to_string_lossy();
+        if rest.is_empty() {
+            return Some(home.into_owned());
+        }
+        return Some(format!("{}/{rest}", home.trim_end_matches('/')));
     }
     source.starts_with('/').then_some(source)
 }

@@ -13,6 +13,7 @@ use crate::spec::model::{Secret, ServiceSpec};
 use crate::spec::yaml::{Node, NodeValue};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub(crate) struct EnvEnv<'a> {
@@ -136,10 +137,16 @@ fn one_env_file(
         ctx.error(item, key, format!("`{path}` is not UTF-8 text"), "");
         return;
     };
-    check_env_file_secrets(ctx, &repo_path, text, env.stack);
     match parse_dotenv(text, &repo_path) {
-        Ok(vars) => svc.environment.extend(vars),
-        Err(e) => ctx.findings.errors.push(e),
+        Ok(vars) => {
+            check_env_file_secrets(ctx, &repo_path, text, &vars, env.stack);
+            svc.environment.extend(vars);
+        }
+        Err(e) => {
+            // Nothing deploys, but a password committed there is said all the same.
+            check_env_file_secrets(ctx, &repo_path, text, &raw_pairs(text), env.stack);
+            ctx.findings.errors.push(e);
+        }
     }
     if let Some(hash) = env.snap.content_id(&repo_path) {
         svc.repo_inputs.insert(path.to_string(), hash);
@@ -239,27 +246,70 @@ fn host_env_file(
         .insert(file.shown, hex::encode(&h.finalize()[..10]));
 }
 
-/// A committed env file holding a literal secret (`DB_PASSWORD=hunter2`).
-fn check_env_file_secrets(ctx: &mut Ctx, repo_path: &str, text: &str, stack: &str) {
-    for (i, line) in text.lines().enumerate() {
+/// A committed env file holding a literal secret (`DB_PASSWORD=hunter2`). The values are the
+/// parser's (`parsed`), so the one deployed under `literal_secrets: warn` is the one redacted,
+/// whatever the line's form (`KEY: v`, quotes, a trailing `# comment`); the raw line only says
+/// where it is and whether it was interpolated (`${X}` there is not a literal).
+fn check_env_file_secrets(
+    ctx: &mut Ctx,
+    repo_path: &str,
+    text: &str,
+    parsed: &BTreeMap<String, Secret>,
+    stack: &str,
+) {
+    for (k, value) in parsed {
+        if !is_secret_name(k) {
+            continue;
+        }
+        let Some((line, raw)) = defining_line(text, k) else {
+            continue;
+        };
+        if raw.contains('$') || !is_literal_value(value.expose()) {
+            continue;
+        }
+        let mut file_ctx = Ctx::new(repo_path);
+        file_ctx.literal_secrets = ctx.literal_secrets;
+        let at = Node::new(line, 1, NodeValue::Null);
+        literal_secret(&mut file_ctx, &at, k, (k, value.expose()), stack);
+        ctx.findings.extend(file_ctx.findings);
+        ctx.literal_values.append(&mut file_ctx.literal_values);
+    }
+}
+
+/// `KEY=value` (or `KEY: value`) pairs as written, quotes trimmed: for a file the parser refused.
+fn raw_pairs(text: &str) -> BTreeMap<String, Secret> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
         let line = line.trim();
         let line = line.strip_prefix("export ").unwrap_or(line);
         if line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else {
+        let Some((k, v)) = line.split_once('=').or_else(|| line.split_once(':')) else {
             continue;
         };
-        let (k, v) = (k.trim(), v.trim().trim_matches(|c| c == '"' || c == '\''));
-        if is_secret_name(k) && is_literal_value(v) {
-            let mut file_ctx = Ctx::new(repo_path);
-            file_ctx.literal_secrets = ctx.literal_secrets;
-            let at = Node::new(i as u64 + 1, 1, NodeValue::Null);
-            literal_secret(&mut file_ctx, &at, k, (k, v), stack);
-            ctx.findings.extend(file_ctx.findings);
-            ctx.literal_values.append(&mut file_ctx.literal_values);
+        let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+        out.insert(k.trim().to_string(), Secret(v.to_string()));
+    }
+    out
+}
+
+/// The 1-based line that last sets `key` in an env file (`[export ]KEY=…` or `KEY: …`; the last
+/// one wins, as in the parser) and the raw text after its separator.
+fn defining_line<'t>(text: &'t str, key: &str) -> Option<(u64, &'t str)> {
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some(rest) = line.strip_prefix(key) else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if let Some(raw) = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':')) {
+            found = Some((i as u64 + 1, raw));
         }
     }
+    found
 }
 
 /// `environment:` as a mapping or a list of `KEY=VALUE`; a bare `KEY` (or `KEY:` with no value)

@@ -137,16 +137,19 @@ pub fn load_stack(input: &StackInput) -> (Option<StackSpec>, Findings) {
     let over = limits::check_stack(input.file, &root, input.limits);
     if !over.is_empty() {
         ctx.findings.errors.extend(over);
-        scrub(&mut ctx.findings, input, &[], &[]);
+        let literal = std::mem::take(&mut ctx.literal_values);
+        scrub(&mut ctx.findings, input, &literal, &[]);
         return (None, ctx.findings);
     }
     let mut spec = convert(&mut ctx, input, &root, inactive);
-    // Literal secrets deployed under `literal_secrets: warn` are redacted like the host's.
+    // Literal secrets deployed under `literal_secrets: warn` are redacted like the host's, in
+    // messages whether or not the stack converted.
+    let literal = std::mem::take(&mut ctx.literal_values);
     if let Some(s) = spec.as_mut() {
-        s.host_secrets.append(&mut ctx.literal_values);
+        s.host_secrets.extend(literal.iter().cloned());
     }
     // The host secrets hold the `.env` values and those of the host files too.
-    let host: &[Secret] = spec.as_ref().map_or(&[], |s| &s.host_secrets);
+    let host: &[Secret] = spec.as_ref().map_or(&literal, |s| &s.host_secrets);
     // The service names as the file writes them (never interpolated: refused raw above).
     let services: Vec<&str> = match raw.get("services").map(|n| &n.value) {
         Some(NodeValue::Map(entries)) => entries.iter().map(|(k, _)| k.as_str()).collect(),

@@ -515,7 +515,6 @@ fn follow_links(snap: &Snapshot, path: &str, stack_dir: &str) -> Option<String> 
     None
 }
 
-/// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.
 /// `~/x` as docker compose reads it: `x` under the home directory of the user running the tool,
 /// here the one gitmoor runs as (root's `/root` under the systemd unit). Said as a warning, since
 /// the same file on a laptop means another folder; `~user/x` is refused (compose does not expand
@@ -536,7 +535,8 @@ fn home_bind(
         Some(r) => r.strip_prefix('/'),
         None => None,
     };
-    let (Some(rest), Some(home)) = (rest, env.home_dir) else {
+    let home = env.home_dir.filter(|h| h.is_absolute());
+    let (Some(rest), Some(home)) = (rest, home) else {
         ctx.error(
             item,
             key,
@@ -568,6 +568,7 @@ fn home_bind(
     add_mount(ctx, env, item, key, "bind", &host, target, opts, svc);
 }
 
+/// `./conf/nginx.conf` → `conf/nginx.conf`; `.` → ``; None when the path leaves the folder.
 pub(crate) fn rel_in_stack(source: &str) -> Option<String> {
     normalize(&[], source).map(|parts| parts.join("/"))
 }

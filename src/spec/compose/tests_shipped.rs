@@ -36,7 +36,7 @@ fn shown(f: &[SpecError]) -> Vec<String> {
     f.iter().map(|e| e.to_string()).collect()
 }
 
-const SHIPPED: &str = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: changeme-4711\n      - X\n";
+const SHIPPED: &str = "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: changeme-4711\n    ports: [\"99999:5432\"]\n";
 
 #[test]
 fn a_literal_password_is_refused_by_default_and_deployed_with_a_warning_under_warn() {
@@ -84,7 +84,71 @@ fn a_literal_password_is_refused_by_default_and_deployed_with_a_warning_under_wa
 fn warn_does_not_let_other_errors_through() {
     let (spec, f) = load_opts(SHIPPED, &[], None, LiteralSecrets::Warn);
     assert!(spec.is_none());
-    assert!(!f.errors.is_empty());
+    let errors = shown(&f.errors);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("services.db.ports[0]"), "{errors:#?}");
+    let warnings = shown(&f.warnings);
+    assert!(
+        warnings.iter().any(|w| w.contains("deployed as written")),
+        "{warnings:#?}"
+    );
+    assert!(!format!("{errors:?}{warnings:?}").contains("changeme-4711"));
+}
+
+#[test]
+fn a_committed_env_file_is_judged_on_the_values_its_parser_deploys() {
+    let text = "services:\n  api:\n    image: x\n    env_file: ./api.env\n";
+    let env = "LOG=debug\nAPI_TOKEN=tok-5521 # change me\nDB_PASSWORD: colon-pw-88\nexport SMTP_PASSWD=\"quoted-pw-77\"\nREF_SECRET=${API_TOKEN}\n";
+    let files = [("compose/app/api.env", env)];
+    let (spec, f) = load_opts(text, &files, None, LiteralSecrets::Refuse);
+    assert!(spec.is_none());
+    let errors = shown(&f.errors);
+    for (line, key) in [(2, "API_TOKEN"), (3, "DB_PASSWORD"), (4, "SMTP_PASSWD")] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!(
+                "compose/app/api.env:{line}: {key}: literal secret in a committed file"
+            ))),
+            "{key}: {errors:#?}"
+        );
+    }
+    assert!(
+        !errors.iter().any(|e| e.contains("REF_SECRET")),
+        "{errors:#?}"
+    );
+
+    let vars = strict(&[]);
+    let file = "compose/app/compose.yaml";
+    let mut all = vec![(file, text)];
+    all.extend_from_slice(&files);
+    let snap = snap(&all);
+    let (spec, f) = load_stack(&StackInput {
+        name: "app",
+        file,
+        text,
+        snap: &snap,
+        vars: &vars,
+        bind_root: Path::new("/var/lib/gitmoor/binds"),
+        data_dir: Path::new("/var/lib/gitmoor/data"),
+        secrets_dir: None,
+        profiles: &[],
+        limits: &crate::spec::limits::Limits::default(),
+        policy: None,
+        home_dir: None,
+        literal_secrets: LiteralSecrets::Warn,
+    });
+    assert!(f.errors.is_empty(), "{:#?}", shown(&f.errors));
+    let spec = spec.expect("deployed under warn");
+    let env = &spec.services["api"].environment;
+    let redacted: Vec<&str> = spec.host_secrets.iter().map(|s| s.expose()).collect();
+    // What the container gets is exactly what is redacted.
+    for key in ["API_TOKEN", "DB_PASSWORD", "SMTP_PASSWD"] {
+        let deployed = env[key].expose();
+        assert!(
+            redacted.contains(&deployed),
+            "{key}={deployed}: {redacted:?}"
+        );
+    }
+    assert_eq!(env["API_TOKEN"].expose(), "tok-5521");
 }
 
 fn binds(spec: &StackSpec, service: &str) -> Vec<(String, String, bool)> {
@@ -161,24 +225,73 @@ fn a_home_path_that_climbs_out_names_another_user_or_has_no_home_is_refused() {
 #[test]
 fn a_home_path_under_the_baseline_policy_is_judged_as_the_host_path_it_is() {
     let baseline = crate::spec::policy::Policy::preset("baseline").expect("preset");
-    let text = "services:\n  api:\n    image: x\n    volumes:\n      - ~/.ssh:/keys:ro\n";
+    let vars = strict(&[("CFG", "~/a/../.ssh")]);
+    for (volume, host) in [
+        ("- ~/.ssh:/keys:ro", "/root/.ssh"),
+        (
+            "- type: bind\n        source: ~/.ssh\n        target: /keys",
+            "/root/.ssh",
+        ),
+        ("- ~/a/../.ssh:/keys", "/root/a/../.ssh"),
+        ("- ${CFG}:/keys", "/root/a/../.ssh"),
+        ("- ~:/keys", "/root"),
+    ] {
+        let text = format!("services:\n  api:\n    image: x\n    volumes:\n      {volume}\n");
+        let snap = snap(&[("compose/app/compose.yaml", &text)]);
+        let (spec, f) = load_stack(&StackInput {
+            name: "app",
+            file: "compose/app/compose.yaml",
+            text: &text,
+            snap: &snap,
+            vars: &vars,
+            bind_root: Path::new("/var/lib/gitmoor/binds"),
+            data_dir: Path::new("/var/lib/gitmoor/data"),
+            secrets_dir: None,
+            profiles: &[],
+            limits: &crate::spec::limits::Limits::default(),
+            policy: Some(&baseline),
+            home_dir: Some(Path::new("/root")),
+            literal_secrets: LiteralSecrets::Refuse,
+        });
+        assert!(spec.is_none(), "{volume}");
+        let errors = shown(&f.errors);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("the policy refuses the bind")
+                    && e.contains(&format!("`{host}`"))
+                    && e.contains("root's home")),
+            "{volume}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_home_path_climbing_out_through_interpolation_is_refused() {
+    let vars = strict(&[("CFG", "~/../etc")]);
+    let text = "services:\n  api:\n    image: x\n    volumes:\n      - ${CFG}/x:/data\n";
     let snap = snap(&[("compose/app/compose.yaml", text)]);
     let (spec, f) = load_stack(&StackInput {
         name: "app",
         file: "compose/app/compose.yaml",
         text,
         snap: &snap,
-        vars: &strict(&[]),
+        vars: &vars,
         bind_root: Path::new("/var/lib/gitmoor/binds"),
         data_dir: Path::new("/var/lib/gitmoor/data"),
         secrets_dir: None,
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),
-        policy: Some(&baseline),
+        policy: None,
         home_dir: Some(Path::new("/root")),
         literal_secrets: LiteralSecrets::Refuse,
     });
     assert!(spec.is_none());
     let errors = shown(&f.errors);
-    assert!(errors.iter().any(|e| e.contains("/root")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("leaves the home directory")),
+        "{errors:#?}"
+    );
 }
