@@ -19,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+
 const SRV4: &str = "192.0.2.1";
 const ANYONE4: &str = "192.0.2.2";
 const ADMIN4: &str = "192.0.2.3";
@@ -214,9 +216,9 @@ impl World {
         w
     }
 
-    /// This test binary, run as the driver in the server namespace with the private ufw files.
-    fn in_srv_cmd(&self, env: &[(&str, &str)]) -> Command {
-        let exe = std::env::current_exe().unwrap();
+    /// `program args` in the server namespace, in a private mount namespace where `/etc/ufw`
+    /// and `/etc/default/ufw` are this world's copies.
+    fn in_srv(&self, program: &Path, args: &[&str]) -> Command {
         let d = self.dir.path();
         let script = format!(
             "mount --bind {etc} /etc/ufw && mount --bind {def} /etc/default/ufw && exec \"$0\" \"$@\"",
@@ -234,21 +236,44 @@ impl World {
             "private",
         ])
         .args(["sh", "-c", &script])
-        .arg(exe)
-        .args([
-            "--exact",
-            "driver",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GITMOOR_UFW_DIR", d)
+        .arg(program)
+        .args(args)
         .stdin(Stdio::null())
         .process_group(0);
+        cmd
+    }
+
+    /// This test binary, run as the driver in the server namespace with the private ufw files.
+    fn in_srv_cmd(&self, env: &[(&str, &str)]) -> Command {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = self.in_srv(
+            &exe,
+            &[
+                "--exact",
+                "driver",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ],
+        );
+        cmd.env("GITMOOR_UFW_DIR", self.dir.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// The real `gitmoor` binary in the server namespace: (success, stdout + stderr).
+    fn gitmoor(&self, host: &support::Host, args: &[&str]) -> (bool, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        let config = host.config.to_str().unwrap().to_string();
+        all.extend(["--config", &config]);
+        run(&mut self.in_srv(Path::new(env!("CARGO_BIN_EXE_gitmoor")), &all))
+    }
+
+    /// The private copy of one of ufw's files, as it is now.
+    fn ufw_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("etc-ufw").join(name)).unwrap()
     }
 
     /// Runs the driver once; its `RESULT:` line.
@@ -678,6 +703,22 @@ impl NsDocker {
         d
     }
 
+    fn sock(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// Copies `image` from the machine's dockerd into this one.
+    fn load(&self, image: &str) {
+        let (ok, text) = run(Command::new("sh").args([
+            "-c",
+            &format!(
+                "docker save {image} | DOCKER_HOST=unix://{} docker load -q",
+                self.sock().display()
+            ),
+        ]));
+        assert!(ok, "{text}");
+    }
+
     fn docker(&self, args: &[&str]) -> (bool, String) {
         run(Command::new("docker")
             .env(
@@ -690,7 +731,13 @@ impl NsDocker {
 
 impl Drop for NsDocker {
     fn drop(&mut self) {
-        let _ = self.docker(&["rm", "-f", "pub"]);
+        let (_, ids) = self.docker(&["ps", "-aq"]);
+        for id in ids
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(' '))
+        {
+            let _ = self.docker(&["rm", "-f", id.trim()]);
+        }
         // SAFETY: plain integers; dockerd leads its own group.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -809,6 +856,175 @@ fn the_docker_guard_closes_a_published_port_until_the_rules_allow_it() {
     );
     let after = std::fs::read_to_string(w.dir.path().join("etc-ufw/after.rules")).unwrap();
     assert!(!after.contains("gitmoor docker guard"), "{after}");
+    drop(d);
+    w.assert_host_untouched();
+}
+
+/// The image the Docker tests run (`../shared/recipes/docker-engine.sh` builds it).
+const IMAGE: &str = "example-busybox:1";
+
+/// Whether the Docker guard tests can run here (a second dockerd, nsenter, the image).
+fn docker_ready() -> bool {
+    if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/nsenter").exists() {
+        eprintln!("skipped: needs dockerd and nsenter");
+        return false;
+    }
+    if !run(Command::new("docker").args(["image", "inspect", IMAGE])).0 {
+        eprintln!("skipped: no {IMAGE} (../shared/recipes/docker-engine.sh builds it)");
+        return false;
+    }
+    true
+}
+
+/// A compose stack whose web server is published on every address of the server, port 8080.
+const WEB_STACK: &str = r#"services:
+  web:
+    image: example-busybox:1
+    command: ["sh", "-c", "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w"]
+    ports:
+      - "8080:8080"
+"#;
+
+/// Waits until the server namespace sees an established session from `peer` on port 22.
+fn wait_for_session(w: &World, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = w.drive(&[("GITMOOR_UFW_INNER", "peers")]).unwrap();
+        if peers.contains(peer) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no session seen in /proc/net/tcp: {peers}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The whole path through the real binary, in the server namespace: `gitmoor plan` and
+/// `gitmoor apply --config` on a real Git repo holding `ufw/rules.yaml` and a compose stack
+/// (run by the namespace's own dockerd), judged by real traffic from the client namespace.
+#[test]
+fn the_binary_applies_the_repos_firewall_and_never_locks_out_the_connected_admin() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let mut w = World::new(&[22, 80, 443, 5432, 8443]);
+    let d = NsDocker::start(&w);
+    d.load(IMAGE);
+    let remote = support::Remote::new();
+    remote
+        .write("ufw/rules.yaml", SEED)
+        .write("compose/fwweb/compose.yaml", WEB_STACK);
+    remote.commit("the seed's firewall and a web stack");
+    let host = support::Host::new(
+        &remote,
+        &format!(
+            "docker_host: unix://{}\nfirewall:\n  binary: /usr/sbin/ufw\n  ssh_port: 22\n",
+            d.sock().display()
+        ),
+    );
+
+    // `gitmoor plan` shows the rules it will add, and changes nothing.
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    for rule in [
+        "firewall-add ufw allow proto tcp from any to any port 80 comment gitmoor: web",
+        "firewall-add ufw allow proto tcp from any to any port 443",
+        "firewall-add ufw allow proto tcp from 192.0.2.3 to any port 22 comment gitmoor: ssh admins",
+        "firewall-enable ufw --force enable",
+    ] {
+        assert!(plan.contains(rule), "{rule} not in:\n{plan}");
+    }
+    // The Docker guard's warning (docker_guard: warn): 8080 is published past UFW.
+    assert!(
+        plan.contains("0.0.0.0:8080/tcp is published past UFW"),
+        "{plan}"
+    );
+    assert!(!w.ufw_file("user.rules").contains("gitmoor"));
+
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": applied"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.open(ANYONE4, SRV4, 8080) {
+        assert!(Instant::now() < deadline, "the stack's web never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, true),
+            (ANYONE4, SRV4, 80, true),
+            (ANYONE4, SRV4, 22, false),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 5432, false),
+            (ANYONE6, SRV6, 443, true),
+            (ANYONE6, SRV6, 22, false),
+            (ADMIN6, SRV6, 22, true),
+            // The trap, as the warning said: Docker publishes past UFW.
+            (ANYONE4, SRV4, 8080, true),
+        ],
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok && out.contains("no changes"), "{out}");
+
+    // A rule made by hand (no gitmoor tag), then a commit without 443: 443 goes, the hand-made
+    // rule stays, and the plan says both.
+    w.ufw_by_hand("allow 8443/tcp");
+    let without_443 = SEED.replace(
+        "  - action: allow\n    port: 443\n    proto: tcp\n    comment: web (TLS)\n",
+        "",
+    );
+    remote.write("ufw/rules.yaml", &without_443);
+    remote.commit("no more 443");
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("firewall-delete ufw delete allow proto tcp from any to any port 443"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("left alone (not gitmoor's)") && plan.contains("8443/tcp"),
+        "{plan}"
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, false),
+            (ANYONE6, SRV6, 443, false),
+            (ANYONE4, SRV4, 80, true),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 8443, true),
+        ],
+    );
+    assert!(w.ufw_file("user.rules").contains("8443"));
+
+    // The admin is connected; a commit that would shut them out is refused, naming the file and
+    // the override, and UFW stays as it was.
+    w.session(ADMIN4, SRV4, 22);
+    wait_for_session(&w, ADMIN4);
+    let rules_before = (w.ufw_file("user.rules"), w.ufw_file("user6.rules"));
+    let others_only = without_443.replace("[192.0.2.3, 2001:db8:9::3]", "[192.0.2.99]");
+    remote.write("ufw/rules.yaml", &others_only);
+    remote.commit("ssh from elsewhere");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(!ok, "the lockout was applied: {out}");
+    for want in [
+        "192.0.2.3 has an SSH session open now",
+        "ufw/rules.yaml",
+        "firewall.allow_ssh_lockout: true",
+        "not applied",
+    ] {
+        assert!(out.contains(want), "{want} not in:\n{out}");
+    }
+    assert_eq!(
+        (w.ufw_file("user.rules"), w.ufw_file("user6.rules")),
+        rules_before
+    );
+    check(&w, &[(ADMIN4, SRV4, 22, true), (ANYONE4, SRV4, 80, true)]);
     drop(d);
     w.assert_host_untouched();
 }
