@@ -662,6 +662,25 @@ struct NsDocker {
 
 impl NsDocker {
     fn start(w: &World) -> NsDocker {
+        NsDocker::start_with(w, &["--ip6tables=false"])
+    }
+
+    /// With dockerd's IPv6 NAT (`--experimental --ip6tables`, as 20.10 needs both): a port
+    /// published on an IPv6 network is DNATed in ip6tables, past UFW, as IPv4 ports are.
+    fn start_v6(w: &World) -> NsDocker {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &w.srv,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        NsDocker::start_with(w, &["--experimental", "--ip6tables=true"])
+    }
+
+    fn start_with(w: &World, flags: &[&str]) -> NsDocker {
         let dir = w.dir.path().join("docker");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(
@@ -683,7 +702,8 @@ impl NsDocker {
             .arg(dir.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--bridge=none", "--ip6tables=false"])
+            .arg("--bridge=none")
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -1025,6 +1045,129 @@ fn the_binary_applies_the_repos_firewall_and_never_locks_out_the_connected_admin
         rules_before
     );
     check(&w, &[(ADMIN4, SRV4, 22, true), (ANYONE4, SRV4, 80, true)]);
+    drop(d);
+    w.assert_host_untouched();
+}
+
+/// The Docker guard kept on every reconcile, through the binary: the `DOCKER-USER` rules
+/// flushed by hand come back on the next `gitmoor apply` with no change in the repo, for IPv4
+/// and IPv6 (a second dockerd with IPv6 NAT publishes a port on an IPv6 network); switched
+/// off, the rules leave the files and the live chains.
+#[test]
+fn the_binary_keeps_the_docker_guard_loaded_when_docker_user_is_flushed() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let w = World::new(&[22, 443]);
+    let d = NsDocker::start_v6(&w);
+    d.load(IMAGE);
+    // A container of gitmoor's stack on IPv4, and one on an IPv6 network (by hand: the guard
+    // judges every published port, whoever started the container).
+    let (ok, text) = d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "2001:db8:7::/64",
+        "v6net",
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pub6",
+        "--network",
+        "v6net",
+        "-p",
+        "[::]:8081:8080",
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
+    ]);
+    assert!(ok, "{text}");
+    let remote = support::Remote::new();
+    remote
+        .write("ufw/rules.yaml", SEED)
+        .write("compose/fwweb/compose.yaml", WEB_STACK);
+    remote.commit("the seed's firewall and a web stack");
+    let guard = |mode: &str| {
+        format!(
+            "docker_host: unix://{}\nfirewall:\n  binary: /usr/sbin/ufw\n  ssh_port: 22\n  docker_guard: {mode}\n",
+            d.sock().display()
+        )
+    };
+    let host = support::Host::new(&remote, &guard("warn"));
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.open(ANYONE4, SRV4, 8080) || !w.open(ANYONE6, SRV6, 8081) {
+        assert!(Instant::now() < deadline, "the containers never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The trap, IPv4 and IPv6: UFW denies incoming, the published ports are open.
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 8080, true),
+            (ANYONE6, SRV6, 8081, true),
+            (ANYONE6, SRV6, 5432, false),
+        ],
+    );
+
+    // Enforced: both closed.
+    host.edit_config("docker_guard: warn", "docker_guard: enforce");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("firewall-docker-guard DOCKER-USER"), "{out}");
+    let closed = [
+        (ANYONE4, SRV4, 8080, false),
+        (ANYONE6, SRV6, 8081, false),
+        (ANYONE4, SRV4, 443, true),
+        (ADMIN4, SRV4, 22, true),
+    ];
+    check(&w, &closed);
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok && out.contains("no changes"), "{out}");
+
+    // Flushed by hand (as a tool rebuilding the firewall would): open again...
+    for tool in ["iptables", "ip6tables"] {
+        must(&["ip", "netns", "exec", &w.srv, tool, "-F", "DOCKER-USER"]);
+    }
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE6, SRV6, 8081, true)],
+    );
+    // ... seen by the plan with no change in the repo, and closed again by the next apply.
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("firewall-docker-guard DOCKER-USER")
+            && plan.contains("DOCKER-USER (iptables) does not start with gitmoor's rules")
+            && plan.contains("DOCKER-USER (ip6tables)"),
+        "{plan}"
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    check(&w, &closed);
+
+    // Switched off: the block leaves the files and the live chains; the trap is back.
+    host.edit_config("docker_guard: enforce", "docker_guard: off");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("firewall-docker-guard-off"), "{out}");
+    assert!(!w.ufw_file("after.rules").contains("gitmoor"));
+    assert!(!w.ufw_file("after6.rules").contains("gitmoor"));
+    for tool in ["iptables", "ip6tables"] {
+        let (_, chain) =
+            run(Command::new("ip").args(["netns", "exec", &w.srv, tool, "-S", "DOCKER-USER"]));
+        assert!(!chain.contains("gitmoor-guard"), "{tool}: {chain}");
+    }
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE6, SRV6, 8081, true)],
+    );
     drop(d);
     w.assert_host_untouched();
 }
