@@ -1152,6 +1152,10 @@ fn the_binary_keeps_the_docker_guard_loaded_when_docker_user_is_flushed() {
     assert!(ok, "{out}");
     check(&w, &closed);
 
+    // What is reachable, as the daemon's /status and `gitmoor status` show it.
+    w.ufw_by_hand("allow 8443/tcp");
+    status_shows_what_is_reachable(&w, &host);
+
     // Switched off: the block leaves the files and the live chains; the trap is back.
     host.edit_config("docker_guard: enforce", "docker_guard: off");
     let (ok, out) = w.gitmoor(&host, &["apply"]);
@@ -1170,4 +1174,91 @@ fn the_binary_keeps_the_docker_guard_loaded_when_docker_user_is_flushed() {
     );
     drop(d);
     w.assert_host_untouched();
+}
+
+/// Runs the daemon (`gitmoor run`) in the server namespace, reads `/status` through `gitmoor
+/// status` there, and stops it. Its reconcile at start reads UFW and the containers: the
+/// firewall block must come from that alone.
+fn status_shows_what_is_reachable(w: &World, host: &support::Host) {
+    let config = host.config.to_str().unwrap();
+    let mut daemon = w
+        .in_srv(
+            Path::new(env!("CARGO_BIN_EXE_gitmoor")),
+            &["run", "--config", config],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |json: bool| {
+        let mut args = vec![
+            "netns",
+            "exec",
+            &w.srv,
+            env!("CARGO_BIN_EXE_gitmoor"),
+            "status",
+            "--config",
+            config,
+        ];
+        if json {
+            args.push("--json");
+        }
+        run(Command::new("ip").args(&args))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc: serde_json::Value = loop {
+        let (ok, text) = status(true);
+        if let Some(doc) = ok
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
+            .filter(|d| !d["firewall"].is_null())
+        {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "no firewall on /status: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (_, text) = status(false);
+    // SAFETY: plain integers; the daemon leads its own group (process_group(0)).
+    unsafe {
+        libc::kill(-(daemon.id() as i32), libc::SIGTERM);
+    }
+    let _ = daemon.wait();
+
+    let fw = &doc["firewall"];
+    assert_eq!(fw["ufw_active"], true, "{fw}");
+    assert_eq!(fw["default_incoming"], "deny", "{fw}");
+    assert_eq!(fw["docker_guard"], "enforce", "{fw}");
+    assert_eq!(fw["docker_guard_active"], true, "{fw}");
+    let open: Vec<String> = fw["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{} from {} managed={}", o["port"], o["from"], o["managed"]))
+        .collect();
+    for want in [
+        r#""443/tcp" from "any" managed=true"#,
+        r#""22/tcp" from "192.0.2.3" managed=true"#,
+        r#""8443/tcp" from "any" managed=false"#,
+    ] {
+        assert!(open.iter().any(|o| o == want), "{want} not in {open:?}");
+    }
+    let published = fw["published"].as_array().unwrap();
+    let web = published
+        .iter()
+        .find(|p| p["container"] == "fwweb-web-1" && p["address"] == "0.0.0.0")
+        .unwrap_or_else(|| panic!("the stack's port is not listed: {fw}"));
+    assert_eq!(web["port"], 8080);
+    assert_eq!(web["reachable_from"], serde_json::json!([]), "{web}");
+    assert_eq!(web["covered"], true, "{web}");
+    assert!(fw["unmanaged"].to_string().contains("8443/tcp"), "{fw}");
+    for want in [
+        "firewall: ufw active, default incoming deny, docker guard enforce (active)",
+        "open: 443/tcp from any",
+        "open: 8443/tcp from any (not gitmoor's)",
+        "published: fwweb-web-1 0.0.0.0:8080/tcp reachable from no one",
+        "unmanaged: [",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
 }
