@@ -524,6 +524,12 @@ impl Reconciler {
             Ok(mut o) => {
                 // The certificates as the apply left them (one may have just been obtained).
                 (o.certs, o.cert_expiry) = crate::observe::for_plan::certificates(&self.cfg, &spec);
+                // UFW as the firewall unit left it (read again only when there was one).
+                o.firewall = if has_firewall {
+                    crate::observe::for_plan::observe_firewall_host(&self.cfg).await
+                } else {
+                    std::mem::take(&mut observed.firewall)
+                };
                 Some(o)
             }
             Err(e) => {

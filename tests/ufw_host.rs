@@ -19,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+
 const SRV4: &str = "192.0.2.1";
 const ANYONE4: &str = "192.0.2.2";
 const ADMIN4: &str = "192.0.2.3";
@@ -214,9 +216,9 @@ impl World {
         w
     }
 
-    /// This test binary, run as the driver in the server namespace with the private ufw files.
-    fn in_srv_cmd(&self, env: &[(&str, &str)]) -> Command {
-        let exe = std::env::current_exe().unwrap();
+    /// `program args` in the server namespace, in a private mount namespace where `/etc/ufw`
+    /// and `/etc/default/ufw` are this world's copies.
+    fn in_srv(&self, program: &Path, args: &[&str]) -> Command {
         let d = self.dir.path();
         let script = format!(
             "mount --bind {etc} /etc/ufw && mount --bind {def} /etc/default/ufw && exec \"$0\" \"$@\"",
@@ -234,21 +236,44 @@ impl World {
             "private",
         ])
         .args(["sh", "-c", &script])
-        .arg(exe)
-        .args([
-            "--exact",
-            "driver",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GITMOOR_UFW_DIR", d)
+        .arg(program)
+        .args(args)
         .stdin(Stdio::null())
         .process_group(0);
+        cmd
+    }
+
+    /// This test binary, run as the driver in the server namespace with the private ufw files.
+    fn in_srv_cmd(&self, env: &[(&str, &str)]) -> Command {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = self.in_srv(
+            &exe,
+            &[
+                "--exact",
+                "driver",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ],
+        );
+        cmd.env("GITMOOR_UFW_DIR", self.dir.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// The real `gitmoor` binary in the server namespace: (success, stdout + stderr).
+    fn gitmoor(&self, host: &support::Host, args: &[&str]) -> (bool, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        let config = host.config.to_str().unwrap().to_string();
+        all.extend(["--config", &config]);
+        run(&mut self.in_srv(Path::new(env!("CARGO_BIN_EXE_gitmoor")), &all))
+    }
+
+    /// The private copy of one of ufw's files, as it is now.
+    fn ufw_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("etc-ufw").join(name)).unwrap()
     }
 
     /// Runs the driver once; its `RESULT:` line.
@@ -637,6 +662,25 @@ struct NsDocker {
 
 impl NsDocker {
     fn start(w: &World) -> NsDocker {
+        NsDocker::start_with(w, &["--ip6tables=false"])
+    }
+
+    /// With dockerd's IPv6 NAT (`--experimental --ip6tables`, as 20.10 needs both): a port
+    /// published on an IPv6 network is DNATed in ip6tables, past UFW, as IPv4 ports are.
+    fn start_v6(w: &World) -> NsDocker {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &w.srv,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        NsDocker::start_with(w, &["--experimental", "--ip6tables=true"])
+    }
+
+    fn start_with(w: &World, flags: &[&str]) -> NsDocker {
         let dir = w.dir.path().join("docker");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(
@@ -658,7 +702,8 @@ impl NsDocker {
             .arg(dir.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--bridge=none", "--ip6tables=false"])
+            .arg("--bridge=none")
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -678,6 +723,22 @@ impl NsDocker {
         d
     }
 
+    fn sock(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// Copies `image` from the machine's dockerd into this one.
+    fn load(&self, image: &str) {
+        let (ok, text) = run(Command::new("sh").args([
+            "-c",
+            &format!(
+                "docker save {image} | DOCKER_HOST=unix://{} docker load -q",
+                self.sock().display()
+            ),
+        ]));
+        assert!(ok, "{text}");
+    }
+
     fn docker(&self, args: &[&str]) -> (bool, String) {
         run(Command::new("docker")
             .env(
@@ -690,7 +751,13 @@ impl NsDocker {
 
 impl Drop for NsDocker {
     fn drop(&mut self) {
-        let _ = self.docker(&["rm", "-f", "pub"]);
+        let (_, ids) = self.docker(&["ps", "-aq"]);
+        for id in ids
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(' '))
+        {
+            let _ = self.docker(&["rm", "-f", id.trim()]);
+        }
         // SAFETY: plain integers; dockerd leads its own group.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -811,4 +878,387 @@ fn the_docker_guard_closes_a_published_port_until_the_rules_allow_it() {
     assert!(!after.contains("gitmoor docker guard"), "{after}");
     drop(d);
     w.assert_host_untouched();
+}
+
+/// The image the Docker tests run (`../shared/recipes/docker-engine.sh` builds it).
+const IMAGE: &str = "example-busybox:1";
+
+/// Whether the Docker guard tests can run here (a second dockerd, nsenter, the image).
+fn docker_ready() -> bool {
+    if !Path::new("/usr/sbin/dockerd").exists() || !Path::new("/usr/bin/nsenter").exists() {
+        eprintln!("skipped: needs dockerd and nsenter");
+        return false;
+    }
+    if !run(Command::new("docker").args(["image", "inspect", IMAGE])).0 {
+        eprintln!("skipped: no {IMAGE} (../shared/recipes/docker-engine.sh builds it)");
+        return false;
+    }
+    true
+}
+
+/// A compose stack whose web server is published on every address of the server, port 8080.
+const WEB_STACK: &str = r#"services:
+  web:
+    image: example-busybox:1
+    command: ["sh", "-c", "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w"]
+    ports:
+      - "8080:8080"
+"#;
+
+/// Waits until the server namespace sees an established session from `peer` on port 22.
+fn wait_for_session(w: &World, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = w.drive(&[("GITMOOR_UFW_INNER", "peers")]).unwrap();
+        if peers.contains(peer) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no session seen in /proc/net/tcp: {peers}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The whole path through the real binary, in the server namespace: `gitmoor plan` and
+/// `gitmoor apply --config` on a real Git repo holding `ufw/rules.yaml` and a compose stack
+/// (run by the namespace's own dockerd), judged by real traffic from the client namespace.
+#[test]
+fn the_binary_applies_the_repos_firewall_and_never_locks_out_the_connected_admin() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let mut w = World::new(&[22, 80, 443, 5432, 8443]);
+    let d = NsDocker::start(&w);
+    d.load(IMAGE);
+    let remote = support::Remote::new();
+    remote
+        .write("ufw/rules.yaml", SEED)
+        .write("compose/fwweb/compose.yaml", WEB_STACK);
+    remote.commit("the seed's firewall and a web stack");
+    let host = support::Host::new(
+        &remote,
+        &format!(
+            "docker_host: unix://{}\nfirewall:\n  binary: /usr/sbin/ufw\n  ssh_port: 22\n",
+            d.sock().display()
+        ),
+    );
+
+    // `gitmoor plan` shows the rules it will add, and changes nothing.
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    for rule in [
+        "firewall-add ufw allow proto tcp from any to any port 80 comment gitmoor: web",
+        "firewall-add ufw allow proto tcp from any to any port 443",
+        "firewall-add ufw allow proto tcp from 192.0.2.3 to any port 22 comment gitmoor: ssh admins",
+        "firewall-enable ufw --force enable",
+    ] {
+        assert!(plan.contains(rule), "{rule} not in:\n{plan}");
+    }
+    // The Docker guard's warning (docker_guard: warn): 8080 is published past UFW.
+    assert!(
+        plan.contains("0.0.0.0:8080/tcp is published past UFW"),
+        "{plan}"
+    );
+    assert!(!w.ufw_file("user.rules").contains("gitmoor"));
+
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": applied"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.open(ANYONE4, SRV4, 8080) {
+        assert!(Instant::now() < deadline, "the stack's web never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, true),
+            (ANYONE4, SRV4, 80, true),
+            (ANYONE4, SRV4, 22, false),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 5432, false),
+            (ANYONE6, SRV6, 443, true),
+            (ANYONE6, SRV6, 22, false),
+            (ADMIN6, SRV6, 22, true),
+            // The trap, as the warning said: Docker publishes past UFW.
+            (ANYONE4, SRV4, 8080, true),
+        ],
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok && out.contains("no changes"), "{out}");
+
+    // A rule made by hand (no gitmoor tag), then a commit without 443: 443 goes, the hand-made
+    // rule stays, and the plan says both.
+    w.ufw_by_hand("allow 8443/tcp");
+    let without_443 = SEED.replace(
+        "  - action: allow\n    port: 443\n    proto: tcp\n    comment: web (TLS)\n",
+        "",
+    );
+    remote.write("ufw/rules.yaml", &without_443);
+    remote.commit("no more 443");
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("firewall-delete ufw delete allow proto tcp from any to any port 443"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("left alone (not gitmoor's)") && plan.contains("8443/tcp"),
+        "{plan}"
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 443, false),
+            (ANYONE6, SRV6, 443, false),
+            (ANYONE4, SRV4, 80, true),
+            (ADMIN4, SRV4, 22, true),
+            (ANYONE4, SRV4, 8443, true),
+        ],
+    );
+    assert!(w.ufw_file("user.rules").contains("8443"));
+
+    // The admin is connected; a commit that would shut them out is refused, naming the file and
+    // the override, and UFW stays as it was.
+    w.session(ADMIN4, SRV4, 22);
+    wait_for_session(&w, ADMIN4);
+    let rules_before = (w.ufw_file("user.rules"), w.ufw_file("user6.rules"));
+    let others_only = without_443.replace("[192.0.2.3, 2001:db8:9::3]", "[192.0.2.99]");
+    remote.write("ufw/rules.yaml", &others_only);
+    remote.commit("ssh from elsewhere");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(!ok, "the lockout was applied: {out}");
+    for want in [
+        "192.0.2.3 has an SSH session open now",
+        "ufw/rules.yaml",
+        "firewall.allow_ssh_lockout: true",
+        "not applied",
+    ] {
+        assert!(out.contains(want), "{want} not in:\n{out}");
+    }
+    assert_eq!(
+        (w.ufw_file("user.rules"), w.ufw_file("user6.rules")),
+        rules_before
+    );
+    check(&w, &[(ADMIN4, SRV4, 22, true), (ANYONE4, SRV4, 80, true)]);
+    drop(d);
+    w.assert_host_untouched();
+}
+
+/// The Docker guard kept on every reconcile, through the binary: the `DOCKER-USER` rules
+/// flushed by hand come back on the next `gitmoor apply` with no change in the repo, for IPv4
+/// and IPv6 (a second dockerd with IPv6 NAT publishes a port on an IPv6 network); switched
+/// off, the rules leave the files and the live chains.
+#[test]
+fn the_binary_keeps_the_docker_guard_loaded_when_docker_user_is_flushed() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let w = World::new(&[22, 443]);
+    let d = NsDocker::start_v6(&w);
+    d.load(IMAGE);
+    // A container of gitmoor's stack on IPv4, and one on an IPv6 network (by hand: the guard
+    // judges every published port, whoever started the container).
+    let (ok, text) = d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "2001:db8:7::/64",
+        "v6net",
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pub6",
+        "--network",
+        "v6net",
+        "-p",
+        "[::]:8081:8080",
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
+    ]);
+    assert!(ok, "{text}");
+    let remote = support::Remote::new();
+    remote
+        .write("ufw/rules.yaml", SEED)
+        .write("compose/fwweb/compose.yaml", WEB_STACK);
+    remote.commit("the seed's firewall and a web stack");
+    let guard = |mode: &str| {
+        format!(
+            "docker_host: unix://{}\nfirewall:\n  binary: /usr/sbin/ufw\n  ssh_port: 22\n  docker_guard: {mode}\n",
+            d.sock().display()
+        )
+    };
+    let host = support::Host::new(&remote, &guard("warn"));
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.open(ANYONE4, SRV4, 8080) || !w.open(ANYONE6, SRV6, 8081) {
+        assert!(Instant::now() < deadline, "the containers never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The trap, IPv4 and IPv6: UFW denies incoming, the published ports are open.
+    check(
+        &w,
+        &[
+            (ANYONE4, SRV4, 8080, true),
+            (ANYONE6, SRV6, 8081, true),
+            (ANYONE6, SRV6, 5432, false),
+        ],
+    );
+
+    // Enforced: both closed.
+    host.edit_config("docker_guard: warn", "docker_guard: enforce");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("firewall-docker-guard DOCKER-USER"), "{out}");
+    let closed = [
+        (ANYONE4, SRV4, 8080, false),
+        (ANYONE6, SRV6, 8081, false),
+        (ANYONE4, SRV4, 443, true),
+        (ADMIN4, SRV4, 22, true),
+    ];
+    check(&w, &closed);
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok && out.contains("no changes"), "{out}");
+
+    // Flushed by hand (as a tool rebuilding the firewall would): open again...
+    for tool in ["iptables", "ip6tables"] {
+        must(&["ip", "netns", "exec", &w.srv, tool, "-F", "DOCKER-USER"]);
+    }
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE6, SRV6, 8081, true)],
+    );
+    // ... seen by the plan with no change in the repo, and closed again by the next apply.
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    assert!(
+        plan.contains("firewall-docker-guard DOCKER-USER")
+            && plan.contains("DOCKER-USER (iptables) does not start with gitmoor's rules")
+            && plan.contains("DOCKER-USER (ip6tables)"),
+        "{plan}"
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    check(&w, &closed);
+
+    // What is reachable, as the daemon's /status and `gitmoor status` show it.
+    w.ufw_by_hand("allow 8443/tcp");
+    status_shows_what_is_reachable(&w, &host);
+
+    // Switched off: the block leaves the files and the live chains; the trap is back.
+    host.edit_config("docker_guard: enforce", "docker_guard: off");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("firewall-docker-guard-off"), "{out}");
+    assert!(!w.ufw_file("after.rules").contains("gitmoor"));
+    assert!(!w.ufw_file("after6.rules").contains("gitmoor"));
+    for tool in ["iptables", "ip6tables"] {
+        let (_, chain) =
+            run(Command::new("ip").args(["netns", "exec", &w.srv, tool, "-S", "DOCKER-USER"]));
+        assert!(!chain.contains("gitmoor-guard"), "{tool}: {chain}");
+    }
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE6, SRV6, 8081, true)],
+    );
+    drop(d);
+    w.assert_host_untouched();
+}
+
+/// Runs the daemon (`gitmoor run`) in the server namespace, reads `/status` through `gitmoor
+/// status` there, and stops it. Its reconcile at start reads UFW and the containers: the
+/// firewall block must come from that alone.
+fn status_shows_what_is_reachable(w: &World, host: &support::Host) {
+    let config = host.config.to_str().unwrap();
+    let mut daemon = w
+        .in_srv(
+            Path::new(env!("CARGO_BIN_EXE_gitmoor")),
+            &["run", "--config", config],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |json: bool| {
+        let mut args = vec![
+            "netns",
+            "exec",
+            &w.srv,
+            env!("CARGO_BIN_EXE_gitmoor"),
+            "status",
+            "--config",
+            config,
+        ];
+        if json {
+            args.push("--json");
+        }
+        run(Command::new("ip").args(&args))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc: serde_json::Value = loop {
+        let (ok, text) = status(true);
+        if let Some(doc) = ok
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
+            .filter(|d| !d["firewall"].is_null())
+        {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "no firewall on /status: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (_, text) = status(false);
+    // SAFETY: plain integers; the daemon leads its own group (process_group(0)).
+    unsafe {
+        libc::kill(-(daemon.id() as i32), libc::SIGTERM);
+    }
+    let _ = daemon.wait();
+
+    let fw = &doc["firewall"];
+    assert_eq!(fw["ufw_active"], true, "{fw}");
+    assert_eq!(fw["default_incoming"], "deny", "{fw}");
+    assert_eq!(fw["docker_guard"], "enforce", "{fw}");
+    assert_eq!(fw["docker_guard_active"], true, "{fw}");
+    let open: Vec<String> = fw["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{} from {} managed={}", o["port"], o["from"], o["managed"]))
+        .collect();
+    for want in [
+        r#""443/tcp" from "any" managed=true"#,
+        r#""22/tcp" from "192.0.2.3" managed=true"#,
+        r#""8443/tcp" from "any" managed=false"#,
+    ] {
+        assert!(open.iter().any(|o| o == want), "{want} not in {open:?}");
+    }
+    let published = fw["published"].as_array().unwrap();
+    let web = published
+        .iter()
+        .find(|p| p["container"] == "fwweb-web-1" && p["address"] == "0.0.0.0")
+        .unwrap_or_else(|| panic!("the stack's port is not listed: {fw}"));
+    assert_eq!(web["port"], 8080);
+    assert_eq!(web["reachable_from"], serde_json::json!([]), "{web}");
+    assert_eq!(web["covered"], true, "{web}");
+    assert!(fw["unmanaged"].to_string().contains("8443/tcp"), "{fw}");
+    for want in [
+        "firewall: ufw active, default incoming deny, docker guard enforce (active)",
+        "open: 443/tcp from any",
+        "open: 8443/tcp from any (not gitmoor's)",
+        "published: fwweb-web-1 0.0.0.0:8080/tcp reachable from no one",
+        "unmanaged: [",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
 }

@@ -14,12 +14,15 @@
 //! never less.
 
 use crate::config::firewall::{DockerGuard, FirewallConfig};
-use crate::observe::ufw::{observe_firewall, ssh_peers, ssh_port, ufw_call, ufw_program};
+use crate::observe::ufw::{
+    docker_user_chain, iptables_list, observe_firewall, ssh_peers, ssh_port, ufw_call, ufw_program,
+};
+use crate::observe::ufw_parse::forward_starts_with_docker_user;
 use crate::observe::ufw_parse::ObservedFirewall;
 use crate::observe::Seen;
-use crate::plan::docker_guard::{docker_user_block, splice_block};
+use crate::plan::docker_guard::{docker_user_block, splice_block, GuardStep, CHAIN_MARK};
 use crate::plan::firewall::{lockout_guard, plan_firewall, FirewallPlan};
-use crate::process::ProcessError;
+use crate::process::{resolve_program, Process, ProcessError};
 use crate::redact::Redactor;
 use crate::spec::ufw::FirewallSpec;
 use std::os::unix::fs::PermissionsExt;
@@ -122,7 +125,10 @@ impl UfwHost {
             Seen::NotObserved(why) => return Err(FirewallError::NotObserved(why)),
         };
         let now = plan_firewall(spec, &fresh, self.cfg.plan_options());
-        if now.steps != plan.steps {
+        // The guard's step may differ in its reasons only (a chain flushed meanwhile): what
+        // counts is whether the block is to be kept or taken out.
+        let guard_of = |p: &FirewallPlan| p.docker_guard.as_ref().map(|g| g.enforce);
+        if now.steps != plan.steps || guard_of(&now).is_some() && guard_of(&now) != guard_of(plan) {
             let shown: Vec<String> = now.steps.iter().map(|s| s.argv.join(" ")).collect();
             return Err(FirewallError::Stale {
                 now: if shown.is_empty() {
@@ -161,7 +167,10 @@ impl UfwHost {
             }
             applied.done.push(format!("ufw {shown}"));
         }
-        match self.sync_docker_guard(spec).await {
+        let Some(guard) = &now.docker_guard else {
+            return Ok(applied);
+        };
+        match self.sync_docker_guard(spec, guard).await {
             Ok(done) => applied.done.extend(done),
             Err(message) => {
                 return Err(FirewallError::DockerGuard {
@@ -174,11 +183,23 @@ impl UfwHost {
     }
 
     /// With `docker_guard: enforce`, writes gitmoor's `DOCKER-USER` block for `spec` into
-    /// `after.rules` and `after6.rules` (when it differs) and reloads UFW; otherwise removes a
-    /// block gitmoor wrote before. Returns what it changed. On a failed reload the files are
-    /// put back as they were and UFW reloaded again.
-    pub async fn sync_docker_guard(&self, spec: &FirewallSpec) -> Result<Vec<String>, String> {
+    /// `after.rules` and `after6.rules` (when it differs) and reloads UFW, which loads the
+    /// chain again from the files (also when only the live chain had lost the rules);
+    /// otherwise removes a block gitmoor wrote before, and its rules from the live chains.
+    /// Returns what it changed. On a failed reload the files are put back as they were and UFW
+    /// reloaded again.
+    pub async fn sync_docker_guard(
+        &self,
+        spec: &FirewallSpec,
+        step: &GuardStep,
+    ) -> Result<Vec<String>, String> {
         let enforce = self.cfg.docker_guard == DockerGuard::Enforce;
+        if enforce != step.enforce {
+            return Err(
+                "the plan and the config disagree about firewall.docker_guard; nothing was changed"
+                    .into(),
+            );
+        }
         let mut changed: Vec<(PathBuf, String)> = Vec::new();
         let mut done = Vec::new();
         for (name, v6) in [("after.rules", false), ("after6.rules", true)] {
@@ -203,7 +224,9 @@ impl UfwHost {
             ));
             changed.push((path, old));
         }
-        if changed.is_empty() {
+        if changed.is_empty() && !enforce {
+            // The files are clean: only rules left in the live chains, taken out one by one.
+            done.extend(self.delete_live_marks().await?);
             return Ok(done);
         }
         let reload = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
@@ -228,9 +251,136 @@ impl UfwHost {
                 "`ufw reload` failed with the new block: {e}; {state}"
             ));
         }
-        done.push("ufw reload".into());
+        done.push(format!(
+            "ufw reload{}",
+            if changed.is_empty() {
+                " (DOCKER-USER loaded again from the files)"
+            } else {
+                ""
+            }
+        ));
+        if enforce {
+            done.extend(self.jump_first().await?);
+        } else {
+            // A reload does not flush DOCKER-USER once the files no longer declare it.
+            done.extend(self.delete_live_marks().await?);
+        }
         Ok(done)
     }
+
+    /// `iptables`/`ip6tables`, as the config names them or from `PATH`.
+    fn tables(&self) -> [(&'static str, Option<&Path>, &'static str); 2] {
+        [
+            (
+                "iptables",
+                self.cfg.iptables_binary.as_deref(),
+                "firewall.iptables_binary",
+            ),
+            (
+                "ip6tables",
+                self.cfg.ip6tables_binary.as_deref(),
+                "firewall.ip6tables_binary",
+            ),
+        ]
+    }
+
+    async fn table_call(&self, program: &Path, argv: &[&str]) -> Result<(), ProcessError> {
+        Process::new(program)
+            .args(argv)
+            .env("LC_ALL", "C")
+            .timeout(std::time::Duration::from_secs(self.cfg.timeout_secs))
+            .run(&self.redact)
+            .await
+            .map(|_| ())
+    }
+
+    /// Makes the jump to `DOCKER-USER` the first rule of `FORWARD`, where the chain exists and
+    /// it is not: dockerd 20.10 makes that jump for IPv4 only (so the IPv6 block would judge
+    /// nothing), and a dockerd restart puts its own rules before it. Any other jump to the
+    /// chain is deleted first, so there is one.
+    async fn jump_first(&self) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        for (tool, configured, key) in self.tables() {
+            let has_chain = docker_user_chain(tool, configured, key, &self.cfg, &self.redact)
+                .await
+                .is_ok_and(|c| !c.is_empty());
+            if !has_chain {
+                continue;
+            }
+            let forward = iptables_list(tool, configured, key, "FORWARD", &self.cfg, &self.redact)
+                .await
+                .unwrap_or_default();
+            if forward_starts_with_docker_user(&forward) {
+                continue;
+            }
+            let program = resolve_program(tool, configured, key).map_err(|e| e.to_string())?;
+            let jumps = forward
+                .iter()
+                .filter(|l| l.trim() == "-A FORWARD -j DOCKER-USER")
+                .count();
+            for _ in 0..jumps {
+                self.table_call(&program, &["-w", "5", "-D", "FORWARD", "-j", "DOCKER-USER"])
+                    .await
+                    .map_err(|e| format!("cannot move the jump to DOCKER-USER: {e}"))?;
+            }
+            self.table_call(
+                &program,
+                &["-w", "5", "-I", "FORWARD", "1", "-j", "DOCKER-USER"],
+            )
+            .await
+            .map_err(|e| format!("cannot put the jump to DOCKER-USER first in FORWARD: {e}"))?;
+            done.push(format!("{tool} -I FORWARD 1 -j DOCKER-USER"));
+        }
+        Ok(done)
+    }
+
+    /// Deletes the rules of gitmoor's block still in the live `DOCKER-USER` chains (the guard
+    /// was switched off): each by its own spec, as `iptables -S` prints it, never a flush (the
+    /// chain may hold the admin's rules too).
+    async fn delete_live_marks(&self) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        for (tool, configured, key) in self.tables() {
+            let Ok(chain) = docker_user_chain(tool, configured, key, &self.cfg, &self.redact).await
+            else {
+                continue;
+            };
+            let program = resolve_program(tool, configured, key).map_err(|e| e.to_string())?;
+            for line in block_rules_in_chain(&chain) {
+                let mut words = line.split_whitespace();
+                if words.next() != Some("-A") {
+                    continue;
+                }
+                let mut argv: Vec<String> = vec!["-w".into(), "5".into(), "-D".into()];
+                argv.extend(words.map(str::to_string));
+                let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+                self.table_call(&program, &args)
+                    .await
+                    .map_err(|e| format!("cannot delete gitmoor's rule `{line}`: {e}"))?;
+                done.push(format!("{tool} {}", argv[2..].join(" ")));
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// The rules of gitmoor's blocks in a live chain (the lines of `iptables -S`): each begin
+/// marker, the rules after it, up to its end marker (or the end of the chain, if a rule
+/// deleted by hand took the end marker with it).
+fn block_rules_in_chain(chain: &[String]) -> Vec<&String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in chain {
+        if line.contains(&format!("{CHAIN_MARK}begin-")) {
+            inside = true;
+        }
+        if inside || line.contains(CHAIN_MARK) {
+            out.push(line);
+        }
+        if line.contains(&format!("{CHAIN_MARK}end-")) {
+            inside = false;
+        }
+    }
+    out
 }
 
 /// Replaces `path` with `text` atomically (a temporary file beside it, renamed over it), with
@@ -253,4 +403,33 @@ fn write_beside(path: &Path, text: &str) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write {}: {e}", path.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_of_a_block_in_the_chain_are_those_between_its_markers() {
+        let chain: Vec<String> = [
+            "-N DOCKER-USER",
+            "-A DOCKER-USER -s 192.0.2.9/32 -j DROP",
+            "-A DOCKER-USER -m comment --comment gitmoor-guard-begin-abc",
+            "-A DOCKER-USER -j DROP",
+            "-A DOCKER-USER -m comment --comment gitmoor-guard-end-abc",
+            "-A DOCKER-USER -j RETURN",
+            "-A DOCKER-USER -m comment --comment gitmoor-guard-begin-def",
+            "-A DOCKER-USER -p tcp -j REJECT --reject-with tcp-reset",
+        ]
+        .map(String::from)
+        .to_vec();
+        let got: Vec<&str> = block_rules_in_chain(&chain)
+            .into_iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            got,
+            [&chain[2][..], &chain[3], &chain[4], &chain[6], &chain[7]]
+        );
+    }
 }

@@ -50,6 +50,10 @@ pub struct FirewallConfig {
     pub binary: Option<PathBuf>,
     /// The sshd binary asked for the SSH port (`sshd -T`); default: `sshd` in `PATH`.
     pub sshd_binary: Option<PathBuf>,
+    /// `iptables` and `ip6tables`, asked for the live `DOCKER-USER` chain (read only, except
+    /// the Docker guard's own rules deleted when it is switched off); default: found in `PATH`.
+    pub iptables_binary: Option<PathBuf>,
+    pub ip6tables_binary: Option<PathBuf>,
     /// Where the observer reads ufw's rules files and where the Docker guard writes
     /// `after.rules`/`after6.rules` (ufw's own folder: a different one would be read but not
     /// used by ufw).
@@ -88,6 +92,8 @@ impl Default for FirewallConfig {
         FirewallConfig {
             binary: None,
             sshd_binary: None,
+            iptables_binary: None,
+            ip6tables_binary: None,
             etc_dir: default_etc_dir(),
             default_file: default_default_file(),
             owns_whole_firewall: false,
@@ -107,6 +113,8 @@ impl FirewallConfig {
             ("firewall.default_file", Some(&self.default_file)),
             ("firewall.binary", self.binary.as_ref()),
             ("firewall.sshd_binary", self.sshd_binary.as_ref()),
+            ("firewall.iptables_binary", self.iptables_binary.as_ref()),
+            ("firewall.ip6tables_binary", self.ip6tables_binary.as_ref()),
         ] {
             if let Some(p) = path {
                 check_path(key, p)?;
@@ -131,6 +139,7 @@ impl FirewallConfig {
     pub fn plan_options(&self) -> crate::plan::firewall::FirewallOptions {
         crate::plan::firewall::FirewallOptions {
             owns_whole_firewall: self.owns_whole_firewall,
+            docker_guard: self.docker_guard,
         }
     }
 }

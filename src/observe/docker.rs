@@ -70,6 +70,9 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
             observed.all_container_names.push(name.to_string());
         }
         if let Some(container) = observed_container(summary) {
+            observed
+                .published
+                .extend(published_ports(summary, &container));
             observed.containers.push(container);
         }
     }
@@ -208,6 +211,38 @@ fn primary_name(summary: &ContainerSummary) -> Option<&str> {
         .iter()
         .map(|n| n.strip_prefix('/').unwrap_or(n))
         .find(|n| !n.contains('/'))
+}
+
+/// The host ports a running container publishes (Docker lists one entry per address family).
+fn published_ports(
+    summary: &ContainerSummary,
+    c: &ObservedContainer,
+) -> Vec<super::PublishedPortSeen> {
+    use bollard::models::PortSummaryTypeEnum;
+    if c.state != "running" {
+        return Vec::new();
+    }
+    let mut out: Vec<super::PublishedPortSeen> = summary
+        .ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            Some(super::PublishedPortSeen {
+                container: c.name.clone(),
+                host_ip: p.ip.clone().unwrap_or_else(|| "0.0.0.0".into()),
+                host_port: p.public_port?,
+                proto: match p.typ {
+                    Some(PortSummaryTypeEnum::UDP) => "udp",
+                    _ => "tcp",
+                }
+                .into(),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn observed_container(summary: &ContainerSummary) -> Option<ObservedContainer> {

@@ -61,7 +61,7 @@ pub async fn observe_for_plan(
 
 /// UFW with what the SSH lockout guard needs: the SSH port and the sessions open now. Any part
 /// that cannot be read makes the whole not observed: the guard never judges blind.
-async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
+pub async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
     let redact = Redactor::default();
     let state = match super::ufw::observe_firewall(&cfg.firewall, &redact).await {
         Seen::Observed(s) => s,

@@ -45,6 +45,20 @@ pub struct Observed {
     pub cert_expiry: BTreeMap<String, i64>,
     /// UFW as it is, with what the SSH lockout guard needs.
     pub firewall: Seen<FirewallHost>,
+    /// The host ports gitmoor's running containers publish (from the same listing), for what
+    /// `/status` says is reachable from outside.
+    pub published: Vec<PublishedPortSeen>,
+}
+
+/// One host port a container publishes, as Docker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PublishedPortSeen {
+    pub container: String,
+    /// The host address (`0.0.0.0`, `::`, `127.0.0.1`).
+    pub host_ip: String,
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
 }
 
 /// The firewall's side of the host.

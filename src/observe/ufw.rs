@@ -7,8 +7,8 @@
 //! guard pass.
 
 use super::ufw_parse::{
-    parse_default_file, parse_proc_net_tcp_peers, parse_rules_files, parse_status_enabled,
-    ObservedFirewall,
+    forward_starts_with_docker_user, parse_default_file, parse_proc_net_tcp_peers,
+    parse_rules_files, parse_status_enabled, DockerUserSeen, ObservedFirewall,
 };
 use super::Seen;
 use crate::config::firewall::FirewallConfig;
@@ -65,7 +65,87 @@ async fn read_firewall(
         defaults,
         ipv6,
         rules: parse_rules_files(&v4, &v6),
+        docker_user: read_docker_user(cfg, redact).await?,
     })
+}
+
+/// The Docker guard's files (`after.rules`, `after6.rules`) and the live `DOCKER-USER` chains.
+async fn read_docker_user(
+    cfg: &FirewallConfig,
+    redact: &Redactor,
+) -> Result<DockerUserSeen, String> {
+    let mut seen = DockerUserSeen::default();
+    for (i, name) in ["after.rules", "after6.rules"].into_iter().enumerate() {
+        let path = cfg.etc_dir.join(name);
+        seen.after_files[i] = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(read_small(&path)?),
+        };
+    }
+    for (i, (tool, configured, key)) in [
+        (
+            "iptables",
+            cfg.iptables_binary.as_deref(),
+            "firewall.iptables_binary",
+        ),
+        (
+            "ip6tables",
+            cfg.ip6tables_binary.as_deref(),
+            "firewall.ip6tables_binary",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match docker_user_chain(tool, configured, key, cfg, redact).await {
+            Ok(lines) => seen.chains[i] = Some(lines),
+            Err(e) => seen.chain_errors.push(e),
+        }
+        if let Ok(lines) = iptables_list(tool, configured, key, "FORWARD", cfg, redact).await {
+            seen.forward_jump_first[i] = Some(forward_starts_with_docker_user(&lines));
+        }
+    }
+    Ok(seen)
+}
+
+/// The rules of `DOCKER-USER` (`<tool> -w -S DOCKER-USER`): empty when the chain is not there
+/// (the call fails: iptables says so in words that vary with its backend); an error when the
+/// tool cannot be run at all.
+pub async fn docker_user_chain(
+    tool: &str,
+    configured: Option<&Path>,
+    key: &str,
+    cfg: &FirewallConfig,
+    redact: &Redactor,
+) -> Result<Vec<String>, String> {
+    iptables_list(tool, configured, key, "DOCKER-USER", cfg, redact).await
+}
+
+/// The rules of `chain` of the filter table (`<tool> -w 5 -S <chain>`); empty when it is not
+/// there.
+pub async fn iptables_list(
+    tool: &str,
+    configured: Option<&Path>,
+    key: &str,
+    chain: &str,
+    cfg: &FirewallConfig,
+    redact: &Redactor,
+) -> Result<Vec<String>, String> {
+    let program = resolve_program(tool, configured, key).map_err(|e| e.to_string())?;
+    let run = Process::new(&program)
+        .args(["-w", "5", "-S", chain])
+        .env("LC_ALL", "C")
+        .timeout(Duration::from_secs(cfg.timeout_secs))
+        .run(redact)
+        .await;
+    match run {
+        Ok(out) => Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()),
+        Err(e) if matches!(e.failure, crate::process::Failure::Exit(_)) => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", program.display())),
+    }
 }
 
 /// A file of ufw's, whole; an error names it and says what to check.

@@ -29,6 +29,35 @@ pub struct ObservedFirewall {
     pub ipv6: bool,
     /// Every rule, in `ufw status numbered` order.
     pub rules: Vec<ObservedRule>,
+    /// What the Docker guard needs: its files and the live `DOCKER-USER` chains.
+    pub docker_user: DockerUserSeen,
+}
+
+/// The Docker guard's side of the host, IPv4 then IPv6 (`[v4, v6]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerUserSeen {
+    /// `after.rules` and `after6.rules` as they are (None: no such file).
+    pub after_files: [Option<String>; 2],
+    /// The lines of `iptables -S DOCKER-USER` and `ip6tables -S DOCKER-USER` now: empty when
+    /// the chain is not there; None when they could not be run (no iptables; why in
+    /// `chain_errors`). Read every reconcile: a chain flushed by hand (or by a tool rebuilding
+    /// the firewall) is seen and loaded again.
+    pub chains: [Option<Vec<String>>; 2],
+    pub chain_errors: Vec<String>,
+    /// Whether `FORWARD` sends to `DOCKER-USER` first (`-S FORWARD`); None when not read.
+    /// dockerd 20.10 makes that jump for IPv4 only, so with IPv6 NAT (`--ip6tables`) a
+    /// published IPv6 port would pass by the chain.
+    pub forward_jump_first: [Option<bool>; 2],
+}
+
+/// Whether the first rule of `FORWARD` (the lines of `iptables -S FORWARD`) is the jump to
+/// `DOCKER-USER`.
+pub fn forward_starts_with_docker_user(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("-A FORWARD"))
+        .is_some_and(|l| l == "-A FORWARD -j DOCKER-USER")
 }
 
 /// One rule of the host.

@@ -272,3 +272,21 @@ fn established_ssh_peers_from_proc() {
         assert_eq!(ips, vec!["2001:db8::9", "192.0.2.3"]);
     }
 }
+
+#[test]
+fn the_jump_to_docker_user_must_be_the_first_rule_of_forward() {
+    let lines = |v: &[&str]| v.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    assert!(forward_starts_with_docker_user(&lines(&[
+        "-P FORWARD DROP",
+        "-A FORWARD -j DOCKER-USER",
+        "-A FORWARD -j DOCKER-ISOLATION-STAGE-1",
+    ])));
+    assert!(!forward_starts_with_docker_user(&lines(&[
+        "-P FORWARD DROP",
+        "-A FORWARD -j DOCKER-ISOLATION-STAGE-1",
+        "-A FORWARD -j DOCKER-USER",
+    ])));
+    assert!(!forward_starts_with_docker_user(&lines(&[
+        "-P FORWARD DROP"
+    ])));
+}

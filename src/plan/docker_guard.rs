@@ -231,14 +231,158 @@ pub fn reach(fw: &FirewallSpec, host_ip: &str, port: u16, proto: Proto) -> Reach
     }
 }
 
+/// What the firewall unit does about the Docker guard's block, after the ufw calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardStep {
+    /// `docker_guard: enforce`: the block is written (where it differs) and loaded; otherwise
+    /// it is taken out of the files and gitmoor's rules out of the live chains.
+    pub enforce: bool,
+    /// Why, one reason per file or chain that is not as it should be.
+    pub reasons: Vec<String>,
+}
+
+/// The guard's step from the files and the live chains as observed, or None when both are as
+/// `mode` wants them; and what a person should know (a chain that could not be read). Checked
+/// on every reconcile, not only when the rules change: the chain can be flushed while the
+/// files stay as they were (a rebuilt firewall, `iptables -F` by hand).
+pub fn plan_docker_guard(
+    fw: &FirewallSpec,
+    observed: &crate::observe::ufw_parse::ObservedFirewall,
+    mode: DockerGuard,
+) -> (Option<GuardStep>, Vec<String>) {
+    let enforce = mode == DockerGuard::Enforce;
+    let seen = &observed.docker_user;
+    let mut reasons = Vec::new();
+    let mut notes = Vec::new();
+    for (i, (name, tool)) in [("after.rules", "iptables"), ("after6.rules", "ip6tables")]
+        .into_iter()
+        .enumerate()
+    {
+        let v6 = i == 1;
+        let block = enforce.then(|| docker_user_block(fw, v6));
+        match (&seen.after_files[i], &block) {
+            (None, None) => {}
+            (None, Some(_)) => reasons.push(format!("{name} is missing: gitmoor writes its block")),
+            (Some(text), _) => match splice_block(text, block.as_deref()) {
+                Ok(new) if new == *text => {}
+                Ok(_) if enforce => reasons.push(format!(
+                    "{name} does not hold the block for {} (new, or the rules changed)",
+                    fw.file
+                )),
+                Ok(_) => reasons.push(format!(
+                    "{name} still holds gitmoor's block, and firewall.docker_guard is {}",
+                    mode.as_str()
+                )),
+                // The executor says it again, with the file's path, and changes nothing.
+                Err(e) => reasons.push(format!("{name}: {e}")),
+            },
+        }
+        // ufw loads after6.rules only with IPV6=yes; inactive, it loads nothing until the
+        // enable step, which loads the files as written.
+        if !observed.enabled || (v6 && !observed.ipv6) {
+            continue;
+        }
+        let Some(chain) = &seen.chains[i] else {
+            if enforce {
+                notes.push(format!(
+                    "the live DOCKER-USER chain ({tool}) could not be read, so only {name} is checked: {}",
+                    seen.chain_errors.join("; ")
+                ));
+            }
+            continue;
+        };
+        match &block {
+            Some(b) if !chain_holds_block(chain, b) => reasons.push(format!(
+                "DOCKER-USER ({tool}) does not start with gitmoor's rules as {name} has them                  (flushed by hand or by a restart of the firewall, or not loaded yet): loaded again"
+            )),
+            Some(_) if seen.forward_jump_first[i] == Some(false) => reasons.push(format!(
+                "FORWARD ({tool}) does not send to DOCKER-USER first (dockerd 20.10 makes that \
+                 jump for IPv4 only; a dockerd restart puts its own rules first): put first"
+            )),
+            None if chain_has_marks(chain) => reasons.push(format!(
+                "DOCKER-USER ({tool}) still holds gitmoor's rules, and firewall.docker_guard is {}",
+                mode.as_str()
+            )),
+            _ => {}
+        }
+    }
+    let step = (!reasons.is_empty()).then_some(GuardStep { enforce, reasons });
+    (step, notes)
+}
+
+/// The comment of the two counter-only rules that open and close gitmoor's rules in the live
+/// `DOCKER-USER` chain: `gitmoor-guard-begin-<hash>` and `gitmoor-guard-end-<hash>`, the hash
+/// being that of the rules between them. So `iptables -S DOCKER-USER` tells whether the rules
+/// the file holds are the ones loaded, whole and first (see [`chain_holds_block`]).
+pub const CHAIN_MARK: &str = "gitmoor-guard-";
+
 /// The `DOCKER-USER` block for `after.rules` (`v6` false) or `after6.rules`, from the file's
 /// rules of that family, in their order, then the default incoming policy. A rule for `any` to
-/// `any` is in both.
+/// `any` is in both. The rules are framed by two counter-only rules (no target: they only
+/// mark where gitmoor's rules are in the live chain).
 pub fn docker_user_block(fw: &FirewallSpec, v6: bool) -> String {
+    let rules = docker_user_rules(fw, v6);
+    let hash = rules_hash(&rules);
     let mut lines: Vec<String> = vec![
         BLOCK_BEGIN.to_string(),
         "*filter".into(),
         ":DOCKER-USER - [0:0]".into(),
+        format!("-A DOCKER-USER -m comment --comment {CHAIN_MARK}begin-{hash}"),
+    ];
+    lines.extend(rules);
+    lines.push(format!(
+        "-A DOCKER-USER -m comment --comment {CHAIN_MARK}end-{hash}"
+    ));
+    lines.push("COMMIT".into());
+    lines.push(BLOCK_END.to_string());
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// The first 12 hex digits of the SHA-256 of the rules: which rules a marker stands for.
+fn rules_hash(rules: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(rules.join("\n").as_bytes());
+    hex::encode(digest)[..12].to_string()
+}
+
+/// Whether the live chain (the lines of `iptables -S DOCKER-USER`) starts with the rules of
+/// `block` (a [`docker_user_block`]): its begin marker first, its end marker right after as
+/// many rules as the block has. A flushed chain (by hand, or a tool that rebuilt it), a rule
+/// put before gitmoor's, one of them deleted or an older block all read as not holding it.
+pub fn chain_holds_block(chain: &[String], block: &str) -> bool {
+    let block_rules: Vec<&str> = block
+        .lines()
+        .filter(|l| l.starts_with("-A DOCKER-USER"))
+        .collect();
+    let live: Vec<&str> = chain
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("-A DOCKER-USER"))
+        .collect();
+    let (Some(begin), Some(end)) = (block_rules.first(), block_rules.last()) else {
+        return false;
+    };
+    let mark_of = |l: &str| {
+        l.split_whitespace()
+            .find(|w| w.starts_with(CHAIN_MARK))
+            .map(str::to_string)
+    };
+    live.len() >= block_rules.len()
+        && mark_of(live[0]).is_some()
+        && mark_of(live[0]) == mark_of(begin)
+        && mark_of(live[block_rules.len() - 1]) == mark_of(end)
+}
+
+/// Whether the live chain still has a rule of gitmoor's block (any block).
+pub fn chain_has_marks(chain: &[String]) -> bool {
+    chain.iter().any(|l| l.contains(CHAIN_MARK))
+}
+
+/// The rules of the block, markers aside.
+fn docker_user_rules(fw: &FirewallSpec, v6: bool) -> Vec<String> {
+    let mut lines: Vec<String> = vec![
         // Replies and related traffic of connections already let in.
         "-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN".into(),
         // Only the published ports are judged: Docker DNATs exactly those.
@@ -280,11 +424,7 @@ pub fn docker_user_block(fw: &FirewallSpec, v6: bool) -> String {
         Some(Policy::Deny) | None => "DROP",
     };
     lines.push(format!("-A DOCKER-USER -j {last}"));
-    lines.push("COMMIT".into());
-    lines.push(BLOCK_END.to_string());
-    let mut text = lines.join("\n");
-    text.push('\n');
-    text
+    lines
 }
 
 fn target(action: Action) -> &'static str {

@@ -195,3 +195,137 @@ fn the_block_is_replaced_added_or_removed_and_the_rest_kept_byte_for_byte() {
         .unwrap_err()
         .contains("by hand"));
 }
+
+/// The chain as `iptables -S DOCKER-USER` prints it once `block` is loaded (the counter-only
+/// markers and the rules, with Docker's own `-j RETURN` appended after them).
+fn loaded(block: &str) -> Vec<String> {
+    let mut v = vec!["-N DOCKER-USER".to_string()];
+    v.extend(
+        block
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string),
+    );
+    v.push("-A DOCKER-USER -j RETURN".into());
+    v
+}
+
+fn observed_ufw(after: [Option<String>; 2], chains: [Option<Vec<String>>; 2]) -> ObservedFirewall {
+    ObservedFirewall {
+        enabled: true,
+        ipv6: true,
+        docker_user: DockerUserSeen {
+            after_files: after,
+            chains,
+            chain_errors: vec!["iptables not found".into()],
+            forward_jump_first: [Some(true), Some(true)],
+        },
+        ..ObservedFirewall::default()
+    }
+}
+
+use crate::observe::ufw_parse::{DockerUserSeen, ObservedFirewall};
+
+#[test]
+fn the_live_chain_holds_the_block_only_whole_first_and_current() {
+    let fw = firewall(SEED);
+    let block = docker_user_block(&fw, false);
+    let chain = loaded(&block);
+    assert!(chain_holds_block(&chain, &block));
+    // Flushed (Docker's RETURN back alone), or empty.
+    assert!(!chain_holds_block(
+        &["-N DOCKER-USER".into(), "-A DOCKER-USER -j RETURN".into()],
+        &block
+    ));
+    assert!(!chain_holds_block(&[], &block));
+    // A rule put before gitmoor's.
+    let mut first = chain.clone();
+    first.insert(1, "-A DOCKER-USER -j ACCEPT".into());
+    assert!(!chain_holds_block(&first, &block));
+    // One of its rules deleted.
+    let mut short = chain.clone();
+    short.remove(5);
+    assert!(!chain_holds_block(&short, &block));
+    // An older block (other rules): another hash.
+    let old = docker_user_block(&firewall("defaults: {incoming: deny}\nrules: []\n"), false);
+    assert!(!chain_holds_block(&loaded(&old), &block));
+    assert!(chain_has_marks(&loaded(&old)));
+    assert!(!chain_has_marks(&["-A DOCKER-USER -j RETURN".into()]));
+}
+
+#[test]
+fn the_guard_is_planned_from_the_files_and_the_live_chains_on_every_reconcile() {
+    let fw = firewall(SEED);
+    let (b4, b6) = (docker_user_block(&fw, false), docker_user_block(&fw, true));
+    let base = "*filter\nCOMMIT\n".to_string();
+    let files = |a: &str, b: &str| [Some(a.to_string()), Some(b.to_string())];
+    let with = (
+        splice_block(&base, Some(&b4)).unwrap(),
+        splice_block(&base, Some(&b6)).unwrap(),
+    );
+
+    // Files and chains as they should be: nothing to do.
+    let good = observed_ufw(
+        files(&with.0, &with.1),
+        [Some(loaded(&b4)), Some(loaded(&b6))],
+    );
+    assert_eq!(
+        plan_docker_guard(&fw, &good, DockerGuard::Enforce),
+        (None, vec![])
+    );
+
+    // The files are right, but the IPv4 chain was flushed: loaded again, though no rule of the
+    // repo changed.
+    let flushed = observed_ufw(
+        files(&with.0, &with.1),
+        [Some(vec!["-N DOCKER-USER".into()]), Some(loaded(&b6))],
+    );
+    let (step, _) = plan_docker_guard(&fw, &flushed, DockerGuard::Enforce);
+    let step = step.expect("a step");
+    assert!(step.enforce);
+    assert_eq!(step.reasons.len(), 1, "{:?}", step.reasons);
+    assert!(
+        step.reasons[0].contains("DOCKER-USER (iptables)"),
+        "{:?}",
+        step.reasons
+    );
+
+    // dockerd 20.10 with IPv6 NAT: no jump to DOCKER-USER in the IPv6 FORWARD chain.
+    let mut no_jump = good.clone();
+    no_jump.docker_user.forward_jump_first[1] = Some(false);
+    let (step, _) = plan_docker_guard(&fw, &no_jump, DockerGuard::Enforce);
+    let reasons = step.expect("a step").reasons;
+    assert!(reasons[0].contains("FORWARD (ip6tables)"), "{reasons:?}");
+
+    // No block in the files yet.
+    let fresh = observed_ufw(files(&base, &base), [Some(vec![]), Some(vec![])]);
+    let (step, _) = plan_docker_guard(&fw, &fresh, DockerGuard::Enforce);
+    assert_eq!(step.unwrap().reasons.len(), 4);
+
+    // IPv6 off in ufw: after6.rules is written, its chain not judged (ufw does not load it).
+    let mut no_v6 = observed_ufw(files(&with.0, &with.1), [Some(loaded(&b4)), Some(vec![])]);
+    no_v6.ipv6 = false;
+    assert_eq!(plan_docker_guard(&fw, &no_v6, DockerGuard::Enforce).0, None);
+
+    // A chain that cannot be read: the files alone are checked, and the plan says so.
+    let blind = observed_ufw(files(&with.0, &with.1), [None, None]);
+    let (step, notes) = plan_docker_guard(&fw, &blind, DockerGuard::Enforce);
+    assert_eq!(step, None);
+    assert!(notes[0].contains("could not be read"), "{notes:?}");
+
+    // The guard switched off: the block leaves the files and the chains.
+    let (step, _) = plan_docker_guard(&fw, &good, DockerGuard::Warn);
+    let step = step.expect("a step");
+    assert!(!step.enforce);
+    assert_eq!(step.reasons.len(), 4, "{:?}", step.reasons);
+    // Off, with clean files but rules still loaded: taken out of the chain.
+    let left = observed_ufw(files(&base, &base), [Some(loaded(&b4)), Some(vec![])]);
+    let (step, _) = plan_docker_guard(&fw, &left, DockerGuard::Off);
+    assert_eq!(step.unwrap().reasons.len(), 1);
+    // Off and clean: nothing.
+    let clean = observed_ufw(files(&base, &base), [Some(vec![]), Some(vec![])]);
+    assert_eq!(
+        plan_docker_guard(&fw, &clean, DockerGuard::Warn),
+        (None, vec![])
+    );
+}

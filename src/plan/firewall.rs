@@ -43,6 +43,9 @@ pub fn is_owned(comment: &str) -> bool {
 pub struct FirewallOptions {
     /// Delete every rule the file does not have, tagged or not.
     pub owns_whole_firewall: bool,
+    /// What gitmoor does about ports Docker publishes past UFW (`enforce`: keep the
+    /// `DOCKER-USER` block in the files and loaded in the chain).
+    pub docker_guard: crate::config::firewall::DockerGuard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +112,13 @@ pub struct FirewallPlan {
     pub warnings: Vec<String>,
     /// The firewall as it will be.
     pub after: FirewallAfter,
+    /// The Docker guard's block to write, load again or take out, after the steps.
+    pub docker_guard: Option<super::docker_guard::GuardStep>,
 }
 
 impl FirewallPlan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.docker_guard.is_none()
     }
 }
 
@@ -191,7 +196,7 @@ fn describe_tuple(t: &Tuple) -> String {
     s
 }
 
-fn describe_observed(r: &ObservedRule) -> String {
+pub fn describe_observed(r: &ObservedRule) -> String {
     let what = match &r.tuple {
         Some(t) => {
             let mut s = describe_tuple(t);
@@ -415,6 +420,10 @@ pub fn plan_firewall(
         v4,
         v6,
     };
+    let (guard, notes) =
+        super::docker_guard::plan_docker_guard(desired, observed, opts.docker_guard);
+    plan.docker_guard = guard;
+    plan.warnings.extend(notes);
     plan
 }
 

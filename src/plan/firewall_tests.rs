@@ -42,6 +42,7 @@ fn empty() -> ObservedFirewall {
         },
         ipv6: true,
         rules: Vec::new(),
+        docker_user: Default::default(),
     }
 }
 
@@ -55,6 +56,7 @@ fn host(v4: &str, v6: &str, incoming: Policy) -> ObservedFirewall {
         },
         ipv6: true,
         rules: parse_rules_files(v4, v6),
+        docker_user: Default::default(),
     }
 }
 
@@ -202,6 +204,7 @@ fn a_removed_rule_is_deleted_only_when_tagged_and_untagged_rules_are_kept() {
     // Owning the whole firewall deletes the hand-made plain rule too, never the app rule.
     let opts = FirewallOptions {
         owns_whole_firewall: true,
+        ..FirewallOptions::default()
     };
     let plan = plan_firewall(&spec(SEED), &observed, opts);
     assert_eq!(

@@ -102,6 +102,19 @@ impl Plan {
                         reasons: vec![step.reason.clone()],
                     });
                 }
+                if let Some(g) = &f.plan.docker_guard {
+                    out.push(ActionView {
+                        stack: String::new(),
+                        action: if g.enforce {
+                            "firewall-docker-guard"
+                        } else {
+                            "firewall-docker-guard-off"
+                        }
+                        .into(),
+                        target: "DOCKER-USER".into(),
+                        reasons: g.reasons.clone(),
+                    });
+                }
                 continue;
             }
             let Work::Site(action) = &u.work else {

@@ -143,6 +143,9 @@ pub fn render(d: &StatusDoc, refresh_secs: u64, now: i64) -> String {
     }
     units(&mut o, d, now);
     certificates(&mut o, d);
+    if let Some(f) = &d.firewall {
+        firewall(&mut o, f);
+    }
     stacks(&mut o, d, now);
     history(&mut o, &d.history, now);
     footer(&mut o, d, refresh_secs, now);
@@ -317,6 +320,68 @@ fn certificates(o: &mut String, d: &StatusDoc) {
             pill(class, &text),
             esc(&c.not_after)
         );
+    }
+    o.push_str("</ul></section>");
+}
+
+/// What is reachable from outside: UFW's open ports, the published container ports (flagged
+/// when Docker publishes them past UFW), whether the Docker guard is active, and the rules
+/// gitmoor did not make.
+fn firewall(o: &mut String, f: &crate::status::firewall::FirewallView) {
+    let _ = write!(
+        o,
+        "<section><h2>Firewall</h2><p>UFW {} · default incoming {} · Docker guard {} {}</p><ul>",
+        if f.ufw_active {
+            pill("ok", "active")
+        } else {
+            pill("degraded", "inactive")
+        },
+        esc(f.default_incoming.as_deref().unwrap_or("unknown")),
+        esc(&f.docker_guard),
+        if f.docker_guard_active {
+            pill("ok", "active")
+        } else {
+            pill("mute", "not active")
+        }
+    );
+    for r in &f.open {
+        let _ = write!(
+            o,
+            "<li>open <b>{}</b> from {}{}{}</li>",
+            esc(&r.port),
+            esc(&r.from),
+            if r.ipv6 { " (v6)" } else { "" },
+            if r.managed {
+                String::new()
+            } else {
+                format!(" {}", pill("mute", "not gitmoor's"))
+            }
+        );
+    }
+    for p in &f.published {
+        let from = if p.reachable_from.is_empty() {
+            "no one".to_string()
+        } else {
+            p.reachable_from.join(", ")
+        };
+        let _ = write!(
+            o,
+            "<li>published <b>{}:{}/{}</b> ({}) reachable from {} {} <span class=\"mute\">{}</span></li>",
+            esc(&p.address),
+            p.port,
+            esc(&p.proto),
+            esc(&p.container),
+            esc(&from),
+            if p.covered {
+                pill("ok", "covered")
+            } else {
+                pill("degraded", "past UFW")
+            },
+            esc(&p.note)
+        );
+    }
+    for u in &f.unmanaged {
+        let _ = write!(o, "<li class=\"mute\">unmanaged: {}</li>", esc(u));
     }
     o.push_str("</ul></section>");
 }

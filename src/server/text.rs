@@ -102,6 +102,9 @@ pub fn render(d: &StatusDoc, now: i64) -> String {
             }
         }
     }
+    if let Some(f) = &d.firewall {
+        firewall(&mut o, f, now);
+    }
     for b in &d.secrets.blocked {
         let _ = writeln!(
             o,
@@ -159,6 +162,59 @@ pub fn render(d: &StatusDoc, now: i64) -> String {
         }
     }
     o
+}
+
+/// What is reachable from outside: UFW's open ports, the published container ports, the guard.
+fn firewall(o: &mut String, f: &crate::status::firewall::FirewallView, now: i64) {
+    let _ = writeln!(
+        o,
+        "firewall: ufw {}, default incoming {}, docker guard {} ({}), seen {}",
+        if f.ufw_active { "active" } else { "INACTIVE" },
+        clean(f.default_incoming.as_deref().unwrap_or("unknown")),
+        clean(&f.docker_guard),
+        if f.docker_guard_active {
+            "active"
+        } else {
+            "not active"
+        },
+        when(&f.observed_at, now)
+    );
+    for r in &f.open {
+        let _ = writeln!(
+            o,
+            "  open: {} from {}{}{}{}",
+            clean(&r.port),
+            clean(&r.from),
+            if r.to == "any" {
+                String::new()
+            } else {
+                format!(" to {}", clean(&r.to))
+            },
+            if r.ipv6 { " (v6)" } else { "" },
+            if r.managed { "" } else { " (not gitmoor's)" }
+        );
+    }
+    for p in &f.published {
+        let from = if p.reachable_from.is_empty() {
+            "no one".to_string()
+        } else {
+            p.reachable_from.join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "  published: {} {}:{}/{} reachable from {}{}: {}",
+            clean(&p.container),
+            clean(&p.address),
+            p.port,
+            clean(&p.proto),
+            clean(&from),
+            if p.covered { "" } else { " (PAST UFW)" },
+            clean(&p.note)
+        );
+    }
+    for u in &f.unmanaged {
+        let _ = writeln!(o, "  unmanaged: {}", clean(u));
+    }
 }
 
 #[cfg(test)]

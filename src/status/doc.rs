@@ -38,6 +38,10 @@ pub struct StatusDoc {
     /// The Let's Encrypt certificates of the sites, with when they expire.
     #[serde(default)]
     pub certificates: Vec<CertView>,
+    /// What is reachable from outside (UFW and the published container ports), as the last
+    /// reconcile of a repo with `ufw/` saw it; None before that.
+    #[serde(default)]
+    pub firewall: Option<super::firewall::FirewallView>,
     /// When the containers below were listed (the end of the last reconcile).
     pub observed_at: Option<String>,
     pub secrets: SecretsView,
@@ -331,6 +335,31 @@ pub fn sample(evil: &str) -> StatusDoc {
             days_left: 8,
             expiring_soon: true,
         }],
+        firewall: Some(super::firewall::FirewallView {
+            observed_at: "2025-05-01T12:00:01Z".into(),
+            ufw_active: true,
+            default_incoming: Some(evil.into()),
+            docker_guard: evil.into(),
+            docker_guard_active: false,
+            open: vec![super::firewall::OpenRuleView {
+                port: evil.into(),
+                from: evil.into(),
+                to: evil.into(),
+                ipv6: false,
+                action: "allow".into(),
+                managed: false,
+            }],
+            published: vec![super::firewall::PublishedView {
+                container: evil.into(),
+                address: evil.into(),
+                port: 8080,
+                proto: evil.into(),
+                reachable_from: vec![evil.into()],
+                covered: false,
+                note: evil.into(),
+            }],
+            unmanaged: vec![evil.into()],
+        }),
         units: vec![UnitView {
             kind: "stack".into(),
             name: evil.into(),

@@ -8,6 +8,7 @@
 pub mod build;
 pub mod desired;
 pub mod doc;
+pub mod firewall;
 
 use crate::config::Config;
 use crate::observe::Observed;
@@ -161,6 +162,10 @@ struct Live {
     units: Vec<UnitView>,
     /// The sites' certificates: lineage -> notAfter (unix seconds), as last observed.
     cert_expiry: BTreeMap<String, i64>,
+    /// UFW as the last reconcile that looked at it saw it, and when (unix seconds).
+    firewall: Option<(crate::observe::ufw_parse::ObservedFirewall, i64)>,
+    /// The ports gitmoor's containers publish, as last listed.
+    published: Vec<crate::observe::PublishedPortSeen>,
     blocked: Vec<SecretBlock>,
     stacks: Vec<StackView>,
     history: Vec<HistoryView>,
@@ -197,6 +202,11 @@ impl Live {
         self.observed_at = Some(at);
         if !o.cert_expiry.is_empty() || !o.certs.is_empty() {
             self.cert_expiry = o.cert_expiry.clone();
+        }
+        self.published = o.published.clone();
+        // Only a reconcile of a repo with `ufw/` reads UFW: the last reading stands until then.
+        if let crate::observe::Seen::Observed(f) = &o.firewall {
+            self.firewall = Some((f.state.clone(), at));
         }
     }
 
@@ -293,6 +303,8 @@ pub struct StatusHub {
     history_len: usize,
     /// `letsencrypt.warn_days`: a certificate closer to its end is flagged.
     cert_warn_days: u32,
+    /// `firewall.docker_guard`, shown beside whether the guard is active.
+    docker_guard: crate::config::firewall::DockerGuard,
     live: RwLock<Live>,
 }
 
@@ -347,6 +359,7 @@ impl StatusHub {
             secrets_dir: cfg.secrets_dir.clone(),
             history_len: cfg.status_history,
             cert_warn_days: cfg.letsencrypt.warn_days,
+            docker_guard: cfg.firewall.docker_guard,
             live: RwLock::new(Live {
                 counters: Counters {
                     duration_buckets: vec![0; DURATION_BUCKETS.len()],
@@ -598,6 +611,9 @@ impl StatusHub {
             units: l.units.clone(),
             stacks: l.stacks.clone(),
             certificates: build::cert_views(&l.cert_expiry, now, self.cert_warn_days),
+            firewall: l.firewall.as_ref().map(|(f, at)| {
+                firewall::firewall_view(f, &l.published, self.docker_guard, rfc3339(*at))
+            }),
             observed_at: l.observed_at.map(rfc3339),
             secrets: SecretsView {
                 dir: self.secrets_dir.display().to_string(),

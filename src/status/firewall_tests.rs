@@ -1,0 +1,135 @@
+use super::*;
+use crate::observe::ufw_parse::{parse_rules_files, DockerUserSeen};
+use crate::spec::ufw::Defaults;
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The seed as gitmoor applies it, plus a rule made by hand (8443, no tag).
+fn seed_applied(chain_v4: Vec<String>, chain_v6: Vec<String>) -> ObservedFirewall {
+    let t = |rule: &str, comment: &str| {
+        if comment.is_empty() {
+            format!("### tuple ### {rule}\n")
+        } else {
+            format!("### tuple ### {rule} comment={}\n", hex(comment))
+        }
+    };
+    let v4 = [
+        t("allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in", "gitmoor: web"),
+        t(
+            "allow tcp 22 0.0.0.0/0 any 192.0.2.3 in",
+            "gitmoor: ssh admins",
+        ),
+        t("allow tcp 8080 0.0.0.0/0 any 192.0.2.3 in", "gitmoor: app"),
+        t("allow tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in", ""),
+    ]
+    .concat();
+    let v6 = t("allow tcp 80 ::/0 any ::/0 in", "gitmoor: web");
+    ObservedFirewall {
+        enabled: true,
+        defaults: Defaults {
+            incoming: Some(Policy::Deny),
+            ..Defaults::default()
+        },
+        ipv6: true,
+        rules: parse_rules_files(&v4, &v6),
+        docker_user: DockerUserSeen {
+            chains: [Some(chain_v4), Some(chain_v6)],
+            ..DockerUserSeen::default()
+        },
+    }
+}
+
+fn port(ip: &str, p: u16) -> PublishedPortSeen {
+    PublishedPortSeen {
+        container: "web-app-1".into(),
+        host_ip: ip.into(),
+        host_port: p,
+        proto: "tcp".into(),
+    }
+}
+
+fn guard_chain() -> Vec<String> {
+    vec![
+        "-N DOCKER-USER".into(),
+        format!("-A DOCKER-USER -m comment --comment {CHAIN_MARK}begin-0123456789ab"),
+        "-A DOCKER-USER -j DROP".into(),
+    ]
+}
+
+#[test]
+fn the_view_lists_ufws_open_ports_the_unmanaged_rules_and_who_reaches_each_published_port() {
+    let published = [
+        port("0.0.0.0", 8080),
+        port("0.0.0.0", 80),
+        port("0.0.0.0", 9000),
+        port("127.0.0.1", 5432),
+        port("::", 9000),
+    ];
+    // No guard loaded: a published port is open to everyone, whatever the rules say.
+    let fw = seed_applied(vec![], vec![]);
+    let v = firewall_view(&fw, &published, DockerGuard::Warn, "t".into());
+    assert!(v.ufw_active && !v.docker_guard_active);
+    assert_eq!(v.docker_guard, "warn");
+    assert_eq!(v.default_incoming.as_deref(), Some("deny"));
+    let open: Vec<(String, String, bool, bool)> = v
+        .open
+        .iter()
+        .map(|o| (o.port.clone(), o.from.clone(), o.ipv6, o.managed))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            ("80/tcp".into(), "any".into(), false, true),
+            ("22/tcp".into(), "192.0.2.3".into(), false, true),
+            ("8080/tcp".into(), "192.0.2.3".into(), false, true),
+            ("8443/tcp".into(), "any".into(), false, false),
+            ("80/tcp".into(), "any".into(), true, true),
+        ]
+    );
+    assert_eq!(v.unmanaged.len(), 1);
+    assert!(v.unmanaged[0].contains("8443"), "{:?}", v.unmanaged);
+    // Loopback is not "outside".
+    assert_eq!(v.published.len(), 4);
+    let by_port = |v: &FirewallView, ip: &str, p: u16| {
+        v.published
+            .iter()
+            .find(|x| x.port == p && x.address == ip)
+            .cloned()
+            .unwrap()
+    };
+    let p8080 = by_port(&v, "0.0.0.0", 8080);
+    assert_eq!(p8080.reachable_from, ["any"]);
+    assert!(!p8080.covered, "{p8080:?}");
+    assert!(p8080.note.contains("past UFW"), "{}", p8080.note);
+    let p80 = by_port(&v, "0.0.0.0", 80);
+    assert!(p80.covered && p80.reachable_from == ["any"], "{p80:?}");
+
+    // The guard loaded (both families): the rules decide, and the hand-made rule does not
+    // count (the guard's block holds the file's rules only).
+    let fw = seed_applied(guard_chain(), guard_chain());
+    let v = firewall_view(&fw, &published, DockerGuard::Enforce, "t".into());
+    assert!(v.docker_guard_active);
+    let p8080 = by_port(&v, "0.0.0.0", 8080);
+    assert_eq!(p8080.reachable_from, ["192.0.2.3"]);
+    assert!(p8080.covered);
+    let p9000 = by_port(&v, "0.0.0.0", 9000);
+    assert!(
+        p9000.reachable_from.is_empty() && p9000.covered,
+        "{p9000:?}"
+    );
+    assert!(p9000.note.contains("closed"), "{}", p9000.note);
+    // IPv6: judged by the IPv6 rules.
+    assert!(by_port(&v, "::", 9000).reachable_from.is_empty());
+
+    // The IPv6 chain without the block: not active (IPv6 traffic would slip past).
+    let fw = seed_applied(guard_chain(), vec![]);
+    let v = firewall_view(&fw, &published, DockerGuard::Enforce, "t".into());
+    assert!(!v.docker_guard_active);
+    // UFW inactive: not active either.
+    let mut fw = seed_applied(guard_chain(), guard_chain());
+    fw.enabled = false;
+    let v = firewall_view(&fw, &published, DockerGuard::Enforce, "t".into());
+    assert!(!v.ufw_active && !v.docker_guard_active);
+}
