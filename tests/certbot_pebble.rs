@@ -1035,3 +1035,82 @@ fn a_site_whose_upstream_names_a_compose_service_goes_live_over_https_with_its_c
     assert!(text.contains("no changes"), "{text}");
     assert_eq!(w.certbot_calls().len(), 1);
 }
+
+/// gitmoor's own renewal, through the binary: Pebble issues 40-day certificates; with
+/// `renew_days: 30` the obtained one is not due, and the next apply does nothing. With
+/// `renew_days: 50` it is: `gitmoor apply` runs `certbot renew` for that one lineage and reloads
+/// nginx, which then serves a new certificate (another serial), while the site's vhost file is
+/// left exactly as it was.
+#[test]
+fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_a_reload() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::with_validity(Some(40 * 86_400));
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("renewed backend\n");
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    assert_eq!(w.https_body(), "renewed backend\n");
+    let first = w.served_serial();
+    let vhost = w.sites_dir().join("api.conf");
+    let vhost_before = std::fs::read(&vhost).unwrap();
+    let vhost_mtime = std::fs::metadata(&vhost).unwrap().modified().unwrap();
+    let le = w.letsencrypt();
+    let expiry = observed(observe_cert(&le.config_dir, DOMAIN))
+        .not_after
+        .unwrap();
+    assert!(
+        (expiry - now() - 40 * 86_400).abs() < 3_600,
+        "Pebble issued a 40-day certificate: {expiry}"
+    );
+    let text = host.apply_ok();
+    assert!(text.contains("no changes"), "not due yet: {text}");
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+
+    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(
+        plan.contains(&format!(
+            "renew-certificate api: the certificate for {DOMAIN} is due for renewal"
+        )),
+        "{plan}"
+    );
+    let text = host.apply_ok();
+    let calls = w.certbot_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
+    assert!(
+        calls[1].starts_with(&format!("renew --cert-name {DOMAIN} --force-renewal")),
+        "certbot renew for that one lineage: {calls:?}"
+    );
+    // nginx reloaded: it presents the new certificate (a reload takes a moment to reach the
+    // workers; without one the old certificate would be served forever).
+    let mut second = w.served_serial();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        second = w.served_serial();
+    }
+    assert_ne!(first, second, "the served certificate changed");
+    w.settle();
+    let on_disk = observed(observe_cert(&le.config_dir, DOMAIN));
+    assert!(on_disk.not_after.unwrap() >= expiry, "{on_disk:?}");
+    assert_eq!(w.https_body(), "renewed backend\n");
+    assert_eq!(
+        std::fs::read(&vhost).unwrap(),
+        vhost_before,
+        "vhost unchanged"
+    );
+    assert_eq!(
+        std::fs::metadata(&vhost).unwrap().modified().unwrap(),
+        vhost_mtime,
+        "the vhost was not rewritten"
+    );
+    let state = host.state_json();
+    assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+}
