@@ -323,6 +323,28 @@ impl World {
         ]));
     }
 
+    /// Gives `name` an AAAA record `ip` in challtestsrv's DNS.
+    fn point_aaaa(&self, name: &str, ip: &str) {
+        let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/add-aaaa", self.mgmt_port),
+        ]));
+    }
+
+    /// Takes the AAAA records of `name` away again.
+    fn clear_aaaa(&self, name: &str) {
+        let body = format!(r#"{{"host":"{name}"}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/clear-aaaa", self.mgmt_port),
+        ]));
+    }
+
     fn nginx_dir(&self) -> PathBuf {
         self.path().join("nginx")
     }
@@ -1113,4 +1135,93 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     );
     let state = host.state_json();
     assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+}
+
+/// Let's Encrypt allows 5 failed validations per name and hour. A name whose validation keeps
+/// failing (its AAAA record points at `::1`, where nginx does not listen: Pebble asks AAAA first
+/// and gets a refused connection, while the preflight, which accepts `::1` here, lets it through)
+/// is asked three times by three applies; the fourth apply runs no certbot and fails the site
+/// saying how many failures, for which name, and when the next try is. A commit that changes the
+/// site's names asks at once, and its success clears the count.
+#[test]
+fn a_name_that_keeps_failing_validation_is_not_asked_again_after_three_failures_in_the_hour() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let flaky = "flaky.example.test";
+    w.point_aaaa(flaky, "::1");
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    host.edit_config(
+        "  host_addresses: [127.0.0.1]\n",
+        "  host_addresses: [127.0.0.1, \"::1\"]\n",
+    );
+    let port = backend("flaky backend\n");
+    let site = |names: &str| {
+        format!("server_names: [{names}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n")
+    };
+    remote.write("nginx/flaky.yaml", &site(flaky));
+    remote.commit("a site whose validation fails");
+
+    for n in 1..=3 {
+        let out = host.gitmoor(&["apply"]);
+        let text = output_text(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!(
+                "site flaky: certbot could not obtain a certificate for {flaky}"
+            )),
+            "apply {n}: {text}"
+        );
+        assert_eq!(
+            w.certbot_calls().len(),
+            n,
+            "apply {n}: {:?}",
+            w.certbot_calls()
+        );
+    }
+    let state = host.state_json();
+    assert_eq!(
+        state["cert_failures"]["flaky"]["at"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "{state:#}"
+    );
+
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    let why = format!("certbot failed 3 times for {flaky} in the last hour; next try after ");
+    assert!(
+        plan.contains(&format!("hold-site flaky: site flaky: {why}")),
+        "{plan}"
+    );
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&why) && text.contains("(Let's Encrypt allows 5 failures per name per hour)"),
+        "{text}"
+    );
+    assert_eq!(w.certbot_calls().len(), 3, "the 4th apply ran no certbot");
+    let state = host.state_json();
+    let unit = &state["units"]["site/flaky"];
+    assert_eq!(unit["result"], "failed", "{state:#}");
+    assert!(
+        unit["error"].as_str().is_some_and(|e| e.contains(&why)),
+        "{state:#}"
+    );
+
+    // The DNS is fixed and the commit changes the site's names: another certificate, asked at
+    // once; it is obtained, and the count is gone.
+    w.clear_aaaa(flaky);
+    remote.write("nginx/flaky.yaml", &site(&format!("{flaky}, www.{flaky}")));
+    remote.commit("the site gains a name");
+    host.apply_ok();
+    assert_eq!(w.certbot_calls().len(), 4, "{:?}", w.certbot_calls());
+    let state = host.state_json();
+    assert!(state.get("cert_failures").is_none(), "{state:#}");
+    assert_eq!(
+        state["units"]["site/flaky"]["result"], "success",
+        "{state:#}"
+    );
 }
