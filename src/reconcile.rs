@@ -491,6 +491,13 @@ impl Reconciler {
             redact: &redact,
         };
         let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
+        // certbot's failures count per name against Let's Encrypt's limits: kept, so the next
+        // plans hold a name that keeps failing (plan/cert_backoff.rs).
+        let now = chrono::Utc::now().timestamp();
+        for (site, failed) in &report.certbot_failed {
+            let names = crate::plan::site::server_names(&spec, site);
+            run.state.note_certbot(site, &names, *failed, now);
+        }
         outcome.verdict = if report.is_ok() {
             Verdict::Applied
         } else {
@@ -571,23 +578,21 @@ impl Reconciler {
         commit: &str,
         recorded_stacks: std::collections::BTreeSet<String>,
     ) -> anyhow::Result<Result<Plan, crate::plan::PlanError>> {
+        let saved = State::load(&self.cfg.state_dir).unwrap_or_default();
         let ctx = PlanContext {
             commit: commit.to_string(),
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
             repo: crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
             recorded_stacks,
-            recorded_sites: State::load(&self.cfg.state_dir)
-                .map(|s| {
-                    s.units
-                        .keys()
-                        .filter_map(|k| match UnitId::from_key(k) {
-                            Some(UnitId::Site(n)) => Some(n),
-                            _ => None,
-                        })
-                        .collect()
+            recorded_sites: saved
+                .units
+                .keys()
+                .filter_map(|k| match UnitId::from_key(k) {
+                    Some(UnitId::Site(n)) => Some(n),
+                    _ => None,
                 })
-                .unwrap_or_default(),
+                .collect(),
             adopt: self.cfg.adopt.clone(),
             sites: crate::plan::site::SiteContext {
                 render: crate::spec::nginx::render::RenderHost {
@@ -598,6 +603,8 @@ impl Reconciler {
                 },
                 acme_webroot: self.cfg.nginx.acme_webroot.clone(),
                 letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
+                cert_failures: saved.cert_failures.clone(),
+                now: chrono::Utc::now().timestamp(),
             },
             firewall: crate::plan::FirewallContext {
                 options: self.cfg.firewall.plan_options(),

@@ -4,6 +4,7 @@
 //! and a short history. Written atomically (temp file, fsync, rename), so a crash leaves either
 //! the old file or the new one. Holds names, shas, reasons and errors: never a secret value.
 
+use crate::plan::cert_backoff::CertFailures;
 use crate::plan::render::ActionView;
 use crate::plan::UnitId;
 use anyhow::Context;
@@ -41,6 +42,10 @@ pub struct State {
     /// be the machine, twice is the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub died_reading: Option<(String, u32)>,
+    /// certbot's failed runs within the last hour, by site: the plan stops asking Let's
+    /// Encrypt for a name that keeps failing (`plan::cert_backoff`). Absent from older files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cert_failures: BTreeMap<String, CertFailures>,
 }
 
 /// Where an unfinished reconcile was when it was last seen.
@@ -298,6 +303,20 @@ impl State {
         self.last_attempt = Some(attempt);
     }
 
+    /// Notes a certbot run of `site` for `names` at `now` (a failure counts, a success clears),
+    /// and forgets failures an hour old.
+    pub fn note_certbot(&mut self, site: &str, names: &[String], failed: bool, now: i64) {
+        match CertFailures::after_run(self.cert_failures.get(site), names, failed, now) {
+            Some(f) => {
+                self.cert_failures.insert(site.to_string(), f);
+            }
+            None => {
+                self.cert_failures.remove(site);
+            }
+        }
+        self.cert_failures.retain(|_, f| f.is_current(now));
+    }
+
     /// Forgets units that are no longer in the repo and hold nothing on the host (a key this
     /// version cannot read is kept: a newer gitmoor wrote it).
     pub fn retain_units(&mut self, keep: impl Fn(&UnitId) -> bool) {
@@ -514,5 +533,31 @@ mod tests {
         std::fs::write(State::path(dir.path()), b"{nope").unwrap();
         let err = format!("{:#}", State::load(dir.path()).unwrap_err());
         assert!(err.contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn certbot_failures_are_kept_per_site_and_older_files_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let api = vec!["api.example.fr".to_string()];
+        s.note_certbot("api", &api, true, 1_000);
+        s.note_certbot("api", &api, true, 1_060);
+        s.save(dir.path()).unwrap();
+        let back = State::load(dir.path()).unwrap();
+        assert_eq!(back.cert_failures["api"].at, [1_000, 1_060]);
+        // A success clears the site; old failures leave on the next note.
+        s.note_certbot("api", &api, false, 1_100);
+        assert!(s.cert_failures.is_empty());
+        s.note_certbot("www", &api, true, 1_000);
+        s.note_certbot("api", &api, true, 5_000);
+        assert_eq!(s.cert_failures.keys().collect::<Vec<_>>(), ["api"]);
+        // A file from before (no `cert_failures`) loads, and an empty map is not written.
+        let old = r#"{"applied":null,"last_attempt":null,"units":{},"history":[]}"#;
+        assert!(State::from_json(old.as_bytes())
+            .unwrap()
+            .cert_failures
+            .is_empty());
+        let text = serde_json::to_string(&State::default()).unwrap();
+        assert!(!text.contains("cert_failures"), "{text}");
     }
 }

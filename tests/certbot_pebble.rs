@@ -88,10 +88,17 @@ struct World {
     /// Started processes, stopped in reverse order on drop.
     children: Vec<Child>,
     nginx: Option<Child>,
+    /// Pebble's certificate lifetime in seconds (its own default, 5 years, when None).
+    validity: Option<u64>,
 }
 
 impl World {
     fn new() -> World {
+        World::with_validity(None)
+    }
+
+    /// Pebble issuing certificates that last `validity` seconds (so a test can make one due).
+    fn with_validity(validity: Option<u64>) -> World {
         let dir = tempfile::tempdir().unwrap();
         // nginx's workers run as nobody: they must get into the webroot and the prefix.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -105,6 +112,7 @@ impl World {
             https_port: free_port(),
             children: Vec::new(),
             nginx: None,
+            validity,
         };
         w.start_acme();
         w
@@ -217,13 +225,16 @@ impl World {
         let config = format!(
             r#"{{"pebble": {{"listenAddress": "127.0.0.1:{}", "managementListenAddress": "127.0.0.1:{}",
   "certificate": "{}", "privateKey": "{}", "httpPort": {}, "tlsPort": {},
-  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false{}}}}}"#,
             self.acme_port,
             self.pebble_mgmt_port,
             ps("api.pem"),
             ps("api.key"),
             self.http_port,
-            self.https_port
+            self.https_port,
+            self.validity
+                .map(|v| format!(", \"certificateValidityPeriod\": {v}"))
+                .unwrap_or_default()
         );
         std::fs::write(p.join("pebble-config.json"), config).unwrap();
         self.spawn(
@@ -309,6 +320,28 @@ impl World {
             "-d",
             &body,
             &format!("http://127.0.0.1:{}/add-a", self.mgmt_port),
+        ]));
+    }
+
+    /// Gives `name` an AAAA record `ip` in challtestsrv's DNS.
+    fn point_aaaa(&self, name: &str, ip: &str) {
+        let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/add-aaaa", self.mgmt_port),
+        ]));
+    }
+
+    /// Takes the AAAA records of `name` away again.
+    fn clear_aaaa(&self, name: &str) {
+        let body = format!(r#"{{"host":"{name}"}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/clear-aaaa", self.mgmt_port),
         ]));
     }
 
@@ -428,6 +461,53 @@ http {{
         };
         cfg.check().unwrap();
         cfg
+    }
+
+    /// gitmoor's `nginx:` and `letsencrypt:` blocks for this world (the private nginx, Pebble,
+    /// its DNS, certbot through the recording wrapper).
+    fn gitmoor_config(&self) -> String {
+        let le = self.letsencrypt();
+        let d = self.nginx_dir();
+        format!(
+            "nginx:\n  sites_dir: {}\n  binary: {NGINX}\n  prefix: {}\n  conf: {}\n  args: [\"-e\", \"{}\"]\n  acme_webroot: {}\n  http_port: {}\n  https_port: {}\n  ipv6: false\nletsencrypt:\n  email: admin@example.test\n  server: {}\n  certbot: {}\n  config_dir: {}\n  work_dir: {}\n  logs_dir: {}\n  ca_bundle: {}\n  host_addresses: [127.0.0.1]\n  dns_server: 127.0.0.1:{}\n  timeout_secs: 120\n  renew_days: 30\n",
+            self.sites_dir().display(),
+            d.display(),
+            d.join("nginx.conf").display(),
+            d.join("logs/error.log").display(),
+            self.webroot().display(),
+            self.http_port,
+            self.https_port,
+            le.server,
+            le.certbot.as_ref().unwrap().display(),
+            le.config_dir.display(),
+            le.work_dir.display(),
+            le.logs_dir.display(),
+            self.api_ca().display(),
+            self.dns_port,
+        )
+    }
+
+    /// The serial of the certificate nginx presents for `DOMAIN` on the HTTPS port
+    /// (`openssl s_client`, then `openssl x509 -serial`, argv only).
+    fn served_serial(&self) -> String {
+        let hello = Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{}", self.https_port))
+            .args(["-servername", DOMAIN])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-serial"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        x509.stdin.take().unwrap().write_all(&hello.stdout).unwrap();
+        let out = x509.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(text.starts_with("serial="), "no certificate served: {text}");
+        text
     }
 
     fn calls_file(&self) -> PathBuf {
@@ -726,32 +806,8 @@ async fn a_webroot_nginx_does_not_serve_fails_with_certbots_message_naming_the_s
 fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() {
     let mut w = World::new();
     w.start_nginx();
-    let le = w.letsencrypt();
     let port = echo_backend();
-    let d = w.nginx_dir();
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let config = format!(
-        "nginx:\n  sites_dir: {}\n  binary: {NGINX}\n  prefix: {}\n  conf: {}\n  args: [{}]\n  acme_webroot: {}\n  http_port: {}\n  https_port: {}\n  ipv6: false\nletsencrypt:\n  email: admin@example.test\n  server: {}\n  certbot: {}\n  config_dir: {}\n  work_dir: {}\n  logs_dir: {}\n  ca_bundle: {}\n  host_addresses: [127.0.0.1]\n  dns_server: 127.0.0.1:{}\n  timeout_secs: 120\n",
-        w.sites_dir().display(),
-        d.display(),
-        d.join("nginx.conf").display(),
-        list(&["-e".into(), d.join("logs/error.log").display().to_string()]),
-        w.webroot().display(),
-        w.http_port,
-        w.https_port,
-        le.server,
-        le.certbot.as_ref().unwrap().display(),
-        le.config_dir.display(),
-        le.work_dir.display(),
-        le.logs_dir.display(),
-        w.api_ca().display(),
-        w.dns_port,
-    );
+    let config = w.gitmoor_config();
     let repo = tempfile::tempdir().unwrap();
     let git = |args: &[&str]| {
         let st = Command::new("git")
@@ -841,4 +897,331 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
     let (ok, text) = gitmoor("apply");
     assert!(ok && text.contains("no changes"), "{text}");
     assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+}
+
+/// One plain HTTP request for `host` on `port`: (status, its `Location` header).
+fn redirect_of(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split(' ').nth(1)?.parse().ok()?;
+    let location = resp
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Some((status, location))
+}
+
+/// A compose stack of two services: `worker` (busybox httpd, unpublished) and, with
+/// `backend_port`, `backend` (busybox httpd answering "backend <tag>" on 127.0.0.1:<port>).
+fn two_service_stack(backend_port: Option<u16>) -> String {
+    let mut s = String::from(
+        r#"services:
+  worker:
+    image: example-busybox:1
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo worker > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"#,
+    );
+    if let Some(port) = backend_port {
+        s.push_str(&format!(
+            r#"  backend:
+    image: example-busybox:1
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo backend in its container > /www/index.html && exec httpd -f -p 3000 -h /www"]
+    ports: ["127.0.0.1:{port}:3000"]
+"#
+        ));
+    }
+    s
+}
+
+/// The issue's proof through the binary: one commit adds a compose service and a `tls:
+/// letsencrypt` site whose upstream names it; `gitmoor apply` starts the container on the real
+/// dockerd, installs the HTTP vhost, certbot gets the certificate from Pebble through it, the
+/// TLS vhost goes in, and `curl --cacert <Pebble root> --resolve` reaches the container over
+/// HTTPS while plain HTTP redirects. The neighbours stay as they were: the stack's other service
+/// keeps its container, the other site's vhost is not rewritten.
+#[test]
+fn a_site_whose_upstream_names_a_compose_service_goes_live_over_https_with_its_container() {
+    use support::{container_id, output_text, unique, Host, Remote, StackGuard};
+    let mut w = World::new();
+    w.start_nginx();
+    let stack = unique("le");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+
+    // Before: the stack with its worker only, and a neighbour site on plain HTTP.
+    let neighbour_port = backend("the neighbour\n");
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &two_service_stack(None),
+    );
+    remote.write(
+        "nginx/other.yaml",
+        &format!(
+            "server_names: [other.example.test]\nupstream: 127.0.0.1:{neighbour_port}\ntls: off\n"
+        ),
+    );
+    remote.commit("the worker and the neighbour site");
+    host.apply_ok();
+    let worker = container_id(&stack, "worker");
+    assert!(!worker.is_empty());
+    let other = w.sites_dir().join("other.conf");
+    let other_before = std::fs::read_to_string(&other).unwrap();
+    let other_mtime = std::fs::metadata(&other).unwrap().modified().unwrap();
+    w.wait_status("other.example.test", 200);
+
+    // One commit: the backend service, and the site naming it.
+    let port = support::free_port();
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &two_service_stack(Some(port)),
+    );
+    remote.write(
+        "nginx/api.yaml",
+        &format!(
+            "server_names: [{DOMAIN}]\nupstream: {{stack: {stack}, service: backend, port: 3000}}\ntls: letsencrypt\n"
+        ),
+    );
+    remote.commit("the backend, over HTTPS");
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(
+        plan.contains("install-site api: new site from nginx/api.yaml"),
+        "{plan}"
+    );
+    assert!(!plan.contains("site other"), "{plan}");
+
+    let text = host.apply_ok();
+    let calls = w.certbot_calls();
+    assert_eq!(calls.len(), 1, "one certonly: {calls:?}\n{text}");
+    assert!(calls[0].starts_with("certonly --webroot"), "{calls:?}");
+    let vhost = std::fs::read_to_string(w.sites_dir().join("api.conf")).unwrap();
+    assert!(
+        vhost.contains(&format!("proxy_pass http://127.0.0.1:{port};")),
+        "the site proxies to the port the service publishes:\n{vhost}"
+    );
+    let backend = container_id(&stack, "backend");
+    assert!(!backend.is_empty(), "{text}");
+    let state = host.state_json();
+    assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+    assert_eq!(
+        state["units"][format!("stack/{stack}")]["result"],
+        "success",
+        "{state:#}"
+    );
+
+    // HTTPS with Pebble's root only, the name resolved to loopback: the container answers.
+    w.wait_status(DOMAIN, 301);
+    assert_eq!(w.https_body(), "backend in its container\n");
+    // Plain HTTP redirects to the same URL over HTTPS.
+    let (status, location) = redirect_of(w.http_port, DOMAIN, "/users?x=1").unwrap();
+    assert!(matches!(status, 301 | 308), "{status}");
+    assert_eq!(
+        location,
+        format!("https://{DOMAIN}:{}/users?x=1", w.https_port)
+    );
+
+    // The neighbours: the worker keeps its container, the other vhost was not rewritten, and it
+    // still answers.
+    assert_eq!(
+        container_id(&stack, "worker"),
+        worker,
+        "the worker is untouched"
+    );
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), other_before);
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().modified().unwrap(),
+        other_mtime,
+        "other.conf was not rewritten"
+    );
+    assert_eq!(
+        http_get(w.http_port, "other.example.test", "/").unwrap(),
+        (200, "the neighbour\n".to_string())
+    );
+    let files: Vec<String> = std::fs::read_dir(w.sites_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut files = files;
+    files.sort();
+    assert_eq!(files, ["api.conf", "other.conf"]);
+
+    // Nothing left to do.
+    let text = host.apply_ok();
+    assert!(text.contains("no changes"), "{text}");
+    assert_eq!(w.certbot_calls().len(), 1);
+}
+
+/// gitmoor's own renewal, through the binary: Pebble issues 40-day certificates; with
+/// `renew_days: 30` the obtained one is not due, and the next apply does nothing. With
+/// `renew_days: 50` it is: `gitmoor apply` runs `certbot renew` for that one lineage and reloads
+/// nginx, which then serves a new certificate (another serial), while the site's vhost file is
+/// left exactly as it was.
+#[test]
+fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_a_reload() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::with_validity(Some(40 * 86_400));
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("renewed backend\n");
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    assert_eq!(w.https_body(), "renewed backend\n");
+    let first = w.served_serial();
+    let vhost = w.sites_dir().join("api.conf");
+    let vhost_before = std::fs::read(&vhost).unwrap();
+    let vhost_mtime = std::fs::metadata(&vhost).unwrap().modified().unwrap();
+    let le = w.letsencrypt();
+    let expiry = observed(observe_cert(&le.config_dir, DOMAIN))
+        .not_after
+        .unwrap();
+    assert!(
+        (expiry - now() - 40 * 86_400).abs() < 3_600,
+        "Pebble issued a 40-day certificate: {expiry}"
+    );
+    let text = host.apply_ok();
+    assert!(text.contains("no changes"), "not due yet: {text}");
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+
+    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(
+        plan.contains(&format!(
+            "renew-certificate api: the certificate for {DOMAIN} is due for renewal"
+        )),
+        "{plan}"
+    );
+    let text = host.apply_ok();
+    let calls = w.certbot_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
+    assert!(
+        calls[1].starts_with(&format!("renew --cert-name {DOMAIN} --force-renewal")),
+        "certbot renew for that one lineage: {calls:?}"
+    );
+    // nginx reloaded: it presents the new certificate (a reload takes a moment to reach the
+    // workers; without one the old certificate would be served forever).
+    let mut second = w.served_serial();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        second = w.served_serial();
+    }
+    assert_ne!(first, second, "the served certificate changed");
+    w.settle();
+    let on_disk = observed(observe_cert(&le.config_dir, DOMAIN));
+    assert!(on_disk.not_after.unwrap() >= expiry, "{on_disk:?}");
+    assert_eq!(w.https_body(), "renewed backend\n");
+    assert_eq!(
+        std::fs::read(&vhost).unwrap(),
+        vhost_before,
+        "vhost unchanged"
+    );
+    assert_eq!(
+        std::fs::metadata(&vhost).unwrap().modified().unwrap(),
+        vhost_mtime,
+        "the vhost was not rewritten"
+    );
+    let state = host.state_json();
+    assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+}
+
+/// Let's Encrypt allows 5 failed validations per name and hour. A name whose validation keeps
+/// failing (its AAAA record points at `::1`, where nginx does not listen: Pebble asks AAAA first
+/// and gets a refused connection, while the preflight, which accepts `::1` here, lets it through)
+/// is asked three times by three applies; the fourth apply runs no certbot and fails the site
+/// saying how many failures, for which name, and when the next try is. A commit that changes the
+/// site's names asks at once, and its success clears the count.
+#[test]
+fn a_name_that_keeps_failing_validation_is_not_asked_again_after_three_failures_in_the_hour() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let flaky = "flaky.example.test";
+    w.point_aaaa(flaky, "::1");
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    host.edit_config(
+        "  host_addresses: [127.0.0.1]\n",
+        "  host_addresses: [127.0.0.1, \"::1\"]\n",
+    );
+    let port = backend("flaky backend\n");
+    let site = |names: &str| {
+        format!("server_names: [{names}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n")
+    };
+    remote.write("nginx/flaky.yaml", &site(flaky));
+    remote.commit("a site whose validation fails");
+
+    for n in 1..=3 {
+        let out = host.gitmoor(&["apply"]);
+        let text = output_text(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!(
+                "site flaky: certbot could not obtain a certificate for {flaky}"
+            )),
+            "apply {n}: {text}"
+        );
+        assert_eq!(
+            w.certbot_calls().len(),
+            n,
+            "apply {n}: {:?}",
+            w.certbot_calls()
+        );
+    }
+    let state = host.state_json();
+    assert_eq!(
+        state["cert_failures"]["flaky"]["at"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "{state:#}"
+    );
+
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    let why = format!("certbot failed 3 times for {flaky} in the last hour; next try after ");
+    assert!(
+        plan.contains(&format!("hold-site flaky: site flaky: {why}")),
+        "{plan}"
+    );
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&why) && text.contains("(Let's Encrypt allows 5 failures per name per hour)"),
+        "{text}"
+    );
+    assert_eq!(w.certbot_calls().len(), 3, "the 4th apply ran no certbot");
+    let state = host.state_json();
+    let unit = &state["units"]["site/flaky"];
+    assert_eq!(unit["result"], "failed", "{state:#}");
+    assert!(
+        unit["error"].as_str().is_some_and(|e| e.contains(&why)),
+        "{state:#}"
+    );
+
+    // The DNS is fixed and the commit changes the site's names: another certificate, asked at
+    // once; it is obtained, and the count is gone.
+    w.clear_aaaa(flaky);
+    remote.write("nginx/flaky.yaml", &site(&format!("{flaky}, www.{flaky}")));
+    remote.commit("the site gains a name");
+    host.apply_ok();
+    assert_eq!(w.certbot_calls().len(), 4, "{:?}", w.certbot_calls());
+    let state = host.state_json();
+    assert!(state.get("cert_failures").is_none(), "{state:#}");
+    assert_eq!(
+        state["units"]["site/flaky"]["result"], "success",
+        "{state:#}"
+    );
 }

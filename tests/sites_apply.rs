@@ -120,3 +120,96 @@ fn a_site_in_the_repo_proxies_to_its_stack_and_a_bad_site_never_takes_it_down() 
         "{state:#}"
     );
 }
+
+/// A raw server block answering `body` for `name`, or with a directive nginx does not know.
+fn raw_site(name: &str, body: &str, broken: bool) -> String {
+    let extra = if broken {
+        "    no_such_directive on;\n"
+    } else {
+        ""
+    };
+    format!(
+        "server {{\n    listen 80;\n    server_name {name};\n{extra}    location / {{ return 200 \"{body}\\n\"; }}\n}}\n"
+    )
+}
+
+/// One commit changes two sites: one into a version nginx refuses, the other in a good way.
+/// The good one's new version serves; the broken one keeps serving its old version (its file
+/// on the host is the old one); `gitmoor apply` fails naming the site and nginx's message; the
+/// state records the unit failed with why and keeps its last good commit.
+#[test]
+fn a_site_changed_into_a_broken_one_keeps_its_old_version_while_its_neighbour_moves_on() {
+    let mut nginx = PrivateNginx::on_all_addresses(true);
+    std::fs::create_dir_all(nginx.sites_dir()).unwrap();
+    nginx.start();
+    let remote = Remote::new();
+    // Raw sites say `listen 80`: the private nginx listens on its own port.
+    let host = Host::new(&remote, &nginx_config(&nginx));
+    let listen = |text: String| text.replace("listen 80;", &format!("listen {};", nginx.port));
+    let v1 = support::nginx::backend("good v1\n");
+    let v2 = support::nginx::backend("good v2\n");
+    let good = |port: u16| {
+        format!("server_names: [good.example.test]\nupstream: 127.0.0.1:{port}\ntls: off\n")
+    };
+    remote.write("nginx/good.yaml", &good(v1));
+    remote.write(
+        "nginx/shop.conf",
+        &listen(raw_site("shop.example.test", "shop v1", false)),
+    );
+    let first = remote.commit("two sites");
+    host.apply_ok();
+    nginx.wait_for("good.example.test", "good v1\n");
+    nginx.wait_for("shop.example.test", "shop v1\n");
+    let shop_v1 = std::fs::read_to_string(nginx.sites_dir().join("shop.conf")).unwrap();
+
+    remote.write("nginx/good.yaml", &good(v2));
+    remote.write(
+        "nginx/shop.conf",
+        &listen(raw_site("shop.example.test", "shop v2", true)),
+    );
+    remote.commit("good moves on, shop breaks");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("site shop") && text.contains("unknown directive \"no_such_directive\""),
+        "the error names the site and nginx's message:\n{text}"
+    );
+    nginx.wait_for("good.example.test", "good v2\n");
+    assert_eq!(
+        nginx.get("shop.example.test").1,
+        "shop v1\n",
+        "the broken site keeps serving its last good version"
+    );
+    assert_eq!(
+        std::fs::read_to_string(nginx.sites_dir().join("shop.conf")).unwrap(),
+        shop_v1
+    );
+    let state = host.state_json();
+    let shop = &state["units"]["site/shop"];
+    assert_eq!(shop["result"], "failed", "{state:#}");
+    assert!(
+        shop["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no_such_directive") && e.contains("shop.conf")),
+        "{state:#}"
+    );
+    assert_eq!(shop["last_good_commit"], first.as_str(), "{state:#}");
+    assert_eq!(
+        state["units"]["site/good"]["result"], "success",
+        "{state:#}"
+    );
+    // `gitmoor status` (no daemon runs: from the state file) says the same.
+    let status = output_text(&host.gitmoor(&["status"]));
+    assert!(
+        status.contains(&format!("site shop: failed (last good {})", &first[..10]))
+            && status.contains("no_such_directive"),
+        "{status}"
+    );
+    assert!(status.contains("site good: success"), "{status}");
+
+    // The next apply tries the broken site again (it still differs) and nothing else.
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(plan.contains("install-site shop"), "{plan}");
+    assert!(!plan.contains("install-site good"), "{plan}");
+}

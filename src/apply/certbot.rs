@@ -39,9 +39,21 @@ pub enum CertError {
         names: Vec<String>,
         message: String,
     },
-    /// A renewal of lineage `name` failed; the current certificate stays in use.
+    /// A renewal of lineage `name` could not be asked for (its files, gitmoor's config); the
+    /// current certificate stays in use.
     #[error("certificate {name}: renewal failed, the current certificate stays in use: {message}")]
     Renew { name: String, message: String },
+    /// certbot ran to renew lineage `name` and failed; the current certificate stays in use.
+    #[error("certificate {name}: renewal failed, the current certificate stays in use: {message}")]
+    RenewRun { name: String, message: String },
+}
+
+impl CertError {
+    /// certbot ran and failed: the ACME server may have counted a failed validation against
+    /// the names (Let's Encrypt allows 5 per name per hour), so it counts for the backoff.
+    pub fn certbot_failed(&self) -> bool {
+        matches!(self, CertError::Certbot { .. } | CertError::RenewRun { .. })
+    }
 }
 
 /// What one renewal pass did.
@@ -198,8 +210,36 @@ pub async fn renew_one(cfg: &LetsEncryptConfig, name: &str) -> Result<bool, Cert
     let args: Vec<String> = ["renew", "--cert-name", name, "--force-renewal"]
         .map(String::from)
         .to_vec();
-    run_certbot(&program, cfg, &args).await.map_err(fail)?;
+    run_certbot(&program, cfg, &args)
+        .await
+        .map_err(|message| CertError::RenewRun {
+            name: name.to_string(),
+            message,
+        })?;
     Ok(std::fs::read(&cert).ok() != before_bytes)
+}
+
+/// The reconcile's renewal of `site`'s lineage `name`: the DNS preflight for the names the
+/// certificate covers (a name that points elsewhere now would fail the validation and count
+/// against the rate limits), then [`renew_one`].
+pub async fn renew_checked(
+    cfg: &LetsEncryptConfig,
+    site: &str,
+    name: &str,
+) -> Result<bool, CertError> {
+    let covered = match observe_cert(&cfg.config_dir, name) {
+        Seen::Observed(s) if s.present && !s.names.is_empty() => s.names,
+        _ => vec![name.to_string()],
+    };
+    let covered: Vec<&str> = covered.iter().map(String::as_str).collect();
+    Preflight::from_config(cfg)
+        .map_err(|message| CertError::Renew {
+            name: name.to_string(),
+            message,
+        })?
+        .check(site, &covered)
+        .await?;
+    renew_one(cfg, name).await
 }
 
 /// The certbot binary: `letsencrypt.certbot`, else `certbot` in `PATH`.

@@ -33,6 +33,8 @@ pub struct ApplyReport {
     pub units: BTreeMap<UnitId, UnitOutcome>,
     /// Ids of the images gitmoor had built that a rebuild superseded, removed after the apply.
     pub pruned_images: Vec<String>,
+    /// The sites certbot ran for: true when it failed (the state counts those per name).
+    pub certbot_failed: BTreeMap<String, bool>,
 }
 
 impl ApplyReport {
@@ -157,7 +159,13 @@ pub async fn execute_with(
                     Some(Err(why)) => Err(why.as_str()),
                     None => Err("no Nginx was given to this apply"),
                 };
-                site::run_unit(unit.id.name(), action, nginx, inputs.letsencrypt).await
+                let run = site::run_unit(unit.id.name(), action, nginx, inputs.letsencrypt).await;
+                if let Some(failed) = run.certbot_failed {
+                    report
+                        .certbot_failed
+                        .insert(unit.id.name().to_string(), failed);
+                }
+                run.outcome
             }
             Work::Firewall(work) => firewall::run_unit(work, inputs.ufw.as_ref()).await,
         };

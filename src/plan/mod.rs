@@ -1,6 +1,7 @@
 //! Pure planning: `plan(desired, observed) -> Plan`. No socket, no file: everything clever about
 //! what changed, why, and in which order lives here and is tested with plain structs.
 
+pub mod cert_backoff;
 mod data;
 pub mod docker_guard;
 pub mod fingerprint;

@@ -3,6 +3,7 @@
 //! it proxies to: it goes live only once they are up. Pure: the rendering happened before (the
 //! site's content is given), and the folder was read by `observe/`.
 
+use super::cert_backoff::{held, CertFailures};
 use super::{Unit, UnitId, Work};
 use crate::observe::Seen;
 use crate::spec::model::HostSpec;
@@ -20,6 +21,11 @@ pub struct SiteContext {
     pub acme_webroot: PathBuf,
     /// certbot's `live/` folder: `<live>/<name>/fullchain.pem` and `privkey.pem`.
     pub letsencrypt_live: PathBuf,
+    /// certbot's recent failures by site (the state file's): past three within the hour a
+    /// site's certificate request waits (`cert_backoff`).
+    pub cert_failures: BTreeMap<String, CertFailures>,
+    /// Unix seconds, for the backoff.
+    pub now: i64,
 }
 
 impl Default for SiteContext {
@@ -28,6 +34,8 @@ impl Default for SiteContext {
             render: RenderHost::default(),
             acme_webroot: PathBuf::from("/var/lib/gitmoor-acme"),
             letsencrypt_live: PathBuf::from("/etc/letsencrypt/live"),
+            cert_failures: BTreeMap::new(),
+            now: 0,
         }
     }
 }
@@ -119,11 +127,22 @@ fn lets_encrypt(
         cert: path(dir.join("fullchain.pem"))?,
         key: path(dir.join("privkey.pem"))?,
     };
+    let names: Vec<String> = def.server_names.iter().map(|n| n.to_string()).collect();
     let request = || CertRequest {
-        names: def.server_names.iter().map(|n| n.to_string()).collect(),
+        names: names.clone(),
         webroot: ctx.acme_webroot.clone(),
         then_content: crate::observe::nginx::with_header(&site_text(site, &ready, &ctx.render)),
     };
+    // certbot failed too often for these names lately: ask nothing, change nothing, say when.
+    let asks = !matches!(
+        certs.get(&primary),
+        Some(CertStatus::Serves | CertStatus::Unreadable(_))
+    );
+    if asks {
+        if let Some(why) = held(ctx.cert_failures.get(&site.name), &names, ctx.now) {
+            return Err(format!("{why}; the site is kept as it is on the host"));
+        }
+    }
     match certs.get(&primary) {
         Some(CertStatus::Serves) => Ok(ready),
         Some(CertStatus::Due) => {
@@ -141,6 +160,15 @@ fn lets_encrypt(
             desired.certificate = Some(request());
             Ok(RenderTls::AcmePending { webroot })
         }
+    }
+}
+
+/// The server names of site `name` of the commit (first: its certificate's lineage), as the
+/// certbot backoff keys them; empty for a raw `.conf` or an unknown site.
+pub fn server_names(spec: &HostSpec, name: &str) -> Vec<String> {
+    match spec.sites.get(name).map(|s| &s.kind) {
+        Some(SiteKind::Rendered(def)) => def.server_names.iter().map(|n| n.to_string()).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -456,5 +484,75 @@ mod tests {
         // Not due: nothing.
         let fine = site("api", "with tls\n", &["app"]);
         assert!(plan_sites(&[fine], &host(&[("api", "with tls\n")]), &none()).is_empty());
+    }
+
+    /// A `tls: letsencrypt` site with `names` proxying to an address.
+    fn le_spec(names: &str) -> HostSpec {
+        use crate::source::snapshot::Snapshot;
+        use crate::spec::nginx::{read_sites, Stacks};
+        let yaml = format!("server_names: [{names}]\nupstream: 127.0.0.1:3000\ntls: letsencrypt\n");
+        let loaded = BTreeMap::new();
+        let stacks = Stacks {
+            loaded: &loaded,
+            in_commit: BTreeSet::new(),
+        };
+        let (sites, f) = read_sites(
+            &Snapshot::from_texts(&[("nginx/api.yaml", &yaml)]),
+            &stacks,
+            &crate::spec::limits::Limits::default(),
+        );
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        HostSpec {
+            sites,
+            ..HostSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_site_whose_certbot_failed_three_times_this_hour_is_held_until_the_window_frees() {
+        const TEN: i64 = 1_714_557_600; // 10:00 UTC
+        let api = vec!["api.example.fr".to_string()];
+        let mut failures = None;
+        for t in [TEN, TEN + 60, TEN + 120] {
+            failures = CertFailures::after_run(failures.as_ref(), &api, true, t);
+        }
+        let ctx = |now: i64| SiteContext {
+            cert_failures: BTreeMap::from([("api".to_string(), failures.clone().unwrap())]),
+            now,
+            ..SiteContext::default()
+        };
+        let spec = le_spec("api.example.fr");
+        let no_cert = BTreeMap::new();
+        // No certificate yet, three failures within the hour: held, saying why and when.
+        let sites = desired_sites(&spec, &ctx(TEN + 300), &no_cert);
+        assert_eq!(
+            sites[0].hold.as_deref(),
+            Some(
+                "site api: certbot failed 3 times for api.example.fr in the last hour; next try \
+                 after 11:00 UTC (Let's Encrypt allows 5 failures per name per hour); the site is \
+                 kept as it is on the host"
+            )
+        );
+        let units = plan_sites(&sites, &host(&[("api", "http only")]), &none());
+        assert!(matches!(
+            &units[0].work,
+            Work::Site(SiteAction::Hold { reason }) if reason.contains("certbot failed 3 times")
+        ));
+        // An hour after the first failure it asks again.
+        let sites = desired_sites(&spec, &ctx(TEN + 3_600), &no_cert);
+        assert!(sites[0].hold.is_none() && sites[0].certificate.is_some());
+        // A renewal is held the same way; a certificate that serves asks nothing, holds nothing.
+        let due = BTreeMap::from([("api.example.fr".to_string(), CertStatus::Due)]);
+        assert!(desired_sites(&spec, &ctx(TEN + 300), &due)[0]
+            .hold
+            .is_some());
+        let fine = BTreeMap::from([("api.example.fr".to_string(), CertStatus::Serves)]);
+        assert!(desired_sites(&spec, &ctx(TEN + 300), &fine)[0]
+            .hold
+            .is_none());
+        // The commit changes the site's names: another certificate, asked at once.
+        let spec = le_spec("api.example.fr, www.example.fr");
+        let sites = desired_sites(&spec, &ctx(TEN + 300), &no_cert);
+        assert!(sites[0].hold.is_none() && sites[0].certificate.is_some());
     }
 }
