@@ -6,12 +6,15 @@ use super::execute::ApplyOptions;
 use crate::plan::ContainerToCreate;
 use tracing::warn;
 
-/// Recreate with a way back: the old container is stopped and set aside under another name,
-/// the new one is created and started (and waited for, when another service waits on it). Only
-/// then is the old one removed; if anything fails, the new one goes and the old one is renamed
-/// back and started, so the last good container keeps serving. An old joiner (`network_mode`,
-/// `pid`, `ipc` = `container:<x>`) whose `<x>` is gone cannot be started again: it is only renamed
-/// back, stopped, and the error says so (the next plan recreates it).
+/// Recreate with a way back. The old container is set aside under another name while it still
+/// serves, the new one is created under the service's name (pulls and builds came before), and
+/// only then is the old one stopped and the new one started (and waited for, when another service
+/// waits on it): the outage is the stop and the start, not the create, and a create the engine
+/// refuses costs no outage at all. The old one is removed last; if anything fails, the new one
+/// goes and the old one is renamed back and started, so the last good container keeps serving. An
+/// old joiner (`network_mode`, `pid`, `ipc` = `container:<x>`) whose `<x>` is gone cannot be
+/// started again: it is only renamed back, stopped, and the error says so (the next plan
+/// recreates it).
 pub(super) async fn replace(
     old_id: &str,
     c: &ContainerToCreate,
@@ -19,28 +22,49 @@ pub(super) async fn replace(
     opts: &ApplyOptions,
 ) -> anyhow::Result<()> {
     use bollard::query_parameters::{RenameContainerOptions, StopContainerOptionsBuilder};
-    // No timeout of our own: the engine then uses the container's `StopTimeout`, which is the
-    // service's `stop_grace_period` (10 s when unset), as `docker compose` does.
-    let stop = StopContainerOptionsBuilder::new().build();
-    if let Err(e) = exec.docker.stop_container(old_id, Some(stop)).await {
-        // 304: already stopped.
-        if !e.to_string().contains("304") {
-            return Err(anyhow::anyhow!("cannot stop {}: {e}", c.name));
-        }
-    }
     let aside = format!("{}-gitmoor-old", c.name);
     let rename = |name: String| RenameContainerOptions { name };
     exec.docker
         .rename_container(old_id, rename(aside.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("cannot set {} aside as {aside}: {e}", c.name))?;
-    match create_and_wait(c, exec, opts).await {
+    let new_id = match exec.create_container(c).await {
+        Ok(id) => id,
+        Err(e) => {
+            // Nothing stopped yet: the old one only gets its name back.
+            let back = exec
+                .docker
+                .rename_container(old_id, rename(c.name.clone()))
+                .await;
+            return Err(match back {
+                Ok(()) => e.context("the previous container kept serving"),
+                Err(b) => e.context(format!(
+                    "the previous container keeps serving as {aside}; giving its name back failed: {b}"
+                )),
+            });
+        }
+    };
+    // No timeout of our own: the engine then uses the container's `StopTimeout`, which is the
+    // service's `stop_grace_period` (10 s when unset), as `docker compose` does.
+    let stop = StopContainerOptionsBuilder::new().build();
+    if let Err(e) = exec.docker.stop_container(old_id, Some(stop)).await {
+        // 304: already stopped.
+        if !e.to_string().contains("304") {
+            let _ = exec.stop_and_remove(&new_id, 0).await;
+            let _ = exec
+                .docker
+                .rename_container(old_id, rename(c.name.clone()))
+                .await;
+            return Err(anyhow::anyhow!("cannot stop {}: {e}", c.name));
+        }
+    }
+    match start_and_wait(&new_id, c, exec, opts).await {
         Ok(()) => exec.stop_and_remove(old_id, 0).await,
         Err(e) => {
             // The error itself (it may quote healthcheck output) is logged once, redacted, by
             // the stack that reports it.
             warn!(container = %c.name, "new container failed; bringing the old one back");
-            let _ = exec.stop_and_remove(&c.name, 0).await;
+            let _ = exec.stop_and_remove(&new_id, 0).await;
             // A joiner whose joined container was replaced (earlier in this apply, or before)
             // is bound to a namespace that is gone: starting it cannot work. It gets its name
             // back, stopped, so the next plan sees it and recreates it.
@@ -111,12 +135,22 @@ pub(super) async fn create_and_wait(
     opts: &ApplyOptions,
 ) -> anyhow::Result<()> {
     let id = exec.create_container(c).await?;
-    exec.start(&id).await?;
+    start_and_wait(&id, c, exec, opts).await
+}
+
+/// Starts a created container, then waits for what another service waits on.
+async fn start_and_wait(
+    id: &str,
+    c: &ContainerToCreate,
+    exec: &DockerExecutor,
+    opts: &ApplyOptions,
+) -> anyhow::Result<()> {
+    exec.start(id).await?;
     if c.wait_healthy {
-        exec.wait_healthy(&id, opts.health_timeout).await?;
+        exec.wait_healthy(id, opts.health_timeout).await?;
     }
     if c.wait_completed {
-        exec.wait_exited_ok(&id, opts.health_timeout).await?;
+        exec.wait_exited_ok(id, opts.health_timeout).await?;
     }
     Ok(())
 }
