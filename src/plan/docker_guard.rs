@@ -7,7 +7,9 @@
 //! ([`published_past_firewall`]); with `firewall.docker_guard: enforce`, gitmoor installs a block
 //! of `DOCKER-USER` rules ([`docker_user_block`]) in `after.rules` and `after6.rules` (loaded by
 //! ufw at boot and on every reload; dockerd creates `DOCKER-USER` only when it is missing and
-//! never flushes it, so the rules survive a dockerd restart, as with the ufw-docker project).
+//! never flushes it, so the rules survive a dockerd restart, as with the ufw-docker project;
+//! after a reboot dockerd 20.10 makes the jump to it for IPv4 only, so the IPv6 rules judge
+//! nothing until gitmoor's first reconcile puts the jump first: docs/firewall.md).
 //!
 //! The block judges only new connections Docker DNATed (`--ctstate DNAT`: exactly the published
 //! ports), by the port the client asked for (`--ctorigdstport`, the host port, not the

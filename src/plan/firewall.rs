@@ -114,6 +114,9 @@ pub struct FirewallPlan {
     pub after: FirewallAfter,
     /// The Docker guard's block to write, load again or take out, after the steps.
     pub docker_guard: Option<super::docker_guard::GuardStep>,
+    /// The repo's firewall file the plan was made from (`ufw/rules.yaml` or `ufw/rules.yml`),
+    /// so a refusal names the file the commit has.
+    pub file: String,
 }
 
 impl FirewallPlan {
@@ -423,6 +426,7 @@ pub fn plan_firewall(
     let (guard, notes) =
         super::docker_guard::plan_docker_guard(desired, observed, opts.docker_guard);
     plan.docker_guard = guard;
+    plan.file = desired.file.clone();
     plan.warnings.extend(notes);
     plan
 }
@@ -481,9 +485,15 @@ pub fn lockout_guard(
     if !after.enabled {
         return Ok(());
     }
+    // A plan not made from a file (none in practice) is said as the usual name.
+    let file = if plan.file.is_empty() {
+        "ufw/rules.yaml"
+    } else {
+        plan.file.as_str()
+    };
     let refuse = |why: String| {
         Err(format!(
-            "the firewall change would lock out SSH (port {ssh_port}/tcp): {why}; nothing of the firewall was changed. Allow it in ufw/rules.yaml, or set {LOCKOUT_OVERRIDE} in gitmoor's config to apply it anyway"
+            "the firewall change would lock out SSH (port {ssh_port}/tcp): {why}; nothing of the firewall was changed. Allow it in {file}, or set {LOCKOUT_OVERRIDE} in gitmoor's config to apply it anyway"
         ))
     };
     for peer in established_ssh_peers {

@@ -434,3 +434,58 @@ fn the_guard_sees_what_stays_on_the_host_and_ipv6_off() {
     let e = lockout_guard(&plan, 22, &[ip("2001:db8::3")]).unwrap_err();
     assert!(e.contains("IPV6=no"), "{e}");
 }
+
+/// A repo with `ufw/rules.yml` (the other name the reader takes): every message that sends the
+/// reader to the file names that file, never `ufw/rules.yaml`.
+#[test]
+fn the_messages_name_the_firewall_file_the_commit_has() {
+    use crate::observe::{FirewallHost, Seen};
+    use crate::plan::tests::{ctx, images};
+    use crate::plan::{plan, Work};
+    use crate::spec::model::HostSpec;
+    let text = SEED.replace("[192.0.2.3, 2001:db8::3]", "[192.0.2.4]");
+    let (fw, f) = load_firewall(&Snapshot::from_texts(&[("ufw/rules.yml", &text)]));
+    assert!(f.is_ok(), "{f:?}");
+    let fw = fw.expect("spec");
+    assert_eq!(fw.file, "ufw/rules.yml");
+
+    // The lockout guard's refusal.
+    let (v4, v6) = seed_on_host();
+    let p = plan_firewall(
+        &fw,
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let e = lockout_guard(&p, 22, &[ip("192.0.2.3")]).unwrap_err();
+    assert!(e.contains("Allow it in ufw/rules.yml,"), "{e}");
+    assert!(!e.contains("rules.yaml"), "{e}");
+
+    // The same refusal in the host's plan, and a firewall that could not be read.
+    let spec = HostSpec {
+        firewall: Some(fw),
+        ..Default::default()
+    };
+    let mut observed = images();
+    observed.firewall = Seen::Observed(FirewallHost {
+        state: host(&v4, &v6, Policy::Deny),
+        ssh_port: 22,
+        ssh_peers: vec![ip("192.0.2.3")],
+    });
+    let refused = |observed: &crate::observe::Observed| {
+        let p = plan(&spec, observed, &ctx()).expect("a plan");
+        let Work::Firewall(f) = &p.units[0].work else {
+            panic!("{p:?}")
+        };
+        f.refused.clone().expect("refused")
+    };
+    let why = refused(&observed);
+    assert!(
+        why.contains("ufw/rules.yml") && !why.contains("rules.yaml"),
+        "{why}"
+    );
+    observed.firewall = Seen::NotObserved("ufw is not installed".into());
+    assert_eq!(
+        refused(&observed),
+        "firewall not observed (ufw is not installed): ufw/rules.yml is not applied, nothing of the firewall was changed"
+    );
+}

@@ -154,7 +154,8 @@ fn firewall_unit(
                     spec: spec.clone(),
                     plan: Default::default(),
                     refused: Some(format!(
-                        "firewall not observed ({why}): ufw/rules.yaml is not applied, nothing of the firewall was changed"
+                        "firewall not observed ({why}): {} is not applied, nothing of the firewall was changed",
+                        spec.file
                     )),
                 }),
             });

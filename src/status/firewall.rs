@@ -150,7 +150,10 @@ fn published_view(fw: &ObservedFirewall, p: &PublishedPortSeen, guarded: bool) -
     } else {
         Proto::Tcp
     };
-    // The guard's block is the file's rules, in order: the rules gitmoor made.
+    // The guard's block is the file's rules, in order: the rules gitmoor made. The notes say
+    // "the repo's firewall rules", not a file name: UFW's reading does not tell whether the
+    // commit has `ufw/rules.yaml` or `ufw/rules.yml`, and a wrong name sends the reader to a
+    // file that does not exist.
     let by_rules = reach(
         fw.rules
             .iter()
@@ -163,22 +166,22 @@ fn published_view(fw: &ObservedFirewall, p: &PublishedPortSeen, guarded: bool) -
     let everyone = vec!["any".to_string()];
     let (reachable_from, covered, note) = if guarded {
         let note = match by_rules.as_slice() {
-            [] => "closed: the Docker guard drops it, ufw/rules.yaml does not allow it",
-            [a] if a == "any" => "open to everyone, as ufw/rules.yaml allows",
-            _ => "open only from the sources ufw/rules.yaml allows (the Docker guard)",
+            [] => "closed: the Docker guard drops it, the repo's firewall rules do not allow it",
+            [a] if a == "any" => "open to everyone, as the repo's firewall rules allow",
+            _ => "open only from the sources the repo's firewall rules allow (the Docker guard)",
         };
         (by_rules, true, note.to_string())
     } else if by_rules == everyone {
         (
             everyone,
             true,
-            "open to everyone, as ufw/rules.yaml allows".into(),
+            "open to everyone, as the repo's firewall rules allow".into(),
         )
     } else {
         (
             everyone,
             false,
-            "published past UFW: Docker opens it to everyone; publish it on 127.0.0.1, allow it in ufw/rules.yaml, or set firewall.docker_guard: enforce".into(),
+            "published past UFW: Docker opens it to everyone; publish it on 127.0.0.1, allow it in the repo's firewall rules (ufw/), or set firewall.docker_guard: enforce".into(),
         )
     };
     PublishedView {

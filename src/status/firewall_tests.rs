@@ -133,3 +133,35 @@ fn the_view_lists_ufws_open_ports_the_unmanaged_rules_and_who_reaches_each_publi
     let v = firewall_view(&fw, &published, DockerGuard::Enforce, "t".into());
     assert!(!v.ufw_active && !v.docker_guard_active);
 }
+
+/// UFW's reading does not tell which of `ufw/rules.yaml` and `ufw/rules.yml` the commit has:
+/// no note names either, so none sends the reader to a file that is not there.
+#[test]
+fn the_notes_name_no_firewall_file_they_cannot_know() {
+    let published = [
+        port("0.0.0.0", 8080),
+        port("0.0.0.0", 80),
+        port("0.0.0.0", 9000),
+    ];
+    let mut notes = Vec::new();
+    for (fw, mode) in [
+        (seed_applied(vec![], vec![]), DockerGuard::Warn),
+        (
+            seed_applied(guard_chain(), guard_chain()),
+            DockerGuard::Enforce,
+        ),
+    ] {
+        let v = firewall_view(&fw, &published, mode, "t".into());
+        notes.extend(v.published.into_iter().map(|p| p.note));
+    }
+    assert_eq!(notes.len(), 6);
+    for note in &notes {
+        assert!(!note.contains("rules.y"), "{note}");
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("the repo's firewall rules")),
+        "{notes:?}"
+    );
+}
