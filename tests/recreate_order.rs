@@ -54,7 +54,7 @@ fn a_create_the_engine_refuses_never_stops_the_serving_container() {
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("the previous container kept serving"),
+        text.contains("the previous container is left as it was"),
         "{text}"
     );
     assert!(probes.load(Ordering::SeqCst) > 0);
@@ -101,4 +101,71 @@ fn a_create_the_engine_refuses_never_stops_the_serving_container() {
         vec![format!("{stack}-other-1"), format!("{stack}-web-1")]
     );
     assert_eq!(container_id(&stack, "other"), other);
+}
+
+fn with_anon(value: &str) -> String {
+    format!(
+        "services:\n  db:\n    image: example-busybox:1\n    command: [\"sleep\", \"86400\"]\n    init: true\n    volumes: [\"/data\"]\n    environment:\n      REVISION: \"{value}\"\n"
+    )
+}
+
+#[test]
+fn an_anonymous_volume_keeps_its_data_across_a_recreate_as_in_compose() {
+    let stack = unique("anon");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &with_anon("1"));
+    remote.commit("a service with an anonymous volume");
+    host.apply_ok();
+    let old = container_id(&stack, "db");
+    docker(&["exec", &old, "sh", "-c", "echo kept > /data/row"]);
+    let volume = inspect(&old, "{{range .Mounts}}{{.Name}}{{end}}");
+    assert_eq!(volume.len(), 64, "{volume}");
+
+    remote.write(&file, &with_anon("2"));
+    remote.commit("a new revision");
+    host.apply_ok();
+    let new = container_id(&stack, "db");
+    assert_ne!(new, old);
+    assert_eq!(inspect(&new, "{{range .Mounts}}{{.Name}}{{end}}"), volume);
+    assert_eq!(docker(&["exec", &new, "cat", "/data/row"]), "kept");
+    // The anonymous volume is left alone when its last container goes (never deleted).
+    StackGuard(stack.clone());
+    let _ = docker(&["volume", "rm", &volume]);
+}
+
+#[test]
+fn a_recreate_killed_after_setting_the_old_container_aside_is_repaired_by_the_next_apply() {
+    let stack = unique("aside");
+    let _guard = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let host = Host::new(&remote, "");
+    let port = free_port();
+    let file = format!("compose/{stack}/compose.yaml");
+    remote.write(&file, &compose(port, ""));
+    remote.commit("web and other");
+    host.apply_ok();
+    let web = container_id(&stack, "web");
+    // What a kill -9 between the rename and the create leaves.
+    docker(&["rename", &web, &format!("{stack}-web-1-gitmoor-old")]);
+    let text = host.apply_ok();
+    assert!(text.contains("renamed from"), "{text}");
+    let names = docker(&[
+        "ps",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &format!("label=com.docker.compose.project={stack}"),
+    ]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![format!("{stack}-other-1"), format!("{stack}-web-1")]
+    );
+    assert!(eventually(10, || http(port, "GET", "/", "").map(|_| ())).is_some());
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(plan.contains("no changes"), "{plan}");
 }

@@ -12,6 +12,7 @@ mod build_request;
 mod container;
 pub mod context;
 mod image;
+pub(crate) mod inherit;
 mod neighbor;
 mod network;
 pub mod registry;

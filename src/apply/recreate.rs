@@ -1,7 +1,7 @@
 //! Recreate with a way back: the one effect of the stack executor that can leave a service
 //! without its container, so its rollback lives here, apart from the dispatcher.
 
-use super::docker::DockerExecutor;
+use super::docker::{inherit, status_code, DockerExecutor};
 use super::execute::ApplyOptions;
 use crate::plan::ContainerToCreate;
 use tracing::warn;
@@ -24,11 +24,21 @@ pub(super) async fn replace(
     use bollard::query_parameters::{RenameContainerOptions, StopContainerOptionsBuilder};
     let aside = format!("{}-gitmoor-old", c.name);
     let rename = |name: String| RenameContainerOptions { name };
-    exec.docker
-        .rename_container(old_id, rename(aside.clone()))
+    let old = exec
+        .docker
+        .inspect_container(old_id, None)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot set {} aside as {aside}: {e}", c.name))?;
-    let new_id = match exec.create_container(c).await {
+        .map_err(|e| anyhow::anyhow!("cannot inspect {}: {e}", c.name))?;
+    // Its anonymous volumes (data a file or an image keeps there) go to the new container.
+    let inherited = inherit::inherited(old.mounts.as_deref().unwrap_or_default(), &c.spec);
+    // Already aside: an earlier recreate was interrupted before its new container started.
+    if old.name.as_deref().map(|n| n.trim_start_matches('/')) != Some(aside.as_str()) {
+        exec.docker
+            .rename_container(old_id, rename(aside.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set {} aside as {aside}: {e}", c.name))?;
+    }
+    let new_id = match exec.create_container_inheriting(c, &inherited).await {
         Ok(id) => id,
         Err(e) => {
             // Nothing stopped yet: the old one only gets its name back.
@@ -37,9 +47,9 @@ pub(super) async fn replace(
                 .rename_container(old_id, rename(c.name.clone()))
                 .await;
             return Err(match back {
-                Ok(()) => e.context("the previous container kept serving"),
+                Ok(()) => e.context("the previous container is left as it was"),
                 Err(b) => e.context(format!(
-                    "the previous container keeps serving as {aside}; giving its name back failed: {b}"
+                    "the previous container is left as it was, named {aside}: giving its name back failed: {b}"
                 )),
             });
         }
@@ -49,13 +59,23 @@ pub(super) async fn replace(
     let stop = StopContainerOptionsBuilder::new().build();
     if let Err(e) = exec.docker.stop_container(old_id, Some(stop)).await {
         // 304: already stopped.
-        if !e.to_string().contains("304") {
-            let _ = exec.stop_and_remove(&new_id, 0).await;
-            let _ = exec
-                .docker
-                .rename_container(old_id, rename(c.name.clone()))
-                .await;
-            return Err(anyhow::anyhow!("cannot stop {}: {e}", c.name));
+        if status_code(&e) != Some(304) {
+            let removed = exec.stop_and_remove(&new_id, 0).await;
+            let back = match removed {
+                Ok(()) => exec
+                    .docker
+                    .rename_container(old_id, rename(c.name.clone()))
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(r) => Err(r),
+            };
+            let left = match back {
+                Ok(()) => format!("the previous container is left under its name {}", c.name),
+                Err(b) => format!(
+                    "the previous container is left as {aside} ({b:#}); the next reconcile puts it back"
+                ),
+            };
+            return Err(anyhow::anyhow!("cannot stop {}: {e}; {left}", c.name));
         }
     }
     match start_and_wait(&new_id, c, exec, opts).await {

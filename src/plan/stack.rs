@@ -157,7 +157,7 @@ pub(super) fn plan_stack(
             wait_completed: waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully),
         };
         // Extra containers of the same service (a leftover of an interrupted run) are removed.
-        let (keep, extra) = match mine.iter().position(|c| c.name == cname) {
+        let (keep, extra) = match kept_container(&mine, &cname) {
             Some(i) => (
                 Some(mine[i]),
                 mine.iter()
@@ -166,10 +166,7 @@ pub(super) fn plan_stack(
                     .map(|(_, c)| *c)
                     .collect(),
             ),
-            None => (
-                mine.first().copied(),
-                mine.iter().skip(1).copied().collect::<Vec<_>>(),
-            ),
+            None => (None, Vec::new()),
         };
         for c in extra {
             early_removals.push(Action::Remove {
@@ -644,3 +641,20 @@ fn short_id(id: &str) -> &str {
 #[cfg(test)]
 #[path = "tests_restart.rs"]
 mod tests_restart;
+
+/// Which of a service's containers is its current one: the one under its name, else the first.
+/// Except after a recreate that was interrupted (apply/recreate.rs sets the old container aside
+/// as `<name>-gitmoor-old`, creates the new one, then stops the old and starts the new): while
+/// the new one has never started (`created`) or was never made, the one set aside is still the
+/// last good container, and it is kept (and recreated under its name), not removed as an extra.
+pub(super) fn kept_container(mine: &[&&ObservedContainer], name: &str) -> Option<usize> {
+    let aside = format!("{name}-gitmoor-old");
+    let holder = mine.iter().position(|c| c.name == name);
+    let set_aside = mine.iter().position(|c| c.name == aside);
+    match (holder, set_aside) {
+        (Some(h), Some(a)) if mine[h].state == "created" => Some(a),
+        (Some(h), _) => Some(h),
+        (None, Some(a)) => Some(a),
+        (None, None) => (!mine.is_empty()).then_some(0),
+    }
+}

@@ -1043,3 +1043,53 @@ fn an_image_built_under_another_scheme_is_rebuilt_once() {
         "gitmoor's hash scheme changed (one-time)"
     );
 }
+
+/// An apply killed inside a recreate: the old container set aside (`-gitmoor-old`), the new one
+/// created but never started. The one set aside is kept and recreated under its name; the
+/// never-started one goes. Once the new one has started, it is the current one.
+#[test]
+fn an_interrupted_recreate_keeps_the_container_set_aside_until_the_new_one_started() {
+    let deployed = applied(&plan(&seed(), &images(), &ctx()).unwrap(), &images());
+    let backend = deployed
+        .containers
+        .iter()
+        .find(|c| c.service == "backend")
+        .unwrap()
+        .clone();
+    let mut host = deployed.clone();
+    for c in host
+        .containers
+        .iter_mut()
+        .filter(|c| c.service == "backend")
+    {
+        c.name = "app-backend-1-gitmoor-old".into();
+    }
+    // Killed after the rename: only the set-aside one.
+    let p = plan(&seed(), &host, &ctx()).unwrap();
+    assert_eq!(kinds(&p), vec!["recreate app-backend-1"], "{p:#?}");
+    // Killed after the create: a never-started new one under the name.
+    let mut new = backend.clone();
+    new.id = "new-never-started".into();
+    new.state = "created".into();
+    host.containers.push(new.clone());
+    let p = plan(&seed(), &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["remove app-backend-1", "recreate app-backend-1"],
+        "{p:#?}"
+    );
+    // Killed after the start: the new one serves, the set-aside one is the extra.
+    for c in host
+        .containers
+        .iter_mut()
+        .filter(|c| c.id == "new-never-started")
+    {
+        c.state = "running".into();
+    }
+    let p = plan(&seed(), &host, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec!["remove app-backend-1-gitmoor-old"],
+        "{p:#?}"
+    );
+}

@@ -18,7 +18,18 @@ impl DockerExecutor {
     /// same stack, service, instance and repo) is removed first; any other container of that name
     /// is an error.
     pub async fn create_container(&self, c: &ContainerToCreate) -> anyhow::Result<String> {
-        let body = create_body(c)?;
+        self.create_container_inheriting(c, &[]).await
+    }
+
+    /// `create_container`, mounting the old container's anonymous volumes `inherited` (a
+    /// recreate, see `inherit.rs`).
+    pub async fn create_container_inheriting(
+        &self,
+        c: &ContainerToCreate,
+        inherited: &[super::inherit::Inherited],
+    ) -> anyhow::Result<String> {
+        let mut body = create_body(c)?;
+        super::inherit::apply(&mut body, inherited);
         let id = match self.try_create(c, body.clone()).await {
             Ok(id) => id,
             Err(e) if status_code(&e) == Some(409) => {
