@@ -491,12 +491,17 @@ impl Reconciler {
             redact: &redact,
         };
         let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
+        // A reload loads every certificate as it is on disk now: noted, so a later renewal
+        // done outside gitmoor (certbot.timer) is seen as "not loaded" and reloaded.
+        if matches!(&apply_inputs.nginx, Some(Ok(n)) if n.reloaded()) {
+            run.state.certs_loaded = crate::observe::for_plan::certificates(&self.cfg, &spec).1;
+        }
         // certbot's failures count per name against Let's Encrypt's limits: kept, so the next
         // plans hold a name that keeps failing (plan/cert_backoff.rs).
         let now = chrono::Utc::now().timestamp();
         for (site, failed) in &report.certbot_failed {
             let names = crate::plan::site::server_names(&spec, site);
-            run.state.note_certbot(site, &names, *failed, now);
+            run.state.note_certbot(&names, *failed, now);
         }
         outcome.verdict = if report.is_ok() {
             Verdict::Applied
@@ -605,6 +610,8 @@ impl Reconciler {
                 letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
                 cert_failures: saved.cert_failures.clone(),
                 now: chrono::Utc::now().timestamp(),
+                certs_on_disk: observed.cert_expiry.clone(),
+                certs_loaded: saved.certs_loaded.clone(),
             },
             firewall: crate::plan::FirewallContext {
                 options: self.cfg.firewall.plan_options(),

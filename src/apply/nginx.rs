@@ -73,6 +73,9 @@ pub struct NginxHost {
     include_seen: std::sync::atomic::AtomicBool,
     /// One change at a time: a test must see only the change it judges.
     lock: tokio::sync::Mutex<()>,
+    /// Successful reloads so far: after one, nginx serves every certificate as it is on disk
+    /// now, which the reconcile records (an outside renewal is then noticed by the next plan).
+    reloads: std::sync::atomic::AtomicUsize,
 }
 
 /// A change that touches the disk: the file, what was there, what goes there.
@@ -92,6 +95,7 @@ impl NginxHost {
             ctl: Ctl::new(cfg, redact)?,
             include_seen: std::sync::atomic::AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
+            reloads: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -113,7 +117,56 @@ impl NginxHost {
     /// the changes.
     pub async fn reload(&self) -> Result<(), String> {
         let _one = self.lock.lock().await;
-        self.ctl.reload().await
+        self.reload_locked().await
+    }
+
+    /// Whether nginx was reloaded by this host at least once (so it now serves the
+    /// certificates that are on disk).
+    pub fn reloaded(&self) -> bool {
+        self.reloads.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    async fn reload_locked(&self) -> Result<(), String> {
+        self.ctl.reload().await?;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The site's file as gitmoor wrote it, None when there is none (so a change can be put
+    /// back exactly).
+    pub fn current(&self, site: &str) -> Result<Option<String>, SiteError> {
+        if let Err(reason) = check_site_name(site) {
+            return Err(SiteError::BadName {
+                site: site.into(),
+                reason,
+            });
+        }
+        let file = SiteFile::new(&self.sites_dir, site);
+        match file.read() {
+            Ok(Current::Absent) => Ok(None),
+            Ok(Current::Managed(text)) => Ok(Some(text)),
+            Ok(Current::Foreign) => Err(SiteError::Foreign {
+                site: site.into(),
+                file: file.path,
+            }),
+            Err(e) => Err(host(
+                site,
+                &format!("cannot read {}: {e}", file.path.display()),
+            )),
+        }
+    }
+
+    /// Installs `content` and makes sure nginx loaded it *and the certificates it names*: when
+    /// the file is already in place (a certificate obtained again under the same vhost: an
+    /// expired one, a name added), [`Self::install`] changes nothing and would not reload, so
+    /// nginx would keep serving the old certificate from memory; here it reloads.
+    pub async fn install_and_load(&self, site: &str, content: &str) -> Result<(), SiteError> {
+        let in_place = self.current(site)?.as_deref() == Some(with_header(content).as_str());
+        if !in_place {
+            return self.install(site, content).await;
+        }
+        self.reload().await.map_err(|message| host(site, &message))
     }
 
     /// Removes one site (a removal that breaks the test, say another site used an upstream
@@ -355,7 +408,7 @@ impl NginxHost {
                 }
             }
         }
-        match self.ctl.reload().await {
+        match self.reload_locked().await {
             Ok(()) => {
                 for s in written {
                     results.insert(s.site, Ok(()));
