@@ -1421,3 +1421,54 @@ fn a_certificate_obtained_again_or_renewed_outside_gitmoor_is_served_after_one_a
     let text = host.apply_ok();
     assert!(text.contains("no changes"), "{text}");
 }
+
+/// A typo left on the branch stops the plan (the head is invalid, and is not retried for the
+/// same inputs), but not the renewals: the last good commit's certificate, once due, is renewed
+/// by the reconcile that finds the head invalid, nginx reloads and serves the new one, and the
+/// reconcile still reports the head invalid.
+#[test]
+fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::with_validity(Some(40 * 86_400));
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("still renewed\n");
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    let first = w.served_serial();
+
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstreem: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("a typo");
+    let out = host.gitmoor(&["apply"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert_eq!(w.certbot_calls().len(), 1, "nothing due yet");
+
+    // Now the certificate is due (renew_days past its 40 days).
+    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the head is still invalid: {text}");
+    assert!(text.contains("upstreem"), "{text}");
+    let calls = w.certbot_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
+    assert!(
+        calls[1].starts_with(&format!(
+            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            w.webroot().display()
+        )),
+        "{calls:?}"
+    );
+    let second = served_serial_other_than(&w, &first);
+    assert_ne!(first, second, "nginx serves the renewed certificate");
+    let state = host.state_json();
+    assert_eq!(state["last_attempt"]["result"], "invalid", "{state:#}");
+}

@@ -151,3 +151,75 @@ fn failed(site: &str, error: String) -> UnitOutcome {
     warn!(site, error = %error, "site not (fully) changed; the host keeps its last good version");
     UnitOutcome::Failed(error)
 }
+
+/// Renewals while the branch head cannot be planned (a typo left on main): the plan, which
+/// renews certificates as site units, is never made then, and an invalid head is not retried
+/// for the same inputs, so the certificates would run out. This renews the lineages nginx
+/// loaded at gitmoor's last reload (`loaded`, the state's: the last good commit's sites) that
+/// are within `renew_days`, with the same DNS preflight and per-name backoff as the plan, then
+/// reloads nginx once. `failures` and `loaded` are updated for the state file. Returns one
+/// line per renewal that failed or waits (empty when all went well or nothing was due).
+pub async fn renew_last_good(
+    nginx: &crate::config::nginx::NginxConfig,
+    letsencrypt: &LetsEncryptConfig,
+    failures: &mut crate::plan::cert_backoff::NameFailures,
+    loaded: &mut std::collections::BTreeMap<String, i64>,
+    now: i64,
+) -> Vec<String> {
+    use crate::observe::certs::observe_cert;
+    use crate::observe::Seen;
+    use crate::plan::cert_backoff::{held, note_run};
+    let mut problems = Vec::new();
+    let mut renewed = 0;
+    let lineages: Vec<String> = loaded.keys().cloned().collect();
+    for lineage in &lineages {
+        let cert = match observe_cert(&letsencrypt.config_dir, lineage) {
+            Seen::Observed(c) if c.present && c.due_for_renewal(now, letsencrypt.renew_days) => c,
+            _ => continue,
+        };
+        let names = if cert.names.is_empty() {
+            vec![lineage.clone()]
+        } else {
+            cert.names.clone()
+        };
+        if let Some(why) = held(failures, &names, now) {
+            problems.push(format!("certificate {lineage}: {why}"));
+            continue;
+        }
+        info!(lineage = %lineage, "renew certificate of the last good commit (the branch head is invalid)");
+        match super::certbot::renew_checked(letsencrypt, lineage, lineage, &nginx.acme_webroot)
+            .await
+        {
+            Ok(_) => renewed += 1,
+            Err(e) => {
+                if e.certbot_failed() {
+                    note_run(failures, &names, true, now);
+                }
+                problems.push(e.to_string());
+            }
+        }
+    }
+    if renewed == 0 {
+        return problems;
+    }
+    let reloaded = match NginxHost::new(nginx, crate::redact::Redactor::default()) {
+        Ok(host) => host.reload().await,
+        Err(e) => Err(e.to_string()),
+    };
+    match reloaded {
+        Ok(()) => {
+            for lineage in lineages {
+                if let Seen::Observed(c) = observe_cert(&letsencrypt.config_dir, &lineage) {
+                    if let Some(t) = c.not_after.filter(|_| c.present) {
+                        loaded.insert(lineage, t);
+                    }
+                }
+            }
+        }
+        Err(e) => problems.push(format!(
+            "certificates were renewed, but nginx did not reload (it serves the old ones until \
+             it does): {e}"
+        )),
+    }
+    problems
+}
