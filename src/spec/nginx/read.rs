@@ -224,18 +224,13 @@ fn shown_path(p: &str) -> String {
     p.chars().flat_map(char::escape_debug).collect()
 }
 
-/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 64 characters (the host side's rule too): the name is the
+/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 64 characters: the host
+/// side's [`crate::observe::nginx::check_site_name`], one rule for both. The name is the
 /// installed file's (`<name>.conf` in the managed folder), so it must be one path segment that
 /// no shell, glob or Nginx `include` reads specially. Dots are allowed so that a site can be
 /// named after its domain (`nginx/api.example.fr.yaml`).
 pub fn valid_site_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.len() <= 64
-        && !s.contains("..")
-        && !s.ends_with('.')
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    crate::observe::nginx::check_site_name(s).is_ok()
 }
 
 /// A valid name close to `s`, for the fix.
