@@ -5,7 +5,7 @@
 //! temporary folder with random ports; every process is stopped on drop; the machine's
 //! /etc/letsencrypt and /etc/nginx are never touched.
 
-use gitmoor::apply::certbot::{obtain, renew_due, renew_one, CertError};
+use gitmoor::apply::certbot::{obtain, renew_checked, renew_one, CertError};
 use gitmoor::apply::dns_preflight::Resolver;
 use gitmoor::apply::nginx::NginxHost;
 use gitmoor::config::letsencrypt::LetsEncryptConfig;
@@ -721,24 +721,12 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
     // Plain HTTP now redirects.
     assert_eq!(http_get(w.http_port, DOMAIN, "/").unwrap().0, 301);
 
-    // Nothing is due (Pebble's certificates last years): no certbot run, nothing to reload.
-    let outcome = renew_due(&cfg, &[DOMAIN], &w.webroot(), now()).await;
-    assert!(
-        !outcome.reload_needed() && outcome.failed.is_empty(),
-        "{outcome:?}"
-    );
-    assert_eq!(w.certbot_calls().len(), 2);
-    // Due "a year from now" is as good as due: renewed through the webroot, a new file.
-    let outcome = renew_due(
-        &cfg,
-        &[DOMAIN],
-        &w.webroot(),
-        got.not_after.unwrap() - 86_400,
-    )
-    .await;
-    assert!(outcome.failed.is_empty(), "{outcome:?}");
-    assert_eq!(outcome.renewed, [DOMAIN]);
-    assert!(outcome.reload_needed());
+    // A renewal (the plan decides when one is due) runs the DNS preflight, then certbot renew
+    // through the webroot: a new certificate file.
+    let renewed = renew_checked(&cfg, "api", DOMAIN, &w.webroot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(renewed);
     assert_eq!(w.certbot_calls().len(), 3);
     assert!(w.certbot_calls()[2].starts_with("renew --cert-name api.example.test --force-renewal"));
     assert!(renew_one(&cfg, DOMAIN, &w.webroot()).await.unwrap());

@@ -56,22 +56,6 @@ impl CertError {
     }
 }
 
-/// What one renewal pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RenewOutcome {
-    /// Lineages with a new certificate: Nginx must reload to serve it.
-    pub renewed: Vec<String>,
-    /// Lineages that were due and could not be renewed.
-    pub failed: Vec<CertError>,
-}
-
-impl RenewOutcome {
-    /// A certificate changed on disk: reload Nginx (it reads certificates only at a reload).
-    pub fn reload_needed(&self) -> bool {
-        !self.renewed.is_empty()
-    }
-}
-
 /// Obtains (or keeps, while it is valid and covers `names`) the certificate of `site` for
 /// `names`, the first being the lineage name. The webroot must be served at
 /// `/.well-known/acme-challenge/` by the site's HTTP server for every name.
@@ -179,59 +163,6 @@ impl ObtainRequest<'_> {
             ))),
         }
     }
-}
-
-/// gitmoor's own renewal (the daemon calls it on its schedule): each of `names` (the lineages
-/// of the current `tls: letsencrypt` sites; a removed site's certificate is kept but not
-/// renewed) whose certificate ends within `renew_days` of `now` is renewed, after the DNS
-/// preflight for the names it covers. See docs/nginx.md for certbot's own timer instead.
-pub async fn renew_due(
-    cfg: &LetsEncryptConfig,
-    names: &[&str],
-    webroot: &Path,
-    now: i64,
-) -> RenewOutcome {
-    let mut due = Vec::new();
-    for name in names {
-        if let Seen::Observed(s) = observe_cert(&cfg.config_dir, name) {
-            if s.present && s.due_for_renewal(now, cfg.renew_days) {
-                due.push((name.to_string(), s.names));
-            }
-        }
-    }
-    let mut out = RenewOutcome::default();
-    if due.is_empty() {
-        return out;
-    }
-    let preflight = match Preflight::from_config(cfg) {
-        Ok(p) => p,
-        Err(message) => {
-            out.failed = due
-                .into_iter()
-                .map(|(name, _)| CertError::Renew {
-                    name,
-                    message: message.clone(),
-                })
-                .collect();
-            return out;
-        }
-    };
-    for (name, covered) in due {
-        let covered: Vec<&str> = covered.iter().map(String::as_str).collect();
-        if let Err(e) = preflight.check(&name, &covered).await {
-            out.failed.push(CertError::Renew {
-                name,
-                message: e.to_string(),
-            });
-            continue;
-        }
-        match renew_one(cfg, &name, webroot).await {
-            Ok(true) => out.renewed.push(name),
-            Ok(false) => {}
-            Err(e) => out.failed.push(e),
-        }
-    }
-    out
 }
 
 /// Renews lineage `name` now, whatever its end, through `webroot` (see [`renew_args`]).
