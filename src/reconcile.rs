@@ -322,6 +322,23 @@ impl Reconciler {
                 if prev.inputs == run.inputs && should_wait(prev, run.started_unix) {
                     outcome.verdict = Verdict::Skipped;
                     outcome.error = prev.error.clone();
+                    // An invalid head waits for a push, but certificates do not: the last good
+                    // commit's are still renewed when due.
+                    if prev.result == ReconcileResult::Invalid {
+                        let before = (
+                            run.state.cert_failures.clone(),
+                            run.state.certs_loaded.clone(),
+                        );
+                        self.renew_last_good(&mut run).await;
+                        if before
+                            != (
+                                run.state.cert_failures.clone(),
+                                run.state.certs_loaded.clone(),
+                            )
+                        {
+                            run.state.save(&self.cfg.state_dir)?;
+                        }
+                    }
                     return Ok(outcome);
                 }
             }
@@ -349,7 +366,7 @@ impl Reconciler {
         };
         let mut snap = match self.snapshot(&head.sha).await? {
             Ok(s) => s,
-            Err(e) => return self.invalid(&mut run, outcome, e.to_string()),
+            Err(e) => return self.invalid(&mut run, outcome, e.to_string()).await,
         };
         // Files outside compose/, nginx/ and ufw/ are read only when the spec asks for them:
         // read, fill what it asked for, read again.
@@ -366,11 +383,11 @@ impl Reconciler {
                     "the spec still asks for unread files after 3 reads: {}",
                     wanted.join(", ")
                 );
-                return self.invalid(&mut run, outcome, msg);
+                return self.invalid(&mut run, outcome, msg).await;
             }
             snap = match self.fill(snap, &head.sha, wanted).await? {
                 Ok(s) => s,
-                Err(e) => return self.invalid(&mut run, outcome, e.to_string()),
+                Err(e) => return self.invalid(&mut run, outcome, e.to_string()).await,
             };
         };
         let mut findings = findings;
@@ -396,7 +413,7 @@ impl Reconciler {
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("\n");
-                return self.invalid(&mut run, outcome, msg);
+                return self.invalid(&mut run, outcome, msg).await;
             }
         };
 
@@ -413,7 +430,7 @@ impl Reconciler {
             Ok(p) => p,
             Err(e) => {
                 outcome.observed = Some(observed);
-                return self.invalid(&mut run, outcome, e.to_string());
+                return self.invalid(&mut run, outcome, e.to_string()).await;
             }
         };
         outcome.plan = Some(plan.clone());
@@ -491,12 +508,17 @@ impl Reconciler {
             redact: &redact,
         };
         let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
+        // A reload loads every certificate as it is on disk now: noted, so a later renewal
+        // done outside gitmoor (certbot.timer) is seen as "not loaded" and reloaded.
+        if matches!(&apply_inputs.nginx, Some(Ok(n)) if n.reloaded()) {
+            run.state.certs_loaded = crate::observe::for_plan::certificates(&self.cfg, &spec).1;
+        }
         // certbot's failures count per name against Let's Encrypt's limits: kept, so the next
         // plans hold a name that keeps failing (plan/cert_backoff.rs).
         let now = chrono::Utc::now().timestamp();
         for (site, failed) in &report.certbot_failed {
             let names = crate::plan::site::server_names(&spec, site);
-            run.state.note_certbot(site, &names, *failed, now);
+            run.state.note_certbot(&names, *failed, now);
         }
         outcome.verdict = if report.is_ok() {
             Verdict::Applied
@@ -605,6 +627,8 @@ impl Reconciler {
                 letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
                 cert_failures: saved.cert_failures.clone(),
                 now: chrono::Utc::now().timestamp(),
+                certs_on_disk: observed.cert_expiry.clone(),
+                certs_loaded: saved.certs_loaded.clone(),
             },
             firewall: crate::plan::FirewallContext {
                 options: self.cfg.firewall.plan_options(),
@@ -703,16 +727,42 @@ impl Reconciler {
 
     /// Ends a reconcile on bad input: nothing on the host changed. In `Mode::Apply` the attempt
     /// is recorded, so the same inputs are not tried again until they change.
-    fn invalid(
+    async fn invalid(
         &self,
         run: &mut Attempting,
         mut outcome: Outcome,
         error: String,
     ) -> anyhow::Result<Outcome> {
         outcome.verdict = Verdict::Invalid;
+        let mut error = error;
+        for problem in self.renew_last_good(run).await {
+            error.push('\n');
+            error.push_str(&problem);
+        }
         outcome.error = Some(error);
         self.record(run, &outcome, &BTreeMap::new())?;
         Ok(outcome)
+    }
+
+    /// While the head is invalid the plan, which renews certificates, is never made: the last
+    /// good commit's certificates that are due are renewed here (`Mode::Apply` only), and nginx
+    /// reloaded (apply/site.rs `renew_last_good`). The state is updated, not saved.
+    async fn renew_last_good(&self, run: &mut Attempting) -> Vec<String> {
+        if run.mode != Mode::Apply || run.state.certs_loaded.is_empty() {
+            return Vec::new();
+        }
+        let problems = crate::apply::renew_last_good(
+            &self.cfg.nginx,
+            &self.cfg.letsencrypt,
+            &mut run.state.cert_failures,
+            &mut run.state.certs_loaded,
+            chrono::Utc::now().timestamp(),
+        )
+        .await;
+        for p in &problems {
+            warn!(error = %p, "certificate renewal while the branch head is invalid");
+        }
+        problems
     }
 
     /// Writes the attempt and each stack's result to the state file (`Mode::Apply` only: a plan

@@ -4,7 +4,7 @@
 //! and a short history. Written atomically (temp file, fsync, rename), so a crash leaves either
 //! the old file or the new one. Holds names, shas, reasons and errors: never a secret value.
 
-use crate::plan::cert_backoff::CertFailures;
+use crate::plan::cert_backoff::{CertFailures, NameFailures};
 use crate::plan::render::ActionView;
 use crate::plan::UnitId;
 use anyhow::Context;
@@ -42,10 +42,23 @@ pub struct State {
     /// be the machine, twice is the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub died_reading: Option<(String, u32)>,
-    /// certbot's failed runs within the last hour, by site: the plan stops asking Let's
+    /// certbot's failed runs within the last hour, by DNS name: the plan stops asking Let's
     /// Encrypt for a name that keeps failing (`plan::cert_backoff`). Absent from older files.
+    #[serde(
+        default,
+        rename = "cert_failures_by_name",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub cert_failures: NameFailures,
+    /// The per-site records of older files (`cert_failures`): read once, counted per name
+    /// into `cert_failures`, never written.
+    #[serde(default, rename = "cert_failures", skip_serializing)]
+    legacy_cert_failures: BTreeMap<String, CertFailures>,
+    /// The end (`notAfter`) of each Let's Encrypt lineage's certificate at gitmoor's last
+    /// successful nginx reload: what nginx serves. A certificate on disk that differs was
+    /// written since (certbot.timer) and the plan reloads nginx. Absent from older files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub cert_failures: BTreeMap<String, CertFailures>,
+    pub certs_loaded: BTreeMap<String, i64>,
 }
 
 /// Where an unfinished reconcile was when it was last seen.
@@ -231,6 +244,13 @@ impl State {
         for (name, st) in std::mem::take(&mut self.legacy_stacks) {
             self.units.entry(UnitId::Stack(name).key()).or_insert(st);
         }
+        let old = std::mem::take(&mut self.legacy_cert_failures);
+        for (name, mut at) in crate::plan::cert_backoff::from_legacy(old.values()) {
+            let mine = self.cert_failures.entry(name).or_default();
+            mine.append(&mut at);
+            mine.sort_unstable();
+            mine.dedup();
+        }
         self
     }
 
@@ -303,18 +323,10 @@ impl State {
         self.last_attempt = Some(attempt);
     }
 
-    /// Notes a certbot run of `site` for `names` at `now` (a failure counts, a success clears),
-    /// and forgets failures an hour old.
-    pub fn note_certbot(&mut self, site: &str, names: &[String], failed: bool, now: i64) {
-        match CertFailures::after_run(self.cert_failures.get(site), names, failed, now) {
-            Some(f) => {
-                self.cert_failures.insert(site.to_string(), f);
-            }
-            None => {
-                self.cert_failures.remove(site);
-            }
-        }
-        self.cert_failures.retain(|_, f| f.is_current(now));
+    /// Notes a certbot run for `names` at `now` (a failure counts for each name), and forgets
+    /// failures an hour old.
+    pub fn note_certbot(&mut self, names: &[String], failed: bool, now: i64) {
+        crate::plan::cert_backoff::note_run(&mut self.cert_failures, names, failed, now);
     }
 
     /// Forgets units that are no longer in the repo and hold nothing on the host (a key this
@@ -536,27 +548,30 @@ mod tests {
     }
 
     #[test]
-    fn certbot_failures_are_kept_per_site_and_older_files_load_without_them() {
+    fn certbot_failures_are_kept_per_name_and_older_files_load_with_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::default();
         let api = vec!["api.example.fr".to_string()];
-        s.note_certbot("api", &api, true, 1_000);
-        s.note_certbot("api", &api, true, 1_060);
+        s.note_certbot(&api, true, 1_000);
+        s.note_certbot(&api, true, 1_060);
         s.save(dir.path()).unwrap();
         let back = State::load(dir.path()).unwrap();
-        assert_eq!(back.cert_failures["api"].at, [1_000, 1_060]);
-        // A success clears the site; old failures leave on the next note.
-        s.note_certbot("api", &api, false, 1_100);
+        assert_eq!(back.cert_failures["api.example.fr"], [1_000, 1_060]);
+        // Old failures leave on the next note.
+        s.note_certbot(&api, false, 5_000);
         assert!(s.cert_failures.is_empty());
-        s.note_certbot("www", &api, true, 1_000);
-        s.note_certbot("api", &api, true, 5_000);
-        assert_eq!(s.cert_failures.keys().collect::<Vec<_>>(), ["api"]);
-        // A file from before (no `cert_failures`) loads, and an empty map is not written.
-        let old = r#"{"applied":null,"last_attempt":null,"units":{},"history":[]}"#;
-        assert!(State::from_json(old.as_bytes())
-            .unwrap()
-            .cert_failures
-            .is_empty());
+        // A file from before counted per site: each of the site's names gets its failures, and
+        // the old key is not written again.
+        let old = r#"{"applied":null,"last_attempt":null,"units":{},"history":[],
+            "cert_failures":{"api":{"names":["api.example.fr","www.example.fr"],"at":[10,20]}}}"#;
+        let s = State::from_json(old.as_bytes()).unwrap();
+        assert_eq!(s.cert_failures["api.example.fr"], [10, 20]);
+        assert_eq!(s.cert_failures["www.example.fr"], [10, 20]);
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            !text.contains("\"cert_failures\"") && text.contains("cert_failures_by_name"),
+            "{text}"
+        );
         let text = serde_json::to_string(&State::default()).unwrap();
         assert!(!text.contains("cert_failures"), "{text}");
     }

@@ -5,7 +5,7 @@
 //! temporary folder with random ports; every process is stopped on drop; the machine's
 //! /etc/letsencrypt and /etc/nginx are never touched.
 
-use gitmoor::apply::certbot::{obtain, renew_due, renew_one, CertError};
+use gitmoor::apply::certbot::{obtain, renew_checked, renew_one, CertError};
 use gitmoor::apply::dns_preflight::Resolver;
 use gitmoor::apply::nginx::NginxHost;
 use gitmoor::config::letsencrypt::LetsEncryptConfig;
@@ -331,6 +331,17 @@ impl World {
             "-d",
             &body,
             &format!("http://127.0.0.1:{}/add-aaaa", self.mgmt_port),
+        ]));
+    }
+
+    /// Takes the A records of `name` away again (back to challtestsrv's default).
+    fn clear_a(&self, name: &str) {
+        let body = format!(r#"{{"host":"{name}"}}"#);
+        run(Command::new("curl").args([
+            "-fsS",
+            "-d",
+            &body,
+            &format!("http://127.0.0.1:{}/clear-a", self.mgmt_port),
         ]));
     }
 
@@ -710,21 +721,15 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
     // Plain HTTP now redirects.
     assert_eq!(http_get(w.http_port, DOMAIN, "/").unwrap().0, 301);
 
-    // Nothing is due (Pebble's certificates last years): no certbot run, nothing to reload.
-    let outcome = renew_due(&cfg, &[DOMAIN], now()).await;
-    assert!(
-        !outcome.reload_needed() && outcome.failed.is_empty(),
-        "{outcome:?}"
-    );
-    assert_eq!(w.certbot_calls().len(), 2);
-    // Due "a year from now" is as good as due: renewed through the webroot, a new file.
-    let outcome = renew_due(&cfg, &[DOMAIN], got.not_after.unwrap() - 86_400).await;
-    assert!(outcome.failed.is_empty(), "{outcome:?}");
-    assert_eq!(outcome.renewed, [DOMAIN]);
-    assert!(outcome.reload_needed());
+    // A renewal (the plan decides when one is due) runs the DNS preflight, then certbot renew
+    // through the webroot: a new certificate file.
+    let renewed = renew_checked(&cfg, "api", DOMAIN, &w.webroot())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(renewed);
     assert_eq!(w.certbot_calls().len(), 3);
     assert!(w.certbot_calls()[2].starts_with("renew --cert-name api.example.test --force-renewal"));
-    assert!(renew_one(&cfg, DOMAIN).await.unwrap());
+    assert!(renew_one(&cfg, DOMAIN, &w.webroot()).await.unwrap());
 
     // The site gains a name: its certificate does not serve it, and asking again updates the
     // lineage (same name, same paths) to cover both.
@@ -1107,8 +1112,11 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     let calls = w.certbot_calls();
     assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
     assert!(
-        calls[1].starts_with(&format!("renew --cert-name {DOMAIN} --force-renewal")),
-        "certbot renew for that one lineage: {calls:?}"
+        calls[1].starts_with(&format!(
+            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            w.webroot().display()
+        )),
+        "certbot renew for that one lineage, through gitmoor's webroot: {calls:?}"
     );
     // nginx reloaded: it presents the new certificate (a reload takes a moment to reach the
     // workers; without one the old certificate would be served forever).
@@ -1182,7 +1190,7 @@ fn a_name_that_keeps_failing_validation_is_not_asked_again_after_three_failures_
     }
     let state = host.state_json();
     assert_eq!(
-        state["cert_failures"]["flaky"]["at"]
+        state["cert_failures_by_name"][flaky]
             .as_array()
             .map(Vec::len),
         Some(3),
@@ -1211,17 +1219,244 @@ fn a_name_that_keeps_failing_validation_is_not_asked_again_after_three_failures_
         "{state:#}"
     );
 
-    // The DNS is fixed and the commit changes the site's names: another certificate, asked at
-    // once; it is obtained, and the count is gone.
+    // The DNS is fixed, and the commit adds a name and renames the site's file: Let's Encrypt
+    // still counts the failures of flaky.example.test, so gitmoor still waits.
     w.clear_aaaa(flaky);
-    remote.write("nginx/flaky.yaml", &site(&format!("{flaky}, www.{flaky}")));
-    remote.commit("the site gains a name");
+    remote.remove("nginx/flaky.yaml");
+    remote.write("nginx/flaky2.yaml", &site(&format!("{flaky}, www.{flaky}")));
+    remote.commit("the site gains a name and another file name");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success() && text.contains(&why), "{text}");
+    assert_eq!(w.certbot_calls().len(), 3, "still no certbot run");
+
+    // An hour later (the recorded failures made an hour older), it asks, and gets it.
+    let state_file = host.state.join("state.json");
+    let mut state = host.state_json();
+    for t in state["cert_failures_by_name"][flaky]
+        .as_array_mut()
+        .unwrap()
+    {
+        *t = (t.as_i64().unwrap() - 3_600).into();
+    }
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
     host.apply_ok();
     assert_eq!(w.certbot_calls().len(), 4, "{:?}", w.certbot_calls());
     let state = host.state_json();
-    assert!(state.get("cert_failures").is_none(), "{state:#}");
+    assert!(state.get("cert_failures_by_name").is_none(), "{state:#}");
     assert_eq!(
-        state["units"]["site/flaky"]["result"], "success",
+        state["units"]["site/flaky2"]["result"], "success",
         "{state:#}"
     );
+}
+
+/// A site that serves plain HTTP is switched to `tls: letsencrypt`. While its DNS points
+/// elsewhere the preflight refuses before anything changes: no certbot, the vhost file is the
+/// same, the backend still answers. When certbot runs and fails (the AAAA record points where
+/// nothing listens), the previous vhost is put back and the backend answers again. Once the
+/// DNS is right the next apply gets the certificate.
+#[test]
+fn a_serving_site_switched_to_lets_encrypt_keeps_serving_while_no_certificate_can_be_had() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let name = "switch.example.test";
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    host.edit_config(
+        "  host_addresses: [127.0.0.1]\n",
+        "  host_addresses: [127.0.0.1, \"::1\"]\n",
+    );
+    let port = backend("plain backend\n");
+    let site =
+        |tls: &str| format!("server_names: [{name}]\nupstream: 127.0.0.1:{port}\ntls: {tls}\n");
+    remote.write("nginx/switch.yaml", &site("off"));
+    remote.commit("a plain HTTP site");
+    host.apply_ok();
+    w.wait_status(name, 200);
+    let vhost = w.sites_dir().join("switch.conf");
+    let before = std::fs::read_to_string(&vhost).unwrap();
+
+    w.point(name, "10.9.9.9");
+    remote.write("nginx/switch.yaml", &site("letsencrypt"));
+    remote.commit("HTTPS for the site");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("site switch: no certificate was asked for"),
+        "{text}"
+    );
+    assert!(w.certbot_calls().is_empty(), "{:?}", w.certbot_calls());
+    assert_eq!(std::fs::read_to_string(&vhost).unwrap(), before);
+    assert_eq!(
+        http_get(w.http_port, name, "/").unwrap(),
+        (200, "plain backend\n".to_string())
+    );
+
+    w.clear_a(name);
+    w.point_aaaa(name, "::1");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("certbot could not obtain a certificate")
+            && text.contains("the site's previous vhost is back"),
+        "{text}"
+    );
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+    assert_eq!(std::fs::read_to_string(&vhost).unwrap(), before);
+    w.wait_status(name, 200);
+    assert_eq!(
+        http_get(w.http_port, name, "/").unwrap(),
+        (200, "plain backend\n".to_string())
+    );
+
+    w.clear_aaaa(name);
+    host.apply_ok();
+    assert_eq!(w.certbot_calls().len(), 2, "{:?}", w.certbot_calls());
+    w.wait_status(name, 301);
+}
+
+/// Waits up to 10 s for nginx to present a certificate other than `old` (a reload takes a
+/// moment to reach the workers); the serial it presents then.
+fn served_serial_other_than(w: &World, old: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = w.served_serial();
+    while now == old && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        now = w.served_serial();
+    }
+    now
+}
+
+/// nginx reads certificates only at a reload. A name added to a site whose certificate serves:
+/// one apply obtains a certificate covering both names and nginx presents it (the vhost's
+/// certificate paths do not change, so installing it alone would not reload). Then a renewal
+/// done outside gitmoor, as Debian's certbot.timer does it: the next plan sees a certificate on
+/// disk that nginx did not load and reloads, and nginx presents the renewed one.
+#[test]
+fn a_certificate_obtained_again_or_renewed_outside_gitmoor_is_served_after_one_apply() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("named backend\n");
+    let site = |names: &str| {
+        format!("server_names: [{names}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n")
+    };
+    remote.write("nginx/api.yaml", &site(DOMAIN));
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    let first = w.served_serial();
+
+    remote.write("nginx/api.yaml", &site(&format!("{DOMAIN}, www.{DOMAIN}")));
+    remote.commit("the site gains a name");
+    let text = host.apply_ok();
+    assert_eq!(
+        w.certbot_calls().len(),
+        2,
+        "{:?}\n{text}",
+        w.certbot_calls()
+    );
+    let le = w.letsencrypt();
+    let on_disk = observed(observe_cert(&le.config_dir, DOMAIN));
+    assert!(
+        on_disk.names.contains(&format!("www.{DOMAIN}")),
+        "{on_disk:?}"
+    );
+    let second = served_serial_other_than(&w, &first);
+    assert_ne!(
+        first, second,
+        "nginx serves the certificate with the new name"
+    );
+    w.settle();
+    let text = host.apply_ok();
+    assert!(text.contains("no changes"), "{text}");
+
+    // certbot renews by itself (its timer), with the folders gitmoor uses.
+    let out = Command::new("/usr/bin/certbot")
+        .args(["renew", "--cert-name", DOMAIN, "--force-renewal"])
+        .args(["--non-interactive", "--no-random-sleep-on-renew"])
+        .arg("--config-dir")
+        .arg(&le.config_dir)
+        .arg("--work-dir")
+        .arg(&le.work_dir)
+        .arg("--logs-dir")
+        .arg(&le.logs_dir)
+        .env("REQUESTS_CA_BUNDLE", w.api_ca())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.served_serial(), second, "not loaded by nginx yet");
+    let plan = output_text(&host.gitmoor(&["plan"]));
+    assert!(
+        plan.contains(&format!(
+            "reload-site api: the certificate for {DOMAIN} on disk is not the one nginx loaded"
+        )),
+        "{plan}"
+    );
+    host.apply_ok();
+    let third = served_serial_other_than(&w, &second);
+    assert_ne!(second, third, "nginx serves the renewed certificate");
+    w.settle();
+    let text = host.apply_ok();
+    assert!(text.contains("no changes"), "{text}");
+}
+
+/// A typo left on the branch stops the plan (the head is invalid, and is not retried for the
+/// same inputs), but not the renewals: the last good commit's certificate, once due, is renewed
+/// by the reconcile that finds the head invalid, nginx reloads and serves the new one, and the
+/// reconcile still reports the head invalid.
+#[test]
+fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::with_validity(Some(40 * 86_400));
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("still renewed\n");
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    let first = w.served_serial();
+
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstreem: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("a typo");
+    let out = host.gitmoor(&["apply"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert_eq!(w.certbot_calls().len(), 1, "nothing due yet");
+
+    // Now the certificate is due (renew_days past its 40 days).
+    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "the head is still invalid: {text}");
+    assert!(text.contains("upstreem"), "{text}");
+    let calls = w.certbot_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
+    assert!(
+        calls[1].starts_with(&format!(
+            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            w.webroot().display()
+        )),
+        "{calls:?}"
+    );
+    let second = served_serial_other_than(&w, &first);
+    assert_ne!(first, second, "nginx serves the renewed certificate");
+    let state = host.state_json();
+    assert_eq!(state["last_attempt"]["result"], "invalid", "{state:#}");
 }

@@ -1,12 +1,12 @@
 //! `apply::nginx::NginxHost` against a real nginx running in a private prefix (never the
 //! machine's own nginx or /etc/nginx), proven with real HTTP requests: a site goes live, a
-//! broken site is held back with nginx's message while the others go live, a broken new
+//! broken site is refused with nginx's message while the others go live, a broken new
 //! version keeps the old one serving, a removed site stops answering, foreign files are left
 //! alone.
 
 mod support;
 
-use gitmoor::apply::nginx::{NginxHost, SiteChange, SiteError};
+use gitmoor::apply::nginx::{NginxHost, SiteError};
 use gitmoor::observe::nginx::{observe_sites, read_sites_dir};
 use gitmoor::observe::Seen;
 use gitmoor::redact::Redactor;
@@ -43,15 +43,12 @@ async fn one_bad_site_is_held_back_with_nginxs_message_and_the_others_go_live() 
         "server {{\n    listen 127.0.0.1:{};\n    server_name b.test;\n    no_such_directive on;\n}}\n",
         ngx.port
     );
-    let out = host
-        .install_many(&[
-            ("b".to_string(), broken),
-            ("c".to_string(), proxy_site("c", ngx.port, two)),
-        ])
-        .await;
-    assert_eq!(out.len(), 2, "{out:?}");
-    assert_eq!(out["c"], Ok(()));
-    match &out["b"] {
+    let b = host.install("b", &broken).await;
+    assert_eq!(
+        host.install("c", &proxy_site("c", ngx.port, two)).await,
+        Ok(())
+    );
+    match &b {
         Err(e @ SiteError::Rejected { site, message }) => {
             assert_eq!(site, "b");
             assert!(
@@ -130,13 +127,12 @@ async fn a_removed_site_stops_answering_the_others_and_foreign_files_stay() {
     std::fs::write(ngx.sites_dir().join("hand.conf"), &hand).unwrap();
     ngx.start();
     let host = ngx.host();
-    let out = host
-        .install_many(&[
-            ("a".into(), return_site("a", ngx.port, "site a")),
-            ("c".into(), return_site("c", ngx.port, "site c")),
-        ])
-        .await;
-    assert!(out.values().all(Result::is_ok), "{out:?}");
+    host.install("a", &return_site("a", ngx.port, "site a"))
+        .await
+        .unwrap();
+    host.install("c", &return_site("c", ngx.port, "site c"))
+        .await
+        .unwrap();
     ngx.wait_for("a.test", "site a\n");
     ngx.wait_for("c.test", "site c\n");
     ngx.wait_for("hand.test", "by hand\n");
@@ -173,19 +169,8 @@ async fn a_removal_that_breaks_the_test_is_put_back() {
          location / {{ return 200 \"$site_color\\n\"; }}\n}}\n",
         ngx.port
     );
-    let out = host
-        .apply(vec![
-            SiteChange::Install {
-                site: "colors".into(),
-                content: colors.clone(),
-            },
-            SiteChange::Install {
-                site: "user".into(),
-                content: user,
-            },
-        ])
-        .await;
-    assert!(out.values().all(Result::is_ok), "{out:?}");
+    host.install("colors", &colors).await.unwrap();
+    host.install("user", &user).await.unwrap();
     ngx.wait_for("user.test", "blue\n");
 
     let err = host.remove("colors").await.unwrap_err();
@@ -257,4 +242,27 @@ async fn nginxs_message_is_redacted_of_secret_values() {
     let shown = err.to_string();
     assert!(shown.contains("unknown directive \"***\""), "{shown}");
     assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+/// When the config fails without gitmoor's change too (a file someone else broke), the site
+/// is not blamed: the error says the host's own config is broken, and the site's file is not
+/// left behind.
+#[tokio::test]
+async fn a_host_config_broken_elsewhere_is_named_as_such_and_the_site_is_not_blamed() {
+    let mut ngx = PrivateNginx::new(true);
+    ngx.start();
+    let host = ngx.host();
+    std::fs::create_dir_all(ngx.sites_dir()).unwrap();
+    std::fs::write(ngx.sites_dir().join("hand.conf"), "no_such_directive on;\n").unwrap();
+    let err = host
+        .install("a", &return_site("a", ngx.port, "site a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SiteError::Host { site, message }
+            if site == "a" && message.contains("fails without gitmoor's change too")
+                && message.contains("no_such_directive")),
+        "{err}"
+    );
+    assert!(!ngx.sites_dir().join("a.conf").exists());
 }

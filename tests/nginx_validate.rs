@@ -110,3 +110,50 @@ fn a_site_naming_a_broken_stack_is_not_blamed_for_it() {
     assert!(text.contains("compose/app/compose.yaml:"), "{text}");
     assert!(!text.contains("nginx/api.yaml"), "{text}");
 }
+
+/// A raw `.conf` is nginx configuration run by a root master: with a policy it is refused
+/// (naming the file and both fixes) unless the policy opts in; without one it is valid.
+#[test]
+fn a_raw_site_is_refused_under_a_policy_that_does_not_allow_it() {
+    let d = repo(SEED_SITE);
+    std::fs::write(
+        d.path().join("nginx/files.conf"),
+        "server {\n    listen 80;\n    root /;\n    autoindex on;\n}\n",
+    )
+    .unwrap();
+    let (ok, text) = validate(d.path());
+    assert!(ok, "no policy: {text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(["validate", "--policy", "baseline"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("error: nginx/files.conf: the policy refuses raw nginx sites"),
+        "{text}"
+    );
+    assert!(
+        text.contains("write it as nginx/files.yaml")
+            && text.contains("policy: {preset: baseline, allow_raw_nginx: true}"),
+        "{text}"
+    );
+    // Opted in: valid.
+    let cfg = d.path().join("gitmoor.yaml");
+    std::fs::write(
+        &cfg,
+        "repo: /nowhere\nbranch: main\npolicy: {preset: baseline, allow_raw_nginx: true}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gitmoor"))
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+}

@@ -56,22 +56,6 @@ impl CertError {
     }
 }
 
-/// What one renewal pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RenewOutcome {
-    /// Lineages with a new certificate: Nginx must reload to serve it.
-    pub renewed: Vec<String>,
-    /// Lineages that were due and could not be renewed.
-    pub failed: Vec<CertError>,
-}
-
-impl RenewOutcome {
-    /// A certificate changed on disk: reload Nginx (it reads certificates only at a reload).
-    pub fn reload_needed(&self) -> bool {
-        !self.renewed.is_empty()
-    }
-}
-
 /// Obtains (or keeps, while it is valid and covers `names`) the certificate of `site` for
 /// `names`, the first being the lineage name. The webroot must be served at
 /// `/.well-known/acme-challenge/` by the site's HTTP server for every name.
@@ -81,6 +65,29 @@ pub async fn obtain(
     webroot: &Path,
     cfg: &LetsEncryptConfig,
 ) -> Result<CertPaths, CertError> {
+    prepare_obtain(site, names, webroot, cfg).await?.run().await
+}
+
+/// A certificate request that passed every check that needs no ACME server: ready to run.
+#[derive(Debug)]
+pub struct ObtainRequest<'a> {
+    site: String,
+    names: Vec<String>,
+    program: PathBuf,
+    args: Vec<String>,
+    cfg: &'a LetsEncryptConfig,
+}
+
+/// Everything `obtain` checks before certbot runs: the names, gitmoor's config (email, the
+/// certbot binary), the DNS preflight, the webroot. Separate, so the site's vhost is changed
+/// only for a request that will really be made (a site switched to `tls: letsencrypt` keeps
+/// serving as it did when the DNS does not point here yet).
+pub async fn prepare_obtain<'a>(
+    site: &str,
+    names: &[&str],
+    webroot: &Path,
+    cfg: &'a LetsEncryptConfig,
+) -> Result<ObtainRequest<'a>, CertError> {
     let not_asked = |reason: String| CertError::NotAsked {
         site: site.to_string(),
         reason,
@@ -120,84 +127,58 @@ pub async fn obtain(
         ]
         .map(String::from),
     );
-    let failed = |message: String| CertError::Certbot {
+    Ok(ObtainRequest {
         site: site.to_string(),
         names: names.iter().map(|n| n.to_string()).collect(),
-        message,
-    };
-    run_certbot(&program, cfg, &args).await.map_err(failed)?;
-    match observe_cert(&cfg.config_dir, first) {
-        Seen::Observed(s) if s.serves(names, now()) => Ok(cert_paths(&cfg.config_dir, first)),
-        Seen::Observed(s) => Err(failed(format!(
-            "certbot reported success, but {} does not hold a valid certificate for these \
-             names{}",
-            cfg.live_dir(first).display(),
-            s.error.map(|e| format!(" ({e})")).unwrap_or_default()
-        ))),
-        Seen::NotObserved(why) => Err(failed(format!(
-            "certbot reported success, but the certificate cannot be read: {why}"
-        ))),
+        program,
+        args,
+        cfg,
+    })
+}
+
+impl ObtainRequest<'_> {
+    /// Runs certbot, then checks that the lineage serves every name.
+    pub async fn run(self) -> Result<CertPaths, CertError> {
+        let failed = |message: String| CertError::Certbot {
+            site: self.site.clone(),
+            names: self.names.clone(),
+            message,
+        };
+        let cfg = self.cfg;
+        run_certbot(&self.program, cfg, &self.args)
+            .await
+            .map_err(failed)?;
+        let first = self.names.first().map_or("", String::as_str);
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        match observe_cert(&cfg.config_dir, first) {
+            Seen::Observed(s) if s.serves(&names, now()) => Ok(cert_paths(&cfg.config_dir, first)),
+            Seen::Observed(s) => Err(failed(format!(
+                "certbot reported success, but {} does not hold a valid certificate for these \
+                 names{}",
+                cfg.live_dir(first).display(),
+                s.error.map(|e| format!(" ({e})")).unwrap_or_default()
+            ))),
+            Seen::NotObserved(why) => Err(failed(format!(
+                "certbot reported success, but the certificate cannot be read: {why}"
+            ))),
+        }
     }
 }
 
-/// gitmoor's own renewal (the daemon calls it on its schedule): each of `names` (the lineages
-/// of the current `tls: letsencrypt` sites; a removed site's certificate is kept but not
-/// renewed) whose certificate ends within `renew_days` of `now` is renewed, after the DNS
-/// preflight for the names it covers. See docs/nginx.md for certbot's own timer instead.
-pub async fn renew_due(cfg: &LetsEncryptConfig, names: &[&str], now: i64) -> RenewOutcome {
-    let mut due = Vec::new();
-    for name in names {
-        if let Seen::Observed(s) = observe_cert(&cfg.config_dir, name) {
-            if s.present && s.due_for_renewal(now, cfg.renew_days) {
-                due.push((name.to_string(), s.names));
-            }
-        }
-    }
-    let mut out = RenewOutcome::default();
-    if due.is_empty() {
-        return out;
-    }
-    let preflight = match Preflight::from_config(cfg) {
-        Ok(p) => p,
-        Err(message) => {
-            out.failed = due
-                .into_iter()
-                .map(|(name, _)| CertError::Renew {
-                    name,
-                    message: message.clone(),
-                })
-                .collect();
-            return out;
-        }
-    };
-    for (name, covered) in due {
-        let covered: Vec<&str> = covered.iter().map(String::as_str).collect();
-        if let Err(e) = preflight.check(&name, &covered).await {
-            out.failed.push(CertError::Renew {
-                name,
-                message: e.to_string(),
-            });
-            continue;
-        }
-        match renew_one(cfg, &name).await {
-            Ok(true) => out.renewed.push(name),
-            Ok(false) => {}
-            Err(e) => out.failed.push(e),
-        }
-    }
-    out
-}
-
-/// Renews lineage `name` now, whatever its end (`certbot renew --cert-name <name>
-/// --force-renewal`), with the settings certbot saved when it obtained it. Ok(true) when the
-/// certificate on disk changed.
-pub async fn renew_one(cfg: &LetsEncryptConfig, name: &str) -> Result<bool, CertError> {
+/// Renews lineage `name` now, whatever its end, through `webroot` (see [`renew_args`]).
+/// Ok(true) when the certificate on disk changed.
+pub async fn renew_one(
+    cfg: &LetsEncryptConfig,
+    name: &str,
+    webroot: &Path,
+) -> Result<bool, CertError> {
     let fail = |message: String| CertError::Renew {
         name: name.to_string(),
         message,
     };
     check_cert_name(name).map_err(fail)?;
     let program = certbot_program(cfg).map_err(|e| fail(e.to_string()))?;
+    prepare_webroot(webroot).map_err(fail)?;
     let cert = cfg.live_dir(name).join("cert.pem");
     let before = read_cert_file(&cert).map_err(fail)?;
     let before_bytes = std::fs::read(&cert).ok();
@@ -207,16 +188,33 @@ pub async fn renew_one(cfg: &LetsEncryptConfig, name: &str) -> Result<bool, Cert
             cert.display()
         )));
     }
-    let args: Vec<String> = ["renew", "--cert-name", name, "--force-renewal"]
-        .map(String::from)
-        .to_vec();
-    run_certbot(&program, cfg, &args)
+    run_certbot(&program, cfg, &renew_args(name, webroot))
         .await
         .map_err(|message| CertError::RenewRun {
             name: name.to_string(),
             message,
         })?;
     Ok(std::fs::read(&cert).ok() != before_bytes)
+}
+
+/// `certbot renew` for one lineage, forced, through gitmoor's ACME webroot. The authenticator
+/// is given explicitly rather than taken from the lineage's saved settings: a lineage first
+/// made by hand with `certbot --nginx` would renew with the nginx plugin, which rewrites
+/// /etc/nginx, and cannot under gitmoor's unit (read-only outside the folders it names).
+/// certbot saves what it renewed with, so the lineage is gitmoor's from then on.
+pub fn renew_args(name: &str, webroot: &Path) -> Vec<String> {
+    [
+        "renew",
+        "--cert-name",
+        name,
+        "--force-renewal",
+        "--webroot",
+        "-w",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([webroot.display().to_string()])
+    .collect()
 }
 
 /// The reconcile's renewal of `site`'s lineage `name`: the DNS preflight for the names the
@@ -226,6 +224,7 @@ pub async fn renew_checked(
     cfg: &LetsEncryptConfig,
     site: &str,
     name: &str,
+    webroot: &Path,
 ) -> Result<bool, CertError> {
     let covered = match observe_cert(&cfg.config_dir, name) {
         Seen::Observed(s) if s.present && !s.names.is_empty() => s.names,
@@ -239,7 +238,7 @@ pub async fn renew_checked(
         })?
         .check(site, &covered)
         .await?;
-    renew_one(cfg, name).await
+    renew_one(cfg, name, webroot).await
 }
 
 /// The certbot binary: `letsencrypt.certbot`, else `certbot` in `PATH`.
@@ -393,6 +392,22 @@ mod tests {
         ] {
             assert!(shown.contains(want), "{want}: {shown}");
         }
+    }
+
+    #[test]
+    fn a_renewal_goes_through_gitmoors_webroot_whatever_the_lineage_was_made_with() {
+        assert_eq!(
+            renew_args("api.example.fr", Path::new("/var/lib/gitmoor-acme")),
+            [
+                "renew",
+                "--cert-name",
+                "api.example.fr",
+                "--force-renewal",
+                "--webroot",
+                "-w",
+                "/var/lib/gitmoor-acme"
+            ]
+        );
     }
 
     #[tokio::test]

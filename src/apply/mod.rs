@@ -9,5 +9,6 @@ mod firewall;
 pub mod nginx;
 mod recreate;
 mod site;
+pub use site::renew_last_good;
 mod stack;
 pub mod ufw;

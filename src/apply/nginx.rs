@@ -1,8 +1,9 @@
 //! Changes to the host's Nginx sites, safely: gitmoor writes only `<site>.conf` files in the one
 //! folder it owns (`nginx.sites_dir`), tests the whole config with `nginx -t` before any reload,
 //! and puts a site's previous version back when the test fails, so the host keeps serving the
-//! last good version. In a batch, one bad site never takes the others down: the sites that
-//! break the test are found, held back with nginx's own message, and the rest go live.
+//! last good version. Each site is changed on its own (the plan makes one unit per site), so
+//! one bad site never takes the others down: it is held back with nginx's own message, and the
+//! next site is tested over the last good set.
 //!
 //! Why the test runs on the real folder (not a copy of the whole config): the host's config
 //! includes the folder by its path, and a copy would test a different config from the one a
@@ -19,7 +20,6 @@ use crate::process::ProcessError;
 use crate::redact::Redactor;
 use ctl::{Ctl, TestFailure};
 use site_file::{Current, SiteFile};
-use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +49,7 @@ pub enum SiteError {
 
 /// One change to the sites folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SiteChange {
+enum SiteChange {
     /// Write `<site>.conf` with this content (the header line is added when missing).
     Install { site: String, content: String },
     /// Delete `<site>.conf` (only gitmoor's own file).
@@ -57,7 +57,7 @@ pub enum SiteChange {
 }
 
 impl SiteChange {
-    pub fn site(&self) -> &str {
+    fn site(&self) -> &str {
         match self {
             SiteChange::Install { site, .. } | SiteChange::Remove { site } => site,
         }
@@ -73,6 +73,9 @@ pub struct NginxHost {
     include_seen: std::sync::atomic::AtomicBool,
     /// One change at a time: a test must see only the change it judges.
     lock: tokio::sync::Mutex<()>,
+    /// Successful reloads so far: after one, nginx serves every certificate as it is on disk
+    /// now, which the reconcile records (an outside renewal is then noticed by the next plan).
+    reloads: std::sync::atomic::AtomicUsize,
 }
 
 /// A change that touches the disk: the file, what was there, what goes there.
@@ -92,6 +95,7 @@ impl NginxHost {
             ctl: Ctl::new(cfg, redact)?,
             include_seen: std::sync::atomic::AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
+            reloads: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -113,7 +117,56 @@ impl NginxHost {
     /// the changes.
     pub async fn reload(&self) -> Result<(), String> {
         let _one = self.lock.lock().await;
-        self.ctl.reload().await
+        self.reload_locked().await
+    }
+
+    /// Whether nginx was reloaded by this host at least once (so it now serves the
+    /// certificates that are on disk).
+    pub fn reloaded(&self) -> bool {
+        self.reloads.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    async fn reload_locked(&self) -> Result<(), String> {
+        self.ctl.reload().await?;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The site's file as gitmoor wrote it, None when there is none (so a change can be put
+    /// back exactly).
+    pub fn current(&self, site: &str) -> Result<Option<String>, SiteError> {
+        if let Err(reason) = check_site_name(site) {
+            return Err(SiteError::BadName {
+                site: site.into(),
+                reason,
+            });
+        }
+        let file = SiteFile::new(&self.sites_dir, site);
+        match file.read() {
+            Ok(Current::Absent) => Ok(None),
+            Ok(Current::Managed(text)) => Ok(Some(text)),
+            Ok(Current::Foreign) => Err(SiteError::Foreign {
+                site: site.into(),
+                file: file.path,
+            }),
+            Err(e) => Err(host(
+                site,
+                &format!("cannot read {}: {e}", file.path.display()),
+            )),
+        }
+    }
+
+    /// Installs `content` and makes sure nginx loaded it *and the certificates it names*: when
+    /// the file is already in place (a certificate obtained again under the same vhost: an
+    /// expired one, a name added), [`Self::install`] changes nothing and would not reload, so
+    /// nginx would keep serving the old certificate from memory; here it reloads.
+    pub async fn install_and_load(&self, site: &str, content: &str) -> Result<(), SiteError> {
+        let in_place = self.current(site)?.as_deref() == Some(with_header(content).as_str());
+        if !in_place {
+            return self.install(site, content).await;
+        }
+        self.reload().await.map_err(|message| host(site, &message))
     }
 
     /// Removes one site (a removal that breaks the test, say another site used an upstream
@@ -122,189 +175,76 @@ impl NginxHost {
         self.one(SiteChange::Remove { site: site.into() }).await
     }
 
-    /// Installs several sites with one test and one reload when all pass; see [`Self::apply`].
-    pub async fn install_many(
-        &self,
-        sites: &[(String, String)],
-    ) -> BTreeMap<String, Result<(), SiteError>> {
-        let changes = sites
-            .iter()
-            .map(|(site, content)| SiteChange::Install {
-                site: site.clone(),
-                content: content.clone(),
-            })
-            .collect();
-        self.apply(changes).await
-    }
-
+    /// One change: checked, written, tested with the whole config, reloaded. When the test
+    /// fails the previous version is put back, and the config is tested again without the
+    /// change: when it still fails, the fault is the host's own config, not this site's, and
+    /// the error says so. A change that is already in place is Ok without a test or a reload.
     async fn one(&self, change: SiteChange) -> Result<(), SiteError> {
-        let site = change.site().to_string();
-        let mut out = self.apply(vec![change]).await;
-        out.remove(&site).unwrap_or(Ok(()))
-    }
-
-    /// Applies changes together: all written, one `nginx -t`, one reload. When the test fails,
-    /// everything is put back and the changes are tried one at a time over the last good set,
-    /// in order: each that passes stays, each that fails is put back and reported with nginx's
-    /// message. The rest are reloaded together. A change that is already in place is Ok
-    /// without a test or a reload. The result has one entry per site named.
-    pub async fn apply(&self, changes: Vec<SiteChange>) -> BTreeMap<String, Result<(), SiteError>> {
         let _guard = self.lock.lock().await;
-        let mut results = BTreeMap::new();
-        let staged = self.stage(changes, &mut results);
-        if staged.is_empty() {
-            return results;
+        let Some(s) = self.stage(change)? else {
+            return Ok(());
+        };
+        if s.new.is_some() {
+            self.ensure_dir().map_err(|m| host(&s.site, &m))?;
         }
-        if staged.iter().any(|s| s.new.is_some()) {
-            if let Err(message) = self.ensure_dir() {
-                for s in staged {
-                    results.insert(s.site.clone(), Err(host(&s.site, &message)));
-                }
-                return results;
-            }
-        }
-
-        // All at once.
-        let mut written = Vec::new();
-        for s in staged {
-            match write_new(&s) {
-                Ok(()) => written.push(s),
-                Err(message) => {
-                    results.insert(s.site.clone(), Err(host(&s.site, &message)));
-                }
-            }
-        }
-        if written.is_empty() {
-            return results;
+        write_new(&s).map_err(|m| host(&s.site, &m))?;
+        let message = match self.ctl.test().await {
+            Ok(()) => return self.go_live(&s).await,
+            Err(TestFailure::CannotRun(m)) => return Err(put_back(&s, &m)),
+            Err(TestFailure::Rejected(message)) => message,
+        };
+        if let Err(e) = s.file.restore(s.previous.as_deref()) {
+            return Err(restore_error(&s, &e));
         }
         match self.ctl.test().await {
-            Ok(()) => {
-                self.go_live(written, &mut results).await;
-                return results;
-            }
-            Err(TestFailure::CannotRun(message)) => {
-                self.put_back_all(&written, &message, &mut results);
-                return results;
-            }
-            Err(TestFailure::Rejected(_)) => {}
-        }
-
-        // Something in the batch breaks the test: back to the last good set, which must pass
-        // on its own, else the fault is not in the batch.
-        let mut failed_restore = BTreeSet::new();
-        for s in written.iter().rev() {
-            if let Err(e) = s.file.restore(s.previous.as_deref()) {
-                failed_restore.insert(s.site.clone());
-                results.insert(s.site.clone(), Err(restore_error(s, &e)));
-            }
-        }
-        if !failed_restore.is_empty() {
-            for s in written.iter().filter(|s| !failed_restore.contains(&s.site)) {
-                results.insert(
-                    s.site.clone(),
-                    Err(host(
-                        &s.site,
-                        "not applied: another site's file could not be put back",
-                    )),
-                );
-            }
-            return results;
-        }
-        if let Err(f) = self.ctl.test().await {
-            let why = match f {
-                TestFailure::Rejected(m) => format!(
-                    "not applied: nginx -t fails without gitmoor's changes too, so the host's \
-                     own config is broken; fix it first: {m}"
+            Ok(()) => Err(SiteError::Rejected {
+                site: s.site,
+                message,
+            }),
+            Err(TestFailure::Rejected(m)) => Err(host(
+                &s.site,
+                &format!(
+                    "not applied: nginx -t fails without gitmoor's change too, so the host's own \
+                     config is broken; fix it first: {m}"
                 ),
-                TestFailure::CannotRun(m) => m,
-            };
-            for s in &written {
-                results.insert(s.site.clone(), Err(host(&s.site, &why)));
-            }
-            return results;
+            )),
+            Err(TestFailure::CannotRun(m)) => Err(host(&s.site, &m)),
         }
-
-        // One at a time over the last good set.
-        let mut kept = Vec::new();
-        for s in written {
-            if let Err(message) = write_new(&s) {
-                results.insert(s.site.clone(), Err(host(&s.site, &message)));
-                continue;
-            }
-            match self.ctl.test().await {
-                Ok(()) => kept.push(s),
-                Err(f) => {
-                    let err = match f {
-                        TestFailure::Rejected(message) => SiteError::Rejected {
-                            site: s.site.clone(),
-                            message,
-                        },
-                        TestFailure::CannotRun(m) => host(&s.site, &m),
-                    };
-                    let err = match s.file.restore(s.previous.as_deref()) {
-                        Ok(()) => err,
-                        Err(e) => restore_error(&s, &e),
-                    };
-                    results.insert(s.site.clone(), Err(err));
-                }
-            }
-        }
-        if !kept.is_empty() {
-            self.go_live(kept, &mut results).await;
-        }
-        results
     }
 
-    /// Checks names and ownership, reads what each file holds now, and drops the changes that
-    /// are already in place (reported Ok).
-    fn stage(
-        &self,
-        changes: Vec<SiteChange>,
-        results: &mut BTreeMap<String, Result<(), SiteError>>,
-    ) -> Vec<Staged> {
-        let mut staged = Vec::new();
-        for change in changes {
-            let site = change.site().to_string();
-            if let Err(reason) = check_site_name(&site) {
-                results.insert(site.clone(), Err(SiteError::BadName { site, reason }));
-                continue;
-            }
-            if results.contains_key(&site) || staged.iter().any(|s: &Staged| s.site == site) {
-                let reason = "named twice in one change; give each site once".to_string();
-                results.insert(site.clone(), Err(SiteError::BadName { site, reason }));
-                continue;
-            }
-            let file = SiteFile::new(&self.sites_dir, &site);
-            let previous = match file.read() {
-                Ok(Current::Absent) => None,
-                Ok(Current::Managed(text)) => Some(text),
-                Ok(Current::Foreign) => {
-                    let file = file.path.clone();
-                    results.insert(site.clone(), Err(SiteError::Foreign { site, file }));
-                    continue;
-                }
-                Err(e) => {
-                    let message = format!("cannot read {}: {e}", file.path.display());
-                    results.insert(site.clone(), Err(host(&site, &message)));
-                    continue;
-                }
-            };
-            let new = match change {
-                SiteChange::Install { content, .. } => Some(with_header(&content)),
-                SiteChange::Remove { .. } => None,
-            };
-            if new == previous {
-                results.insert(site, Ok(()));
-                continue;
-            }
-            staged.push(Staged {
-                site,
-                file,
-                previous,
-                new,
-            });
+    /// Checks the name and ownership and reads what the file holds now; None when the change
+    /// is already in place.
+    fn stage(&self, change: SiteChange) -> Result<Option<Staged>, SiteError> {
+        let site = change.site().to_string();
+        if let Err(reason) = check_site_name(&site) {
+            return Err(SiteError::BadName { site, reason });
         }
-        staged
+        let file = SiteFile::new(&self.sites_dir, &site);
+        let previous = match file.read() {
+            Ok(Current::Absent) => None,
+            Ok(Current::Managed(text)) => Some(text),
+            Ok(Current::Foreign) => {
+                let file = file.path.clone();
+                return Err(SiteError::Foreign { site, file });
+            }
+            Err(e) => {
+                let message = format!("cannot read {}: {e}", file.path.display());
+                return Err(host(&site, &message));
+            }
+        };
+        let new = match change {
+            SiteChange::Install { content, .. } => Some(with_header(&content)),
+            SiteChange::Remove { .. } => None,
+        };
+        if new == previous {
+            return Ok(None);
+        }
+        Ok(Some(Staged {
+            site,
+            file,
+            previous,
+            new,
+        }))
     }
 
     /// Makes the sites folder when it does not exist yet (0755: Nginx's master reads it as
@@ -326,59 +266,35 @@ impl NginxHost {
             })
     }
 
-    /// The written changes passed the test: check once that nginx reads the folder at all,
-    /// then reload. On a failure everything is put back, so the folder shows what is live.
-    async fn go_live(
-        &self,
-        written: Vec<Staged>,
-        results: &mut BTreeMap<String, Result<(), SiteError>>,
-    ) {
+    /// The written change passed the test: check once that nginx reads the folder at all, then
+    /// reload. On a failure the change is put back, so the folder shows what is live.
+    async fn go_live(&self, s: &Staged) -> Result<(), SiteError> {
         use std::sync::atomic::Ordering;
-        if !self.include_seen.load(Ordering::Relaxed) {
-            if let Some(s) = written.iter().find(|s| s.new.is_some()) {
-                match self.ctl.includes(&s.file.path).await {
-                    Ok(true) => self.include_seen.store(true, Ordering::Relaxed),
-                    Ok(false) => {
-                        let message = format!(
-                            "not applied: nginx's config does not include the sites folder; add \
-                             `include {}/*.conf;` inside the http {{ }} block of the main config \
-                             (docs/nginx-host.md)",
-                            self.sites_dir.display()
-                        );
-                        self.put_back_all(&written, &message, results);
-                        return;
-                    }
-                    Err(message) => {
-                        self.put_back_all(&written, &message, results);
-                        return;
-                    }
+        if s.new.is_some() && !self.include_seen.load(Ordering::Relaxed) {
+            match self.ctl.includes(&s.file.path).await {
+                Ok(true) => self.include_seen.store(true, Ordering::Relaxed),
+                Ok(false) => {
+                    let message = format!(
+                        "not applied: nginx's config does not include the sites folder; add \
+                         `include {}/*.conf;` inside the http {{ }} block of the main config \
+                         (docs/nginx-host.md)",
+                        self.sites_dir.display()
+                    );
+                    return Err(put_back(s, &message));
                 }
+                Err(message) => return Err(put_back(s, &message)),
             }
         }
-        match self.ctl.reload().await {
-            Ok(()) => {
-                for s in written {
-                    results.insert(s.site, Ok(()));
-                }
-            }
-            Err(message) => self.put_back_all(&written, &message, results),
-        }
+        self.reload_locked().await.map_err(|m| put_back(s, &m))
     }
+}
 
-    /// Puts every written change back and reports `message` for each.
-    fn put_back_all(
-        &self,
-        written: &[Staged],
-        message: &str,
-        results: &mut BTreeMap<String, Result<(), SiteError>>,
-    ) {
-        for s in written.iter().rev() {
-            let err = match s.file.restore(s.previous.as_deref()) {
-                Ok(()) => host(&s.site, message),
-                Err(e) => restore_error(s, &e),
-            };
-            results.insert(s.site.clone(), Err(err));
-        }
+/// Puts a written change back; the error to report (`message`, or the worse news that the
+/// previous version could not be put back).
+fn put_back(s: &Staged, message: &str) -> SiteError {
+    match s.file.restore(s.previous.as_deref()) {
+        Ok(()) => host(&s.site, message),
+        Err(e) => restore_error(s, &e),
     }
 }
 

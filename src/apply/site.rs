@@ -1,9 +1,9 @@
 //! The site executor: one site unit through the host's Nginx (`nginx.rs`: write, `nginx -t`,
 //! reload, and the previous version put back when nginx refuses the new one).
 
-use super::nginx::NginxHost;
+use super::nginx::{NginxHost, SiteError};
 use crate::config::letsencrypt::LetsEncryptConfig;
-use crate::plan::site::SiteAction;
+use crate::plan::site::{CertRequest, SiteAction};
 use crate::plan::UnitOutcome;
 use tracing::{info, warn};
 
@@ -50,37 +50,22 @@ pub(super) async fn run_unit(
             ..
         } => {
             info!(site, reason = %reason, "install site");
-            if let Err(e) = host.install(site, content).await {
-                return SiteRun::done(failed(site, e.to_string()));
+            if let Some(cert) = certificate {
+                return obtain_and_install(site, content, cert, host, letsencrypt).await;
             }
-            // The HTTP vhost serves the ACME webroot now: ask for the certificate, then put
-            // the TLS vhost in place. A failure leaves the HTTP vhost (no half-made TLS one).
-            let Some(cert) = certificate else {
-                return SiteRun::done(UnitOutcome::Applied);
-            };
-            let names: Vec<&str> = cert.names.iter().map(String::as_str).collect();
-            info!(site, names = %cert.names.join(","), "obtain certificate");
-            if let Err(e) = super::certbot::obtain(site, &names, &cert.webroot, letsencrypt).await {
-                let ran = e.certbot_failed();
-                let outcome = failed(site, e.to_string());
-                return if ran {
-                    SiteRun::certbot(outcome, true)
-                } else {
-                    SiteRun::done(outcome)
-                };
-            }
-            let outcome = match host.install(site, &cert.then_content).await {
-                Ok(()) => UnitOutcome::Applied,
-                Err(e) => failed(site, e.to_string()),
-            };
-            return SiteRun::certbot(outcome, false);
+            host.install(site, content).await
         }
         SiteAction::Hold { reason } => return SiteRun::done(failed(site, reason.clone())),
-        SiteAction::Renew { name, reason } => {
+        SiteAction::Renew {
+            name,
+            webroot,
+            reason,
+        } => {
             info!(site, reason = %reason, "renew certificate");
-            return match super::certbot::renew_checked(letsencrypt, site, name).await {
-                Ok(false) => SiteRun::certbot(UnitOutcome::Applied, false),
-                Ok(true) => match host.reload().await {
+            // Reloaded after every successful run, changed bytes or not: what nginx serves
+            // must be what /status reads from disk.
+            return match super::certbot::renew_checked(letsencrypt, site, name, webroot).await {
+                Ok(_) => match host.reload().await {
                     Ok(()) => SiteRun::certbot(UnitOutcome::Applied, false),
                     Err(e) => SiteRun::certbot(
                         failed(
@@ -101,6 +86,13 @@ pub(super) async fn run_unit(
             info!(site, reason = %reason, "remove site");
             host.remove(site).await
         }
+        SiteAction::Reload { reason } => {
+            info!(site, reason = %reason, "reload nginx");
+            host.reload().await.map_err(|message| SiteError::Host {
+                site: site.to_string(),
+                message,
+            })
+        }
     };
     SiteRun::done(match done {
         Ok(()) => UnitOutcome::Applied,
@@ -108,7 +100,126 @@ pub(super) async fn run_unit(
     })
 }
 
+/// A `tls: letsencrypt` site that needs a certificate. Everything that can refuse without the
+/// ACME server (gitmoor's config, the DNS preflight) is checked before the vhost is touched, so
+/// a site that served (plain HTTP, or its own certificate files) keeps serving when the
+/// request cannot be made. Then the HTTP vhost serving the ACME webroot, certbot, and the TLS
+/// vhost, reloaded even when it is the file already there (nginx reads certificates only at a
+/// reload). When certbot fails the previous vhost is put back (removed for a new site):
+/// nothing half-changed, and the site keeps serving what it served.
+async fn obtain_and_install(
+    site: &str,
+    pending: &str,
+    cert: &CertRequest,
+    host: &NginxHost,
+    letsencrypt: &LetsEncryptConfig,
+) -> SiteRun {
+    let names: Vec<&str> = cert.names.iter().map(String::as_str).collect();
+    let request =
+        match super::certbot::prepare_obtain(site, &names, &cert.webroot, letsencrypt).await {
+            Ok(r) => r,
+            Err(e) => return SiteRun::done(failed(site, e.to_string())),
+        };
+    let previous = match host.current(site) {
+        Ok(p) => p,
+        Err(e) => return SiteRun::done(failed(site, e.to_string())),
+    };
+    if let Err(e) = host.install(site, pending).await {
+        return SiteRun::done(failed(site, e.to_string()));
+    }
+    info!(site, names = %cert.names.join(","), "obtain certificate");
+    if let Err(e) = request.run().await {
+        let back = match &previous {
+            Some(text) => host.install(site, text).await,
+            None => host.remove(site).await,
+        };
+        let message = match (back, &previous) {
+            (Ok(()), Some(_)) => format!("{e}; the site's previous vhost is back"),
+            (Ok(()), None) => format!("{e}; the site's vhost is removed again"),
+            (Err(b), _) => format!("{e}; and the site's previous vhost could not be put back: {b}"),
+        };
+        return SiteRun::certbot(failed(site, message), true);
+    }
+    let outcome = match host.install_and_load(site, &cert.then_content).await {
+        Ok(()) => UnitOutcome::Applied,
+        Err(e) => failed(site, e.to_string()),
+    };
+    SiteRun::certbot(outcome, false)
+}
+
 fn failed(site: &str, error: String) -> UnitOutcome {
     warn!(site, error = %error, "site not (fully) changed; the host keeps its last good version");
     UnitOutcome::Failed(error)
+}
+
+/// Renewals while the branch head cannot be planned (a typo left on main): the plan, which
+/// renews certificates as site units, is never made then, and an invalid head is not retried
+/// for the same inputs, so the certificates would run out. This renews the lineages nginx
+/// loaded at gitmoor's last reload (`loaded`, the state's: the last good commit's sites) that
+/// are within `renew_days`, with the same DNS preflight and per-name backoff as the plan, then
+/// reloads nginx once. `failures` and `loaded` are updated for the state file. Returns one
+/// line per renewal that failed or waits (empty when all went well or nothing was due).
+pub async fn renew_last_good(
+    nginx: &crate::config::nginx::NginxConfig,
+    letsencrypt: &LetsEncryptConfig,
+    failures: &mut crate::plan::cert_backoff::NameFailures,
+    loaded: &mut std::collections::BTreeMap<String, i64>,
+    now: i64,
+) -> Vec<String> {
+    use crate::observe::certs::observe_cert;
+    use crate::observe::Seen;
+    use crate::plan::cert_backoff::{held, note_run};
+    let mut problems = Vec::new();
+    let mut renewed = 0;
+    let lineages: Vec<String> = loaded.keys().cloned().collect();
+    for lineage in &lineages {
+        let cert = match observe_cert(&letsencrypt.config_dir, lineage) {
+            Seen::Observed(c) if c.present && c.due_for_renewal(now, letsencrypt.renew_days) => c,
+            _ => continue,
+        };
+        let names = if cert.names.is_empty() {
+            vec![lineage.clone()]
+        } else {
+            cert.names.clone()
+        };
+        if let Some(why) = held(failures, &names, now) {
+            problems.push(format!("certificate {lineage}: {why}"));
+            continue;
+        }
+        info!(lineage = %lineage, "renew certificate of the last good commit (the branch head is invalid)");
+        match super::certbot::renew_checked(letsencrypt, lineage, lineage, &nginx.acme_webroot)
+            .await
+        {
+            Ok(_) => renewed += 1,
+            Err(e) => {
+                if e.certbot_failed() {
+                    note_run(failures, &names, true, now);
+                }
+                problems.push(e.to_string());
+            }
+        }
+    }
+    if renewed == 0 {
+        return problems;
+    }
+    let reloaded = match NginxHost::new(nginx, crate::redact::Redactor::default()) {
+        Ok(host) => host.reload().await,
+        Err(e) => Err(e.to_string()),
+    };
+    match reloaded {
+        Ok(()) => {
+            for lineage in lineages {
+                if let Seen::Observed(c) = observe_cert(&letsencrypt.config_dir, &lineage) {
+                    if let Some(t) = c.not_after.filter(|_| c.present) {
+                        loaded.insert(lineage, t);
+                    }
+                }
+            }
+        }
+        Err(e) => problems.push(format!(
+            "certificates were renewed, but nginx did not reload (it serves the old ones until \
+             it does): {e}"
+        )),
+    }
+    problems
 }

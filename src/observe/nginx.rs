@@ -48,8 +48,9 @@ pub fn with_header(content: &str) -> String {
     }
 }
 
-/// A site name as it becomes a file name: `[a-z0-9][a-z0-9._-]*`, no `..`, at most 64 bytes.
-/// Checked again here, where it becomes a path, whatever the reader already checked.
+/// A site name as it becomes a file name: `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with
+/// `.`, at most 64 bytes. Checked again here, where it becomes a path, whatever the reader
+/// already checked; the reader uses this same function, so the two rules cannot drift.
 pub fn check_site_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
@@ -58,10 +59,11 @@ pub fn check_site_name(name: &str) -> Result<(), String> {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !ok_first || !ok_chars || name.contains("..") || name.len() > 64 {
+    if !ok_first || !ok_chars || name.contains("..") || name.ends_with('.') || name.len() > 64 {
         return Err(format!(
             "{name:?} is not a site name: use lowercase letters, digits, '.', '_' and '-', \
-             starting with a letter or digit, without `..`, at most 64 characters"
+             starting with a letter or digit, without `..`, not ending with `.`, at most 64 \
+             characters"
         ));
     }
     Ok(())
@@ -196,7 +198,7 @@ mod tests {
             assert!(check_site_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "..", "a..b", "../x", "a/b", "-x", ".hidden", "Api", "a b", "a;b", "é",
+            "", "..", "a..b", "../x", "a/b", "-x", ".hidden", "Api", "a b", "a;b", "é", "api.",
         ] {
             assert!(check_site_name(bad).is_err(), "{bad:?}");
         }

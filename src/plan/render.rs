@@ -125,6 +125,7 @@ impl Plan {
                 SiteAction::Remove { reason } => ("remove-site", reason),
                 SiteAction::Hold { reason } => ("hold-site", reason),
                 SiteAction::Renew { reason, .. } => ("renew-certificate", reason),
+                SiteAction::Reload { reason } => ("reload-site", reason),
             };
             out.push(ActionView {
                 stack: String::new(),

@@ -3,7 +3,7 @@
 //! it proxies to: it goes live only once they are up. Pure: the rendering happened before (the
 //! site's content is given), and the folder was read by `observe/`.
 
-use super::cert_backoff::{held, CertFailures};
+use super::cert_backoff::{held, NameFailures};
 use super::{Unit, UnitId, Work};
 use crate::observe::Seen;
 use crate::spec::model::HostSpec;
@@ -21,11 +21,17 @@ pub struct SiteContext {
     pub acme_webroot: PathBuf,
     /// certbot's `live/` folder: `<live>/<name>/fullchain.pem` and `privkey.pem`.
     pub letsencrypt_live: PathBuf,
-    /// certbot's recent failures by site (the state file's): past three within the hour a
-    /// site's certificate request waits (`cert_backoff`).
-    pub cert_failures: BTreeMap<String, CertFailures>,
+    /// certbot's recent failures by DNS name (the state file's): past three within the hour
+    /// for one of its names, a site's certificate request waits (`cert_backoff`).
+    pub cert_failures: NameFailures,
     /// Unix seconds, for the backoff.
     pub now: i64,
+    /// The end (`notAfter`) of each lineage's certificate as it is on disk now, by lineage.
+    pub certs_on_disk: BTreeMap<String, i64>,
+    /// The end of each lineage's certificate when gitmoor last reloaded nginx (the state
+    /// file's): nginx reads certificates only at a reload, so one that differs on disk was
+    /// written since (certbot.timer, a manual `certbot renew`) and is not served yet.
+    pub certs_loaded: BTreeMap<String, i64>,
 }
 
 impl Default for SiteContext {
@@ -34,8 +40,10 @@ impl Default for SiteContext {
             render: RenderHost::default(),
             acme_webroot: PathBuf::from("/var/lib/gitmoor-acme"),
             letsencrypt_live: PathBuf::from("/etc/letsencrypt/live"),
-            cert_failures: BTreeMap::new(),
+            cert_failures: NameFailures::new(),
             now: 0,
+            certs_on_disk: BTreeMap::new(),
+            certs_loaded: BTreeMap::new(),
         }
     }
 }
@@ -74,6 +82,7 @@ pub fn desired_sites(
             certificate: None,
             hold: None,
             renew: None,
+            reload: None,
         };
         let tls = match &site.kind {
             SiteKind::Raw(_) => Ok(RenderTls::Off),
@@ -139,14 +148,24 @@ fn lets_encrypt(
         Some(CertStatus::Serves | CertStatus::Unreadable(_))
     );
     if asks {
-        if let Some(why) = held(ctx.cert_failures.get(&site.name), &names, ctx.now) {
+        if let Some(why) = held(&ctx.cert_failures, &names, ctx.now) {
             return Err(format!("{why}; the site is kept as it is on the host"));
+        }
+    }
+    if matches!(
+        certs.get(&primary),
+        Some(CertStatus::Serves | CertStatus::Due)
+    ) {
+        if let Some(on_disk) = ctx.certs_on_disk.get(&primary) {
+            if ctx.certs_loaded.get(&primary) != Some(on_disk) {
+                desired.reload = Some(primary.clone());
+            }
         }
     }
     match certs.get(&primary) {
         Some(CertStatus::Serves) => Ok(ready),
         Some(CertStatus::Due) => {
-            desired.renew = Some(primary.clone());
+            desired.renew = Some((primary.clone(), ctx.acme_webroot.clone()));
             Ok(ready)
         }
         Some(CertStatus::Stale) => {
@@ -212,8 +231,11 @@ pub struct DesiredSite {
     /// Why the site cannot be rendered now: it is kept on the host as it is, and its unit fails
     /// with this (an apply that left a site behind says so).
     pub hold: Option<String>,
-    /// The certificate (lineage) is due for renewal.
-    pub renew: Option<String>,
+    /// The certificate (lineage) is due for renewal, through this ACME webroot.
+    pub renew: Option<(String, PathBuf)>,
+    /// The certificate (lineage) on disk is not the one nginx loaded at gitmoor's last reload:
+    /// renewed outside gitmoor, so nginx must reload to serve it.
+    pub reload: Option<String>,
 }
 
 /// A certificate a site needs, and its vhost once the certificate is there.
@@ -243,8 +265,15 @@ pub enum SiteAction {
     Remove { reason: String },
     /// Change nothing, and fail with why (the site could not be rendered or observed).
     Hold { reason: String },
-    /// Renew the site's certificate (certbot), then reload nginx so it serves the new one.
-    Renew { name: String, reason: String },
+    /// Renew the site's certificate (certbot, through the ACME `webroot`), then reload nginx
+    /// so it serves the new one.
+    Renew {
+        name: String,
+        webroot: PathBuf,
+        reason: String,
+    },
+    /// Reload nginx: the site's certificate on disk is newer than the one it serves.
+    Reload { reason: String },
 }
 
 /// The site units: a site whose file differs is installed, a file of a site no longer in the repo
@@ -284,14 +313,27 @@ pub fn plan_sites(
         }
         let old = on_host.get(&site.name);
         if old == Some(&site.content) && site.certificate.is_none() {
-            if let Some(name) = &site.renew {
+            if let Some((name, webroot)) = &site.renew {
                 units.push(Unit {
                     id: UnitId::Site(site.name.clone()),
                     after: Vec::new(),
                     work: Work::Site(SiteAction::Renew {
                         name: name.clone(),
+                        webroot: webroot.clone(),
                         reason: format!(
                             "the certificate for {name} is due for renewal (letsencrypt.renew_days)"
+                        ),
+                    }),
+                });
+            } else if let Some(name) = &site.reload {
+                units.push(Unit {
+                    id: UnitId::Site(site.name.clone()),
+                    after: Vec::new(),
+                    work: Work::Site(SiteAction::Reload {
+                        reason: format!(
+                            "the certificate for {name} on disk is not the one nginx loaded at \
+                             gitmoor's last reload (renewed outside gitmoor, by certbot.timer \
+                             say)"
                         ),
                     }),
                 });
@@ -358,6 +400,7 @@ mod tests {
             follows: follows.iter().map(|s| s.to_string()).collect(),
             hold: None,
             renew: None,
+            reload: None,
         }
     }
 
@@ -472,18 +515,50 @@ mod tests {
     #[test]
     fn a_certificate_due_for_renewal_is_renewed_without_touching_the_vhost() {
         let mut due = site("api", "with tls\n", &["app"]);
-        due.renew = Some("api.example.fr".into());
+        due.renew = Some(("api.example.fr".into(), "/var/lib/gitmoor-acme".into()));
         let units = plan_sites(&[due], &host(&[("api", "with tls\n")]), &none());
         assert!(
             matches!(
                 &units[0].work,
-                Work::Site(SiteAction::Renew { name, .. }) if name == "api.example.fr"
+                Work::Site(SiteAction::Renew { name, webroot, .. })
+                    if name == "api.example.fr" && webroot == std::path::Path::new("/var/lib/gitmoor-acme")
             ),
             "{units:?}"
         );
         // Not due: nothing.
         let fine = site("api", "with tls\n", &["app"]);
         assert!(plan_sites(&[fine], &host(&[("api", "with tls\n")]), &none()).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_renewed_outside_gitmoor_is_loaded_by_a_reload_of_nginx() {
+        let spec = le_spec("api.example.fr");
+        let fine = BTreeMap::from([("api.example.fr".to_string(), CertStatus::Serves)]);
+        let ctx = |loaded: Option<i64>| SiteContext {
+            certs_on_disk: BTreeMap::from([("api.example.fr".to_string(), 2_000)]),
+            certs_loaded: loaded
+                .map(|t| BTreeMap::from([("api.example.fr".to_string(), t)]))
+                .unwrap_or_default(),
+            ..SiteContext::default()
+        };
+        // nginx loaded this very certificate at gitmoor's last reload: nothing to do.
+        let sites = desired_sites(&spec, &ctx(Some(2_000)), &fine);
+        let on_host = host(&[("api", sites[0].content.as_str())]);
+        assert!(plan_sites(&sites, &on_host, &none()).is_empty());
+        // certbot.timer renewed it since (another end), or no reload was ever recorded: nginx
+        // still serves the old one from memory, so the plan reloads it (the vhost is left).
+        for loaded in [Some(1_000), None] {
+            let sites = desired_sites(&spec, &ctx(loaded), &fine);
+            let units = plan_sites(&sites, &on_host, &none());
+            assert!(
+                matches!(
+                    &units[..],
+                    [Unit { work: Work::Site(SiteAction::Reload { reason }), .. }]
+                        if reason.starts_with("the certificate for api.example.fr on disk is not the one nginx loaded")
+                ),
+                "{units:?}"
+            );
+        }
     }
 
     /// A `tls: letsencrypt` site with `names` proxying to an address.
@@ -512,12 +587,12 @@ mod tests {
     fn a_site_whose_certbot_failed_three_times_this_hour_is_held_until_the_window_frees() {
         const TEN: i64 = 1_714_557_600; // 10:00 UTC
         let api = vec!["api.example.fr".to_string()];
-        let mut failures = None;
+        let mut failures = NameFailures::new();
         for t in [TEN, TEN + 60, TEN + 120] {
-            failures = CertFailures::after_run(failures.as_ref(), &api, true, t);
+            crate::plan::cert_backoff::note_run(&mut failures, &api, true, t);
         }
         let ctx = |now: i64| SiteContext {
-            cert_failures: BTreeMap::from([("api".to_string(), failures.clone().unwrap())]),
+            cert_failures: failures.clone(),
             now,
             ..SiteContext::default()
         };
@@ -550,8 +625,19 @@ mod tests {
         assert!(desired_sites(&spec, &ctx(TEN + 300), &fine)[0]
             .hold
             .is_none());
-        // The commit changes the site's names: another certificate, asked at once.
+        // The commit adds a name: Let's Encrypt still counts api.example.fr, so it waits too.
         let spec = le_spec("api.example.fr, www.example.fr");
+        let sites = desired_sites(&spec, &ctx(TEN + 300), &no_cert);
+        assert!(
+            sites[0].certificate.is_none()
+                && sites[0]
+                    .hold
+                    .as_deref()
+                    .is_some_and(|h| h.contains("3 times for api.example.fr in")),
+            "{sites:?}"
+        );
+        // Other names entirely: asked at once.
+        let spec = le_spec("www.example.fr");
         let sites = desired_sites(&spec, &ctx(TEN + 300), &no_cert);
         assert!(sites[0].hold.is_none() && sites[0].certificate.is_some());
     }

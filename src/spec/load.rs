@@ -139,8 +139,9 @@ fn read_nginx_sites(
         loaded: &host.stacks,
         in_commit,
     };
-    let (sites, f) = nginx::read_sites(snap, &stacks, &opts.limits);
+    let (mut sites, f) = nginx::read_sites(snap, &stacks, &opts.limits);
     findings.extend(f);
+    findings.extend(nginx::read::check_policy(&mut sites, opts.policy.as_ref()));
     host.sites = sites;
 }
 

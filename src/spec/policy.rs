@@ -76,6 +76,11 @@ pub struct Policy {
     pub allow_cap_add: Vec<String>,
     /// Host devices `devices:` may pass (`/dev/ttyUSB0`).
     pub allow_devices: Vec<String>,
+    /// Raw `nginx/<site>.conf` sites, installed as written: nginx's master runs as root and
+    /// reads a site's directives with root's rights (an `access_log` with a crafted
+    /// `log_format` appends chosen lines to any file, `root /` serves the filesystem), so a
+    /// policy refuses them unless this says the repo's writers may configure nginx freely.
+    pub allow_raw_nginx: bool,
 }
 
 impl Policy {
@@ -128,7 +133,7 @@ impl<'de> Visitor<'de> for PolicyVisitor {
     type Value = Policy;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a preset name (baseline) or {preset: baseline, allow_bind: [...], allow_cap_add: [...], allow_devices: [...]}")
+        f.write_str("a preset name (baseline) or {preset: baseline, allow_bind: [...], allow_cap_add: [...], allow_devices: [...], allow_raw_nginx: false}")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Policy, E> {
@@ -144,9 +149,10 @@ impl<'de> Visitor<'de> for PolicyVisitor {
                 "allow_bind" => policy.allow_bind = map.next_value()?,
                 "allow_cap_add" => policy.allow_cap_add = map.next_value()?,
                 "allow_devices" => policy.allow_devices = map.next_value()?,
+                "allow_raw_nginx" => policy.allow_raw_nginx = map.next_value()?,
                 other => {
                     return Err(de::Error::custom(format!(
-                        "policy: unknown key `{other}` (preset, allow_bind, allow_cap_add, allow_devices)"
+                        "policy: unknown key `{other}` (preset, allow_bind, allow_cap_add, allow_devices, allow_raw_nginx)"
                     )))
                 }
             }
@@ -649,6 +655,10 @@ mod tests {
         assert_eq!(p.allow_bind, vec!["/srv/data", "/opt"]);
         assert_eq!(p.allow_cap_add, vec!["NET_ADMIN"]);
         assert_eq!(p.allow_devices, vec!["/dev/ttyUSB0"]);
+        assert!(!p.allow_raw_nginx);
+        let p: Policy =
+            serde_saphyr::from_str("preset: baseline\nallow_raw_nginx: true\n").unwrap();
+        assert!(p.allow_raw_nginx);
         for (bad, want) in [
             ("strict", "unknown policy preset `strict`"),
             ("allow_bind: [/srv]", "missing preset"),

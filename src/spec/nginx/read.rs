@@ -49,12 +49,16 @@ pub fn read_sites(
             );
             continue;
         }
+        // Dot files (.gitkeep, an editor's .api.yaml.swp, a site set aside as .old.yaml) are
+        // ignored whatever their extension, as `ls` and Nginx's `*.conf` glob would skip them.
+        if entry.starts_with('.') {
+            continue;
+        }
         let (stem, form) = match entry.rsplit_once('.') {
             Some((stem, "yaml" | "yml")) => (stem, Form::Yaml),
             Some((stem, "conf")) => (stem, Form::Raw),
-            // Notes beside the sites, and dot files such as .gitkeep.
+            // Notes beside the sites.
             Some((_, "md" | "txt")) => continue,
-            _ if entry.starts_with('.') => continue,
             _ => {
                 findings.warnings.push(
                     SpecError::new(
@@ -220,18 +224,13 @@ fn shown_path(p: &str) -> String {
     p.chars().flat_map(char::escape_debug).collect()
 }
 
-/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 64 characters (the host side's rule too): the name is the
+/// `[a-z0-9][a-z0-9._-]*`, no `..`, not ending with `.`, at most 64 characters: the host
+/// side's [`crate::observe::nginx::check_site_name`], one rule for both. The name is the
 /// installed file's (`<name>.conf` in the managed folder), so it must be one path segment that
 /// no shell, glob or Nginx `include` reads specially. Dots are allowed so that a site can be
 /// named after its domain (`nginx/api.example.fr.yaml`).
 pub fn valid_site_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.len() <= 64
-        && !s.contains("..")
-        && !s.ends_with('.')
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    crate::observe::nginx::check_site_name(s).is_ok()
 }
 
 /// A valid name close to `s`, for the fix.
@@ -255,4 +254,39 @@ fn suggest_site_name(s: &str) -> String {
     } else {
         trimmed.to_string()
     }
+}
+
+/// With a `policy:` in gitmoor's config, raw `nginx/<site>.conf` sites are refused unless the
+/// policy says `allow_raw_nginx: true`: a raw site is nginx configuration run by a root
+/// master, which reaches past everything the policy guards for stacks (an `access_log` to any
+/// file with a chosen `log_format`, `root /` with `autoindex on`, `include` of any file). The
+/// refused sites leave the map; each is an error naming its file and the fix.
+pub fn check_policy(
+    sites: &mut BTreeMap<String, SiteSpec>,
+    policy: Option<&crate::spec::policy::Policy>,
+) -> Findings {
+    let mut findings = Findings::default();
+    if policy.is_none_or(|p| p.allow_raw_nginx) {
+        return findings;
+    }
+    sites.retain(|name, site| {
+        if !matches!(site.kind, SiteKind::Raw(_)) {
+            return true;
+        }
+        findings.errors.push(
+            SpecError::new(
+                shown_path(&site.file),
+                "the policy refuses raw nginx sites: a .conf is installed as written, and nginx's \
+                 master runs as root (a raw site can append to any file through access_log, or \
+                 serve the host's files with root / and autoindex)",
+            )
+            .fix(format!(
+                "write it as {SITES_DIR}/{name}.yaml for gitmoor to render, or, if whoever \
+                 pushes to the repo may configure nginx freely, set policy: {{preset: baseline, \
+                 allow_raw_nginx: true}} in gitmoor's config"
+            )),
+        );
+        false
+    });
+    findings
 }

@@ -363,6 +363,8 @@ fn files_of_the_folder_and_checks_between_sites() {
         ("nginx/empty.conf", " \n"),
         ("nginx/notes.txt", ""),
         ("nginx/.gitkeep", ""),
+        ("nginx/.old.yaml", "not: [a site"),
+        ("nginx/.api.yaml.swp", ""),
         ("nginx/site.json", "{}"),
         ("nginx/sub/x.yaml", ok),
     ]);
