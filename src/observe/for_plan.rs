@@ -76,11 +76,12 @@ pub async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
         ));
     }
     match super::ufw::ssh_peers(ssh_port) {
-        // UFW always lets loopback in: a session from the host itself is never locked out.
+        // Loopback sessions are kept: the lockout guard itself leaves them out, for the plan
+        // and the apply alike.
         Ok(peers) => Seen::Observed(FirewallHost {
             state,
             ssh_port,
-            ssh_peers: peers.into_iter().filter(|p| !p.is_loopback()).collect(),
+            ssh_peers: peers,
         }),
         Err(why) => Seen::NotObserved(why),
     }

@@ -471,7 +471,7 @@ pub const LOCKOUT_OVERRIDE: &str = "firewall.allow_ssh_lockout: true";
 
 /// The SSH lockout guard, checked before anything changes: after the plan, the SSH port must
 /// stay open from at least one source, and every address with an SSH session open now must
-/// still be let in. ufw's order is followed (the first rule that fits decides; `limit` lets
+/// still be let in (loopback sessions aside: UFW never filters them). ufw's order is followed (the first rule that fits decides; `limit` lets
 /// through; the default incoming policy decides when no rule fits). Where a rule cannot be
 /// judged for sure (an interface, a destination address), an allow is not counted and a deny
 /// is: the guard errs on the side of keeping the admin in. The error says why and names the
@@ -501,6 +501,12 @@ pub fn lockout_guard(
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*peer, IpAddr::V4),
             v4 => *v4,
         };
+        // UFW always lets loopback in (`-i lo -j ACCEPT` before any rule), so a session from
+        // the host itself (an `ssh -R` tunnel, a local check) is never locked out. Judged here,
+        // once, for the plan's check and the apply's alike.
+        if peer.is_loopback() {
+            continue;
+        }
         if peer.is_ipv6() && !after.ipv6 {
             return refuse(format!(
                 "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"

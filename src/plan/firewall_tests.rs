@@ -435,6 +435,35 @@ fn the_guard_sees_what_stays_on_the_host_and_ipv6_off() {
     assert!(e.contains("IPV6=no"), "{e}");
 }
 
+/// A session from the host itself (an `ssh -R` tunnel from 127.0.0.1 or ::1) never makes the
+/// guard refuse: UFW lets loopback in before any rule. The apply's check passes the sessions
+/// unfiltered, so the guard must judge this itself.
+#[test]
+fn the_guard_leaves_loopback_sessions_out() {
+    let (v4, v6) = seed_on_host();
+    let plan = plan_firewall(
+        &spec(&SEED.replace("[192.0.2.3, 2001:db8::3]", "[192.0.2.4]")),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let loopback = [
+        ip("127.0.0.1"),
+        ip("::1"),
+        ip("::ffff:127.0.0.1"),
+        ip("127.0.0.5"),
+    ];
+    assert_eq!(lockout_guard(&plan, 22, &loopback), Ok(()));
+    // With IPv6 off in ufw too.
+    let mut off = empty();
+    off.ipv6 = false;
+    let plan = plan_firewall(&spec(SEED), &off, FirewallOptions::default());
+    assert_eq!(lockout_guard(&plan, 22, &loopback), Ok(()));
+    // A real peer next to them is still judged.
+    let mut peers = loopback.to_vec();
+    peers.push(ip("2001:db8::3"));
+    assert!(lockout_guard(&plan, 22, &peers).is_err());
+}
+
 /// A repo with `ufw/rules.yml` (the other name the reader takes): every message that sends the
 /// reader to the file names that file, never `ufw/rules.yaml`.
 #[test]
