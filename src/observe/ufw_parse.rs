@@ -207,6 +207,99 @@ fn parse_tuple(fields: &str) -> Option<Tuple> {
     })
 }
 
+/// A rule of the host gitmoor cannot represent as a [`Tuple`] (a port list `22,80` that
+/// `ufw deny 22,80/tcp` makes, another protocol, a field it does not know), read only as far as
+/// the SSH lockout guard needs, erring on the closed side: what cannot be read is taken as
+/// "every port", "every source", "may be TCP", "may judge the host's own input".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseRule {
+    /// None: an action word gitmoor does not know (counted as closing).
+    pub action: Option<Action>,
+    /// May judge incoming traffic to the host itself (not a route rule, not `out`).
+    pub incoming: bool,
+    /// Its protocol may be TCP (`tcp`, `any`, or one not read).
+    pub tcp: bool,
+    /// The destination ports as ranges (a single port is `(p, p)`); None: every port, or not
+    /// read.
+    pub dports: Option<Vec<(u16, u16)>>,
+    /// The source; None when it could not be read (every source, for a deny).
+    pub src: Option<Addr>,
+    /// Everything else read and neutral (no interface, no application, destination any, source
+    /// port any): an allow of this rule surely applies.
+    pub plain: bool,
+}
+
+impl LooseRule {
+    /// Whether the rule may decide a connection to `port`.
+    pub fn may_have_port(&self, port: u16) -> bool {
+        self.dports
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port)))
+    }
+}
+
+/// The conservative reading of a `### tuple ###` line (the whole line, as in
+/// [`ObservedRule::raw`]); None when it is not one.
+pub fn parse_loose(raw: &str) -> Option<LooseRule> {
+    let rest = raw.trim().strip_prefix("### tuple ###")?;
+    let fields = rest.split_once(" comment=").map_or(rest, |(f, _)| f);
+    let f: Vec<&str> = fields.split_whitespace().collect();
+    let word = |i: usize| f.get(i).copied();
+    let (route, action_field) = match word(0).and_then(|a| a.strip_prefix("route:")) {
+        Some(a) => (true, a),
+        None => (false, word(0).unwrap_or("")),
+    };
+    let action = match action_field.split('_').next() {
+        Some("allow") => Some(Action::Allow),
+        Some("deny") => Some(Action::Deny),
+        Some("reject") => Some(Action::Reject),
+        Some("limit") => Some(Action::Limit),
+        _ => None,
+    };
+    let dir_field = match f.len() {
+        7 => word(6),
+        9 => word(8),
+        _ => None,
+    };
+    let direction = dir_field.map(|d| d.split('_').next().unwrap_or(d));
+    let incoming = !route && direction != Some("out");
+    let tcp = !matches!(word(1), Some(p) if p != "tcp" && p != "any");
+    let dports = word(2).and_then(parse_port_list);
+    let src = word(5).and_then(parse_addr);
+    let apps = f.len() == 9 && (word(6) != Some("-") || word(7) != Some("-"));
+    let plain = direction == Some("in")
+        && dir_field.is_some_and(|d| !d.contains('_'))
+        && !apps
+        && word(3).and_then(parse_addr) == Some(Addr::Any)
+        && word(4) == Some("any")
+        && src.is_some()
+        && action.is_some()
+        && action_field.split_once('_').is_none()
+        && !route;
+    Some(LooseRule {
+        action,
+        incoming,
+        tcp,
+        dports,
+        src,
+        plain,
+    })
+}
+
+/// `22,80,8000:8100` (ufw's multiport form) as ranges; None for `any` or what does not read.
+fn parse_port_list(text: &str) -> Option<Vec<(u16, u16)>> {
+    if text == "any" {
+        return None;
+    }
+    text.split(',')
+        .map(|part| match parse_ports(part)? {
+            Ports::One(p) => Some((p, p)),
+            Ports::Range(lo, hi) => Some((lo, hi)),
+            Ports::Any => None,
+        })
+        .collect()
+}
+
 /// `any`, `22`, `8000:8100`; ufw also writes port lists (`80,443`), which gitmoor does not make:
 /// such a rule is not represented.
 fn parse_ports(text: &str) -> Option<Ports> {

@@ -290,3 +290,29 @@ fn the_jump_to_docker_user_must_be_the_first_rule_of_forward() {
         "-P FORWARD DROP"
     ])));
 }
+
+#[test]
+fn a_rule_gitmoor_cannot_represent_is_read_loosely_on_the_closed_side() {
+    let l = parse_loose(
+        "### tuple ### deny tcp 22,80,8000:8100 0.0.0.0/0 any 192.0.2.0/24 in comment=6869",
+    )
+    .unwrap();
+    assert_eq!(l.action, Some(Action::Deny));
+    assert!(l.incoming && l.tcp && l.plain);
+    assert_eq!(l.dports, Some(vec![(22, 22), (80, 80), (8000, 8100)]));
+    assert!(l.may_have_port(22) && l.may_have_port(8050) && !l.may_have_port(443));
+    assert_eq!(
+        l.src,
+        Some(Addr::Net(
+            Net::new("192.0.2.0".parse().unwrap(), 24).unwrap()
+        ))
+    );
+    // What does not read counts as every port, every source, maybe TCP.
+    let l = parse_loose("### tuple ### deny tcp 22,x ::/0 any what in").unwrap();
+    assert_eq!((l.dports.clone(), l.src, l.plain), (None, None, false));
+    assert!(l.may_have_port(22));
+    let l =
+        parse_loose("### tuple ### route:allow udp 53 0.0.0.0/0 any 0.0.0.0/0 in_eth0").unwrap();
+    assert!(!l.incoming && !l.tcp && !l.plain);
+    assert_eq!(parse_loose("### something else"), None);
+}

@@ -14,7 +14,7 @@
 //!   every change, a spec does not; ufw matches it whatever the comment). Other rules are
 //!   reported and kept, unless the host's config says gitmoor owns the whole firewall.
 
-use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
+use crate::observe::ufw_parse::{parse_loose, LooseRule, ObservedFirewall, ObservedRule, Tuple};
 use crate::spec::ufw::{
     describe, Action, Addr, Defaults, Direction, FirewallRule, FirewallSpec, Net, Policy, Ports,
     Proto,
@@ -88,6 +88,9 @@ pub struct FirewallStep {
 pub struct AfterRule {
     pub tuple: Option<Tuple>,
     pub comment: String,
+    /// The tuple line as UFW has it ("" for a rule the plan adds): a rule gitmoor cannot
+    /// represent (tuple None, a port list say) is judged from it, conservatively.
+    pub raw: String,
 }
 
 /// The firewall after the plan, as the guard checks it.
@@ -237,6 +240,7 @@ pub fn plan_firewall(
         let a = AfterRule {
             tuple: r.tuple.clone(),
             comment: r.comment.clone(),
+            raw: r.raw.clone(),
         };
         if r.v6 {
             v6.push(a);
@@ -276,6 +280,7 @@ pub fn plan_firewall(
                     list.push(AfterRule {
                         tuple: Some(want.clone()),
                         comment: comment.clone(),
+                        raw: String::new(),
                     });
                 }
                 Some(a) => {
@@ -530,9 +535,14 @@ pub fn lockout_guard(
     let open_somewhere = families.iter().any(|(_, list)| {
         let mut sources: Vec<Addr> = list
             .iter()
-            .filter_map(|a| a.tuple.as_ref())
-            .filter(|t| t.action.lets_through() && fits(t, ssh_port) == Fit::Sure)
-            .map(|t| t.src)
+            .filter_map(|a| match &a.tuple {
+                Some(t) => {
+                    (t.action.lets_through() && fits(t, ssh_port) == Fit::Sure).then_some(t.src)
+                }
+                None => parse_loose(&a.raw)
+                    .filter(|l| loose_opens(l, ssh_port))
+                    .and_then(|l| l.src),
+            })
             .collect();
         sources.push(Addr::Any);
         sources.iter().any(|s| {
@@ -590,7 +600,12 @@ fn fits(t: &Tuple, port: u16) -> Fit {
 /// in order.
 fn verdict(list: &[AfterRule], src: &Addr, port: u16, incoming: Option<Policy>) -> Verdict {
     for a in list {
-        let Some(t) = &a.tuple else { continue };
+        let Some(t) = &a.tuple else {
+            match loose_verdict(a, src, port) {
+                Some(v) => return v,
+                None => continue,
+            }
+        };
         let fit = fits(t, port);
         if fit == Fit::No {
             continue;
@@ -627,6 +642,49 @@ fn verdict(list: &[AfterRule], src: &Addr, port: u16, incoming: Option<Policy>) 
             Verdict::Closed("no rule lets it in and the default incoming policy is unknown".into())
         }
     }
+}
+
+/// Whether a rule gitmoor cannot represent surely lets a TCP connection to `port` in (its
+/// source aside): an allow or limit for the host's input, TCP or any protocol, the port in its
+/// list, nothing else that could narrow it.
+fn loose_opens(l: &LooseRule, port: u16) -> bool {
+    l.plain
+        && l.action.is_some_and(Action::lets_through)
+        && l.incoming
+        && l.tcp
+        && l.dports.is_some()
+        && l.may_have_port(port)
+}
+
+/// What a rule gitmoor cannot represent does to a connection to `port` from `src`, erring on
+/// the closed side: a deny, a reject or an unknown action that may apply closes (a port list
+/// that may hold the port, a source that may cover `src` or could not be read); an allow counts
+/// only when it surely applies; None: the next rule decides.
+fn loose_verdict(a: &AfterRule, src: &Addr, port: u16) -> Option<Verdict> {
+    // Not even a tuple line: ufw ignores it too.
+    let l = parse_loose(&a.raw)?;
+    if !l.incoming || !l.tcp || !l.may_have_port(port) {
+        return None;
+    }
+    if l.action.is_some_and(Action::lets_through) {
+        let covers = l.src.is_some_and(|s| s.covers(src));
+        return (covers && loose_opens(&l, port)).then_some(Verdict::Open);
+    }
+    // As for a rule read whole: it decides for `src` when its source covers it; a source not
+    // read covers every one.
+    let may_cover = l.src.is_none_or(|s| s.covers(src));
+    may_cover.then(|| {
+        Verdict::Closed(format!(
+            "the rule `{}`{}, which gitmoor cannot fully read (a port list, say), comes first and may {} it",
+            a.raw.trim_start_matches("### tuple ###").split(" comment=").next().unwrap_or("").trim(),
+            if a.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" (# {})", a.comment)
+            },
+            if l.action == Some(Action::Reject) { "reject" } else { "drop" }
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -464,6 +464,61 @@ fn the_guard_leaves_loopback_sessions_out() {
     assert!(lockout_guard(&plan, 22, &peers).is_err());
 }
 
+/// A rule UFW holds that gitmoor cannot represent (a port list, as `ufw deny 22,80/tcp`
+/// makes) still counts: a deny whose ports may include SSH's closes it; a plain allow of a
+/// list holding the SSH port lets in.
+#[test]
+fn the_guard_counts_rules_with_port_lists() {
+    let (v4, v6) = seed_on_host();
+    let deny = "### tuple ### deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in\n";
+    let observed = host(&format!("{deny}{v4}"), &v6, Policy::Deny);
+    assert_eq!(observed.rules[0].tuple, None);
+    let plan = plan_firewall(&spec(SEED), &observed, FirewallOptions::default());
+    let e = lockout_guard(&plan, 22, &[ip("192.0.2.3")]).unwrap_err();
+    assert!(
+        e.contains("`deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in`, which gitmoor cannot fully read"),
+        "{e}"
+    );
+    // No session: SSH still closed to every IPv4 source, but open over IPv6 to the admin.
+    assert_eq!(lockout_guard(&plan, 22, &[]), Ok(()));
+    let only_v4 = host(&format!("{deny}{v4}"), "", Policy::Deny);
+    let mut p4 = plan_firewall(&spec(SEED), &only_v4, FirewallOptions::default());
+    p4.after.ipv6 = false;
+    assert!(lockout_guard(&p4, 22, &[])
+        .unwrap_err()
+        .contains("no rule lets any source in"));
+    // A list without the SSH port, or a udp one, does not matter; a range in a list does.
+    for (rule, closes) in [
+        ("deny tcp 80,443 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("deny udp 22,53 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("reject any 80,20:30 0.0.0.0/0 any 0.0.0.0/0 in", true),
+        ("deny tcp 22,80 0.0.0.0/0 any 192.0.2.0/24 in", true),
+        ("deny tcp 22,80 0.0.0.0/0 any 198.51.100.0/24 in", false),
+        ("deny esp any 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("deny_log tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", true),
+        ("route:deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("frobnicate tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", true),
+    ] {
+        let o = host(&format!("### tuple ### {rule}\n{v4}"), &v6, Policy::Deny);
+        let p = plan_firewall(&spec(SEED), &o, FirewallOptions::default());
+        assert_eq!(
+            lockout_guard(&p, 22, &[ip("192.0.2.3")]).is_err(),
+            closes,
+            "{rule}"
+        );
+    }
+    // An allow of a list holding 22, for everyone, keeps SSH open without any other rule.
+    let text =
+        "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 443\n    proto: tcp\n";
+    let o = host(
+        "### tuple ### allow tcp 22,8080 0.0.0.0/0 any 0.0.0.0/0 in\n",
+        "### tuple ### allow tcp 22,8080 ::/0 any ::/0 in\n",
+        Policy::Deny,
+    );
+    let p = plan_firewall(&spec(text), &o, FirewallOptions::default());
+    assert_eq!(lockout_guard(&p, 22, &[ip("203.0.113.9")]), Ok(()));
+}
+
 /// A repo with `ufw/rules.yml` (the other name the reader takes): every message that sends the
 /// reader to the file names that file, never `ufw/rules.yaml`.
 #[test]
