@@ -581,7 +581,7 @@ async fn drive(mode: &str) -> Result<String, String> {
     };
     match mode {
         "peers" => {
-            let peers = gitmoor::observe::ufw::ssh_peers(22)?;
+            let peers = gitmoor::observe::ufw::ssh_peers(&[22])?;
             Ok(format!("{peers:?}"))
         }
         "observe" => {

@@ -15,7 +15,7 @@
 
 use crate::config::firewall::{DockerGuard, FirewallConfig};
 use crate::observe::ufw::{
-    docker_user_chain, iptables_list, observe_firewall, ssh_peers, ssh_port, ufw_call, ufw_program,
+    docker_user_chain, iptables_list, observe_firewall, ssh_peers, ssh_ports, ufw_call, ufw_program,
 };
 use crate::observe::ufw_parse::forward_starts_with_docker_user;
 use crate::observe::ufw_parse::ObservedFirewall;
@@ -64,7 +64,7 @@ pub enum FirewallError {
 pub struct Applied {
     /// Each ufw call and file change, in order, as `ufw allow ...` lines.
     pub done: Vec<String>,
-    /// What a person should know (the guard was overridden, the SSH port was assumed).
+    /// What a person should know (the guard was overridden).
     pub notes: Vec<String>,
 }
 
@@ -95,11 +95,13 @@ impl UfwHost {
     }
 
     /// The lockout guard on `plan` with the SSH sessions open now. Ok with a note when the
-    /// config overrides it, or when the SSH port was assumed.
+    /// config overrides it. The SSH ports not known (sshd -T failed, no `firewall.ssh_port`):
+    /// not observed, as the plan says it; never a port assumed.
     pub async fn check_lockout(&self, plan: &FirewallPlan) -> Result<Vec<String>, FirewallError> {
         let mut notes = Vec::new();
-        let (port, note) = ssh_port(&self.cfg, &self.redact).await;
-        notes.extend(note);
+        let ports = ssh_ports(&self.cfg, &self.redact)
+            .await
+            .map_err(FirewallError::NotObserved)?;
         if self.cfg.allow_ssh_lockout {
             notes.push(
                 "the SSH lockout guard is off (firewall.allow_ssh_lockout: true in gitmoor's config)"
@@ -107,8 +109,8 @@ impl UfwHost {
             );
             return Ok(notes);
         }
-        let peers = ssh_peers(port).map_err(FirewallError::Lockout)?;
-        lockout_guard(plan, port, &peers).map_err(FirewallError::Lockout)?;
+        let peers = ssh_peers(&ports).map_err(FirewallError::Lockout)?;
+        lockout_guard(plan, &ports, &peers).map_err(FirewallError::Lockout)?;
         Ok(notes)
     }
 

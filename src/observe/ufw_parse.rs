@@ -12,8 +12,8 @@
 //!   does not show them at all while the firewall is inactive.
 //! - on or off: the first line of `ufw status` (`Status: active`), which checks the running
 //!   chains rather than the `ENABLED=` of `ufw.conf`.
-//! - the established SSH sessions: `ss -Htn state established '( sport = :22 )'`, or
-//!   `/proc/net/tcp` and `/proc/net/tcp6` (no process needed).
+//! - the established SSH sessions: `/proc/net/tcp` and `/proc/net/tcp6` of gitmoor's network
+//!   namespace (no process needed, and nothing to parse in columns that vary by version).
 
 use crate::spec::ufw::{Action, Addr, Defaults, Direction, Net, Policy, Ports, Proto};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -340,31 +340,6 @@ pub fn parse_status_enabled(text: &str) -> Result<bool, String> {
     }
 }
 
-/// The `Default:` line of `ufw status verbose` (only shown while active):
-/// `Default: deny (incoming), allow (outgoing), disabled (routed)`.
-pub fn parse_status_defaults(text: &str) -> Option<Defaults> {
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Default:"))?;
-    let mut d = Defaults::default();
-    for part in line.split(',') {
-        let (word, which) = part.trim().split_once(' ')?;
-        let policy = match word {
-            "allow" => Some(Policy::Allow),
-            "deny" => Some(Policy::Deny),
-            "reject" => Some(Policy::Reject),
-            _ => None,
-        };
-        match which {
-            "(incoming)" => d.incoming = policy,
-            "(outgoing)" => d.outgoing = policy,
-            "(routed)" => d.routed = policy,
-            _ => {}
-        }
-    }
-    Some(d)
-}
-
 /// `/etc/default/ufw`: the default policies (`DEFAULT_INPUT_POLICY="DROP"`, ACCEPT, REJECT) and
 /// whether ufw manages IPv6 (`IPV6=yes`).
 pub fn parse_default_file(text: &str) -> (Defaults, bool) {
@@ -392,52 +367,22 @@ pub fn parse_default_file(text: &str) -> (Defaults, bool) {
     (d, ipv6)
 }
 
-/// The peers of established TCP sessions to local port `port`, from
-/// `ss -Htn state established '( sport = :PORT )'` (columns: Recv-Q Send-Q Local Peer). The
-/// local port is checked again, so unfiltered output is fine too. IPv4-mapped IPv6 peers
-/// (`[::ffff:192.0.2.3]`) are given as IPv4, the family ufw matches them in.
-pub fn parse_ss_peers(text: &str, port: u16) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        // With a state filter ss leaves out the State column; without one it is first.
-        let (local, peer) = match cols.as_slice() {
-            [_, _, local, peer, ..] if cols[0].parse::<u64>().is_ok() => (*local, *peer),
-            [_, _, _, local, peer, ..] => (*local, *peer),
-            _ => continue,
-        };
-        let (Some((_, lport)), Some((ip, _))) = (split_host_port(local), split_host_port(peer))
-        else {
-            continue;
-        };
-        if lport == port {
-            push_peer(&mut out, ip);
-        }
-    }
-    out
-}
-
-/// `192.0.2.1:22`, `[2001:db8::1]:22`, `[fe80::1%eth0]:22`, `*:22`.
-fn split_host_port(text: &str) -> Option<(IpAddr, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = host.split('%').next()?;
-    Some((host.parse().ok()?, port.parse().ok()?))
-}
-
-fn push_peer(out: &mut Vec<IpAddr>, ip: IpAddr) {
+/// IPv4-mapped IPv6 peers (`::ffff:192.0.2.3`) are given as IPv4, the family ufw matches them
+/// in.
+fn push_peer(out: &mut Vec<(IpAddr, u16)>, ip: IpAddr, port: u16) {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    if !out.contains(&ip) {
-        out.push(ip);
+    if !out.contains(&(ip, port)) {
+        out.push((ip, port));
     }
 }
 
-/// The peers of established TCP sessions to local port `port`, from `/proc/net/tcp` or
-/// `/proc/net/tcp6` (state `01`; addresses in hex, each 32-bit word in host byte order).
-pub fn parse_proc_net_tcp_peers(text: &str, port: u16) -> Vec<IpAddr> {
+/// The peers of established TCP sessions to one of the local `ports`, each with the port, from
+/// `/proc/net/tcp` or `/proc/net/tcp6` (state `01`; addresses in hex, each 32-bit word in host
+/// byte order).
+pub fn parse_proc_net_tcp_peers(text: &str, ports: &[u16]) -> Vec<(IpAddr, u16)> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -450,8 +395,8 @@ pub fn parse_proc_net_tcp_peers(text: &str, port: u16) -> Vec<IpAddr> {
         let (Some((_, lport)), Some((ip, _))) = (proc_addr(local), proc_addr(remote)) else {
             continue;
         };
-        if lport == port {
-            push_peer(&mut out, ip);
+        if ports.contains(&lport) {
+            push_peer(&mut out, ip, lport);
         }
     }
     out

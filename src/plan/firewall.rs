@@ -474,17 +474,18 @@ fn order_warning(
 /// The config key that applies a firewall change the lockout guard refuses.
 pub const LOCKOUT_OVERRIDE: &str = "firewall.allow_ssh_lockout: true";
 
-/// The SSH lockout guard, checked before anything changes: after the plan, the SSH port must
-/// stay open from at least one source, and every address with an SSH session open now must
-/// still be let in (loopback sessions aside: UFW never filters them). ufw's order is followed (the first rule that fits decides; `limit` lets
-/// through; the default incoming policy decides when no rule fits). Where a rule cannot be
-/// judged for sure (an interface, a destination address), an allow is not counted and a deny
-/// is: the guard errs on the side of keeping the admin in. The error says why and names the
-/// override.
+/// The SSH lockout guard, checked before anything changes: after the plan, each SSH port
+/// (every one sshd listens on) must stay open from at least one source, and every address with
+/// an SSH session open now must still be let in on the port it is connected to (loopback
+/// sessions aside: UFW never filters them). ufw's order is followed (the first rule that fits
+/// decides; `limit` lets through; the default incoming policy decides when no rule fits).
+/// Where a rule cannot be judged for sure (an interface, a destination address, a rule gitmoor
+/// cannot represent), an allow is not counted and a deny is: the guard errs on the side of
+/// keeping the admin in. The error says why and names the override.
 pub fn lockout_guard(
     plan: &FirewallPlan,
-    ssh_port: u16,
-    established_ssh_peers: &[IpAddr],
+    ssh_ports: &[u16],
+    established_ssh_sessions: &[(IpAddr, u16)],
 ) -> Result<(), String> {
     let after = &plan.after;
     if !after.enabled {
@@ -496,12 +497,13 @@ pub fn lockout_guard(
     } else {
         plan.file.as_str()
     };
-    let refuse = |why: String| {
+    let refuse = |ssh_port: u16, why: String| {
         Err(format!(
             "the firewall change would lock out SSH (port {ssh_port}/tcp): {why}; nothing of the firewall was changed. Allow it in {file}, or set {LOCKOUT_OVERRIDE} in gitmoor's config to apply it anyway"
         ))
     };
-    for peer in established_ssh_peers {
+    for (peer, ssh_port) in established_ssh_sessions {
+        let ssh_port = *ssh_port;
         let peer = match peer {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*peer, IpAddr::V4),
             v4 => *v4,
@@ -513,9 +515,12 @@ pub fn lockout_guard(
             continue;
         }
         if peer.is_ipv6() && !after.ipv6 {
-            return refuse(format!(
-                "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"
-            ));
+            return refuse(
+                ssh_port,
+                format!(
+                    "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"
+                ),
+            );
         }
         let list = if peer.is_ipv6() { &after.v6 } else { &after.v4 };
         if let Verdict::Closed(why) = verdict(
@@ -524,7 +529,10 @@ pub fn lockout_guard(
             ssh_port,
             after.defaults.incoming,
         ) {
-            return refuse(format!("{peer} has an SSH session open now, and {why}"));
+            return refuse(
+                ssh_port,
+                format!("{peer} has an SSH session open now, and {why}"),
+            );
         }
     }
     let families: &[(bool, &Vec<AfterRule>)] = if after.ipv6 {
@@ -532,34 +540,36 @@ pub fn lockout_guard(
     } else {
         &[(false, &after.v4)]
     };
-    let open_somewhere = families.iter().any(|(_, list)| {
-        let mut sources: Vec<Addr> = list
-            .iter()
-            .filter_map(|a| match &a.tuple {
-                Some(t) => {
-                    (t.action.lets_through() && fits(t, ssh_port) == Fit::Sure).then_some(t.src)
-                }
-                None => parse_loose(&a.raw)
-                    .filter(|l| loose_opens(l, ssh_port))
-                    .and_then(|l| l.src),
+    for &ssh_port in ssh_ports {
+        let open_somewhere = families.iter().any(|(_, list)| {
+            let mut sources: Vec<Addr> =
+                list.iter()
+                    .filter_map(|a| match &a.tuple {
+                        Some(t) => (t.action.lets_through() && fits(t, ssh_port) == Fit::Sure)
+                            .then_some(t.src),
+                        None => parse_loose(&a.raw)
+                            .filter(|l| loose_opens(l, ssh_port))
+                            .and_then(|l| l.src),
+                    })
+                    .collect();
+            sources.push(Addr::Any);
+            sources.iter().any(|s| {
+                matches!(
+                    verdict(list, s, ssh_port, after.defaults.incoming),
+                    Verdict::Open
+                )
             })
-            .collect();
-        sources.push(Addr::Any);
-        sources.iter().any(|s| {
-            matches!(
-                verdict(list, s, ssh_port, after.defaults.incoming),
-                Verdict::Open
-            )
-        })
-    });
-    if !open_somewhere {
-        let default = after
-            .defaults
-            .incoming
-            .map_or("unknown".to_string(), |p| p.as_str().to_string());
-        return refuse(format!(
-            "no rule lets any source in, and the default incoming policy is {default}"
-        ));
+        });
+        if !open_somewhere {
+            let default = after
+                .defaults
+                .incoming
+                .map_or("unknown".to_string(), |p| p.as_str().to_string());
+            return refuse(
+                ssh_port,
+                format!("no rule lets any source in, and the default incoming policy is {default}"),
+            );
+        }
     }
     Ok(())
 }

@@ -74,6 +74,12 @@ fn seed_on_host() -> (String, String) {
     )
 }
 
+/// The guard for one SSH port, every session on it.
+fn lockout_guard(plan: &FirewallPlan, port: u16, peers: &[IpAddr]) -> Result<(), String> {
+    let sessions: Vec<(IpAddr, u16)> = peers.iter().map(|p| (*p, port)).collect();
+    super::lockout_guard(plan, &[port], &sessions)
+}
+
 fn argvs(plan: &FirewallPlan) -> Vec<String> {
     plan.steps.iter().map(|s| s.argv.join(" ")).collect()
 }
@@ -464,6 +470,38 @@ fn the_guard_leaves_loopback_sessions_out() {
     assert!(lockout_guard(&plan, 22, &peers).is_err());
 }
 
+/// sshd listening on two ports: each must stay open from somewhere, and a session is judged
+/// on the port it is connected to.
+#[test]
+fn the_guard_keeps_every_ssh_port_open_and_judges_each_session_on_its_port() {
+    let text = "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 22\n    proto: tcp\n    from: 192.0.2.3\n  - action: allow\n    port: 2222\n    proto: tcp\n    from: 192.0.2.4\n";
+    let plan = plan_firewall(&spec(text), &empty(), FirewallOptions::default());
+    assert_eq!(super::lockout_guard(&plan, &[22, 2222], &[]), Ok(()));
+    let s = |a: &str, p: u16| (ip(a), p);
+    assert_eq!(
+        super::lockout_guard(
+            &plan,
+            &[22, 2222],
+            &[s("192.0.2.3", 22), s("192.0.2.4", 2222)]
+        ),
+        Ok(())
+    );
+    let e = super::lockout_guard(&plan, &[22, 2222], &[s("192.0.2.3", 2222)]).unwrap_err();
+    assert!(
+        e.contains("(port 2222/tcp): 192.0.2.3 has an SSH session open now"),
+        "{e}"
+    );
+    // The second port closed to all: refused, though the first stays open.
+    let only_22 =
+        "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 22\n    proto: tcp\n";
+    let plan = plan_firewall(&spec(only_22), &empty(), FirewallOptions::default());
+    let e = super::lockout_guard(&plan, &[22, 2222], &[]).unwrap_err();
+    assert!(
+        e.contains("(port 2222/tcp): no rule lets any source in"),
+        "{e}"
+    );
+}
+
 /// A rule UFW holds that gitmoor cannot represent (a port list, as `ufw deny 22,80/tcp`
 /// makes) still counts: a deny whose ports may include SSH's closes it; a plain allow of a
 /// list holding the SSH port lets in.
@@ -552,8 +590,8 @@ fn the_messages_name_the_firewall_file_the_commit_has() {
     let mut observed = images();
     observed.firewall = Seen::Observed(FirewallHost {
         state: host(&v4, &v6, Policy::Deny),
-        ssh_port: 22,
-        ssh_peers: vec![ip("192.0.2.3")],
+        ssh_ports: vec![22],
+        ssh_peers: vec![(ip("192.0.2.3"), 22)],
     });
     let refused = |observed: &crate::observe::Observed| {
         let p = plan(&spec, observed, &ctx()).expect("a plan");
