@@ -580,6 +580,14 @@ async fn drive(mode: &str) -> Result<String, String> {
         }
     };
     match mode {
+        "repair" => {
+            let done = host.repair_docker_guard().await?;
+            Ok(if done.is_empty() {
+                "nothing".into()
+            } else {
+                done.join("; ")
+            })
+        }
         "peers" => {
             let peers = gitmoor::observe::ufw::ssh_peers(&[22])?;
             Ok(format!("{peers:?}"))
@@ -1513,9 +1521,117 @@ fn the_docker_guard_survives_a_dockerd_restart_and_a_reboot() {
         "IPv6 open after the reboot: {v6_open}; plan:\n{plan}"
     );
     assert!(!plan.contains("FORWARD (iptables) does not"), "{plan}");
+    // The daemon's repair, run before its first fetch (no repo read, UFW's files as they
+    // are): the IPv6 jump put first, the window closed without a reconcile.
+    let done = w
+        .drive(&[
+            ("GITMOOR_UFW_INNER", "repair"),
+            ("GITMOOR_UFW_GUARD", "enforce"),
+        ])
+        .unwrap();
+    assert_eq!(
+        done.contains("ip6tables -I FORWARD 1 -j DOCKER-USER"),
+        v6_open,
+        "{done}"
+    );
+    assert!(!done.contains("ufw reload"), "{done}");
+    check(&w, &closed);
     let (ok, out) = w.gitmoor(&host, &["apply"]);
     assert!(ok, "{out}");
     check(&w, &closed);
+    drop(d);
+    w.assert_host_untouched();
+}
+
+/// The Docker guard's repair does not wait for a reconcile that changes the rules: a commit
+/// the SSH lockout guard refuses still gets the guard put back in force (from UFW's files as
+/// they are), and a missing jump is put back without a `ufw reload`, which would flush the
+/// admin's own DOCKER-USER rules (the block declares the chain).
+#[test]
+fn the_docker_guard_is_kept_when_the_rules_are_refused_and_a_missing_jump_keeps_others_rules() {
+    if !ready() || !docker_ready() {
+        return;
+    }
+    let mut w = World::new(&[22, 443]);
+    let d = NsDocker::start(&w);
+    d.load(IMAGE);
+    let remote = support::Remote::new();
+    remote
+        .write("ufw/rules.yaml", SEED)
+        .write("compose/fwweb/compose.yaml", WEB_STACK);
+    remote.commit("the seed's firewall and a web stack");
+    let host = support::Host::new(
+        &remote,
+        &format!(
+            "docker_host: unix://{}\nfirewall:\n  binary: /usr/sbin/ufw\n  ssh_port: 22\n  docker_guard: enforce\n",
+            d.sock().display()
+        ),
+    );
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !w.answers_locally(SRV4, 8080) {
+        assert!(Instant::now() < deadline, "the container never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let closed = [
+        (ANYONE4, SRV4, 8080, false),
+        (ANYONE4, SRV4, 443, true),
+        (ADMIN4, SRV4, 22, true),
+    ];
+    check(&w, &closed);
+    let srv = w.srv.clone();
+    let ns = |args: &[&str]| {
+        let mut all = vec!["ip", "netns", "exec", &srv];
+        all.extend_from_slice(args);
+        must(&all);
+    };
+    let docker_user = |w: &World| {
+        run(Command::new("ip").args(["netns", "exec", &w.srv, "iptables", "-S", "DOCKER-USER"])).1
+    };
+
+    // 1. The admin's own rule in DOCKER-USER, after gitmoor's block; the jump lost.
+    ns(&[
+        "iptables",
+        "-A",
+        "DOCKER-USER",
+        "-s",
+        "198.51.100.7/32",
+        "-j",
+        "DROP",
+    ]);
+    ns(&["iptables", "-D", "FORWARD", "-j", "DOCKER-USER"]);
+    check(&w, &[(ANYONE4, SRV4, 8080, true)]);
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    check(&w, &closed);
+    // No reload: the admin's rule is still there.
+    let chain = docker_user(&w);
+    assert!(chain.contains("198.51.100.7/32"), "{chain}");
+    assert!(chain.contains("gitmoor-guard-begin-"), "{chain}");
+
+    // 2. The admin connected; the jump lost again; a commit that shuts the admin out is
+    // refused, and the guard is put back in force all the same.
+    w.session(ADMIN4, SRV4, 22);
+    wait_for_session(&w, ADMIN4);
+    ns(&["iptables", "-D", "FORWARD", "-j", "DOCKER-USER"]);
+    check(&w, &[(ANYONE4, SRV4, 8080, true)]);
+    remote.write(
+        "ufw/rules.yaml",
+        &SEED.replace("[192.0.2.3, 2001:db8:9::3]", "[192.0.2.99]"),
+    );
+    remote.commit("shut the admin out");
+    let before = w.ufw_file("user.rules");
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("192.0.2.3 has an SSH session open now"),
+        "{out}"
+    );
+    assert!(out.contains("put back in force"), "{out}");
+    assert_eq!(w.ufw_file("user.rules"), before);
+    check(&w, &closed);
+    assert!(docker_user(&w).contains("198.51.100.7/32"));
     drop(d);
     w.assert_host_untouched();
 }

@@ -10,7 +10,7 @@
 use crate::config::firewall::DockerGuard;
 use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
 use crate::observe::PublishedPortSeen;
-use crate::plan::docker_guard::{chain_holds_block, BLOCK_BEGIN, BLOCK_END, CHAIN_MARK};
+use crate::plan::docker_guard::{block_in, chain_holds_block, CHAIN_MARK};
 use crate::plan::firewall::{describe_observed, is_owned};
 use crate::spec::ufw::{Addr, Direction, Policy, Ports, Proto};
 use serde::{Deserialize, Serialize};
@@ -169,13 +169,6 @@ fn has_block(fw: &ObservedFirewall) -> bool {
             .iter()
             .flatten()
             .any(|c| c.iter().any(|l| l.contains(CHAIN_MARK)))
-}
-
-/// gitmoor's block in the text of `after.rules`, from its BEGIN line to its END line.
-fn block_in(text: &str) -> Option<String> {
-    let start = text.find(BLOCK_BEGIN)?;
-    let end = start + text[start..].find(BLOCK_END)?;
-    Some(text[start..end + BLOCK_END.len()].to_string())
 }
 
 fn port_text(p: Ports, proto: Option<Proto>) -> String {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::observe::ufw_parse::{parse_rules_files, DockerUserSeen};
+use crate::plan::docker_guard::{BLOCK_BEGIN, BLOCK_END};
 use crate::spec::ufw::Defaults;
 
 fn hex(s: &str) -> String {
