@@ -60,7 +60,14 @@ fn ready() -> bool {
     .filter(|p| !Path::new(p).exists())
     .collect();
     if !missing.is_empty() || !nix_is_root() {
-        eprintln!("skipped: needs root and {missing:?} (scripts/setup installs them)");
+        let why = format!(
+            "needs root (root: {}) and {missing:?} (scripts/setup installs them)",
+            nix_is_root()
+        );
+        // CI runs as root with everything installed: there a missing piece is a failure, never
+        // a silent pass.
+        assert!(std::env::var_os("CI").is_none(), "in CI: {why}");
+        eprintln!("SKIPPED (not run, not passed): {why}");
         return false;
     }
     true
@@ -113,12 +120,21 @@ impl HostState {
         for tool in ["iptables", "ip6tables"] {
             let (_, text) = run(Command::new(tool).arg("-S"));
             // Other work on this machine creates Docker networks meanwhile: Docker's own chains
-            // (DOCKER*, its bridges) may change; nothing else may.
+            // (DOCKER, DOCKER-ISOLATION-*, its bridges' rules) may change. Not where the guard
+            // writes: every line of DOCKER-USER and FORWARD's jumps (its bridges' rules aside)
+            // must stay as they were, and no gitmoor-guard rule may be on the host at all.
             let kept: Vec<&str> = text
                 .lines()
-                .filter(|l| !l.contains("DOCKER") && !l.contains(" br-") && !l.contains("docker0"))
+                .filter(|l| {
+                    let bridge = l.contains(" br-") || l.contains("docker0");
+                    let guard_place =
+                        l.contains("DOCKER-USER") || (l.starts_with("-A FORWARD") && !bridge);
+                    guard_place || (!l.contains("DOCKER") && !bridge)
+                })
                 .collect();
             v.push((format!("{tool} -S"), kept.join("\n")));
+            let ours: Vec<&str> = text.lines().filter(|l| l.contains("gitmoor")).collect();
+            v.push((format!("{tool} -S: gitmoor's rules"), ours.join("\n")));
         }
         let sysctl = std::fs::read_to_string("/etc/ufw/sysctl.conf").unwrap_or_default();
         for line in sysctl.lines().map(str::trim) {
@@ -377,6 +393,11 @@ impl World {
 
     fn assert_host_untouched(&self) {
         let now = HostState::now();
+        for (what, text) in &now.0 {
+            if what.ends_with("gitmoor's rules") {
+                assert!(text.is_empty(), "the host's {what}: {text}");
+            }
+        }
         for (a, b) in self.host_before.0.iter().zip(now.0.iter()) {
             assert_eq!(a, b, "the host's {} changed", a.0);
         }
