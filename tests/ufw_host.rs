@@ -1656,3 +1656,79 @@ fn the_docker_guard_is_kept_when_the_rules_are_refused_and_a_missing_jump_keeps_
     drop(d);
     w.assert_host_untouched();
 }
+
+/// A rule made by hand is never taken over: a rule of the file with the same match leaves it as
+/// it is (ufw keeps one rule per match), the other family's rule is added or deleted for that
+/// family alone (`0.0.0.0/0`, `::/0`), and a later commit without the rule keeps the hand-made
+/// one, in UFW's files and in real traffic.
+#[test]
+fn a_hand_made_rule_is_never_taken_over_nor_deleted_with_the_other_family() {
+    if !ready() {
+        return;
+    }
+    let w = World::new(&[22, 8080]);
+    let has = |w: &World, file: &str, what: &str| {
+        w.ufw_file(file)
+            .lines()
+            .find(|l| l.starts_with("### tuple ###") && l.contains(what))
+            .map(str::to_string)
+    };
+    // By hand, IPv6 only, no comment.
+    w.ufw_by_hand("allow proto tcp from ::/0 to ::/0 port 8080");
+    assert!(has(&w, "user6.rules", " 8080 ").is_some());
+    assert!(has(&w, "user.rules", " 8080 ").is_none());
+
+    // The file allows 8080 to everyone: added for IPv4 alone; the IPv6 rule stays untagged.
+    let with_8080 = format!("{SEED}  - action: allow\n    port: 8080\n    proto: tcp\n");
+    let done = w.apply(&with_8080, &[]).expect("apply");
+    assert!(
+        done.contains("ufw allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 8080 comment gitmoor"),
+        "{done}"
+    );
+    let v4 = has(&w, "user.rules", " 8080 ").expect("the IPv4 rule");
+    assert!(v4.contains("comment="), "{v4}");
+    let v6 = has(&w, "user6.rules", " 8080 ").expect("the IPv6 rule");
+    assert!(!v6.contains("comment="), "taken over: {v6}");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, true), (ANYONE6, SRV6, 8080, true)],
+    );
+    assert_eq!(w.apply(&with_8080, &[]).unwrap(), "nothing");
+
+    // The file denies it: not applied over the hand-made IPv6 allow (said), IPv4 updated.
+    let deny_8080 = with_8080.replace(
+        "  - action: allow\n    port: 8080",
+        "  - action: deny\n    port: 8080",
+    );
+    let plan = w
+        .drive(&[("GITMOOR_UFW_INNER", "plan"), ("GITMOOR_UFW_RULES_OK", "1")])
+        .unwrap();
+    assert!(!plan.contains("not applied"), "{plan}");
+    std::fs::write(w.dir.path().join("repo/ufw/rules.yaml"), &deny_8080).unwrap();
+    let plan = w
+        .drive(&[("GITMOOR_UFW_INNER", "plan"), ("GITMOOR_UFW_RULES_OK", "1")])
+        .unwrap();
+    assert!(plan.contains("is not applied in IPv6"), "{plan}");
+    w.apply(&deny_8080, &[]).expect("apply the deny");
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, false), (ANYONE6, SRV6, 8080, true)],
+    );
+    assert!(!has(&w, "user6.rules", " 8080 ")
+        .unwrap()
+        .contains("comment="));
+
+    // The rule leaves the file: gitmoor's IPv4 rule goes, the hand-made IPv6 one stays.
+    let done = w.apply(SEED, &[]).expect("apply without 8080");
+    assert!(
+        done.contains("ufw delete deny proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 8080"),
+        "{done}"
+    );
+    assert!(has(&w, "user.rules", " 8080 ").is_none());
+    assert!(has(&w, "user6.rules", " 8080 ").is_some());
+    check(
+        &w,
+        &[(ANYONE4, SRV4, 8080, false), (ANYONE6, SRV6, 8080, true)],
+    );
+    w.assert_host_untouched();
+}

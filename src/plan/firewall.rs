@@ -12,7 +12,11 @@
 //! - gitmoor owns the rules whose comment carries its tag ([`TAG`]); it deletes only those,
 //!   by their rule spec (`ufw delete allow proto tcp from ... port 22`: numbers shift with
 //!   every change, a spec does not; ufw matches it whatever the comment). Other rules are
-//!   reported and kept, unless the host's config says gitmoor owns the whole firewall.
+//!   reported and kept, unless the host's config says gitmoor owns the whole firewall. Kept
+//!   means untouched: a rule of the file with the same match as a hand-made one does not
+//!   re-tag or change it (that would make it gitmoor's, deleted by a later commit); where a
+//!   call could reach the other family's hand-made rule (`any` to `any` is one rule for ufw
+//!   in both), it names its own family's `any` (`0.0.0.0/0`, `::/0`).
 
 use crate::observe::ufw_parse::{parse_loose, LooseRule, ObservedFirewall, ObservedRule, Tuple};
 use crate::spec::ufw::{
@@ -187,6 +191,60 @@ pub fn rule_argv(r: &FirewallRule) -> Vec<String> {
     v
 }
 
+/// [`rule_argv`] for one family only: `any` written as `0.0.0.0/0` or `::/0`, which ufw takes
+/// as that family's (a rule of the other family with the same match is not touched).
+pub fn rule_argv_family(r: &FirewallRule, v6: bool) -> Vec<String> {
+    let mut v = vec![r.action.as_str().to_string()];
+    v.extend(family_words(&match_words(&tuple_of(r)), v6));
+    v.extend(["comment".to_string(), tagged_comment(r.comment.as_deref())]);
+    v
+}
+
+/// [`delete_argv`] for one family only (see [`rule_argv_family`]).
+pub fn delete_argv_family(t: &Tuple, v6: bool) -> Vec<String> {
+    let mut v = vec!["delete".to_string(), t.action.as_str().to_string()];
+    v.extend(family_words(&match_words(t), v6));
+    v
+}
+
+/// The words of a match with `any` after `from`/`to` as the family's own `any`.
+fn family_words(words: &[String], v6: bool) -> Vec<String> {
+    let any = if v6 { "::/0" } else { "0.0.0.0/0" };
+    let mut out = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let after_addr_key = i > 0 && matches!(words[i - 1].as_str(), "from" | "to");
+        out.push(if after_addr_key && w == "any" {
+            any.to_string()
+        } else {
+            w.clone()
+        });
+    }
+    out
+}
+
+/// `` in IPv6`` when a rule of both families is not applied in one of them.
+fn family_words_note(families: &[bool], fam: bool) -> &'static str {
+    match (families.len(), fam) {
+        (2, false) => " in IPv4",
+        (2, true) => " in IPv6",
+        _ => "",
+    }
+}
+
+/// A rule of the host as a plan names it: `allow in 22/tcp from any to any (v6) # mine`.
+fn describe_observed_parts(t: &Tuple, comment: &str, v6: bool) -> String {
+    format!(
+        "`{}`{}{}",
+        describe_tuple(t),
+        if v6 { " (v6)" } else { "" },
+        if comment.is_empty() {
+            String::new()
+        } else {
+            format!(" # {comment}")
+        }
+    )
+}
+
 /// The `ufw` argv that deletes a rule by its spec (ufw matches it whatever its comment).
 pub fn delete_argv(t: &Tuple) -> Vec<String> {
     let mut v = vec!["delete".to_string(), t.action.as_str().to_string()];
@@ -266,70 +324,123 @@ pub fn plan_firewall(
             ));
             continue;
         }
+        // Per family: what UFW has with the same match. A rule made outside gitmoor is never
+        // re-tagged or changed (unless gitmoor owns the whole firewall): ufw keeps one rule
+        // per match, so taking it over would make it gitmoor's, and a later commit dropping
+        // the rule from the file would delete the admin's rule.
+        let at = format!("{}:{}", desired.file, rule.line);
         let mut changes: Vec<String> = Vec::new();
-        let mut missing = false;
+        let mut missing: Vec<bool> = Vec::new();
+        let mut foreign: Vec<bool> = Vec::new();
+        let mut update: Vec<bool> = Vec::new();
         for &fam in &families {
             wanted.push((fam, want.clone(), index));
             let list = if fam { &mut v6 } else { &mut v4 };
             let found = list
                 .iter_mut()
                 .find(|a| a.tuple.as_ref().is_some_and(|t| same_match(t, &want)));
-            match found {
-                None => {
-                    missing = true;
-                    list.push(AfterRule {
-                        tuple: Some(want.clone()),
-                        comment: comment.clone(),
-                        raw: String::new(),
-                    });
+            let Some(a) = found else {
+                missing.push(fam);
+                list.push(AfterRule {
+                    tuple: Some(want.clone()),
+                    comment: comment.clone(),
+                    raw: String::new(),
+                });
+                continue;
+            };
+            let Some(have) = a.tuple.clone() else {
+                continue;
+            };
+            let action_differs = have.action != want.action || !have.log.is_empty();
+            if !is_owned(&a.comment) && !opts.owns_whole_firewall {
+                foreign.push(fam);
+                let hand = describe_observed_parts(&have, &a.comment, fam);
+                if action_differs {
+                    plan.warnings.push(format!(
+                        "{at}: `{rule}` is not applied{}: UFW has {hand}, made outside gitmoor, with the same match (ufw keeps one rule per match, so applying it would change that rule, and a later commit without it would delete it); delete that rule by hand, or set firewall.owns_whole_firewall: true in gitmoor's config",
+                        family_words_note(&families, fam)
+                    ));
+                } else {
+                    plan.unmanaged.push(format!(
+                        "{hand}: kept as it is; it is the rule `{rule}` of {at} already, made outside gitmoor: gitmoor does not tag it, so it stays when the file drops the rule"
+                    ));
                 }
-                Some(a) => {
-                    let Some(have) = a.tuple.as_ref() else {
-                        continue;
-                    };
-                    if !is_owned(&a.comment) {
-                        changes.push(format!(
-                            "takes over the rule made outside gitmoor{} (ufw keeps one rule per match)",
-                            if a.comment.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" with the comment `{}`", a.comment)
-                            }
-                        ));
-                    } else if a.comment != comment {
-                        changes.push(format!("comment `{}` -> `{comment}`", a.comment));
+                continue;
+            }
+            let mut changed = false;
+            if !is_owned(&a.comment) {
+                changes.push(format!(
+                    "takes over the rule made outside gitmoor{} (firewall.owns_whole_firewall)",
+                    if a.comment.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with the comment `{}`", a.comment)
                     }
-                    if have.action != want.action || !have.log.is_empty() {
-                        changes.push(format!(
-                            "action {} -> {}",
-                            have.action.as_str(),
-                            want.action.as_str()
-                        ));
-                    }
-                    a.tuple = Some(want.clone());
-                    a.comment = comment.clone();
-                }
+                ));
+                changed = true;
+            } else if a.comment != comment {
+                changes.push(format!("comment `{}` -> `{comment}`", a.comment));
+                changed = true;
+            }
+            if action_differs {
+                changes.push(format!(
+                    "action {} -> {}",
+                    have.action.as_str(),
+                    want.action.as_str()
+                ));
+                changed = true;
+            }
+            if changed {
+                update.push(fam);
+                a.tuple = Some(want.clone());
+                a.comment = comment.clone();
             }
         }
         changes.dedup();
-        let at = format!("{}:{}", desired.file, rule.line);
-        if missing {
-            plan.steps.push(FirewallStep {
-                kind: StepKind::Add,
-                argv: rule_argv(rule),
-                reason: if changes.is_empty() {
-                    format!("new rule `{rule}` ({at})")
-                } else {
-                    // Present in one family only (made by hand for IPv4, say): replaced there.
-                    format!("new rule `{rule}` ({at}); {}", changes.join(", "))
-                },
-            });
-        } else if !changes.is_empty() {
-            plan.steps.push(FirewallStep {
-                kind: StepKind::Update,
-                argv: rule_argv(rule),
-                reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
-            });
+        // With a rule of the other family left alone, each call names its family's `any`
+        // (`0.0.0.0/0`, `::/0`), so ufw touches that family only.
+        let argv_for = |fams: &[bool]| -> Vec<Vec<String>> {
+            if foreign.is_empty() {
+                vec![rule_argv(rule)]
+            } else {
+                fams.iter().map(|&f| rule_argv_family(rule, f)).collect()
+            }
+        };
+        if !missing.is_empty() {
+            let touched: Vec<bool> = if foreign.is_empty() {
+                families.clone()
+            } else {
+                missing.clone()
+            };
+            for argv in argv_for(&touched) {
+                plan.steps.push(FirewallStep {
+                    kind: StepKind::Add,
+                    argv,
+                    reason: if changes.is_empty() || !foreign.is_empty() {
+                        format!("new rule `{rule}` ({at})")
+                    } else {
+                        // Present in one family only: replaced there by the same call.
+                        format!("new rule `{rule}` ({at}); {}", changes.join(", "))
+                    },
+                });
+            }
+            if !foreign.is_empty() && !update.is_empty() {
+                for argv in argv_for(&update) {
+                    plan.steps.push(FirewallStep {
+                        kind: StepKind::Update,
+                        argv,
+                        reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
+                    });
+                }
+            }
+        } else if !update.is_empty() {
+            for argv in argv_for(&update) {
+                plan.steps.push(FirewallStep {
+                    kind: StepKind::Update,
+                    argv,
+                    reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
+                });
+            }
         }
     }
 
@@ -355,7 +466,21 @@ pub fn plan_firewall(
             ));
             continue;
         }
-        let argv = delete_argv(t);
+        // A rule of `any` to `any` is one rule for ufw in both families: its delete takes the
+        // other family's rule too. When that one is left alone (not gitmoor's, or kept by the
+        // file), the delete names this family's `any`, so it is kept indeed.
+        let other_stays = t.src == Addr::Any
+            && t.dst == Addr::Any
+            && observed.rules.iter().any(|o| {
+                o.v6 != r.v6
+                    && o.tuple.as_ref().is_some_and(|x| same_match(x, t))
+                    && (kept_by_file(o.v6, t) || !is_owned(&o.comment) && !opts.owns_whole_firewall)
+            });
+        let argv = if other_stays {
+            delete_argv_family(t, r.v6)
+        } else {
+            delete_argv(t)
+        };
         if plan.steps.iter().any(|s| s.argv == argv) {
             continue; // One delete takes the IPv4 and IPv6 rules of `any` to `any`.
         }
@@ -372,7 +497,12 @@ pub fn plan_firewall(
             argv,
             reason: format!("`{}`: {why}", describe_tuple(t)),
         });
-        for list in [&mut v4, &mut v6] {
+        let lists: Vec<&mut Vec<AfterRule>> = if other_stays {
+            vec![if r.v6 { &mut v6 } else { &mut v4 }]
+        } else {
+            vec![&mut v4, &mut v6]
+        };
+        for list in lists {
             list.retain(|a| !a.tuple.as_ref().is_some_and(|x| same_match(x, t)));
         }
     }

@@ -227,7 +227,7 @@ fn a_removed_rule_is_deleted_only_when_tagged_and_untagged_rules_are_kept() {
 }
 
 #[test]
-fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_taken_over() {
+fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_left_alone() {
     let (v4, v6) = seed_on_host();
     let v4 = v4
         .replace("allow tcp 443", "limit tcp 443")
@@ -252,42 +252,147 @@ fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_taken_o
     assert!(plan.steps[1]
         .reason
         .ends_with("comment `gitmoor: old` -> `gitmoor: ssh admins`"));
-    // 8443 exists on v4 only (made by hand): v6 needs adding, v4 is replaced, so one add.
+    // 8443 exists on v4 only, made by hand with another action: left as it is (said), and
+    // the IPv6 rule added for IPv6 alone, so ufw does not touch the IPv4 one.
+    assert_eq!(
+        plan.steps[2].argv.join(" "),
+        "deny proto tcp from ::/0 to ::/0 port 8443 comment gitmoor"
+    );
+    assert_eq!(
+        plan.steps[2].reason,
+        "new rule `deny in 8443/tcp from any to any` (ufw/rules.yaml:19)"
+    );
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with("ufw/rules.yaml:19: `deny in 8443/tcp from any to any` is not applied in IPv4: UFW has `allow in 8443/tcp from any to any`, made outside gitmoor")
+            && plan.warnings[0].contains("firewall.owns_whole_firewall: true"),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(plan.unmanaged.is_empty());
+    // The firewall as it will be keeps the hand-made allow in IPv4.
+    let hand4 = plan
+        .after
+        .v4
+        .iter()
+        .find(|a| {
+            a.tuple
+                .as_ref()
+                .is_some_and(|t| t.dport == Ports::One(8443))
+        })
+        .unwrap();
+    assert_eq!(
+        (hand4.tuple.as_ref().unwrap().action, hand4.comment.as_str()),
+        (Action::Allow, "")
+    );
+
+    // Owning the whole firewall: taken over, as before, in one call.
+    let plan = plan_firewall(
+        &spec(&text),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions {
+            owns_whole_firewall: true,
+            ..FirewallOptions::default()
+        },
+    );
     assert_eq!(
         plan.steps[2].argv.join(" "),
         "deny proto tcp from any to any port 8443 comment gitmoor"
     );
-    assert_eq!(
-        plan.steps[2].reason,
-        "new rule `deny in 8443/tcp from any to any` (ufw/rules.yaml:19); takes over the rule made outside gitmoor (ufw keeps one rule per match), action allow -> deny"
+    assert!(
+        plan.steps[2].reason.ends_with("takes over the rule made outside gitmoor (firewall.owns_whole_firewall), action allow -> deny"),
+        "{}",
+        plan.steps[2].reason
     );
-    assert!(plan.unmanaged.is_empty());
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
-    // A hand-made rule with the same match as one of the file: one call replaces it.
+    // A hand-made rule with the same match and action as one of the file: nothing to do, not
+    // re-tagged, reported as kept.
     let hand = "### tuple ### allow tcp 22 0.0.0.0/0 any 192.0.2.3 in comment=6d696e65\n";
     let plan = plan_firewall(
         &spec(SEED),
         &host(hand, "", Policy::Deny),
         FirewallOptions::default(),
     );
-    let update = plan
+    assert!(
+        plan.steps
+            .iter()
+            .all(|s| !s.argv.iter().any(|w| w == "192.0.2.3")),
+        "{:?}",
+        argvs(&plan)
+    );
+    assert_eq!(plan.unmanaged.len(), 1, "{:?}", plan.unmanaged);
+    assert!(
+        plan.unmanaged[0].contains("# mine`") || plan.unmanaged[0].contains("# mine"),
+        "{:?}",
+        plan.unmanaged
+    );
+    assert!(
+        plan.unmanaged[0].contains("stays when the file drops the rule"),
+        "{:?}",
+        plan.unmanaged
+    );
+    assert_eq!(
+        plan.after.v4.iter().filter(|a| a.comment == "mine").count(),
+        1
+    );
+    // The guard still counts it: the admin stays in.
+    assert_eq!(lockout_guard(&plan, 22, &[ip("192.0.2.3")]), Ok(()));
+}
+
+/// A gitmoor rule of `any` to `any` leaving the file, with a hand-made rule of the same match
+/// in the other family: the delete names its family's `any`, so ufw keeps the other (a plain
+/// `ufw delete allow 80/tcp` takes both), and the plan's "after" keeps it too.
+#[test]
+fn a_delete_of_any_to_any_keeps_the_hand_made_rule_of_the_other_family() {
+    let web = hex("gitmoor: web");
+    let v4 = format!("### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in comment={web}\n");
+    let v6 = "### tuple ### allow tcp 8080 ::/0 any ::/0 in\n";
+    let text = "rules:\n  - action: allow\n    port: 443\n    proto: tcp\n";
+    let plan = plan_firewall(
+        &spec(text),
+        &host(&v4, v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let deletes: Vec<String> = plan
         .steps
         .iter()
-        .find(|s| s.kind == StepKind::Update)
-        .expect("update");
+        .filter(|s| s.kind == StepKind::Delete)
+        .map(|s| s.argv.join(" "))
+        .collect();
     assert_eq!(
-        update.argv.join(" "),
-        "allow proto tcp from 192.0.2.3 to any port 22 comment gitmoor: ssh admins"
+        deletes,
+        ["delete allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 8080"]
     );
-    assert!(update.reason.ends_with("takes over the rule made outside gitmoor with the comment `mine` (ufw keeps one rule per match)"), "{}", update.reason);
-    assert!(plan.unmanaged.is_empty());
+    assert!(plan.after.v6.iter().any(|a| a
+        .tuple
+        .as_ref()
+        .is_some_and(|t| t.dport == Ports::One(8080))));
+    assert!(!plan.after.v4.iter().any(|a| a
+        .tuple
+        .as_ref()
+        .is_some_and(|t| t.dport == Ports::One(8080))));
+    assert!(
+        plan.unmanaged.iter().any(|u| u.contains("8080")),
+        "{:?}",
+        plan.unmanaged
+    );
+    // Both gitmoor's: one plain delete takes both.
+    let v6 = format!("### tuple ### allow tcp 8080 ::/0 any ::/0 in comment={web}\n");
+    let plan = plan_firewall(
+        &spec(text),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let deletes: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Delete)
+        .map(|s| s.argv.join(" "))
+        .collect();
     assert_eq!(
-        plan.after
-            .v4
-            .iter()
-            .filter(|a| a.comment == "gitmoor: ssh admins")
-            .count(),
-        1
+        deletes,
+        ["delete allow proto tcp from any to any port 8080"]
     );
 }
 
