@@ -85,9 +85,11 @@ pub fn firewall_view(
     let open = fw
         .rules
         .iter()
-        .filter_map(|r| Some((r, r.tuple.as_ref()?)))
-        .filter(|(_, t)| t.action.lets_through() && t.direction == Direction::In && !t.route)
-        .map(|(r, t)| OpenRuleView {
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r, r.tuple.as_ref()?)))
+        .filter(|(_, _, t)| t.action.lets_through() && t.direction == Direction::In && !t.route)
+        .filter(|(i, r, t)| !shadowed(&fw.rules[..*i], r.v6, t))
+        .map(|(_, r, t)| OpenRuleView {
             port: port_text(t.dport, t.proto),
             from: t.src.to_string(),
             to: t.dst.to_string(),
@@ -169,6 +171,35 @@ fn has_block(fw: &ObservedFirewall) -> bool {
             .iter()
             .flatten()
             .any(|c| c.iter().any(|l| l.contains(CHAIN_MARK)))
+}
+
+/// Whether a rule before `allow` (in its family) denies or rejects everything `allow` would let
+/// in: ufw takes the first rule that fits, so such an allow opens nothing and is not listed.
+/// Only a rule that surely covers it counts (a plain incoming one: its protocol, ports, source
+/// and destination each the same or wider, no source port); a partial overlap keeps it listed.
+fn shadowed(before: &[ObservedRule], v6: bool, allow: &Tuple) -> bool {
+    before.iter().filter(|r| r.v6 == v6).any(|r| {
+        let Some(d) = &r.tuple else { return false };
+        !d.action.lets_through()
+            && d.is_plain()
+            && d.direction == Direction::In
+            && d.sport == Ports::Any
+            && (d.proto.is_none() || d.proto == allow.proto)
+            && ports_cover(d.dport, allow.dport)
+            && d.src.covers(&allow.src)
+            && d.dst.covers(&allow.dst)
+            && allow.iface.is_empty()
+            && allow.sport == Ports::Any
+    })
+}
+
+fn ports_cover(outer: Ports, inner: Ports) -> bool {
+    match (outer, inner) {
+        (Ports::Any, _) => true,
+        (_, Ports::Any) => false,
+        (o, Ports::One(p)) => o.contains(p),
+        (o, Ports::Range(lo, hi)) => o.contains(lo) && o.contains(hi),
+    }
 }
 
 fn port_text(p: Ports, proto: Option<Proto>) -> String {

@@ -257,3 +257,36 @@ fn the_guard_is_in_force_only_with_the_current_block_loaded_and_the_jumps_first(
     f.docker_user.forward_jump_first[1] = Some(false);
     assert!(firewall_view(&f, &published, DockerGuard::Enforce, "t".into()).docker_guard_active);
 }
+
+/// An allow an earlier deny covers opens nothing (ufw takes the first rule that fits): not
+/// listed as open. A deny that covers only part of it leaves it listed.
+#[test]
+fn an_allow_shadowed_by_an_earlier_deny_is_not_listed_open() {
+    let v4 = "### tuple ### deny tcp 8000:9000 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### allow tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### deny any 22 0.0.0.0/0 any 192.0.2.0/24 in\n\
+### tuple ### allow tcp 22 0.0.0.0/0 any 192.0.2.3 in\n\
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### allow udp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n";
+    let v6 = "### tuple ### allow tcp 8443 ::/0 any ::/0 in\n";
+    let fw = ObservedFirewall {
+        enabled: true,
+        ipv6: true,
+        rules: parse_rules_files(v4, v6),
+        ..ObservedFirewall::default()
+    };
+    let v = firewall_view(&fw, &[], DockerGuard::Warn, "t".into());
+    let open: Vec<(String, String, bool)> = v
+        .open
+        .iter()
+        .map(|o| (o.port.clone(), o.from.clone(), o.ipv6))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            ("22/tcp".into(), "any".into(), false),
+            ("8443/udp".into(), "any".into(), false),
+            ("8443/tcp".into(), "any".into(), true),
+        ]
+    );
+}
