@@ -12,7 +12,30 @@ pub(super) async fn run_unit(
 ) -> UnitOutcome {
     if let Some(why) = &work.refused {
         warn!("{why}");
-        return UnitOutcome::Failed(why.clone());
+        // The rules part is refused (the SSH lockout guard, UFW not read): the Docker guard is
+        // still kept in force, from UFW's files as they are.
+        let mut why = why.clone();
+        if let Some(Ok(host)) = ufw {
+            match host.repair_docker_guard().await {
+                Ok(done) if done.is_empty() => {}
+                Ok(done) => {
+                    for line in &done {
+                        info!(change = %line, "firewall: Docker guard kept in force");
+                    }
+                    why.push_str(&format!(
+                        " (the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {})",
+                        done.join("; ")
+                    ));
+                }
+                Err(e) => {
+                    warn!(error = %e, "firewall: the Docker guard could not be put back in force");
+                    why.push_str(&format!(
+                        " (the Docker guard could not be put back in force: {e})"
+                    ));
+                }
+            }
+        }
+        return UnitOutcome::Failed(why);
     }
     let host = match ufw {
         Some(Ok(h)) => h,

@@ -15,12 +15,15 @@
 
 use crate::config::firewall::{DockerGuard, FirewallConfig};
 use crate::observe::ufw::{
-    docker_user_chain, iptables_list, observe_firewall, ssh_peers, ssh_port, ufw_call, ufw_program,
+    docker_user_chain, iptables_list, observe_firewall, ssh_peers, ssh_ports, ufw_call, ufw_program,
 };
-use crate::observe::ufw_parse::forward_starts_with_docker_user;
-use crate::observe::ufw_parse::ObservedFirewall;
+use crate::observe::ufw_parse::{
+    forward_starts_with_docker_user, parse_default_file, parse_status_enabled, ObservedFirewall,
+};
 use crate::observe::Seen;
-use crate::plan::docker_guard::{docker_user_block, splice_block, GuardStep, CHAIN_MARK};
+use crate::plan::docker_guard::{
+    block_in, block_rules_in_chain, chain_holds_block, docker_user_block, splice_block, GuardStep,
+};
 use crate::plan::firewall::{lockout_guard, plan_firewall, FirewallPlan};
 use crate::process::{resolve_program, Process, ProcessError};
 use crate::redact::Redactor;
@@ -64,7 +67,7 @@ pub enum FirewallError {
 pub struct Applied {
     /// Each ufw call and file change, in order, as `ufw allow ...` lines.
     pub done: Vec<String>,
-    /// What a person should know (the guard was overridden, the SSH port was assumed).
+    /// What a person should know (the guard was overridden).
     pub notes: Vec<String>,
 }
 
@@ -95,11 +98,13 @@ impl UfwHost {
     }
 
     /// The lockout guard on `plan` with the SSH sessions open now. Ok with a note when the
-    /// config overrides it, or when the SSH port was assumed.
+    /// config overrides it. The SSH ports not known (sshd -T failed, no `firewall.ssh_port`):
+    /// not observed, as the plan says it; never a port assumed.
     pub async fn check_lockout(&self, plan: &FirewallPlan) -> Result<Vec<String>, FirewallError> {
         let mut notes = Vec::new();
-        let (port, note) = ssh_port(&self.cfg, &self.redact).await;
-        notes.extend(note);
+        let ports = ssh_ports(&self.cfg, &self.redact)
+            .await
+            .map_err(FirewallError::NotObserved)?;
         if self.cfg.allow_ssh_lockout {
             notes.push(
                 "the SSH lockout guard is off (firewall.allow_ssh_lockout: true in gitmoor's config)"
@@ -107,8 +112,8 @@ impl UfwHost {
             );
             return Ok(notes);
         }
-        let peers = ssh_peers(port).map_err(FirewallError::Lockout)?;
-        lockout_guard(plan, port, &peers).map_err(FirewallError::Lockout)?;
+        let peers = ssh_peers(&ports).map_err(FirewallError::Lockout)?;
+        lockout_guard(plan, &ports, &peers).map_err(FirewallError::Lockout)?;
         Ok(notes)
     }
 
@@ -130,20 +135,24 @@ impl UfwHost {
         let guard_of = |p: &FirewallPlan| p.docker_guard.as_ref().map(|g| g.enforce);
         if now.steps != plan.steps || guard_of(&now).is_some() && guard_of(&now) != guard_of(plan) {
             let shown: Vec<String> = now.steps.iter().map(|s| s.argv.join(" ")).collect();
-            return Err(FirewallError::Stale {
+            let err = FirewallError::Stale {
                 now: if shown.is_empty() {
                     "nothing to do".into()
                 } else {
                     shown.join("; ")
                 },
-            });
+            };
+            return Err(self.repair_after(err).await);
         }
         // Nothing to run: nothing the guard could refuse (the Docker guard's block aside,
         // which does not touch SSH).
         let notes = if now.steps.is_empty() {
             Vec::new()
         } else {
-            self.check_lockout(&now).await?
+            match self.check_lockout(&now).await {
+                Ok(n) => n,
+                Err(e) => return Err(self.repair_after(e).await),
+            }
         };
         let mut applied = Applied {
             notes,
@@ -156,14 +165,15 @@ impl UfwHost {
                 .run(&self.redact)
                 .await
             {
-                return Err(FirewallError::Step {
+                let err = FirewallError::Step {
                     number: i + 1,
                     total,
                     step: shown,
                     reason: step.reason.clone(),
                     message: e.to_string(),
                     done: applied.done,
-                });
+                };
+                return Err(self.repair_after(err).await);
             }
             applied.done.push(format!("ufw {shown}"));
         }
@@ -180,6 +190,119 @@ impl UfwHost {
             }
         }
         Ok(applied)
+    }
+
+    /// Keeps the Docker guard in force when the rules part of the unit did not run (refused by
+    /// the SSH lockout guard, UFW changed meanwhile, a failed ufw call): the guard's repair
+    /// does not wait for a full successful reconcile. Returns `err` with what the repair did,
+    /// or why it failed, said after it.
+    async fn repair_after(&self, err: FirewallError) -> FirewallError {
+        if self.cfg.docker_guard != DockerGuard::Enforce {
+            return err;
+        }
+        let said = match self.repair_docker_guard().await {
+            Ok(done) if done.is_empty() => return err,
+            Ok(done) => format!(
+                "the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {}",
+                done.join("; ")
+            ),
+            Err(e) => format!("the Docker guard could not be put back in force: {e}"),
+        };
+        tracing::warn!("firewall: {said}");
+        match err {
+            FirewallError::Lockout(m) => FirewallError::Lockout(format!("{m} ({said})")),
+            FirewallError::NotObserved(m) => FirewallError::NotObserved(format!("{m} ({said})")),
+            FirewallError::Stale { now } => FirewallError::Stale {
+                now: format!("{now} ({said})"),
+            },
+            FirewallError::Step {
+                number,
+                total,
+                step,
+                reason,
+                message,
+                mut done,
+            } => {
+                done.push(said);
+                FirewallError::Step {
+                    number,
+                    total,
+                    step,
+                    reason,
+                    message,
+                    done,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The Docker guard's repair from UFW's files as they are (no rule of the repo read, no
+    /// file written): with `docker_guard: enforce` and UFW active, reloads UFW when a live
+    /// `DOCKER-USER` chain does not start with the block its file holds (flushed, not loaded),
+    /// and puts the jump to `DOCKER-USER` first in `FORWARD` where it is not. Run by the daemon
+    /// before each fetch (so also at its start, before the first one, and while the fetch
+    /// fails or the reconcile is in backoff) and by the firewall unit when its rules part did
+    /// not run. Nothing to do (no block in the files, guard not enforced): nothing done.
+    pub async fn repair_docker_guard(&self) -> Result<Vec<String>, String> {
+        if self.cfg.docker_guard != DockerGuard::Enforce {
+            return Ok(Vec::new());
+        }
+        let blocks = self.file_blocks()?;
+        if blocks.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let status = ufw_call(&self.program, &self.cfg, &["status".to_string()])
+            .run(&self.redact)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Inactive: loading the files would be enabling UFW, the unit's decision.
+        if !parse_status_enabled(&String::from_utf8_lossy(&status.stdout))? {
+            return Ok(Vec::new());
+        }
+        let mut done = Vec::new();
+        if !self.chains_hold(&blocks).await? {
+            ufw_call(&self.program, &self.cfg, &["reload".to_string()])
+                .run(&self.redact)
+                .await
+                .map_err(|e| format!("`ufw reload` failed: {e}"))?;
+            done.push("ufw reload (DOCKER-USER loaded again from the files)".to_string());
+        }
+        done.extend(self.jump_first().await?);
+        Ok(done)
+    }
+
+    /// gitmoor's block in `after.rules` and `after6.rules` as they are (None: no file, or no
+    /// block in it); `after6.rules` only counts with `IPV6=yes` (ufw loads it only then).
+    fn file_blocks(&self) -> Result<[Option<String>; 2], String> {
+        let default = std::fs::read_to_string(&self.cfg.default_file)
+            .map_err(|e| format!("cannot read {}: {e}", self.cfg.default_file.display()))?;
+        let (_, ipv6) = parse_default_file(&default);
+        let mut out: [Option<String>; 2] = [None, None];
+        for (i, name) in ["after.rules", "after6.rules"].into_iter().enumerate() {
+            if i == 1 && !ipv6 {
+                continue;
+            }
+            let path = self.cfg.etc_dir.join(name);
+            out[i] = match std::fs::read_to_string(&path) {
+                Ok(t) => block_in(&t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            };
+        }
+        Ok(out)
+    }
+
+    /// Whether each live `DOCKER-USER` chain starts with the block its file holds, whole.
+    async fn chains_hold(&self, blocks: &[Option<String>; 2]) -> Result<bool, String> {
+        for ((tool, configured, key), block) in self.tables().into_iter().zip(blocks) {
+            let Some(block) = block else { continue };
+            let chain = docker_user_chain(tool, configured, key, &self.cfg, &self.redact).await?;
+            if !chain_holds_block(&chain, block) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// With `docker_guard: enforce`, writes gitmoor's `DOCKER-USER` block for `spec` into
@@ -227,6 +350,13 @@ impl UfwHost {
         if changed.is_empty() && !enforce {
             // The files are clean: only rules left in the live chains, taken out one by one.
             done.extend(self.delete_live_marks().await?);
+            return Ok(done);
+        }
+        // The files as they were and the chains holding their blocks: only a jump is missing.
+        // A reload would flush DOCKER-USER (its declaration in the block), rules of others in
+        // it too, for nothing: the jump is put first, and that is all.
+        if changed.is_empty() && self.chains_hold(&self.file_blocks()?).await? {
+            done.extend(self.jump_first().await?);
             return Ok(done);
         }
         let reload = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
@@ -363,26 +493,6 @@ impl UfwHost {
     }
 }
 
-/// The rules of gitmoor's blocks in a live chain (the lines of `iptables -S`): each begin
-/// marker, the rules after it, up to its end marker (or the end of the chain, if a rule
-/// deleted by hand took the end marker with it).
-fn block_rules_in_chain(chain: &[String]) -> Vec<&String> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for line in chain {
-        if line.contains(&format!("{CHAIN_MARK}begin-")) {
-            inside = true;
-        }
-        if inside || line.contains(CHAIN_MARK) {
-            out.push(line);
-        }
-        if line.contains(&format!("{CHAIN_MARK}end-")) {
-            inside = false;
-        }
-    }
-    out
-}
-
 /// Replaces `path` with `text` atomically (a temporary file beside it, renamed over it), with
 /// the mode the file had: ufw's files are 0640, and a reader must never see half a file.
 fn write_beside(path: &Path, text: &str) -> Result<(), String> {
@@ -427,9 +537,25 @@ mod tests {
             .into_iter()
             .map(String::as_str)
             .collect();
-        assert_eq!(
-            got,
-            [&chain[2][..], &chain[3], &chain[4], &chain[6], &chain[7]]
-        );
+        // The second block lost its end marker: only its marker goes, never the rule after
+        // it, which may be the admin's.
+        assert_eq!(got, [&chain[2][..], &chain[3], &chain[4], &chain[6]]);
+    }
+
+    #[test]
+    fn an_end_marker_of_another_hash_does_not_close_a_block() {
+        let chain: Vec<String> = [
+            "-A DOCKER-USER -m comment --comment gitmoor-guard-begin-abc",
+            "-A DOCKER-USER -j DROP",
+            "-A DOCKER-USER -m comment --comment gitmoor-guard-end-def",
+            "-A DOCKER-USER -s 192.0.2.9/32 -j DROP",
+        ]
+        .map(String::from)
+        .to_vec();
+        let got: Vec<&str> = block_rules_in_chain(&chain)
+            .into_iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, [&chain[0][..], &chain[2]]);
     }
 }

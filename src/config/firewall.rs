@@ -68,7 +68,8 @@ pub struct FirewallConfig {
     /// Apply a firewall change the SSH lockout guard refuses (the deliberate override).
     #[serde(default)]
     pub allow_ssh_lockout: bool,
-    /// The SSH port the lockout guard keeps open; default: the first `port` of `sshd -T`, else 22.
+    /// The SSH port the lockout guard keeps open; default: every `port` of `sshd -T` (no port
+    /// assumed: when sshd cannot say, the firewall is not applied until this is set).
     pub ssh_port: Option<u16>,
     #[serde(default)]
     pub docker_guard: DockerGuard,

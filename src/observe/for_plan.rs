@@ -67,20 +67,19 @@ pub async fn observe_firewall_host(cfg: &Config) -> Seen<FirewallHost> {
         Seen::Observed(s) => s,
         Seen::NotObserved(why) => return Seen::NotObserved(why),
     };
-    let (ssh_port, note) = super::ufw::ssh_port(&cfg.firewall, &redact).await;
-    // A port assumed (sshd -T failed, no firewall.ssh_port) could be the wrong one: the guard
-    // would watch 22 while the admins are on another port.
-    if let Some(note) = note {
-        return Seen::NotObserved(format!(
-            "the SSH port is not known ({note}); set firewall.ssh_port in gitmoor's config"
-        ));
-    }
-    match super::ufw::ssh_peers(ssh_port) {
-        // UFW always lets loopback in: a session from the host itself is never locked out.
+    // No port assumed (sshd -T failed, no firewall.ssh_port): it could be the wrong one. The
+    // apply's check fails the same way.
+    let ssh_ports = match super::ufw::ssh_ports(&cfg.firewall, &redact).await {
+        Ok(p) => p,
+        Err(why) => return Seen::NotObserved(why),
+    };
+    match super::ufw::ssh_peers(&ssh_ports) {
+        // Loopback sessions are kept: the lockout guard itself leaves them out, for the plan
+        // and the apply alike.
         Ok(peers) => Seen::Observed(FirewallHost {
             state,
-            ssh_port,
-            ssh_peers: peers.into_iter().filter(|p| !p.is_loopback()).collect(),
+            ssh_ports,
+            ssh_peers: peers,
         }),
         Err(why) => Seen::NotObserved(why),
     }

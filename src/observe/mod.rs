@@ -65,10 +65,10 @@ pub struct PublishedPortSeen {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirewallHost {
     pub state: ufw_parse::ObservedFirewall,
-    /// The port sshd listens on (`sshd -T`, or the config).
-    pub ssh_port: u16,
-    /// The addresses with an SSH session open now: they must stay allowed.
-    pub ssh_peers: Vec<std::net::IpAddr>,
+    /// The ports sshd listens on (every `port` of `sshd -T`, or the config's one).
+    pub ssh_ports: Vec<u16>,
+    /// The SSH sessions open now, (peer, local port): each must stay allowed on its port.
+    pub ssh_peers: Vec<(std::net::IpAddr, u16)>,
 }
 
 /// A fact the reconcile may have failed to look at. The planner must never read "could not look"

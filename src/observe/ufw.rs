@@ -170,16 +170,16 @@ fn read_small(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// The addresses with an established TCP session to local port `port` now, IPv4 and IPv6, from
+/// The SSH sessions open now, each as (peer address, local SSH port), IPv4 and IPv6, from
 /// `/proc/net/tcp` and `/proc/net/tcp6` (the network namespace gitmoor runs in). An error when
 /// neither can be read: the guard then cannot know who is connected.
-pub fn ssh_peers(port: u16) -> Result<Vec<IpAddr>, String> {
-    ssh_peers_in(Path::new("/proc/net"), port)
+pub fn ssh_peers(ports: &[u16]) -> Result<Vec<(IpAddr, u16)>, String> {
+    ssh_peers_in(Path::new("/proc/net"), ports)
 }
 
 /// [`ssh_peers`] reading `<dir>/tcp` and `<dir>/tcp6`.
-pub fn ssh_peers_in(dir: &Path, port: u16) -> Result<Vec<IpAddr>, String> {
-    let mut peers: Vec<IpAddr> = Vec::new();
+pub fn ssh_peers_in(dir: &Path, ports: &[u16]) -> Result<Vec<(IpAddr, u16)>, String> {
+    let mut peers: Vec<(IpAddr, u16)> = Vec::new();
     let mut read_any = false;
     let mut errors = Vec::new();
     for name in ["tcp", "tcp6"] {
@@ -187,7 +187,7 @@ pub fn ssh_peers_in(dir: &Path, port: u16) -> Result<Vec<IpAddr>, String> {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 read_any = true;
-                for p in parse_proc_net_tcp_peers(&text, port) {
+                for p in parse_proc_net_tcp_peers(&text, ports) {
                     if !peers.contains(&p) {
                         peers.push(p);
                     }
@@ -208,60 +208,53 @@ pub fn ssh_peers_in(dir: &Path, port: u16) -> Result<Vec<IpAddr>, String> {
     Ok(peers)
 }
 
-/// The SSH port the guard keeps open, and a note when it was not asked of sshd: the config's
-/// `firewall.ssh_port`, else the first `port N` line of `sshd -T`, else 22.
-pub async fn ssh_port(cfg: &FirewallConfig, redact: &Redactor) -> (u16, Option<String>) {
+/// The SSH ports the guard keeps open: the config's `firewall.ssh_port`, else every `port N`
+/// line of `sshd -T` (sshd listens on each; an admin may use any). An error when sshd cannot
+/// be asked or lists none: a port assumed could be the wrong one (the guard would watch 22
+/// while the admins are on another), so the plan and the apply both refuse to judge, the same
+/// way, and the error names the setting that fixes it.
+pub async fn ssh_ports(cfg: &FirewallConfig, redact: &Redactor) -> Result<Vec<u16>, String> {
     if let Some(p) = cfg.ssh_port {
-        return (p, None);
+        return Ok(vec![p]);
     }
-    let program = match resolve_program("sshd", cfg.sshd_binary.as_deref(), "firewall.sshd_binary")
-    {
-        Ok(p) => p,
-        Err(e) => {
-            return (
-                22,
-                Some(format!(
-                    "SSH port 22 assumed: {e} (or set firewall.ssh_port)"
-                )),
-            )
-        }
+    let unknown = |why: String| {
+        format!("the SSH port is not known ({why}); set firewall.ssh_port in gitmoor's config")
     };
-    let run = Process::new(&program)
+    let program = resolve_program("sshd", cfg.sshd_binary.as_deref(), "firewall.sshd_binary")
+        .map_err(|e| unknown(e.to_string()))?;
+    let out = Process::new(&program)
         .arg("-T")
         .env("LC_ALL", "C")
         .timeout(Duration::from_secs(cfg.timeout_secs))
         .run(redact)
-        .await;
-    match run {
-        Ok(out) => match parse_sshd_port(&String::from_utf8_lossy(&out.stdout)) {
-            Some(p) => (p, None),
-            None => (
-                22,
-                Some(format!(
-                    "SSH port 22 assumed: `{} -T` printed no `port` line (or set firewall.ssh_port)",
-                    program.display()
-                )),
-            ),
-        },
-        Err(e) => (
-            22,
-            Some(format!(
-                "SSH port 22 assumed: {e} (or set firewall.ssh_port)"
-            )),
-        ),
+        .await
+        .map_err(|e| unknown(e.to_string()))?;
+    let ports = parse_sshd_ports(&String::from_utf8_lossy(&out.stdout));
+    if ports.is_empty() {
+        return Err(unknown(format!(
+            "`{} -T` printed no `port` line",
+            program.display()
+        )));
     }
+    Ok(ports)
 }
 
-/// The first `port N` line of `sshd -T` (sshd lists one line per `Port`; the first is the one
-/// an admin connects to by default).
-pub fn parse_sshd_port(text: &str) -> Option<u16> {
-    text.lines().find_map(|l| {
+/// Every `port N` line of `sshd -T`, in its order, once each.
+pub fn parse_sshd_ports(text: &str) -> Vec<u16> {
+    let mut out = Vec::new();
+    for l in text.lines() {
         let mut words = l.split_whitespace();
-        if !words.next()?.eq_ignore_ascii_case("port") {
-            return None;
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("port")) {
+            continue;
         }
-        words.next()?.parse::<u16>().ok().filter(|p| *p != 0)
-    })
+        let Some(p) = words.next().and_then(|w| w.parse::<u16>().ok()) else {
+            continue;
+        };
+        if p != 0 && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -269,12 +262,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_port_line_of_sshd_t_is_the_ssh_port() {
-        let t = "port 2222\nport 22\naddressfamily any\nlistenaddress [::]:2222\n";
-        assert_eq!(parse_sshd_port(t), Some(2222));
-        assert_eq!(parse_sshd_port("addressfamily any\n"), None);
-        assert_eq!(parse_sshd_port("port x\n"), None);
-        assert_eq!(parse_sshd_port("ports 9\n"), None);
+    fn every_port_line_of_sshd_t_is_an_ssh_port() {
+        let t = "port 2222\nport 22\naddressfamily any\nport 2222\nlistenaddress [::]:2222\n";
+        assert_eq!(parse_sshd_ports(t), vec![2222, 22]);
+        assert!(parse_sshd_ports("addressfamily any\n").is_empty());
+        assert!(parse_sshd_ports("port x\nport 0\n").is_empty());
+        assert!(parse_sshd_ports("ports 9\n").is_empty());
     }
 
     #[test]
@@ -287,10 +280,10 @@ mod tests {
             format!("{head}   0: 010200C0:0016 030200C0:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1 1\n"),
         )
         .unwrap();
-        let peers = ssh_peers_in(dir.path(), 22).unwrap();
-        assert_eq!(peers, vec!["192.0.2.3".parse::<IpAddr>().unwrap()]);
-        assert!(ssh_peers_in(dir.path(), 2222).unwrap().is_empty());
-        let err = ssh_peers_in(&dir.path().join("none"), 22).unwrap_err();
+        let peers = ssh_peers_in(dir.path(), &[2222, 22]).unwrap();
+        assert_eq!(peers, vec![("192.0.2.3".parse::<IpAddr>().unwrap(), 22)]);
+        assert!(ssh_peers_in(dir.path(), &[2222]).unwrap().is_empty());
+        let err = ssh_peers_in(&dir.path().join("none"), &[22]).unwrap_err();
         assert!(err.contains("lockout guard"), "{err}");
     }
 
@@ -307,18 +300,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_configured_ssh_port_wins_and_a_missing_sshd_means_22_with_a_note() {
+    async fn the_configured_ssh_port_wins_and_a_missing_sshd_is_an_error_naming_the_setting() {
         let cfg = FirewallConfig {
             ssh_port: Some(2200),
             ..FirewallConfig::default()
         };
-        assert_eq!(ssh_port(&cfg, &Redactor::default()).await, (2200, None));
+        assert_eq!(ssh_ports(&cfg, &Redactor::default()).await, Ok(vec![2200]));
         let cfg = FirewallConfig {
             sshd_binary: Some("/nonexistent/sshd".into()),
             ..FirewallConfig::default()
         };
-        let (port, note) = ssh_port(&cfg, &Redactor::default()).await;
-        assert_eq!(port, 22);
-        assert!(note.unwrap().contains("firewall.ssh_port"));
+        let err = ssh_ports(&cfg, &Redactor::default()).await.unwrap_err();
+        assert!(err.contains("set firewall.ssh_port"), "{err}");
+    }
+
+    /// sshd listing two ports: both are guarded (a script standing in for `sshd -T`).
+    #[tokio::test]
+    async fn every_port_sshd_lists_is_asked_of_sshd() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sshd = dir.path().join("sshd");
+        std::fs::write(
+            &sshd,
+            "#!/bin/sh\nprintf 'port 22\\nport 2222\\naddressfamily any\\n'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&sshd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = FirewallConfig {
+            sshd_binary: Some(sshd.clone()),
+            ..FirewallConfig::default()
+        };
+        assert_eq!(
+            ssh_ports(&cfg, &Redactor::default()).await,
+            Ok(vec![22, 2222])
+        );
+        std::fs::write(&sshd, "#!/bin/sh\nexit 255\n").unwrap();
+        let err = ssh_ports(&cfg, &Redactor::default()).await.unwrap_err();
+        assert!(err.contains("the SSH port is not known"), "{err}");
     }
 }

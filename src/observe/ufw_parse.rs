@@ -12,8 +12,8 @@
 //!   does not show them at all while the firewall is inactive.
 //! - on or off: the first line of `ufw status` (`Status: active`), which checks the running
 //!   chains rather than the `ENABLED=` of `ufw.conf`.
-//! - the established SSH sessions: `ss -Htn state established '( sport = :22 )'`, or
-//!   `/proc/net/tcp` and `/proc/net/tcp6` (no process needed).
+//! - the established SSH sessions: `/proc/net/tcp` and `/proc/net/tcp6` of gitmoor's network
+//!   namespace (no process needed, and nothing to parse in columns that vary by version).
 
 use crate::spec::ufw::{Action, Addr, Defaults, Direction, Net, Policy, Ports, Proto};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -207,6 +207,99 @@ fn parse_tuple(fields: &str) -> Option<Tuple> {
     })
 }
 
+/// A rule of the host gitmoor cannot represent as a [`Tuple`] (a port list `22,80` that
+/// `ufw deny 22,80/tcp` makes, another protocol, a field it does not know), read only as far as
+/// the SSH lockout guard needs, erring on the closed side: what cannot be read is taken as
+/// "every port", "every source", "may be TCP", "may judge the host's own input".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseRule {
+    /// None: an action word gitmoor does not know (counted as closing).
+    pub action: Option<Action>,
+    /// May judge incoming traffic to the host itself (not a route rule, not `out`).
+    pub incoming: bool,
+    /// Its protocol may be TCP (`tcp`, `any`, or one not read).
+    pub tcp: bool,
+    /// The destination ports as ranges (a single port is `(p, p)`); None: every port, or not
+    /// read.
+    pub dports: Option<Vec<(u16, u16)>>,
+    /// The source; None when it could not be read (every source, for a deny).
+    pub src: Option<Addr>,
+    /// Everything else read and neutral (no interface, no application, destination any, source
+    /// port any): an allow of this rule surely applies.
+    pub plain: bool,
+}
+
+impl LooseRule {
+    /// Whether the rule may decide a connection to `port`.
+    pub fn may_have_port(&self, port: u16) -> bool {
+        self.dports
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port)))
+    }
+}
+
+/// The conservative reading of a `### tuple ###` line (the whole line, as in
+/// [`ObservedRule::raw`]); None when it is not one.
+pub fn parse_loose(raw: &str) -> Option<LooseRule> {
+    let rest = raw.trim().strip_prefix("### tuple ###")?;
+    let fields = rest.split_once(" comment=").map_or(rest, |(f, _)| f);
+    let f: Vec<&str> = fields.split_whitespace().collect();
+    let word = |i: usize| f.get(i).copied();
+    let (route, action_field) = match word(0).and_then(|a| a.strip_prefix("route:")) {
+        Some(a) => (true, a),
+        None => (false, word(0).unwrap_or("")),
+    };
+    let action = match action_field.split('_').next() {
+        Some("allow") => Some(Action::Allow),
+        Some("deny") => Some(Action::Deny),
+        Some("reject") => Some(Action::Reject),
+        Some("limit") => Some(Action::Limit),
+        _ => None,
+    };
+    let dir_field = match f.len() {
+        7 => word(6),
+        9 => word(8),
+        _ => None,
+    };
+    let direction = dir_field.map(|d| d.split('_').next().unwrap_or(d));
+    let incoming = !route && direction != Some("out");
+    let tcp = !matches!(word(1), Some(p) if p != "tcp" && p != "any");
+    let dports = word(2).and_then(parse_port_list);
+    let src = word(5).and_then(parse_addr);
+    let apps = f.len() == 9 && (word(6) != Some("-") || word(7) != Some("-"));
+    let plain = direction == Some("in")
+        && dir_field.is_some_and(|d| !d.contains('_'))
+        && !apps
+        && word(3).and_then(parse_addr) == Some(Addr::Any)
+        && word(4) == Some("any")
+        && src.is_some()
+        && action.is_some()
+        && action_field.split_once('_').is_none()
+        && !route;
+    Some(LooseRule {
+        action,
+        incoming,
+        tcp,
+        dports,
+        src,
+        plain,
+    })
+}
+
+/// `22,80,8000:8100` (ufw's multiport form) as ranges; None for `any` or what does not read.
+fn parse_port_list(text: &str) -> Option<Vec<(u16, u16)>> {
+    if text == "any" {
+        return None;
+    }
+    text.split(',')
+        .map(|part| match parse_ports(part)? {
+            Ports::One(p) => Some((p, p)),
+            Ports::Range(lo, hi) => Some((lo, hi)),
+            Ports::Any => None,
+        })
+        .collect()
+}
+
 /// `any`, `22`, `8000:8100`; ufw also writes port lists (`80,443`), which gitmoor does not make:
 /// such a rule is not represented.
 fn parse_ports(text: &str) -> Option<Ports> {
@@ -247,31 +340,6 @@ pub fn parse_status_enabled(text: &str) -> Result<bool, String> {
     }
 }
 
-/// The `Default:` line of `ufw status verbose` (only shown while active):
-/// `Default: deny (incoming), allow (outgoing), disabled (routed)`.
-pub fn parse_status_defaults(text: &str) -> Option<Defaults> {
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Default:"))?;
-    let mut d = Defaults::default();
-    for part in line.split(',') {
-        let (word, which) = part.trim().split_once(' ')?;
-        let policy = match word {
-            "allow" => Some(Policy::Allow),
-            "deny" => Some(Policy::Deny),
-            "reject" => Some(Policy::Reject),
-            _ => None,
-        };
-        match which {
-            "(incoming)" => d.incoming = policy,
-            "(outgoing)" => d.outgoing = policy,
-            "(routed)" => d.routed = policy,
-            _ => {}
-        }
-    }
-    Some(d)
-}
-
 /// `/etc/default/ufw`: the default policies (`DEFAULT_INPUT_POLICY="DROP"`, ACCEPT, REJECT) and
 /// whether ufw manages IPv6 (`IPV6=yes`).
 pub fn parse_default_file(text: &str) -> (Defaults, bool) {
@@ -299,52 +367,22 @@ pub fn parse_default_file(text: &str) -> (Defaults, bool) {
     (d, ipv6)
 }
 
-/// The peers of established TCP sessions to local port `port`, from
-/// `ss -Htn state established '( sport = :PORT )'` (columns: Recv-Q Send-Q Local Peer). The
-/// local port is checked again, so unfiltered output is fine too. IPv4-mapped IPv6 peers
-/// (`[::ffff:192.0.2.3]`) are given as IPv4, the family ufw matches them in.
-pub fn parse_ss_peers(text: &str, port: u16) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        // With a state filter ss leaves out the State column; without one it is first.
-        let (local, peer) = match cols.as_slice() {
-            [_, _, local, peer, ..] if cols[0].parse::<u64>().is_ok() => (*local, *peer),
-            [_, _, _, local, peer, ..] => (*local, *peer),
-            _ => continue,
-        };
-        let (Some((_, lport)), Some((ip, _))) = (split_host_port(local), split_host_port(peer))
-        else {
-            continue;
-        };
-        if lport == port {
-            push_peer(&mut out, ip);
-        }
-    }
-    out
-}
-
-/// `192.0.2.1:22`, `[2001:db8::1]:22`, `[fe80::1%eth0]:22`, `*:22`.
-fn split_host_port(text: &str) -> Option<(IpAddr, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = host.split('%').next()?;
-    Some((host.parse().ok()?, port.parse().ok()?))
-}
-
-fn push_peer(out: &mut Vec<IpAddr>, ip: IpAddr) {
+/// IPv4-mapped IPv6 peers (`::ffff:192.0.2.3`) are given as IPv4, the family ufw matches them
+/// in.
+fn push_peer(out: &mut Vec<(IpAddr, u16)>, ip: IpAddr, port: u16) {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    if !out.contains(&ip) {
-        out.push(ip);
+    if !out.contains(&(ip, port)) {
+        out.push((ip, port));
     }
 }
 
-/// The peers of established TCP sessions to local port `port`, from `/proc/net/tcp` or
-/// `/proc/net/tcp6` (state `01`; addresses in hex, each 32-bit word in host byte order).
-pub fn parse_proc_net_tcp_peers(text: &str, port: u16) -> Vec<IpAddr> {
+/// The peers of established TCP sessions to one of the local `ports`, each with the port, from
+/// `/proc/net/tcp` or `/proc/net/tcp6` (state `01`; addresses in hex, each 32-bit word in host
+/// byte order).
+pub fn parse_proc_net_tcp_peers(text: &str, ports: &[u16]) -> Vec<(IpAddr, u16)> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -357,8 +395,8 @@ pub fn parse_proc_net_tcp_peers(text: &str, port: u16) -> Vec<IpAddr> {
         let (Some((_, lport)), Some((ip, _))) = (proc_addr(local), proc_addr(remote)) else {
             continue;
         };
-        if lport == port {
-            push_peer(&mut out, ip);
+        if ports.contains(&lport) {
+            push_peer(&mut out, ip, lport);
         }
     }
     out

@@ -174,20 +174,6 @@ fn status_and_default_file() {
     assert!(parse_status_enabled("Statut : inactif\n")
         .unwrap_err()
         .contains("LC_ALL=C"));
-    assert_eq!(
-        parse_status_defaults(STATUS_ACTIVE),
-        Some(Defaults {
-            incoming: Some(Policy::Deny),
-            outgoing: Some(Policy::Allow),
-            routed: Some(Policy::Deny),
-        })
-    );
-    let d =
-        parse_status_defaults("Default: reject (incoming), allow (outgoing), disabled (routed)")
-            .expect("defaults");
-    assert_eq!(d.incoming, Some(Policy::Reject));
-    assert_eq!(d.routed, None);
-    assert_eq!(parse_status_defaults("Status: inactive\n"), None);
     let (d, ipv6) = parse_default_file(DEFAULT_FILE);
     assert!(ipv6);
     assert_eq!(
@@ -202,46 +188,6 @@ fn status_and_default_file() {
 }
 
 #[test]
-fn established_ssh_peers_from_ss() {
-    // `ss -Htn state established '( sport = :22 )'` in a namespace, plus IPv6 lines of the
-    // same shape.
-    let text = "0      0      127.0.0.1:22 127.0.0.5:45691
-0      0      127.0.0.1:22 127.0.0.1:34842
-0      0      [2001:db8::1]:22 [2001:db8::9]:50000
-0      0      [::ffff:192.0.2.1]:22 [::ffff:192.0.2.3]:40000
-0      0      [fe80::1%veth0]:22 [fe80::2%veth0]:40001
-0      0      127.0.0.1:22 127.0.0.5:45692
-";
-    let peers = parse_ss_peers(text, 22);
-    let want: Vec<IpAddr> = [
-        "127.0.0.5",
-        "127.0.0.1",
-        "2001:db8::9",
-        "192.0.2.3",
-        "fe80::2",
-    ]
-    .iter()
-    .map(|s| s.parse().expect("ip"))
-    .collect();
-    assert_eq!(peers, want);
-    // Unfiltered (the client's side of each session too): only local port 22 counts.
-    let unfiltered = "0      0      127.0.0.1:22    127.0.0.5:45691
-0      0      127.0.0.5:45691 127.0.0.1:22
-ESTAB  0      0      127.0.0.1:22    127.0.0.7:5000
-";
-    let ips: Vec<String> = parse_ss_peers(unfiltered, 22)
-        .iter()
-        .map(|i| i.to_string())
-        .collect();
-    assert_eq!(ips, vec!["127.0.0.5", "127.0.0.7"]);
-    assert!(parse_ss_peers(
-        "Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n",
-        22
-    )
-    .is_empty());
-}
-
-#[test]
 fn established_ssh_peers_from_proc() {
     // /proc/net/tcp in the same namespace (x86-64, little-endian): a listener, two sessions
     // to :22 seen from both ends.
@@ -253,9 +199,9 @@ fn established_ssh_peers_from_proc() {
    4: 0100007F:0016 0100007F:881A 01 00000000:00000000 00:00000000 00000000     0        0 2509198 1 00000000e65f71dd 20 0 0 10 -1
 ";
     if cfg!(target_endian = "little") {
-        let ips: Vec<String> = parse_proc_net_tcp_peers(tcp, 22)
+        let ips: Vec<String> = parse_proc_net_tcp_peers(tcp, &[22])
             .iter()
-            .map(|i| i.to_string())
+            .map(|(i, _)| i.to_string())
             .collect();
         assert_eq!(ips, vec!["127.0.0.5", "127.0.0.1"]);
         // /proc/net/tcp6: [2001:db8::1]:22 <- [2001:db8::9], and a v4-mapped peer.
@@ -265,9 +211,9 @@ fn established_ssh_peers_from_proc() {
    1: 0000000000000000FFFF0000010200C0:0016 0000000000000000FFFF0000030200C0:9C40 01 0
    2: B80D0120000000000000000001000000:0016 B80D0120000000000000000007000000:C351 0A 0
 ";
-        let ips: Vec<String> = parse_proc_net_tcp_peers(tcp6, 22)
+        let ips: Vec<String> = parse_proc_net_tcp_peers(tcp6, &[22])
             .iter()
-            .map(|i| i.to_string())
+            .map(|(i, _)| i.to_string())
             .collect();
         assert_eq!(ips, vec!["2001:db8::9", "192.0.2.3"]);
     }
@@ -289,4 +235,30 @@ fn the_jump_to_docker_user_must_be_the_first_rule_of_forward() {
     assert!(!forward_starts_with_docker_user(&lines(&[
         "-P FORWARD DROP"
     ])));
+}
+
+#[test]
+fn a_rule_gitmoor_cannot_represent_is_read_loosely_on_the_closed_side() {
+    let l = parse_loose(
+        "### tuple ### deny tcp 22,80,8000:8100 0.0.0.0/0 any 192.0.2.0/24 in comment=6869",
+    )
+    .unwrap();
+    assert_eq!(l.action, Some(Action::Deny));
+    assert!(l.incoming && l.tcp && l.plain);
+    assert_eq!(l.dports, Some(vec![(22, 22), (80, 80), (8000, 8100)]));
+    assert!(l.may_have_port(22) && l.may_have_port(8050) && !l.may_have_port(443));
+    assert_eq!(
+        l.src,
+        Some(Addr::Net(
+            Net::new("192.0.2.0".parse().unwrap(), 24).unwrap()
+        ))
+    );
+    // What does not read counts as every port, every source, maybe TCP.
+    let l = parse_loose("### tuple ### deny tcp 22,x ::/0 any what in").unwrap();
+    assert_eq!((l.dports.clone(), l.src, l.plain), (None, None, false));
+    assert!(l.may_have_port(22));
+    let l =
+        parse_loose("### tuple ### route:allow udp 53 0.0.0.0/0 any 0.0.0.0/0 in_eth0").unwrap();
+    assert!(!l.incoming && !l.tcp && !l.plain);
+    assert_eq!(parse_loose("### something else"), None);
 }

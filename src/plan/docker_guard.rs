@@ -295,7 +295,8 @@ pub fn plan_docker_guard(
         };
         match &block {
             Some(b) if !chain_holds_block(chain, b) => reasons.push(format!(
-                "DOCKER-USER ({tool}) does not start with gitmoor's rules as {name} has them                  (flushed by hand or by a restart of the firewall, or not loaded yet): loaded again"
+                "DOCKER-USER ({tool}) does not start with gitmoor's rules as {name} has them \
+                 (flushed by hand or by a restart of the firewall, or not loaded yet): loaded again"
             )),
             Some(_) if seen.forward_jump_first[i] == Some(false) => reasons.push(format!(
                 "FORWARD ({tool}) does not send to DOCKER-USER first (dockerd 20.10 makes that \
@@ -306,6 +307,25 @@ pub fn plan_docker_guard(
                 mode.as_str()
             )),
             _ => {}
+        }
+    }
+    // The block declares `:DOCKER-USER - [0:0]` (ufw must create the chain at boot, before
+    // dockerd): each reload that loads it flushes the chain, rules of others in it too. Said
+    // before it happens. Only a jump to put first is done without a reload.
+    let reloads = enforce && reasons.iter().any(|r| !r.starts_with("FORWARD ("));
+    if reloads {
+        for (i, tool) in ["iptables", "ip6tables"].into_iter().enumerate() {
+            let Some(chain) = &seen.chains[i] else {
+                continue;
+            };
+            let foreign = foreign_rules_in_chain(chain);
+            if !foreign.is_empty() {
+                notes.push(format!(
+                    "DOCKER-USER ({tool}) holds rules gitmoor did not make, which the `ufw reload` of the Docker guard's step drops (the block declares the chain, so loading it flushes it; so does any later `ufw reload` or boot): {}; to keep such a rule, say it in {} (the block carries its incoming rules) or put it in after.rules outside gitmoor's block",
+                    foreign.iter().map(|l| format!("`{}`", l.trim())).collect::<Vec<_>>().join(", "),
+                    fw.file
+                ));
+            }
         }
     }
     let step = (!reasons.is_empty()).then_some(GuardStep { enforce, reasons });
@@ -375,6 +395,61 @@ pub fn chain_holds_block(chain: &[String], block: &str) -> bool {
         && mark_of(live[0]).is_some()
         && mark_of(live[0]) == mark_of(begin)
         && mark_of(live[block_rules.len() - 1]) == mark_of(end)
+}
+
+/// gitmoor's block in the text of `after.rules` (BEGIN line to END line), as the file holds it
+/// now: what ufw loads at its next reload or boot, whatever the repo says.
+pub fn block_in(text: &str) -> Option<String> {
+    let start = find_line(text, BLOCK_BEGIN)?;
+    let end = start + find_line(&text[start..], BLOCK_END)?;
+    Some(text[start..end + BLOCK_END.len()].to_string())
+}
+
+/// The rules of gitmoor's blocks in a live chain (the lines of `iptables -S`): each begin
+/// marker, the rules after it, up to the end marker of the same hash, inclusive. A begin marker
+/// without its end (a rule deleted by hand took it) gives the marker alone: the rules after it
+/// may be the admin's, and a guess would delete them. An end marker alone is taken too.
+pub fn block_rules_in_chain(chain: &[String]) -> Vec<&String> {
+    let hash_of = |line: &str, kind: &str| -> Option<String> {
+        let prefix = format!("{CHAIN_MARK}{kind}-");
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix.as_str()).map(str::to_string))
+    };
+    let mut out: Vec<&String> = Vec::new();
+    let mut i = 0;
+    while i < chain.len() {
+        let line = &chain[i];
+        if let Some(hash) = hash_of(line, "begin") {
+            let end = chain[i + 1..]
+                .iter()
+                .position(|l| hash_of(l, "end").as_deref() == Some(hash.as_str()))
+                .map(|p| i + 1 + p);
+            match end {
+                Some(e) => {
+                    out.extend(&chain[i..=e]);
+                    i = e + 1;
+                    continue;
+                }
+                None => out.push(line),
+            }
+        } else if line.contains(CHAIN_MARK) {
+            out.push(line);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The rules of a live `DOCKER-USER` that are not gitmoor's (an admin's, a ufw-docker block):
+/// dockerd's own `-j RETURN` aside, which it makes with the chain.
+pub fn foreign_rules_in_chain(chain: &[String]) -> Vec<&String> {
+    let ours = block_rules_in_chain(chain);
+    chain
+        .iter()
+        .filter(|l| l.trim().starts_with("-A DOCKER-USER"))
+        .filter(|l| l.trim() != "-A DOCKER-USER -j RETURN")
+        .filter(|l| !ours.iter().any(|o| std::ptr::eq(*o, *l)))
+        .collect()
 }
 
 /// Whether the live chain still has a rule of gitmoor's block (any block).

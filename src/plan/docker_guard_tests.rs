@@ -329,3 +329,71 @@ fn the_guard_is_planned_from_the_files_and_the_live_chains_on_every_reconcile() 
         (None, vec![])
     );
 }
+
+/// Loading the block flushes DOCKER-USER (it declares the chain): the plan says which rules of
+/// others a reload will drop, before it happens; a step that only puts the jump first reloads
+/// nothing and says nothing.
+#[test]
+fn the_plan_names_the_rules_of_others_a_reload_drops() {
+    let fw = firewall(SEED);
+    let (b4, b6) = (docker_user_block(&fw, false), docker_user_block(&fw, true));
+    let base = "*filter\nCOMMIT\n".to_string();
+    let with = [
+        Some(splice_block(&base, Some(&b4)).unwrap()),
+        Some(splice_block(&base, Some(&b6)).unwrap()),
+    ];
+    let mut admin4 = loaded(&b4);
+    admin4.push("-A DOCKER-USER -s 192.0.2.9/32 -j DROP".into());
+    // The files change (no block yet): reloaded, and the admin's rule is named.
+    let fresh = observed_ufw(
+        [Some(base.clone()), Some(base.clone())],
+        [
+            Some(vec![
+                "-N DOCKER-USER".into(),
+                "-A DOCKER-USER -s 192.0.2.9/32 -j DROP".into(),
+                "-A DOCKER-USER -j RETURN".into(),
+            ]),
+            Some(vec![]),
+        ],
+    );
+    let (step, notes) = plan_docker_guard(&fw, &fresh, DockerGuard::Enforce);
+    assert!(step.is_some());
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("DOCKER-USER (iptables) holds rules gitmoor did not make")
+            && notes[0].contains("`-A DOCKER-USER -s 192.0.2.9/32 -j DROP`")
+            && !notes[0].contains("-j RETURN`")
+            && notes[0].contains("ufw/rules.yaml"),
+        "{notes:?}"
+    );
+    // Only the IPv6 jump missing: no reload, so nothing to warn about.
+    let mut no_jump = observed_ufw(with.clone(), [Some(admin4.clone()), Some(loaded(&b6))]);
+    no_jump.docker_user.forward_jump_first[1] = Some(false);
+    let (step, notes) = plan_docker_guard(&fw, &no_jump, DockerGuard::Enforce);
+    assert!(step.is_some());
+    assert!(notes.is_empty(), "{notes:?}");
+    // And nothing at all when the block and the jumps are in force.
+    let good = observed_ufw(with, [Some(admin4), Some(loaded(&b6))]);
+    assert_eq!(
+        plan_docker_guard(&fw, &good, DockerGuard::Enforce),
+        (None, vec![])
+    );
+}
+
+#[test]
+fn no_reason_holds_a_run_of_spaces_from_a_broken_line() {
+    let fw = firewall(SEED);
+    let b6 = docker_user_block(&fw, true);
+    let base = "*filter\nCOMMIT\n".to_string();
+    let o = observed_ufw(
+        [
+            Some(splice_block(&base, Some(&docker_user_block(&fw, false))).unwrap()),
+            Some(splice_block(&base, Some(&b6)).unwrap()),
+        ],
+        [Some(vec![]), Some(vec![])],
+    );
+    let (step, _) = plan_docker_guard(&fw, &o, DockerGuard::Enforce);
+    for r in step.expect("a step").reasons {
+        assert!(!r.contains("  "), "{r}");
+    }
+}

@@ -12,9 +12,13 @@
 //! - gitmoor owns the rules whose comment carries its tag ([`TAG`]); it deletes only those,
 //!   by their rule spec (`ufw delete allow proto tcp from ... port 22`: numbers shift with
 //!   every change, a spec does not; ufw matches it whatever the comment). Other rules are
-//!   reported and kept, unless the host's config says gitmoor owns the whole firewall.
+//!   reported and kept, unless the host's config says gitmoor owns the whole firewall. Kept
+//!   means untouched: a rule of the file with the same match as a hand-made one does not
+//!   re-tag or change it (that would make it gitmoor's, deleted by a later commit); where a
+//!   call could reach the other family's hand-made rule (`any` to `any` is one rule for ufw
+//!   in both), it names its own family's `any` (`0.0.0.0/0`, `::/0`).
 
-use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
+use crate::observe::ufw_parse::{parse_loose, LooseRule, ObservedFirewall, ObservedRule, Tuple};
 use crate::spec::ufw::{
     describe, Action, Addr, Defaults, Direction, FirewallRule, FirewallSpec, Net, Policy, Ports,
     Proto,
@@ -88,6 +92,9 @@ pub struct FirewallStep {
 pub struct AfterRule {
     pub tuple: Option<Tuple>,
     pub comment: String,
+    /// The tuple line as UFW has it ("" for a rule the plan adds): a rule gitmoor cannot
+    /// represent (tuple None, a port list say) is judged from it, conservatively.
+    pub raw: String,
 }
 
 /// The firewall after the plan, as the guard checks it.
@@ -184,6 +191,60 @@ pub fn rule_argv(r: &FirewallRule) -> Vec<String> {
     v
 }
 
+/// [`rule_argv`] for one family only: `any` written as `0.0.0.0/0` or `::/0`, which ufw takes
+/// as that family's (a rule of the other family with the same match is not touched).
+pub fn rule_argv_family(r: &FirewallRule, v6: bool) -> Vec<String> {
+    let mut v = vec![r.action.as_str().to_string()];
+    v.extend(family_words(&match_words(&tuple_of(r)), v6));
+    v.extend(["comment".to_string(), tagged_comment(r.comment.as_deref())]);
+    v
+}
+
+/// [`delete_argv`] for one family only (see [`rule_argv_family`]).
+pub fn delete_argv_family(t: &Tuple, v6: bool) -> Vec<String> {
+    let mut v = vec!["delete".to_string(), t.action.as_str().to_string()];
+    v.extend(family_words(&match_words(t), v6));
+    v
+}
+
+/// The words of a match with `any` after `from`/`to` as the family's own `any`.
+fn family_words(words: &[String], v6: bool) -> Vec<String> {
+    let any = if v6 { "::/0" } else { "0.0.0.0/0" };
+    let mut out = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let after_addr_key = i > 0 && matches!(words[i - 1].as_str(), "from" | "to");
+        out.push(if after_addr_key && w == "any" {
+            any.to_string()
+        } else {
+            w.clone()
+        });
+    }
+    out
+}
+
+/// `` in IPv6`` when a rule of both families is not applied in one of them.
+fn family_words_note(families: &[bool], fam: bool) -> &'static str {
+    match (families.len(), fam) {
+        (2, false) => " in IPv4",
+        (2, true) => " in IPv6",
+        _ => "",
+    }
+}
+
+/// A rule of the host as a plan names it: `allow in 22/tcp from any to any (v6) # mine`.
+fn describe_observed_parts(t: &Tuple, comment: &str, v6: bool) -> String {
+    format!(
+        "`{}`{}{}",
+        describe_tuple(t),
+        if v6 { " (v6)" } else { "" },
+        if comment.is_empty() {
+            String::new()
+        } else {
+            format!(" # {comment}")
+        }
+    )
+}
+
 /// The `ufw` argv that deletes a rule by its spec (ufw matches it whatever its comment).
 pub fn delete_argv(t: &Tuple) -> Vec<String> {
     let mut v = vec!["delete".to_string(), t.action.as_str().to_string()];
@@ -237,6 +298,7 @@ pub fn plan_firewall(
         let a = AfterRule {
             tuple: r.tuple.clone(),
             comment: r.comment.clone(),
+            raw: r.raw.clone(),
         };
         if r.v6 {
             v6.push(a);
@@ -262,69 +324,123 @@ pub fn plan_firewall(
             ));
             continue;
         }
+        // Per family: what UFW has with the same match. A rule made outside gitmoor is never
+        // re-tagged or changed (unless gitmoor owns the whole firewall): ufw keeps one rule
+        // per match, so taking it over would make it gitmoor's, and a later commit dropping
+        // the rule from the file would delete the admin's rule.
+        let at = format!("{}:{}", desired.file, rule.line);
         let mut changes: Vec<String> = Vec::new();
-        let mut missing = false;
+        let mut missing: Vec<bool> = Vec::new();
+        let mut foreign: Vec<bool> = Vec::new();
+        let mut update: Vec<bool> = Vec::new();
         for &fam in &families {
             wanted.push((fam, want.clone(), index));
             let list = if fam { &mut v6 } else { &mut v4 };
             let found = list
                 .iter_mut()
                 .find(|a| a.tuple.as_ref().is_some_and(|t| same_match(t, &want)));
-            match found {
-                None => {
-                    missing = true;
-                    list.push(AfterRule {
-                        tuple: Some(want.clone()),
-                        comment: comment.clone(),
-                    });
+            let Some(a) = found else {
+                missing.push(fam);
+                list.push(AfterRule {
+                    tuple: Some(want.clone()),
+                    comment: comment.clone(),
+                    raw: String::new(),
+                });
+                continue;
+            };
+            let Some(have) = a.tuple.clone() else {
+                continue;
+            };
+            let action_differs = have.action != want.action || !have.log.is_empty();
+            if !is_owned(&a.comment) && !opts.owns_whole_firewall {
+                foreign.push(fam);
+                let hand = describe_observed_parts(&have, &a.comment, fam);
+                if action_differs {
+                    plan.warnings.push(format!(
+                        "{at}: `{rule}` is not applied{}: UFW has {hand}, made outside gitmoor, with the same match (ufw keeps one rule per match, so applying it would change that rule, and a later commit without it would delete it); delete that rule by hand, or set firewall.owns_whole_firewall: true in gitmoor's config",
+                        family_words_note(&families, fam)
+                    ));
+                } else {
+                    plan.unmanaged.push(format!(
+                        "{hand}: kept as it is; it is the rule `{rule}` of {at} already, made outside gitmoor: gitmoor does not tag it, so it stays when the file drops the rule"
+                    ));
                 }
-                Some(a) => {
-                    let Some(have) = a.tuple.as_ref() else {
-                        continue;
-                    };
-                    if !is_owned(&a.comment) {
-                        changes.push(format!(
-                            "takes over the rule made outside gitmoor{} (ufw keeps one rule per match)",
-                            if a.comment.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" with the comment `{}`", a.comment)
-                            }
-                        ));
-                    } else if a.comment != comment {
-                        changes.push(format!("comment `{}` -> `{comment}`", a.comment));
+                continue;
+            }
+            let mut changed = false;
+            if !is_owned(&a.comment) {
+                changes.push(format!(
+                    "takes over the rule made outside gitmoor{} (firewall.owns_whole_firewall)",
+                    if a.comment.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with the comment `{}`", a.comment)
                     }
-                    if have.action != want.action || !have.log.is_empty() {
-                        changes.push(format!(
-                            "action {} -> {}",
-                            have.action.as_str(),
-                            want.action.as_str()
-                        ));
-                    }
-                    a.tuple = Some(want.clone());
-                    a.comment = comment.clone();
-                }
+                ));
+                changed = true;
+            } else if a.comment != comment {
+                changes.push(format!("comment `{}` -> `{comment}`", a.comment));
+                changed = true;
+            }
+            if action_differs {
+                changes.push(format!(
+                    "action {} -> {}",
+                    have.action.as_str(),
+                    want.action.as_str()
+                ));
+                changed = true;
+            }
+            if changed {
+                update.push(fam);
+                a.tuple = Some(want.clone());
+                a.comment = comment.clone();
             }
         }
         changes.dedup();
-        let at = format!("{}:{}", desired.file, rule.line);
-        if missing {
-            plan.steps.push(FirewallStep {
-                kind: StepKind::Add,
-                argv: rule_argv(rule),
-                reason: if changes.is_empty() {
-                    format!("new rule `{rule}` ({at})")
-                } else {
-                    // Present in one family only (made by hand for IPv4, say): replaced there.
-                    format!("new rule `{rule}` ({at}); {}", changes.join(", "))
-                },
-            });
-        } else if !changes.is_empty() {
-            plan.steps.push(FirewallStep {
-                kind: StepKind::Update,
-                argv: rule_argv(rule),
-                reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
-            });
+        // With a rule of the other family left alone, each call names its family's `any`
+        // (`0.0.0.0/0`, `::/0`), so ufw touches that family only.
+        let argv_for = |fams: &[bool]| -> Vec<Vec<String>> {
+            if foreign.is_empty() {
+                vec![rule_argv(rule)]
+            } else {
+                fams.iter().map(|&f| rule_argv_family(rule, f)).collect()
+            }
+        };
+        if !missing.is_empty() {
+            let touched: Vec<bool> = if foreign.is_empty() {
+                families.clone()
+            } else {
+                missing.clone()
+            };
+            for argv in argv_for(&touched) {
+                plan.steps.push(FirewallStep {
+                    kind: StepKind::Add,
+                    argv,
+                    reason: if changes.is_empty() || !foreign.is_empty() {
+                        format!("new rule `{rule}` ({at})")
+                    } else {
+                        // Present in one family only: replaced there by the same call.
+                        format!("new rule `{rule}` ({at}); {}", changes.join(", "))
+                    },
+                });
+            }
+            if !foreign.is_empty() && !update.is_empty() {
+                for argv in argv_for(&update) {
+                    plan.steps.push(FirewallStep {
+                        kind: StepKind::Update,
+                        argv,
+                        reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
+                    });
+                }
+            }
+        } else if !update.is_empty() {
+            for argv in argv_for(&update) {
+                plan.steps.push(FirewallStep {
+                    kind: StepKind::Update,
+                    argv,
+                    reason: format!("`{rule}` ({at}): {}", changes.join(", ")),
+                });
+            }
         }
     }
 
@@ -350,7 +466,21 @@ pub fn plan_firewall(
             ));
             continue;
         }
-        let argv = delete_argv(t);
+        // A rule of `any` to `any` is one rule for ufw in both families: its delete takes the
+        // other family's rule too. When that one is left alone (not gitmoor's, or kept by the
+        // file), the delete names this family's `any`, so it is kept indeed.
+        let other_stays = t.src == Addr::Any
+            && t.dst == Addr::Any
+            && observed.rules.iter().any(|o| {
+                o.v6 != r.v6
+                    && o.tuple.as_ref().is_some_and(|x| same_match(x, t))
+                    && (kept_by_file(o.v6, t) || !is_owned(&o.comment) && !opts.owns_whole_firewall)
+            });
+        let argv = if other_stays {
+            delete_argv_family(t, r.v6)
+        } else {
+            delete_argv(t)
+        };
         if plan.steps.iter().any(|s| s.argv == argv) {
             continue; // One delete takes the IPv4 and IPv6 rules of `any` to `any`.
         }
@@ -367,7 +497,12 @@ pub fn plan_firewall(
             argv,
             reason: format!("`{}`: {why}", describe_tuple(t)),
         });
-        for list in [&mut v4, &mut v6] {
+        let lists: Vec<&mut Vec<AfterRule>> = if other_stays {
+            vec![if r.v6 { &mut v6 } else { &mut v4 }]
+        } else {
+            vec![&mut v4, &mut v6]
+        };
+        for list in lists {
             list.retain(|a| !a.tuple.as_ref().is_some_and(|x| same_match(x, t)));
         }
     }
@@ -469,17 +604,18 @@ fn order_warning(
 /// The config key that applies a firewall change the lockout guard refuses.
 pub const LOCKOUT_OVERRIDE: &str = "firewall.allow_ssh_lockout: true";
 
-/// The SSH lockout guard, checked before anything changes: after the plan, the SSH port must
-/// stay open from at least one source, and every address with an SSH session open now must
-/// still be let in. ufw's order is followed (the first rule that fits decides; `limit` lets
-/// through; the default incoming policy decides when no rule fits). Where a rule cannot be
-/// judged for sure (an interface, a destination address), an allow is not counted and a deny
-/// is: the guard errs on the side of keeping the admin in. The error says why and names the
-/// override.
+/// The SSH lockout guard, checked before anything changes: after the plan, each SSH port
+/// (every one sshd listens on) must stay open from at least one source, and every address with
+/// an SSH session open now must still be let in on the port it is connected to (loopback
+/// sessions aside: UFW never filters them). ufw's order is followed (the first rule that fits
+/// decides; `limit` lets through; the default incoming policy decides when no rule fits).
+/// Where a rule cannot be judged for sure (an interface, a destination address, a rule gitmoor
+/// cannot represent), an allow is not counted and a deny is: the guard errs on the side of
+/// keeping the admin in. The error says why and names the override.
 pub fn lockout_guard(
     plan: &FirewallPlan,
-    ssh_port: u16,
-    established_ssh_peers: &[IpAddr],
+    ssh_ports: &[u16],
+    established_ssh_sessions: &[(IpAddr, u16)],
 ) -> Result<(), String> {
     let after = &plan.after;
     if !after.enabled {
@@ -491,20 +627,30 @@ pub fn lockout_guard(
     } else {
         plan.file.as_str()
     };
-    let refuse = |why: String| {
+    let refuse = |ssh_port: u16, why: String| {
         Err(format!(
             "the firewall change would lock out SSH (port {ssh_port}/tcp): {why}; nothing of the firewall was changed. Allow it in {file}, or set {LOCKOUT_OVERRIDE} in gitmoor's config to apply it anyway"
         ))
     };
-    for peer in established_ssh_peers {
+    for (peer, ssh_port) in established_ssh_sessions {
+        let ssh_port = *ssh_port;
         let peer = match peer {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*peer, IpAddr::V4),
             v4 => *v4,
         };
+        // UFW always lets loopback in (`-i lo -j ACCEPT` before any rule), so a session from
+        // the host itself (an `ssh -R` tunnel, a local check) is never locked out. Judged here,
+        // once, for the plan's check and the apply's alike.
+        if peer.is_loopback() {
+            continue;
+        }
         if peer.is_ipv6() && !after.ipv6 {
-            return refuse(format!(
-                "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"
-            ));
+            return refuse(
+                ssh_port,
+                format!(
+                    "{peer} has an SSH session open now, and ufw with IPV6=no drops IPv6 but loopback"
+                ),
+            );
         }
         let list = if peer.is_ipv6() { &after.v6 } else { &after.v4 };
         if let Verdict::Closed(why) = verdict(
@@ -513,7 +659,10 @@ pub fn lockout_guard(
             ssh_port,
             after.defaults.incoming,
         ) {
-            return refuse(format!("{peer} has an SSH session open now, and {why}"));
+            return refuse(
+                ssh_port,
+                format!("{peer} has an SSH session open now, and {why}"),
+            );
         }
     }
     let families: &[(bool, &Vec<AfterRule>)] = if after.ipv6 {
@@ -521,29 +670,36 @@ pub fn lockout_guard(
     } else {
         &[(false, &after.v4)]
     };
-    let open_somewhere = families.iter().any(|(_, list)| {
-        let mut sources: Vec<Addr> = list
-            .iter()
-            .filter_map(|a| a.tuple.as_ref())
-            .filter(|t| t.action.lets_through() && fits(t, ssh_port) == Fit::Sure)
-            .map(|t| t.src)
-            .collect();
-        sources.push(Addr::Any);
-        sources.iter().any(|s| {
-            matches!(
-                verdict(list, s, ssh_port, after.defaults.incoming),
-                Verdict::Open
-            )
-        })
-    });
-    if !open_somewhere {
-        let default = after
-            .defaults
-            .incoming
-            .map_or("unknown".to_string(), |p| p.as_str().to_string());
-        return refuse(format!(
-            "no rule lets any source in, and the default incoming policy is {default}"
-        ));
+    for &ssh_port in ssh_ports {
+        let open_somewhere = families.iter().any(|(_, list)| {
+            let mut sources: Vec<Addr> =
+                list.iter()
+                    .filter_map(|a| match &a.tuple {
+                        Some(t) => (t.action.lets_through() && fits(t, ssh_port) == Fit::Sure)
+                            .then_some(t.src),
+                        None => parse_loose(&a.raw)
+                            .filter(|l| loose_opens(l, ssh_port))
+                            .and_then(|l| l.src),
+                    })
+                    .collect();
+            sources.push(Addr::Any);
+            sources.iter().any(|s| {
+                matches!(
+                    verdict(list, s, ssh_port, after.defaults.incoming),
+                    Verdict::Open
+                )
+            })
+        });
+        if !open_somewhere {
+            let default = after
+                .defaults
+                .incoming
+                .map_or("unknown".to_string(), |p| p.as_str().to_string());
+            return refuse(
+                ssh_port,
+                format!("no rule lets any source in, and the default incoming policy is {default}"),
+            );
+        }
     }
     Ok(())
 }
@@ -584,7 +740,12 @@ fn fits(t: &Tuple, port: u16) -> Fit {
 /// in order.
 fn verdict(list: &[AfterRule], src: &Addr, port: u16, incoming: Option<Policy>) -> Verdict {
     for a in list {
-        let Some(t) = &a.tuple else { continue };
+        let Some(t) = &a.tuple else {
+            match loose_verdict(a, src, port) {
+                Some(v) => return v,
+                None => continue,
+            }
+        };
         let fit = fits(t, port);
         if fit == Fit::No {
             continue;
@@ -621,6 +782,49 @@ fn verdict(list: &[AfterRule], src: &Addr, port: u16, incoming: Option<Policy>) 
             Verdict::Closed("no rule lets it in and the default incoming policy is unknown".into())
         }
     }
+}
+
+/// Whether a rule gitmoor cannot represent surely lets a TCP connection to `port` in (its
+/// source aside): an allow or limit for the host's input, TCP or any protocol, the port in its
+/// list, nothing else that could narrow it.
+fn loose_opens(l: &LooseRule, port: u16) -> bool {
+    l.plain
+        && l.action.is_some_and(Action::lets_through)
+        && l.incoming
+        && l.tcp
+        && l.dports.is_some()
+        && l.may_have_port(port)
+}
+
+/// What a rule gitmoor cannot represent does to a connection to `port` from `src`, erring on
+/// the closed side: a deny, a reject or an unknown action that may apply closes (a port list
+/// that may hold the port, a source that may cover `src` or could not be read); an allow counts
+/// only when it surely applies; None: the next rule decides.
+fn loose_verdict(a: &AfterRule, src: &Addr, port: u16) -> Option<Verdict> {
+    // Not even a tuple line: ufw ignores it too.
+    let l = parse_loose(&a.raw)?;
+    if !l.incoming || !l.tcp || !l.may_have_port(port) {
+        return None;
+    }
+    if l.action.is_some_and(Action::lets_through) {
+        let covers = l.src.is_some_and(|s| s.covers(src));
+        return (covers && loose_opens(&l, port)).then_some(Verdict::Open);
+    }
+    // As for a rule read whole: it decides for `src` when its source covers it; a source not
+    // read covers every one.
+    let may_cover = l.src.is_none_or(|s| s.covers(src));
+    may_cover.then(|| {
+        Verdict::Closed(format!(
+            "the rule `{}`{}, which gitmoor cannot fully read (a port list, say), comes first and may {} it",
+            a.raw.trim_start_matches("### tuple ###").split(" comment=").next().unwrap_or("").trim(),
+            if a.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" (# {})", a.comment)
+            },
+            if l.action == Some(Action::Reject) { "reject" } else { "drop" }
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -74,6 +74,12 @@ fn seed_on_host() -> (String, String) {
     )
 }
 
+/// The guard for one SSH port, every session on it.
+fn lockout_guard(plan: &FirewallPlan, port: u16, peers: &[IpAddr]) -> Result<(), String> {
+    let sessions: Vec<(IpAddr, u16)> = peers.iter().map(|p| (*p, port)).collect();
+    super::lockout_guard(plan, &[port], &sessions)
+}
+
 fn argvs(plan: &FirewallPlan) -> Vec<String> {
     plan.steps.iter().map(|s| s.argv.join(" ")).collect()
 }
@@ -221,7 +227,7 @@ fn a_removed_rule_is_deleted_only_when_tagged_and_untagged_rules_are_kept() {
 }
 
 #[test]
-fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_taken_over() {
+fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_left_alone() {
     let (v4, v6) = seed_on_host();
     let v4 = v4
         .replace("allow tcp 443", "limit tcp 443")
@@ -246,42 +252,147 @@ fn changed_actions_and_comments_update_in_place_and_a_same_match_rule_is_taken_o
     assert!(plan.steps[1]
         .reason
         .ends_with("comment `gitmoor: old` -> `gitmoor: ssh admins`"));
-    // 8443 exists on v4 only (made by hand): v6 needs adding, v4 is replaced, so one add.
+    // 8443 exists on v4 only, made by hand with another action: left as it is (said), and
+    // the IPv6 rule added for IPv6 alone, so ufw does not touch the IPv4 one.
+    assert_eq!(
+        plan.steps[2].argv.join(" "),
+        "deny proto tcp from ::/0 to ::/0 port 8443 comment gitmoor"
+    );
+    assert_eq!(
+        plan.steps[2].reason,
+        "new rule `deny in 8443/tcp from any to any` (ufw/rules.yaml:19)"
+    );
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with("ufw/rules.yaml:19: `deny in 8443/tcp from any to any` is not applied in IPv4: UFW has `allow in 8443/tcp from any to any`, made outside gitmoor")
+            && plan.warnings[0].contains("firewall.owns_whole_firewall: true"),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(plan.unmanaged.is_empty());
+    // The firewall as it will be keeps the hand-made allow in IPv4.
+    let hand4 = plan
+        .after
+        .v4
+        .iter()
+        .find(|a| {
+            a.tuple
+                .as_ref()
+                .is_some_and(|t| t.dport == Ports::One(8443))
+        })
+        .unwrap();
+    assert_eq!(
+        (hand4.tuple.as_ref().unwrap().action, hand4.comment.as_str()),
+        (Action::Allow, "")
+    );
+
+    // Owning the whole firewall: taken over, as before, in one call.
+    let plan = plan_firewall(
+        &spec(&text),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions {
+            owns_whole_firewall: true,
+            ..FirewallOptions::default()
+        },
+    );
     assert_eq!(
         plan.steps[2].argv.join(" "),
         "deny proto tcp from any to any port 8443 comment gitmoor"
     );
-    assert_eq!(
-        plan.steps[2].reason,
-        "new rule `deny in 8443/tcp from any to any` (ufw/rules.yaml:19); takes over the rule made outside gitmoor (ufw keeps one rule per match), action allow -> deny"
+    assert!(
+        plan.steps[2].reason.ends_with("takes over the rule made outside gitmoor (firewall.owns_whole_firewall), action allow -> deny"),
+        "{}",
+        plan.steps[2].reason
     );
-    assert!(plan.unmanaged.is_empty());
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
-    // A hand-made rule with the same match as one of the file: one call replaces it.
+    // A hand-made rule with the same match and action as one of the file: nothing to do, not
+    // re-tagged, reported as kept.
     let hand = "### tuple ### allow tcp 22 0.0.0.0/0 any 192.0.2.3 in comment=6d696e65\n";
     let plan = plan_firewall(
         &spec(SEED),
         &host(hand, "", Policy::Deny),
         FirewallOptions::default(),
     );
-    let update = plan
+    assert!(
+        plan.steps
+            .iter()
+            .all(|s| !s.argv.iter().any(|w| w == "192.0.2.3")),
+        "{:?}",
+        argvs(&plan)
+    );
+    assert_eq!(plan.unmanaged.len(), 1, "{:?}", plan.unmanaged);
+    assert!(
+        plan.unmanaged[0].contains("# mine`") || plan.unmanaged[0].contains("# mine"),
+        "{:?}",
+        plan.unmanaged
+    );
+    assert!(
+        plan.unmanaged[0].contains("stays when the file drops the rule"),
+        "{:?}",
+        plan.unmanaged
+    );
+    assert_eq!(
+        plan.after.v4.iter().filter(|a| a.comment == "mine").count(),
+        1
+    );
+    // The guard still counts it: the admin stays in.
+    assert_eq!(lockout_guard(&plan, 22, &[ip("192.0.2.3")]), Ok(()));
+}
+
+/// A gitmoor rule of `any` to `any` leaving the file, with a hand-made rule of the same match
+/// in the other family: the delete names its family's `any`, so ufw keeps the other (a plain
+/// `ufw delete allow 80/tcp` takes both), and the plan's "after" keeps it too.
+#[test]
+fn a_delete_of_any_to_any_keeps_the_hand_made_rule_of_the_other_family() {
+    let web = hex("gitmoor: web");
+    let v4 = format!("### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in comment={web}\n");
+    let v6 = "### tuple ### allow tcp 8080 ::/0 any ::/0 in\n";
+    let text = "rules:\n  - action: allow\n    port: 443\n    proto: tcp\n";
+    let plan = plan_firewall(
+        &spec(text),
+        &host(&v4, v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let deletes: Vec<String> = plan
         .steps
         .iter()
-        .find(|s| s.kind == StepKind::Update)
-        .expect("update");
+        .filter(|s| s.kind == StepKind::Delete)
+        .map(|s| s.argv.join(" "))
+        .collect();
     assert_eq!(
-        update.argv.join(" "),
-        "allow proto tcp from 192.0.2.3 to any port 22 comment gitmoor: ssh admins"
+        deletes,
+        ["delete allow proto tcp from 0.0.0.0/0 to 0.0.0.0/0 port 8080"]
     );
-    assert!(update.reason.ends_with("takes over the rule made outside gitmoor with the comment `mine` (ufw keeps one rule per match)"), "{}", update.reason);
-    assert!(plan.unmanaged.is_empty());
+    assert!(plan.after.v6.iter().any(|a| a
+        .tuple
+        .as_ref()
+        .is_some_and(|t| t.dport == Ports::One(8080))));
+    assert!(!plan.after.v4.iter().any(|a| a
+        .tuple
+        .as_ref()
+        .is_some_and(|t| t.dport == Ports::One(8080))));
+    assert!(
+        plan.unmanaged.iter().any(|u| u.contains("8080")),
+        "{:?}",
+        plan.unmanaged
+    );
+    // Both gitmoor's: one plain delete takes both.
+    let v6 = format!("### tuple ### allow tcp 8080 ::/0 any ::/0 in comment={web}\n");
+    let plan = plan_firewall(
+        &spec(text),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let deletes: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Delete)
+        .map(|s| s.argv.join(" "))
+        .collect();
     assert_eq!(
-        plan.after
-            .v4
-            .iter()
-            .filter(|a| a.comment == "gitmoor: ssh admins")
-            .count(),
-        1
+        deletes,
+        ["delete allow proto tcp from any to any port 8080"]
     );
 }
 
@@ -435,6 +546,122 @@ fn the_guard_sees_what_stays_on_the_host_and_ipv6_off() {
     assert!(e.contains("IPV6=no"), "{e}");
 }
 
+/// A session from the host itself (an `ssh -R` tunnel from 127.0.0.1 or ::1) never makes the
+/// guard refuse: UFW lets loopback in before any rule. The apply's check passes the sessions
+/// unfiltered, so the guard must judge this itself.
+#[test]
+fn the_guard_leaves_loopback_sessions_out() {
+    let (v4, v6) = seed_on_host();
+    let plan = plan_firewall(
+        &spec(&SEED.replace("[192.0.2.3, 2001:db8::3]", "[192.0.2.4]")),
+        &host(&v4, &v6, Policy::Deny),
+        FirewallOptions::default(),
+    );
+    let loopback = [
+        ip("127.0.0.1"),
+        ip("::1"),
+        ip("::ffff:127.0.0.1"),
+        ip("127.0.0.5"),
+    ];
+    assert_eq!(lockout_guard(&plan, 22, &loopback), Ok(()));
+    // With IPv6 off in ufw too.
+    let mut off = empty();
+    off.ipv6 = false;
+    let plan = plan_firewall(&spec(SEED), &off, FirewallOptions::default());
+    assert_eq!(lockout_guard(&plan, 22, &loopback), Ok(()));
+    // A real peer next to them is still judged.
+    let mut peers = loopback.to_vec();
+    peers.push(ip("2001:db8::3"));
+    assert!(lockout_guard(&plan, 22, &peers).is_err());
+}
+
+/// sshd listening on two ports: each must stay open from somewhere, and a session is judged
+/// on the port it is connected to.
+#[test]
+fn the_guard_keeps_every_ssh_port_open_and_judges_each_session_on_its_port() {
+    let text = "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 22\n    proto: tcp\n    from: 192.0.2.3\n  - action: allow\n    port: 2222\n    proto: tcp\n    from: 192.0.2.4\n";
+    let plan = plan_firewall(&spec(text), &empty(), FirewallOptions::default());
+    assert_eq!(super::lockout_guard(&plan, &[22, 2222], &[]), Ok(()));
+    let s = |a: &str, p: u16| (ip(a), p);
+    assert_eq!(
+        super::lockout_guard(
+            &plan,
+            &[22, 2222],
+            &[s("192.0.2.3", 22), s("192.0.2.4", 2222)]
+        ),
+        Ok(())
+    );
+    let e = super::lockout_guard(&plan, &[22, 2222], &[s("192.0.2.3", 2222)]).unwrap_err();
+    assert!(
+        e.contains("(port 2222/tcp): 192.0.2.3 has an SSH session open now"),
+        "{e}"
+    );
+    // The second port closed to all: refused, though the first stays open.
+    let only_22 =
+        "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 22\n    proto: tcp\n";
+    let plan = plan_firewall(&spec(only_22), &empty(), FirewallOptions::default());
+    let e = super::lockout_guard(&plan, &[22, 2222], &[]).unwrap_err();
+    assert!(
+        e.contains("(port 2222/tcp): no rule lets any source in"),
+        "{e}"
+    );
+}
+
+/// A rule UFW holds that gitmoor cannot represent (a port list, as `ufw deny 22,80/tcp`
+/// makes) still counts: a deny whose ports may include SSH's closes it; a plain allow of a
+/// list holding the SSH port lets in.
+#[test]
+fn the_guard_counts_rules_with_port_lists() {
+    let (v4, v6) = seed_on_host();
+    let deny = "### tuple ### deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in\n";
+    let observed = host(&format!("{deny}{v4}"), &v6, Policy::Deny);
+    assert_eq!(observed.rules[0].tuple, None);
+    let plan = plan_firewall(&spec(SEED), &observed, FirewallOptions::default());
+    let e = lockout_guard(&plan, 22, &[ip("192.0.2.3")]).unwrap_err();
+    assert!(
+        e.contains("`deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in`, which gitmoor cannot fully read"),
+        "{e}"
+    );
+    // No session: SSH still closed to every IPv4 source, but open over IPv6 to the admin.
+    assert_eq!(lockout_guard(&plan, 22, &[]), Ok(()));
+    let only_v4 = host(&format!("{deny}{v4}"), "", Policy::Deny);
+    let mut p4 = plan_firewall(&spec(SEED), &only_v4, FirewallOptions::default());
+    p4.after.ipv6 = false;
+    assert!(lockout_guard(&p4, 22, &[])
+        .unwrap_err()
+        .contains("no rule lets any source in"));
+    // A list without the SSH port, or a udp one, does not matter; a range in a list does.
+    for (rule, closes) in [
+        ("deny tcp 80,443 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("deny udp 22,53 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("reject any 80,20:30 0.0.0.0/0 any 0.0.0.0/0 in", true),
+        ("deny tcp 22,80 0.0.0.0/0 any 192.0.2.0/24 in", true),
+        ("deny tcp 22,80 0.0.0.0/0 any 198.51.100.0/24 in", false),
+        ("deny esp any 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("deny_log tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", true),
+        ("route:deny tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", false),
+        ("frobnicate tcp 22,80 0.0.0.0/0 any 0.0.0.0/0 in", true),
+    ] {
+        let o = host(&format!("### tuple ### {rule}\n{v4}"), &v6, Policy::Deny);
+        let p = plan_firewall(&spec(SEED), &o, FirewallOptions::default());
+        assert_eq!(
+            lockout_guard(&p, 22, &[ip("192.0.2.3")]).is_err(),
+            closes,
+            "{rule}"
+        );
+    }
+    // An allow of a list holding 22, for everyone, keeps SSH open without any other rule.
+    let text =
+        "defaults: {incoming: deny}\nrules:\n  - action: allow\n    port: 443\n    proto: tcp\n";
+    let o = host(
+        "### tuple ### allow tcp 22,8080 0.0.0.0/0 any 0.0.0.0/0 in\n",
+        "### tuple ### allow tcp 22,8080 ::/0 any ::/0 in\n",
+        Policy::Deny,
+    );
+    let p = plan_firewall(&spec(text), &o, FirewallOptions::default());
+    assert_eq!(lockout_guard(&p, 22, &[ip("203.0.113.9")]), Ok(()));
+}
+
 /// A repo with `ufw/rules.yml` (the other name the reader takes): every message that sends the
 /// reader to the file names that file, never `ufw/rules.yaml`.
 #[test]
@@ -468,8 +695,8 @@ fn the_messages_name_the_firewall_file_the_commit_has() {
     let mut observed = images();
     observed.firewall = Seen::Observed(FirewallHost {
         state: host(&v4, &v6, Policy::Deny),
-        ssh_port: 22,
-        ssh_peers: vec![ip("192.0.2.3")],
+        ssh_ports: vec![22],
+        ssh_peers: vec![(ip("192.0.2.3"), 22)],
     });
     let refused = |observed: &crate::observe::Observed| {
         let p = plan(&spec, observed, &ctx()).expect("a plan");

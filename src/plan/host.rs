@@ -175,7 +175,7 @@ fn firewall_unit(
     let refused = if ctx.firewall.allow_ssh_lockout || plan.steps.is_empty() {
         None
     } else {
-        super::firewall::lockout_guard(&plan, host.ssh_port, &host.ssh_peers).err()
+        super::firewall::lockout_guard(&plan, &host.ssh_ports, &host.ssh_peers).err()
     };
     Some(Unit {
         id: super::UnitId::Firewall,

@@ -27,10 +27,10 @@ fn ufw(peers: &[&str]) -> Seen<FirewallHost> {
             ipv6: true,
             ..Default::default()
         },
-        ssh_port: 22,
+        ssh_ports: vec![22],
         ssh_peers: peers
             .iter()
-            .map(|p| p.parse().expect("an address"))
+            .map(|p| (p.parse().expect("an address"), 22))
             .collect(),
     })
 }

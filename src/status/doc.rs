@@ -341,6 +341,7 @@ pub fn sample(evil: &str) -> StatusDoc {
             default_incoming: Some(evil.into()),
             docker_guard: evil.into(),
             docker_guard_active: false,
+            docker_guard_not_in_force: vec![],
             open: vec![super::firewall::OpenRuleView {
                 port: evil.into(),
                 from: evil.into(),

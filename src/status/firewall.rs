@@ -10,7 +10,7 @@
 use crate::config::firewall::DockerGuard;
 use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
 use crate::observe::PublishedPortSeen;
-use crate::plan::docker_guard::CHAIN_MARK;
+use crate::plan::docker_guard::{block_in, chain_holds_block, CHAIN_MARK};
 use crate::plan::firewall::{describe_observed, is_owned};
 use crate::spec::ufw::{Addr, Direction, Policy, Ports, Proto};
 use serde::{Deserialize, Serialize};
@@ -26,9 +26,14 @@ pub struct FirewallView {
     pub default_incoming: Option<String>,
     /// The config's `firewall.docker_guard`: `off`, `warn`, `refuse` or `enforce`.
     pub docker_guard: String,
-    /// gitmoor's `DOCKER-USER` rules are loaded now (IPv4, and IPv6 when ufw manages it), so
-    /// UFW's rules decide for published ports too.
+    /// gitmoor's `DOCKER-USER` rules are in force now (IPv4, and IPv6 when ufw manages it):
+    /// UFW active, the chain starting with the whole block the files hold, and `FORWARD`
+    /// sending to `DOCKER-USER` first. So UFW's rules decide for published ports too.
     pub docker_guard_active: bool,
+    /// Why the guard is not in force, one reason per family (empty when it is, or when
+    /// `docker_guard` is not `enforce` and no block is there at all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker_guard_not_in_force: Vec<String>,
     /// The incoming rules that let traffic in (allow, limit), in UFW's order.
     pub open: Vec<OpenRuleView>,
     /// Container ports published on a non-loopback address.
@@ -75,13 +80,16 @@ pub fn firewall_view(
     mode: DockerGuard,
     observed_at: String,
 ) -> FirewallView {
-    let active = guard_active(fw);
+    let why_not = guard_not_in_force(fw);
+    let active = why_not.is_empty();
     let open = fw
         .rules
         .iter()
-        .filter_map(|r| Some((r, r.tuple.as_ref()?)))
-        .filter(|(_, t)| t.action.lets_through() && t.direction == Direction::In && !t.route)
-        .map(|(r, t)| OpenRuleView {
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r, r.tuple.as_ref()?)))
+        .filter(|(_, _, t)| t.action.lets_through() && t.direction == Direction::In && !t.route)
+        .filter(|(i, r, t)| !shadowed(&fw.rules[..*i], r.v6, t))
+        .map(|(_, r, t)| OpenRuleView {
             port: port_text(t.dport, t.proto),
             from: t.src.to_string(),
             to: t.dst.to_string(),
@@ -93,7 +101,7 @@ pub fn firewall_view(
     let published = published
         .iter()
         .filter(|p| !is_loopback(&p.host_ip))
-        .map(|p| published_view(fw, p, active))
+        .map(|p| published_view(fw, p, active, mode, &why_not))
         .collect();
     FirewallView {
         observed_at,
@@ -101,6 +109,11 @@ pub fn firewall_view(
         default_incoming: fw.defaults.incoming.map(|p| p.as_str().to_string()),
         docker_guard: mode.as_str().into(),
         docker_guard_active: active,
+        docker_guard_not_in_force: if active || mode != DockerGuard::Enforce && !has_block(fw) {
+            Vec::new()
+        } else {
+            why_not
+        },
         open,
         published,
         unmanaged: fw
@@ -112,17 +125,81 @@ pub fn firewall_view(
     }
 }
 
-/// gitmoor's block is loaded first in `DOCKER-USER` (IPv4, and IPv6 when ufw manages it).
-fn guard_active(fw: &ObservedFirewall) -> bool {
-    let starts_with_block = |chain: &Option<Vec<String>>| {
-        chain.as_ref().is_some_and(|c| {
-            c.iter()
-                .find(|l| l.starts_with("-A "))
-                .is_some_and(|l| l.contains(&format!("{CHAIN_MARK}begin-")))
-        })
-    };
-    let chains = &fw.docker_user.chains;
-    fw.enabled && starts_with_block(&chains[0]) && (!fw.ipv6 || starts_with_block(&chains[1]))
+/// Why gitmoor's guard is not in force, per family (IPv4, and IPv6 when ufw manages it);
+/// empty when it is: UFW active, the files holding gitmoor's block, the live `DOCKER-USER`
+/// starting with that very block (its markers' hash; an older block or one flushed is not in
+/// force), and `FORWARD` sending to `DOCKER-USER` first (dockerd 20.10 makes no IPv6 jump: the
+/// IPv6 block then judges nothing).
+fn guard_not_in_force(fw: &ObservedFirewall) -> Vec<String> {
+    if !fw.enabled {
+        return vec!["UFW is inactive".into()];
+    }
+    let seen = &fw.docker_user;
+    let mut why = Vec::new();
+    let families: &[usize] = if fw.ipv6 { &[0, 1] } else { &[0] };
+    for &i in families {
+        let (file, tool) = [("after.rules", "iptables"), ("after6.rules", "ip6tables")][i];
+        let Some(block) = seen.after_files[i].as_deref().and_then(block_in) else {
+            why.push(format!("{file} holds no gitmoor block"));
+            continue;
+        };
+        match &seen.chains[i] {
+            None => why.push(format!("DOCKER-USER ({tool}) could not be read")),
+            Some(c) if !chain_holds_block(c, &block) => why.push(format!(
+                "DOCKER-USER ({tool}) does not start with the block {file} holds (flushed, not loaded yet, or an older block)"
+            )),
+            Some(_) => {}
+        }
+        if seen.forward_jump_first[i] != Some(true) {
+            why.push(format!(
+                "FORWARD ({tool}) does not send to DOCKER-USER first: published ports pass by the guard"
+            ));
+        }
+    }
+    why
+}
+
+/// Whether the files or the live chains hold anything of gitmoor's guard.
+fn has_block(fw: &ObservedFirewall) -> bool {
+    let seen = &fw.docker_user;
+    seen.after_files
+        .iter()
+        .flatten()
+        .any(|t| block_in(t).is_some())
+        || seen
+            .chains
+            .iter()
+            .flatten()
+            .any(|c| c.iter().any(|l| l.contains(CHAIN_MARK)))
+}
+
+/// Whether a rule before `allow` (in its family) denies or rejects everything `allow` would let
+/// in: ufw takes the first rule that fits, so such an allow opens nothing and is not listed.
+/// Only a rule that surely covers it counts (a plain incoming one: its protocol, ports, source
+/// and destination each the same or wider, no source port); a partial overlap keeps it listed.
+fn shadowed(before: &[ObservedRule], v6: bool, allow: &Tuple) -> bool {
+    before.iter().filter(|r| r.v6 == v6).any(|r| {
+        let Some(d) = &r.tuple else { return false };
+        !d.action.lets_through()
+            && d.is_plain()
+            && d.direction == Direction::In
+            && d.sport == Ports::Any
+            && (d.proto.is_none() || d.proto == allow.proto)
+            && ports_cover(d.dport, allow.dport)
+            && d.src.covers(&allow.src)
+            && d.dst.covers(&allow.dst)
+            && allow.iface.is_empty()
+            && allow.sport == Ports::Any
+    })
+}
+
+fn ports_cover(outer: Ports, inner: Ports) -> bool {
+    match (outer, inner) {
+        (Ports::Any, _) => true,
+        (_, Ports::Any) => false,
+        (o, Ports::One(p)) => o.contains(p),
+        (o, Ports::Range(lo, hi)) => o.contains(lo) && o.contains(hi),
+    }
 }
 
 fn port_text(p: Ports, proto: Option<Proto>) -> String {
@@ -142,7 +219,13 @@ fn is_loopback(ip: &str) -> bool {
     bare(ip).parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 
-fn published_view(fw: &ObservedFirewall, p: &PublishedPortSeen, guarded: bool) -> PublishedView {
+fn published_view(
+    fw: &ObservedFirewall,
+    p: &PublishedPortSeen,
+    guarded: bool,
+    mode: DockerGuard,
+    why_not: &[String],
+) -> PublishedView {
     let ip = bare(&p.host_ip).parse::<IpAddr>().ok();
     let v6 = ip.is_some_and(|a| a.is_ipv6());
     let proto = if p.proto == "udp" {
@@ -176,6 +259,15 @@ fn published_view(fw: &ObservedFirewall, p: &PublishedPortSeen, guarded: bool) -
             everyone,
             true,
             "open to everyone, as the repo's firewall rules allow".into(),
+        )
+    } else if mode == DockerGuard::Enforce {
+        (
+            everyone,
+            false,
+            format!(
+                "published past UFW: Docker opens it to everyone, because the Docker guard is not in force ({}); the next reconcile puts it back",
+                why_not.join("; ")
+            ),
         )
     } else {
         (

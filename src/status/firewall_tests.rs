@@ -1,5 +1,6 @@
 use super::*;
 use crate::observe::ufw_parse::{parse_rules_files, DockerUserSeen};
+use crate::plan::docker_guard::{BLOCK_BEGIN, BLOCK_END};
 use crate::spec::ufw::Defaults;
 
 fn hex(s: &str) -> String {
@@ -36,6 +37,8 @@ fn seed_applied(chain_v4: Vec<String>, chain_v6: Vec<String>) -> ObservedFirewal
         rules: parse_rules_files(&v4, &v6),
         docker_user: DockerUserSeen {
             chains: [Some(chain_v4), Some(chain_v6)],
+            after_files: [Some(after_rules()), Some(after_rules())],
+            forward_jump_first: [Some(true), Some(true)],
             ..DockerUserSeen::default()
         },
     }
@@ -50,11 +53,18 @@ fn port(ip: &str, p: u16) -> PublishedPortSeen {
     }
 }
 
+/// `after.rules` with gitmoor's block (one rule, framed by its markers).
+fn after_rules() -> String {
+    format!("*filter\n:ufw-after-input - [0:0]\nCOMMIT\n{BLOCK_BEGIN}\n*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -m comment --comment {CHAIN_MARK}begin-0123456789ab\n-A DOCKER-USER -j DROP\n-A DOCKER-USER -m comment --comment {CHAIN_MARK}end-0123456789ab\nCOMMIT\n{BLOCK_END}\n")
+}
+
+/// The live chain with that block loaded, as `iptables -S DOCKER-USER` prints it.
 fn guard_chain() -> Vec<String> {
     vec![
         "-N DOCKER-USER".into(),
         format!("-A DOCKER-USER -m comment --comment {CHAIN_MARK}begin-0123456789ab"),
         "-A DOCKER-USER -j DROP".into(),
+        format!("-A DOCKER-USER -m comment --comment {CHAIN_MARK}end-0123456789ab"),
     ]
 }
 
@@ -163,5 +173,120 @@ fn the_notes_name_no_firewall_file_they_cannot_know() {
             .iter()
             .any(|n| n.contains("the repo's firewall rules")),
         "{notes:?}"
+    );
+}
+
+/// The guard is in force only when every part is: the block the files hold loaded whole in
+/// DOCKER-USER and FORWARD jumping there first, in both families. Otherwise /status says it is
+/// not, why, and that the published port is open (IPv6 traffic got through while the view said
+/// "closed" when only the chain's first line was checked).
+#[test]
+fn the_guard_is_in_force_only_with_the_current_block_loaded_and_the_jumps_first() {
+    let published = [port("0.0.0.0", 9000), port("::", 9000)];
+    let whole = seed_applied(guard_chain(), guard_chain());
+    assert!(
+        firewall_view(&whole, &published, DockerGuard::Enforce, "t".into()).docker_guard_active
+    );
+    let cases: Vec<(ObservedFirewall, &str)> = vec![
+        (
+            {
+                let mut f = whole.clone();
+                f.docker_user.forward_jump_first[1] = Some(false);
+                f
+            },
+            "FORWARD (ip6tables) does not send to DOCKER-USER first",
+        ),
+        (
+            {
+                let mut f = whole.clone();
+                f.docker_user.forward_jump_first[0] = None;
+                f
+            },
+            "FORWARD (iptables) does not send to DOCKER-USER first",
+        ),
+        (
+            {
+                // An older block still loaded: another hash than the files'.
+                let old: Vec<String> = guard_chain()
+                    .into_iter()
+                    .map(|l| l.replace("0123456789ab", "ba9876543210"))
+                    .collect();
+                seed_applied(guard_chain(), old)
+            },
+            "DOCKER-USER (ip6tables) does not start with the block after6.rules holds",
+        ),
+        (
+            {
+                // The begin marker first, but its rules cut short (the end marker gone).
+                let mut cut = guard_chain();
+                cut.truncate(2);
+                seed_applied(cut, guard_chain())
+            },
+            "DOCKER-USER (iptables) does not start with the block after.rules holds",
+        ),
+        (
+            {
+                let mut f = whole.clone();
+                f.docker_user.after_files[1] = Some("*filter\nCOMMIT\n".into());
+                f
+            },
+            "after6.rules holds no gitmoor block",
+        ),
+    ];
+    for (fw, why) in cases {
+        let v = firewall_view(&fw, &published, DockerGuard::Enforce, "t".into());
+        assert!(!v.docker_guard_active, "{why}");
+        assert!(
+            v.docker_guard_not_in_force.iter().any(|w| w.contains(why)),
+            "{why}: {:?}",
+            v.docker_guard_not_in_force
+        );
+        for p in &v.published {
+            assert!(!p.covered && p.reachable_from == ["any"], "{p:?}");
+            assert!(
+                p.note.contains("the Docker guard is not in force") && p.note.contains(why),
+                "{}",
+                p.note
+            );
+            assert!(!p.note.contains("closed"), "{}", p.note);
+        }
+    }
+    // IPv6 not managed by ufw: the IPv6 side is not asked for.
+    let mut f = whole.clone();
+    f.ipv6 = false;
+    f.docker_user.forward_jump_first[1] = Some(false);
+    assert!(firewall_view(&f, &published, DockerGuard::Enforce, "t".into()).docker_guard_active);
+}
+
+/// An allow an earlier deny covers opens nothing (ufw takes the first rule that fits): not
+/// listed as open. A deny that covers only part of it leaves it listed.
+#[test]
+fn an_allow_shadowed_by_an_earlier_deny_is_not_listed_open() {
+    let v4 = "### tuple ### deny tcp 8000:9000 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### allow tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### deny any 22 0.0.0.0/0 any 192.0.2.0/24 in\n\
+### tuple ### allow tcp 22 0.0.0.0/0 any 192.0.2.3 in\n\
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n\
+### tuple ### allow udp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n";
+    let v6 = "### tuple ### allow tcp 8443 ::/0 any ::/0 in\n";
+    let fw = ObservedFirewall {
+        enabled: true,
+        ipv6: true,
+        rules: parse_rules_files(v4, v6),
+        ..ObservedFirewall::default()
+    };
+    let v = firewall_view(&fw, &[], DockerGuard::Warn, "t".into());
+    let open: Vec<(String, String, bool)> = v
+        .open
+        .iter()
+        .map(|o| (o.port.clone(), o.from.clone(), o.ipv6))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            ("22/tcp".into(), "any".into(), false),
+            ("8443/udp".into(), "any".into(), false),
+            ("8443/tcp".into(), "any".into(), true),
+        ]
     );
 }

@@ -243,6 +243,14 @@ fn hostile_comments_are_refused_at_read_time() {
         ("\"\\e[31mred\"", "the control character U+001B"),
         ("'back\\slash'", "a backslash"),
         ("'`id`'", "a backtick"),
+        (
+            "\"allow \\u202Eny\"",
+            "the invisible layout character U+202E",
+        ),
+        ("\"a\\u2066b\"", "U+2066"),
+        ("\"a\\u2028b\"", "U+2028"),
+        ("\"a\\u2029b\"", "U+2029"),
+        ("\"a\\u200Fb\"", "U+200F"),
         ("[a, b]", "expected text, found a list"),
     ];
     for (c, want) in cases {

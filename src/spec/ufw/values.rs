@@ -140,14 +140,16 @@ fn port_number(text: &str) -> Result<u16, String> {
 }
 
 /// A comment, trimmed: at most [`MAX_COMMENT_CHARS`] characters, none of them a control
-/// character (newline, tab, escape), a quote, a backslash or a backtick. ufw takes the comment
-/// as one argument but refuses a `'` in it, and it is shown back in `ufw status` and on the
-/// status page.
+/// character (newline, tab, escape), a line or paragraph separator (U+2028, U+2029), a
+/// bidirectional override or isolate (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C:
+/// they reorder what `ufw status`, a terminal or the status page shows, so a rule could read
+/// as another), a quote, a backslash or a backtick. ufw takes the comment as one argument but
+/// refuses a `'` in it, and it is shown back in `ufw status` and on the status page.
 pub fn comment(text: &str) -> Result<String, String> {
     let t = text.trim();
     if let Some(c) = t
         .chars()
-        .find(|c| c.is_control() || matches!(c, '\'' | '"' | '\\' | '`'))
+        .find(|c| c.is_control() || matches!(c, '\'' | '"' | '\\' | '`') || is_layout_char(*c))
     {
         return Err(format!(
             "the comment holds {}, which ufw comments may not",
@@ -156,6 +158,10 @@ pub fn comment(text: &str) -> Result<String, String> {
                 '"' => "a double quote (\")".to_string(),
                 '\\' => "a backslash".to_string(),
                 '`' => "a backtick".to_string(),
+                c if is_layout_char(c) => format!(
+                    "the invisible layout character U+{:04X} (a line separator or a text direction mark)",
+                    c as u32
+                ),
                 c => format!("the control character U+{:04X}", c as u32),
             }
         ));
@@ -167,6 +173,15 @@ pub fn comment(text: &str) -> Result<String, String> {
         ));
     }
     Ok(t.to_string())
+}
+
+/// Line and paragraph separators and the marks that change the direction text is shown in.
+fn is_layout_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
 }
 
 /// A value from the file, cut short and with control characters escaped, for an error message.
