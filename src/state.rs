@@ -59,6 +59,12 @@ pub struct State {
     /// written since (certbot.timer) and the plan reloads nginx. Absent from older files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub certs_loaded: BTreeMap<String, i64>,
+    /// Whether the last commit applied whole had a `ufw/` folder (set with the units it kept,
+    /// [`State::retain_units`]): the daemon's Docker guard repair runs only then, so a host
+    /// without UFW is never asked about it at every poll. Absent from older files (their
+    /// `firewall/ufw` unit says the same).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub firewall_in_repo: bool,
 }
 
 /// Where an unfinished reconcile was when it was last seen.
@@ -289,6 +295,8 @@ impl State {
             attempt.failures = 1;
         }
         for (unit, r) in unit_results {
+            // The firewall unit ran: UFW's files may hold gitmoor's block from now on.
+            self.firewall_in_repo |= *unit == UnitId::Firewall;
             let key = unit.key();
             // A failure keeps the last good commit: it is what still runs there.
             let kept_good = self.units.remove(&key).and_then(|s| s.last_good_commit);
@@ -331,7 +339,9 @@ impl State {
 
     /// Forgets units that are no longer in the repo and hold nothing on the host (a key this
     /// version cannot read is kept: a newer gitmoor wrote it).
+    /// `keep` is the applied commit's units: whether it holds the firewall is noted too.
     pub fn retain_units(&mut self, keep: impl Fn(&UnitId) -> bool) {
+        self.firewall_in_repo = keep(&UnitId::Firewall);
         self.units
             .retain(|k, _| UnitId::from_key(k).is_none_or(|u| keep(&u)));
     }

@@ -602,12 +602,16 @@ async fn drive(mode: &str) -> Result<String, String> {
     };
     match mode {
         "repair" => {
-            let done = host.repair_docker_guard().await?;
-            Ok(if done.is_empty() {
-                "nothing".into()
+            let r = host.repair_docker_guard().await?;
+            let mut out = if r.done.is_empty() {
+                "nothing".to_string()
             } else {
-                done.join("; ")
-            })
+                r.done.join("; ")
+            };
+            for n in r.notes {
+                out.push_str(&format!(" (note: {n})"));
+            }
+            Ok(out)
         }
         "peers" => {
             let peers = gitmoor::observe::ufw::ssh_peers(&[22])?;
@@ -1630,6 +1634,59 @@ fn the_docker_guard_is_kept_when_the_rules_are_refused_and_a_missing_jump_keeps_
     let chain = docker_user(&w);
     assert!(chain.contains("198.51.100.7/32"), "{chain}");
     assert!(chain.contains("gitmoor-guard-begin-"), "{chain}");
+
+    // 1b. The admin's rule put BEFORE gitmoor's block (`iptables -I`): the block is whole
+    // behind it, so neither an apply nor the daemon's repair reloads UFW (which would flush
+    // it); both say so.
+    ns(&[
+        "iptables",
+        "-I",
+        "DOCKER-USER",
+        "-s",
+        "198.51.100.8/32",
+        "-j",
+        "DROP",
+    ]);
+    let (ok, out) = w.gitmoor(&host, &["apply"]);
+    assert!(ok, "{out}");
+    let (ok, plan) = w.gitmoor(&host, &["plan"]);
+    assert!(ok, "{plan}");
+    assert!(plan.contains("rules before gitmoor's block"), "{plan}");
+    let done = w
+        .drive(&[
+            ("GITMOOR_UFW_INNER", "repair"),
+            ("GITMOOR_UFW_GUARD", "enforce"),
+        ])
+        .unwrap();
+    assert!(!done.contains("ufw reload"), "{done}");
+    assert!(done.contains("198.51.100.8/32"), "{done}");
+    let chain = docker_user(&w);
+    assert!(
+        chain.starts_with("-N DOCKER-USER\n-A DOCKER-USER -s 198.51.100.8/32 -j DROP"),
+        "{chain}"
+    );
+    assert!(chain.contains("198.51.100.7/32"), "{chain}");
+    check(&w, &closed);
+    // A flushed chain still loads again (no marker of gitmoor's left to keep).
+    ns(&["iptables", "-F", "DOCKER-USER"]);
+    let done = w
+        .drive(&[
+            ("GITMOOR_UFW_INNER", "repair"),
+            ("GITMOOR_UFW_GUARD", "enforce"),
+        ])
+        .unwrap();
+    assert!(done.contains("ufw reload"), "{done}");
+    assert!(docker_user(&w).contains("gitmoor-guard-begin-"));
+    check(&w, &closed);
+    ns(&[
+        "iptables",
+        "-I",
+        "DOCKER-USER",
+        "-s",
+        "198.51.100.7/32",
+        "-j",
+        "DROP",
+    ]);
 
     // 2. The admin connected; the jump lost again; a commit that shuts the admin out is
     // refused, and the guard is put back in force all the same.

@@ -17,15 +17,22 @@ pub(super) async fn run_unit(
         let mut why = why.clone();
         if let Some(Ok(host)) = ufw {
             match host.repair_docker_guard().await {
-                Ok(done) if done.is_empty() => {}
-                Ok(done) => {
-                    for line in &done {
+                Ok(r) => {
+                    for line in &r.done {
                         info!(change = %line, "firewall: Docker guard kept in force");
                     }
-                    why.push_str(&format!(
-                        " (the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {})",
-                        done.join("; ")
-                    ));
+                    for note in &r.notes {
+                        warn!("firewall: {note}");
+                    }
+                    if !r.done.is_empty() {
+                        why.push_str(&format!(
+                            " (the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {})",
+                            r.done.join("; ")
+                        ));
+                    }
+                    if !r.notes.is_empty() {
+                        why.push_str(&format!(" (the Docker guard: {})", r.notes.join("; ")));
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "firewall: the Docker guard could not be put back in force");

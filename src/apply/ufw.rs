@@ -22,14 +22,19 @@ use crate::observe::ufw_parse::{
 };
 use crate::observe::Seen;
 use crate::plan::docker_guard::{
-    block_in, block_rules_in_chain, chain_holds_block, docker_user_block, splice_block, GuardStep,
+    block_in, block_rules_in_chain, chain_block, docker_user_block, foreign_rules_in_chain,
+    splice_block, ChainBlock, GuardStep,
 };
 use crate::plan::firewall::{lockout_guard, plan_firewall, FirewallPlan};
 use crate::process::{resolve_program, Process, ProcessError};
 use crate::redact::Redactor;
 use crate::spec::ufw::FirewallSpec;
+use crate::state::State;
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tracing::{debug, info, warn};
 
 /// Why the firewall was not (fully) changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +75,19 @@ pub struct Applied {
     /// What a person should know (the guard was overridden).
     pub notes: Vec<String>,
 }
+
+/// What the Docker guard's repair did, and what a person should know (rules of others before
+/// gitmoor's block, an older block left as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repair {
+    pub done: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// The longest a read of the repair may take (`ufw status`, `iptables -S`, the jump): it runs
+/// before every fetch, and a hung tool must not hold the daemon for the config's timeout.
+/// `ufw reload` keeps the config's: killed half-way it would leave the firewall half-loaded.
+const REPAIR_READ_SECS: u64 = 10;
 
 /// The host's UFW, as the config describes it.
 #[derive(Debug, Clone)]
@@ -201,10 +219,12 @@ impl UfwHost {
             return err;
         }
         let said = match self.repair_docker_guard().await {
-            Ok(done) if done.is_empty() => return err,
-            Ok(done) => format!(
-                "the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {}",
-                done.join("; ")
+            Ok(r) if r.done.is_empty() && r.notes.is_empty() => return err,
+            Ok(r) if r.done.is_empty() => format!("the Docker guard: {}", r.notes.join("; ")),
+            Ok(r) => format!(
+                "the Docker guard's DOCKER-USER rules, as UFW's files already had them, were put back in force: {}{}",
+                r.done.join("; "),
+                if r.notes.is_empty() { String::new() } else { format!(" ({})", r.notes.join("; ")) }
             ),
             Err(e) => format!("the Docker guard could not be put back in force: {e}"),
         };
@@ -238,38 +258,107 @@ impl UfwHost {
     }
 
     /// The Docker guard's repair from UFW's files as they are (no rule of the repo read, no
-    /// file written): with `docker_guard: enforce` and UFW active, reloads UFW when a live
-    /// `DOCKER-USER` chain does not start with the block its file holds (flushed, not loaded),
-    /// and puts the jump to `DOCKER-USER` first in `FORWARD` where it is not. Run by the daemon
-    /// before each fetch (so also at its start, before the first one, and while the fetch
-    /// fails or the reconcile is in backoff) and by the firewall unit when its rules part did
-    /// not run. Nothing to do (no block in the files, guard not enforced): nothing done.
-    pub async fn repair_docker_guard(&self) -> Result<Vec<String>, String> {
+    /// file written): with `docker_guard: enforce` and UFW active, reloads UFW only when a live
+    /// `DOCKER-USER` chain holds none of gitmoor's rules (flushed, not loaded), and puts the
+    /// jump to `DOCKER-USER` first in `FORWARD` where it is not, in the families whose file
+    /// holds a block. A block behind rules of others (an admin's `iptables -I`) or an older
+    /// block is left as it is and reported: a reload flushes the chain, their rules too. A
+    /// chain that cannot be read (the xtables lock held past the wait) is no reason to reload:
+    /// nothing is done, and the error says why. Run by the daemon before each fetch (when
+    /// [`crate::plan::docker_guard::repair_asked`]) and by the firewall unit when its rules
+    /// part did not run.
+    pub async fn repair_docker_guard(&self) -> Result<Repair, String> {
         if self.cfg.docker_guard != DockerGuard::Enforce {
-            return Ok(Vec::new());
+            return Ok(Repair::default());
         }
         let blocks = self.file_blocks()?;
         if blocks.iter().all(Option::is_none) {
-            return Ok(Vec::new());
+            return Ok(Repair::default());
         }
-        let status = ufw_call(&self.program, &self.cfg, &["status".to_string()])
+        // Inactive: loading the files would be enabling UFW, the unit's decision.
+        if !self.ufw_active(&self.quick()).await? {
+            return Ok(Repair::default());
+        }
+        let chains = self.chains_of(&blocks, &self.quick()).await?;
+        let mut repair = Repair::default();
+        let mut absent = false;
+        for ((tool, ..), chain) in self.tables().into_iter().zip(&chains) {
+            let Some((lines, at)) = chain else { continue };
+            match at {
+                ChainBlock::First => {}
+                ChainBlock::Absent => absent = true,
+                ChainBlock::Behind(before) => repair.notes.push(format!(
+                    "DOCKER-USER ({tool}) has rules before gitmoor's block, which judge first: {}; left as they are",
+                    quoted(before)
+                )),
+                ChainBlock::Other => repair.notes.push(format!(
+                    "DOCKER-USER ({tool}) holds an older or incomplete gitmoor block; not reloaded, because a reload flushes the chain with the rules of others in it ({}): run `ufw reload` to load the block",
+                    quoted(&foreign_rules_in_chain(lines).into_iter().cloned().collect::<Vec<_>>())
+                )),
+            }
+        }
+        if absent {
+            for ((tool, ..), chain) in self.tables().into_iter().zip(&chains) {
+                let Some((lines, at)) = chain else { continue };
+                if *at == ChainBlock::Absent {
+                    continue;
+                }
+                let foreign = foreign_rules_in_chain(lines);
+                if !foreign.is_empty() {
+                    repair.notes.push(format!(
+                        "the reload dropped rules of others from DOCKER-USER ({tool}): {}",
+                        quoted(&foreign.into_iter().cloned().collect::<Vec<_>>())
+                    ));
+                }
+            }
+            self.reload_or_say().await?;
+            repair
+                .done
+                .push("ufw reload (DOCKER-USER loaded again from the files)".to_string());
+        }
+        repair
+            .done
+            .extend(self.jump_first(&blocks, &self.quick()).await?);
+        Ok(repair)
+    }
+
+    /// The config with the repair's short timeout ([`REPAIR_READ_SECS`]).
+    fn quick(&self) -> FirewallConfig {
+        FirewallConfig {
+            timeout_secs: self.cfg.timeout_secs.min(REPAIR_READ_SECS),
+            ..self.cfg.clone()
+        }
+    }
+
+    /// `ufw status`: active or not.
+    async fn ufw_active(&self, cfg: &FirewallConfig) -> Result<bool, String> {
+        let status = ufw_call(&self.program, cfg, &["status".to_string()])
             .run(&self.redact)
             .await
             .map_err(|e| e.to_string())?;
-        // Inactive: loading the files would be enabling UFW, the unit's decision.
-        if !parse_status_enabled(&String::from_utf8_lossy(&status.stdout))? {
-            return Ok(Vec::new());
-        }
-        let mut done = Vec::new();
-        if !self.chains_hold(&blocks).await? {
-            ufw_call(&self.program, &self.cfg, &["reload".to_string()])
-                .run(&self.redact)
-                .await
-                .map_err(|e| format!("`ufw reload` failed: {e}"))?;
-            done.push("ufw reload (DOCKER-USER loaded again from the files)".to_string());
-        }
-        done.extend(self.jump_first().await?);
-        Ok(done)
+        parse_status_enabled(&String::from_utf8_lossy(&status.stdout))
+    }
+
+    /// `ufw reload`; on failure, the error says whether UFW is still active (a reload is a
+    /// disable and an enable: a failure half-way may leave it off) and how to put it back.
+    async fn reload_or_say(&self) -> Result<(), String> {
+        let Err(e) = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
+            .run(&self.redact)
+            .await
+        else {
+            return Ok(());
+        };
+        let now = match self.ufw_active(&self.quick()).await {
+            Ok(true) => "UFW is still active".to_string(),
+            Ok(false) => {
+                "UFW is now INACTIVE (the firewall is off): fix the error and run `ufw enable`"
+                    .to_string()
+            }
+            Err(s) => format!(
+                "whether UFW is still active is not known (`ufw status`: {s}); check `ufw status`"
+            ),
+        };
+        Err(format!("`ufw reload` failed: {e}; {now}"))
     }
 
     /// gitmoor's block in `after.rules` and `after6.rules` as they are (None: no file, or no
@@ -293,16 +382,28 @@ impl UfwHost {
         Ok(out)
     }
 
-    /// Whether each live `DOCKER-USER` chain starts with the block its file holds, whole.
-    async fn chains_hold(&self, blocks: &[Option<String>; 2]) -> Result<bool, String> {
-        for ((tool, configured, key), block) in self.tables().into_iter().zip(blocks) {
+    /// The live `DOCKER-USER` chain of each family whose file holds a block, read once, and
+    /// where the block stands in it. A chain that cannot be read is an error: nothing is
+    /// judged from a read that failed.
+    async fn chains_of(
+        &self,
+        blocks: &[Option<String>; 2],
+        cfg: &FirewallConfig,
+    ) -> Result<[Option<(Vec<String>, ChainBlock)>; 2], String> {
+        let mut out: [Option<(Vec<String>, ChainBlock)>; 2] = [None, None];
+        for (i, ((tool, configured, key), block)) in
+            self.tables().into_iter().zip(blocks).enumerate()
+        {
             let Some(block) = block else { continue };
-            let chain = docker_user_chain(tool, configured, key, &self.cfg, &self.redact).await?;
-            if !chain_holds_block(&chain, block) {
-                return Ok(false);
-            }
+            let chain = docker_user_chain(tool, configured, key, cfg, &self.redact)
+                .await
+                .map_err(|e| {
+                    format!("cannot read DOCKER-USER ({tool}), so nothing was changed: {e}")
+                })?;
+            let at = chain_block(&chain, block);
+            out[i] = Some((chain, at));
         }
-        Ok(true)
+        Ok(out)
     }
 
     /// With `docker_guard: enforce`, writes gitmoor's `DOCKER-USER` block for `spec` into
@@ -352,12 +453,21 @@ impl UfwHost {
             done.extend(self.delete_live_marks().await?);
             return Ok(done);
         }
-        // The files as they were and the chains holding their blocks: only a jump is missing.
-        // A reload would flush DOCKER-USER (its declaration in the block), rules of others in
-        // it too, for nothing: the jump is put first, and that is all.
-        if changed.is_empty() && self.chains_hold(&self.file_blocks()?).await? {
-            done.extend(self.jump_first().await?);
-            return Ok(done);
+        // The files as they were and each chain holding something of gitmoor's: a reload
+        // would flush DOCKER-USER (its declaration in the block), rules of others in it too
+        // (an admin's `iptables -I` before the block), so only the jump is put first; the plan
+        // notes a block behind others' rules or an older one.
+        let blocks = self.file_blocks()?;
+        if changed.is_empty() {
+            let chains = self.chains_of(&blocks, &self.quick()).await?;
+            if !chains
+                .iter()
+                .flatten()
+                .any(|(_, at)| *at == ChainBlock::Absent)
+            {
+                done.extend(self.jump_first(&blocks, &self.quick()).await?);
+                return Ok(done);
+            }
         }
         let reload = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
             .run(&self.redact)
@@ -369,12 +479,10 @@ impl UfwHost {
                     put_back.push(w);
                 }
             }
-            let again = ufw_call(&self.program, &self.cfg, &["reload".to_string()])
-                .run(&self.redact)
-                .await;
+            let again = self.reload_or_say().await;
             let state = match (put_back.is_empty(), again) {
                 (true, Ok(_)) => "the files were put back as they were and UFW reloaded".into(),
-                (true, Err(e2)) => format!("the files were put back, but UFW did not reload: {e2}"),
+                (true, Err(e2)) => format!("the files were put back, but {e2}"),
                 (false, _) => format!("the files could not be put back: {}", put_back.join("; ")),
             };
             return Err(format!(
@@ -390,7 +498,7 @@ impl UfwHost {
             }
         ));
         if enforce {
-            done.extend(self.jump_first().await?);
+            done.extend(self.jump_first(&self.file_blocks()?, &self.quick()).await?);
         } else {
             // A reload does not flush DOCKER-USER once the files no longer declare it.
             done.extend(self.delete_live_marks().await?);
@@ -414,32 +522,40 @@ impl UfwHost {
         ]
     }
 
-    async fn table_call(&self, program: &Path, argv: &[&str]) -> Result<(), ProcessError> {
+    async fn table_call(
+        &self,
+        program: &Path,
+        argv: &[&str],
+        cfg: &FirewallConfig,
+    ) -> Result<(), ProcessError> {
         Process::new(program)
             .args(argv)
             .env("LC_ALL", "C")
-            .timeout(std::time::Duration::from_secs(self.cfg.timeout_secs))
+            .timeout(std::time::Duration::from_secs(cfg.timeout_secs))
             .run(&self.redact)
             .await
             .map(|_| ())
     }
 
-    /// Makes the jump to `DOCKER-USER` the first rule of `FORWARD`, where the chain exists and
-    /// it is not: dockerd 20.10 makes that jump for IPv4 only (so the IPv6 block would judge
-    /// nothing), and a dockerd restart puts its own rules before it. Any other jump to the
-    /// chain is deleted first, so there is one.
-    async fn jump_first(&self) -> Result<Vec<String>, String> {
+    /// Makes the jump to `DOCKER-USER` the first rule of `FORWARD` where it is not, in the
+    /// families whose file holds a block (ufw loaded the chain there; with `IPV6=no` there is
+    /// no IPv6 block, and no IPv6 jump is made): dockerd 20.10 makes that jump for IPv4 only
+    /// (so the IPv6 block would judge nothing), and a dockerd restart puts its own rules
+    /// before it. Any other jump to the chain is deleted first, so there is one. A `FORWARD`
+    /// that cannot be read is an error: read as empty, it would add a second jump.
+    async fn jump_first(
+        &self,
+        blocks: &[Option<String>; 2],
+        cfg: &FirewallConfig,
+    ) -> Result<Vec<String>, String> {
         let mut done = Vec::new();
-        for (tool, configured, key) in self.tables() {
-            let has_chain = docker_user_chain(tool, configured, key, &self.cfg, &self.redact)
-                .await
-                .is_ok_and(|c| !c.is_empty());
-            if !has_chain {
+        for ((tool, configured, key), block) in self.tables().into_iter().zip(blocks) {
+            if block.is_none() {
                 continue;
             }
-            let forward = iptables_list(tool, configured, key, "FORWARD", &self.cfg, &self.redact)
+            let forward = iptables_list(tool, configured, key, "FORWARD", cfg, &self.redact)
                 .await
-                .unwrap_or_default();
+                .map_err(|e| format!("cannot read FORWARD ({tool}), so the jump to DOCKER-USER was not checked: {e}"))?;
             if forward_starts_with_docker_user(&forward) {
                 continue;
             }
@@ -449,13 +565,18 @@ impl UfwHost {
                 .filter(|l| l.trim() == "-A FORWARD -j DOCKER-USER")
                 .count();
             for _ in 0..jumps {
-                self.table_call(&program, &["-w", "5", "-D", "FORWARD", "-j", "DOCKER-USER"])
-                    .await
-                    .map_err(|e| format!("cannot move the jump to DOCKER-USER: {e}"))?;
+                self.table_call(
+                    &program,
+                    &["-w", "5", "-D", "FORWARD", "-j", "DOCKER-USER"],
+                    cfg,
+                )
+                .await
+                .map_err(|e| format!("cannot move the jump to DOCKER-USER: {e}"))?;
             }
             self.table_call(
                 &program,
                 &["-w", "5", "-I", "FORWARD", "1", "-j", "DOCKER-USER"],
+                cfg,
             )
             .await
             .map_err(|e| format!("cannot put the jump to DOCKER-USER first in FORWARD: {e}"))?;
@@ -483,7 +604,7 @@ impl UfwHost {
                 let mut argv: Vec<String> = vec!["-w".into(), "5".into(), "-D".into()];
                 argv.extend(words.map(str::to_string));
                 let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-                self.table_call(&program, &args)
+                self.table_call(&program, &args, &self.cfg)
                     .await
                     .map_err(|e| format!("cannot delete gitmoor's rule `{line}`: {e}"))?;
                 done.push(format!("{tool} {}", argv[2..].join(" ")));
@@ -491,6 +612,63 @@ impl UfwHost {
         }
         Ok(done)
     }
+}
+
+fn quoted(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("`{}`", l.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The warnings the daemon's repair logged at its last tick: the same again at the next (ufw
+/// missing, a chain locked, an admin's rule before the block) goes to debug, so a condition
+/// that lasts is said once, not at every poll.
+static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The daemon's Docker guard repair, before each fetch: only when it is asked for
+/// ([`crate::plan::docker_guard::repair_asked`]: `docker_guard: enforce` and the last applied
+/// commit had a `ufw/` folder); otherwise no process is started. What it did is logged; its
+/// warnings once while they last.
+pub async fn repair_tick(fw: &FirewallConfig, state_dir: &Path) {
+    let state = match State::load(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(error = %format!("{e:#}"), "firewall: the Docker guard repair waits for a readable state");
+            return;
+        }
+    };
+    if !crate::plan::docker_guard::repair_asked(fw.docker_guard, &state) {
+        return;
+    }
+    let mut warnings = Vec::new();
+    match UfwHost::new(fw, crate::redact::Redactor::default()) {
+        Err(e) => warnings.push(format!(
+            "firewall: cannot drive ufw to keep the Docker guard in force: {e}"
+        )),
+        Ok(host) => match host.repair_docker_guard().await {
+            Ok(r) => {
+                for line in &r.done {
+                    info!(change = %line, "firewall: Docker guard put back in force");
+                }
+                warnings.extend(r.notes.iter().map(|n| format!("firewall: {n}")));
+            }
+            Err(e) => warnings.push(format!(
+                "firewall: the Docker guard could not be put back in force: {e}"
+            )),
+        },
+    }
+    let now: BTreeSet<String> = warnings.into_iter().collect();
+    let mut logged = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    for w in &now {
+        if logged.contains(w) {
+            debug!("{w} (still)");
+        } else {
+            warn!("{w}");
+        }
+    }
+    *logged = now;
 }
 
 /// Replaces `path` with `text` atomically (a temporary file beside it, renamed over it), with
@@ -559,3 +737,7 @@ mod tests {
         assert_eq!(got, [&chain[0][..], &chain[2]]);
     }
 }
+
+#[cfg(test)]
+#[path = "ufw_repair_tests.rs"]
+mod repair_tests;

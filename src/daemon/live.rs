@@ -104,30 +104,13 @@ async fn once(rec: &Reconciler, hub: &StatusHub, why: &str, skipped: &mut Option
     }
 }
 
-/// With `firewall.docker_guard: enforce`, the guard put back in force from UFW's files before
-/// anything else (at the daemon's start that is before the first fetch): after a reboot dockerd
-/// 20.10 makes no IPv6 jump to `DOCKER-USER`, and that must not wait for a fetch that may fail
-/// or a reconcile held back. Failures are logged; the reconcile's own firewall unit says more.
+/// With `firewall.docker_guard: enforce` and a `ufw/` folder in the last applied commit, the
+/// guard put back in force from UFW's files before anything else (at the daemon's start that
+/// is before the first fetch): after a reboot dockerd 20.10 makes no IPv6 jump to
+/// `DOCKER-USER`, and that must not wait for a fetch that may fail or a reconcile held back.
+/// Otherwise nothing is run. Failures are logged; the reconcile's own firewall unit says more.
 async fn repair_docker_guard(rec: &Reconciler) {
-    let fw = &rec.cfg.firewall;
-    if fw.docker_guard != crate::config::firewall::DockerGuard::Enforce {
-        return;
-    }
-    let host = match crate::apply::ufw::UfwHost::new(fw, crate::redact::Redactor::default()) {
-        Ok(h) => h,
-        Err(e) => {
-            warn!(error = %e, "firewall: cannot drive ufw to keep the Docker guard in force");
-            return;
-        }
-    };
-    match host.repair_docker_guard().await {
-        Ok(done) => {
-            for line in &done {
-                info!(change = %line, "firewall: Docker guard put back in force");
-            }
-        }
-        Err(e) => warn!(error = %e, "firewall: the Docker guard could not be put back in force"),
-    }
+    crate::apply::ufw::repair_tick(&rec.cfg.firewall, &rec.cfg.state_dir).await;
 }
 
 fn finish(

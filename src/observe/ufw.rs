@@ -122,7 +122,10 @@ pub async fn docker_user_chain(
 }
 
 /// The rules of `chain` of the filter table (`<tool> -w 5 -S <chain>`); empty when it is not
-/// there.
+/// there, which iptables says in words ([`is_no_such_chain`]). Any other failure is an error,
+/// never an empty chain: exit 4 is the xtables lock held by another tool past the wait, and
+/// read as "flushed" it would have the guard's repair reload UFW for nothing (a reload is a
+/// disable and an enable).
 pub async fn iptables_list(
     tool: &str,
     configured: Option<&Path>,
@@ -143,9 +146,20 @@ pub async fn iptables_list(
             .lines()
             .map(str::to_string)
             .collect()),
-        Err(e) if matches!(e.failure, crate::process::Failure::Exit(_)) => Ok(Vec::new()),
+        Err(e)
+            if matches!(e.failure, crate::process::Failure::Exit(_))
+                && is_no_such_chain(&e.stderr) =>
+        {
+            Ok(Vec::new())
+        }
         Err(e) => Err(format!("{}: {e}", program.display())),
     }
+}
+
+/// Whether iptables' stderr says the chain is not there: "No chain/target/match by that
+/// name" (legacy and nft backends, `LC_ALL=C`), or nft's "does not exist".
+pub fn is_no_such_chain(stderr: &str) -> bool {
+    stderr.contains("No chain/target/match by that name") || stderr.contains("does not exist")
 }
 
 /// A file of ufw's, whole; an error names it and says what to check.
@@ -239,15 +253,23 @@ pub async fn ssh_ports(cfg: &FirewallConfig, redact: &Redactor) -> Result<Vec<u1
     Ok(ports)
 }
 
-/// Every `port N` line of `sshd -T`, in its order, once each.
+/// Every `port N` line of `sshd -T`, and the port of every `listenaddress HOST:PORT` line
+/// (a `ListenAddress 0.0.0.0:2222` in sshd_config listens there, whatever `Port` says), in
+/// their order, once each. Not seen: an sshd started by socket activation (`ssh.socket`,
+/// Ubuntu 22.10 and later), whose port is systemd's `ListenStream`; docs/firewall.md says to
+/// set `firewall.ssh_port` there.
 pub fn parse_sshd_ports(text: &str) -> Vec<u16> {
     let mut out = Vec::new();
     for l in text.lines() {
         let mut words = l.split_whitespace();
-        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("port")) {
-            continue;
-        }
-        let Some(p) = words.next().and_then(|w| w.parse::<u16>().ok()) else {
+        let port = match words.next() {
+            Some(w) if w.eq_ignore_ascii_case("port") => words.next(),
+            Some(w) if w.eq_ignore_ascii_case("listenaddress") => {
+                words.next().and_then(listen_address_port)
+            }
+            _ => None,
+        };
+        let Some(p) = port.and_then(|w| w.parse::<u16>().ok()) else {
             continue;
         };
         if p != 0 && !out.contains(&p) {
@@ -255,6 +277,19 @@ pub fn parse_sshd_ports(text: &str) -> Vec<u16> {
         }
     }
     out
+}
+
+/// The port of a `listenaddress` value: `0.0.0.0:22`, `[::]:22`, `host:22`; None for an
+/// address without one (a bare IPv6 address has colons of its own).
+fn listen_address_port(value: &str) -> Option<&str> {
+    // `rdomain` and the like follow after a space; the value is the first word.
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once("]:").map(|(_, p)| p);
+    }
+    match value.split_once(':') {
+        Some((_, p)) if !p.contains(':') => Some(p),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +303,43 @@ mod tests {
         assert!(parse_sshd_ports("addressfamily any\n").is_empty());
         assert!(parse_sshd_ports("port x\nport 0\n").is_empty());
         assert!(parse_sshd_ports("ports 9\n").is_empty());
+    }
+
+    #[test]
+    fn a_listen_address_with_a_port_is_an_ssh_port() {
+        let t = "port 22\nlistenaddress 0.0.0.0:2222\nlistenaddress [::]:2223\nlistenaddress [::1]:22\nListenAddress 192.0.2.1:2224 rdomain x\nlistenaddress ::1\nlistenaddress host.example:x\n";
+        assert_eq!(parse_sshd_ports(t), vec![22, 2222, 2223, 2224]);
+    }
+
+    #[test]
+    fn only_a_missing_chain_reads_as_empty() {
+        assert!(is_no_such_chain(
+            "iptables: No chain/target/match by that name.\n"
+        ));
+        assert!(!is_no_such_chain(
+            "Another app is currently holding the xtables lock. Stopped waiting after 5s.\n"
+        ));
+    }
+
+    /// iptables failing for a lock (exit 4) is an error, never an empty chain; a missing chain
+    /// is empty.
+    #[tokio::test]
+    async fn a_locked_table_is_an_error_not_an_empty_chain() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("iptables");
+        let write = |body: &str| {
+            std::fs::write(&tool, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let cfg = FirewallConfig::default();
+        let redact = Redactor::default();
+        let list = || iptables_list("iptables", Some(&tool), "k", "DOCKER-USER", &cfg, &redact);
+        write("echo 'Another app is currently holding the xtables lock.' >&2; exit 4");
+        let err = list().await.unwrap_err();
+        assert!(err.contains("xtables lock"), "{err}");
+        write("echo 'iptables: No chain/target/match by that name.' >&2; exit 1");
+        assert_eq!(list().await, Ok(Vec::new()));
     }
 
     #[test]

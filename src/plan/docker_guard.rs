@@ -262,6 +262,7 @@ pub fn plan_docker_guard(
     {
         let v6 = i == 1;
         let block = enforce.then(|| docker_user_block(fw, v6));
+        let reasons_before = reasons.len();
         match (&seen.after_files[i], &block) {
             (None, None) => {}
             (None, Some(_)) => reasons.push(format!("{name} is missing: gitmoor writes its block")),
@@ -293,15 +294,36 @@ pub fn plan_docker_guard(
             }
             continue;
         };
-        match &block {
-            Some(b) if !chain_holds_block(chain, b) => reasons.push(format!(
+        let at = block.as_deref().map(|b| chain_block(chain, b));
+        match &at {
+            Some(ChainBlock::Behind(before)) => {
+                notes.push(format!(
+                "DOCKER-USER ({tool}) has rules before gitmoor's block, which judge first: {}; \
+                 left as they are (a `ufw reload` would flush them)",
+                before.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+            ))
+            }
+            // A file to write: the reload that loads it is the unit's, said by its reason.
+            Some(ChainBlock::Other) if reasons.len() == reasons_before => notes.push(format!(
+                "DOCKER-USER ({tool}) holds an older or incomplete gitmoor block, not the one \
+                 {name} has; not reloaded, because a reload flushes the chain with the rules of \
+                 others in it: run `ufw reload` to load the block"
+            )),
+            _ => {}
+        }
+        match &at {
+            Some(ChainBlock::Absent) => reasons.push(format!(
                 "DOCKER-USER ({tool}) does not start with gitmoor's rules as {name} has them \
                  (flushed by hand or by a restart of the firewall, or not loaded yet): loaded again"
             )),
-            Some(_) if seen.forward_jump_first[i] == Some(false) => reasons.push(format!(
+            Some(ChainBlock::First | ChainBlock::Behind(_))
+                if seen.forward_jump_first[i] == Some(false) =>
+            {
+                reasons.push(format!(
                 "FORWARD ({tool}) does not send to DOCKER-USER first (dockerd 20.10 makes that \
                  jump for IPv4 only; a dockerd restart puts its own rules first): put first"
-            )),
+                ))
+            }
             None if chain_has_marks(chain) => reasons.push(format!(
                 "DOCKER-USER ({tool}) still holds gitmoor's rules, and firewall.docker_guard is {}",
                 mode.as_str()
@@ -369,11 +391,27 @@ fn rules_hash(rules: &[String]) -> String {
     hex::encode(digest)[..12].to_string()
 }
 
-/// Whether the live chain (the lines of `iptables -S DOCKER-USER`) starts with the rules of
-/// `block` (a [`docker_user_block`]): its begin marker first, its end marker right after as
-/// many rules as the block has. A flushed chain (by hand, or a tool that rebuilt it), a rule
-/// put before gitmoor's, one of them deleted or an older block all read as not holding it.
-pub fn chain_holds_block(chain: &[String], block: &str) -> bool {
+/// Where a block of `after.rules` stands in the live `DOCKER-USER` chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBlock {
+    /// The block whole, first: in force.
+    First,
+    /// The block whole, behind these rules of others (an admin's `iptables -I`, dockerd's
+    /// `-j RETURN` when the chain was rebuilt): they judge first. Left as it is: a reload
+    /// would flush them.
+    Behind(Vec<String>),
+    /// None of gitmoor's markers: flushed or never loaded. Only then does the guard's repair
+    /// reload UFW (nothing of gitmoor's is there to keep, and a flush took the others' rules).
+    Absent,
+    /// gitmoor's markers, but not this block whole (an older block, one of its rules deleted
+    /// by hand). Reported, not reloaded: the chain may hold the admin's rules too.
+    Other,
+}
+
+/// Where `block` (a [`docker_user_block`]) stands in `chain` (the lines of
+/// `iptables -S DOCKER-USER`): its begin marker, and its end marker right after as many rules
+/// as the block has.
+pub fn chain_block(chain: &[String], block: &str) -> ChainBlock {
     let block_rules: Vec<&str> = block
         .lines()
         .filter(|l| l.starts_with("-A DOCKER-USER"))
@@ -383,18 +421,54 @@ pub fn chain_holds_block(chain: &[String], block: &str) -> bool {
         .map(|l| l.trim())
         .filter(|l| l.starts_with("-A DOCKER-USER"))
         .collect();
-    let (Some(begin), Some(end)) = (block_rules.first(), block_rules.last()) else {
-        return false;
-    };
     let mark_of = |l: &str| {
         l.split_whitespace()
             .find(|w| w.starts_with(CHAIN_MARK))
             .map(str::to_string)
     };
-    live.len() >= block_rules.len()
-        && mark_of(live[0]).is_some()
-        && mark_of(live[0]) == mark_of(begin)
-        && mark_of(live[block_rules.len() - 1]) == mark_of(end)
+    let whole_at = |k: usize| {
+        live.len() >= k + block_rules.len()
+            && mark_of(live[k + block_rules.len() - 1])
+                == mark_of(block_rules[block_rules.len() - 1])
+    };
+    if let Some(begin) = block_rules.first().and_then(|b| mark_of(b)) {
+        if let Some(k) = live
+            .iter()
+            .position(|l| mark_of(l).as_deref() == Some(begin.as_str()))
+        {
+            if whole_at(k) {
+                return if k == 0 {
+                    ChainBlock::First
+                } else {
+                    ChainBlock::Behind(live[..k].iter().map(|l| l.to_string()).collect())
+                };
+            }
+        }
+    }
+    if chain_has_marks(chain) {
+        ChainBlock::Other
+    } else {
+        ChainBlock::Absent
+    }
+}
+
+/// Whether the live chain starts with the rules of `block`, whole ([`chain_block`] is
+/// [`ChainBlock::First`]). A flushed chain, a rule put before gitmoor's, one of them deleted
+/// or an older block all read as not holding it.
+pub fn chain_holds_block(chain: &[String], block: &str) -> bool {
+    chain_block(chain, block) == ChainBlock::First
+}
+
+/// Whether the daemon's Docker guard repair is asked for: `firewall.docker_guard: enforce`
+/// and the last applied commit had a `ufw/` folder (or an older state file records the
+/// firewall unit). Otherwise no ufw or iptables is run at a poll: most hosts have no UFW
+/// for gitmoor, and asking at every poll would cost a process and a warning each time.
+pub fn repair_asked(mode: DockerGuard, state: &crate::state::State) -> bool {
+    mode == DockerGuard::Enforce
+        && (state.firewall_in_repo
+            || state
+                .units
+                .contains_key(&crate::plan::UnitId::Firewall.key()))
 }
 
 /// gitmoor's block in the text of `after.rules` (BEGIN line to END line), as the file holds it

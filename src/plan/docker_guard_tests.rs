@@ -238,14 +238,21 @@ fn the_live_chain_holds_the_block_only_whole_first_and_current() {
         &block
     ));
     assert!(!chain_holds_block(&[], &block));
-    // A rule put before gitmoor's.
+    // A rule put before gitmoor's (an admin's `iptables -I`): the block is whole behind it.
     let mut first = chain.clone();
     first.insert(1, "-A DOCKER-USER -j ACCEPT".into());
     assert!(!chain_holds_block(&first, &block));
+    assert_eq!(
+        chain_block(&first, &block),
+        ChainBlock::Behind(vec!["-A DOCKER-USER -j ACCEPT".into()])
+    );
+    assert_eq!(chain_block(&chain, &block), ChainBlock::First);
+    assert_eq!(chain_block(&[], &block), ChainBlock::Absent);
     // One of its rules deleted.
     let mut short = chain.clone();
     short.remove(5);
     assert!(!chain_holds_block(&short, &block));
+    assert_eq!(chain_block(&short, &block), ChainBlock::Other);
     // An older block (other rules): another hash.
     let old = docker_user_block(&firewall("defaults: {incoming: deny}\nrules: []\n"), false);
     assert!(!chain_holds_block(&loaded(&old), &block));
@@ -289,6 +296,24 @@ fn the_guard_is_planned_from_the_files_and_the_live_chains_on_every_reconcile() 
         "{:?}",
         step.reasons
     );
+
+    // An admin's rule put before the block (`iptables -I`): no step (a reload would flush
+    // it), a note naming it.
+    let mut behind = loaded(&b4);
+    behind.insert(1, "-A DOCKER-USER -s 198.51.100.7/32 -j DROP".into());
+    let admin_first = observed_ufw(files(&with.0, &with.1), [Some(behind), Some(loaded(&b6))]);
+    let (step, notes) = plan_docker_guard(&fw, &admin_first, DockerGuard::Enforce);
+    assert_eq!(step, None);
+    assert!(notes[0].contains("198.51.100.7/32"), "{notes:?}");
+    // An older block loaded, the files current: no reload either, a note.
+    let old = docker_user_block(&firewall("defaults: {incoming: deny}\nrules: []\n"), false);
+    let older = observed_ufw(
+        files(&with.0, &with.1),
+        [Some(loaded(&old)), Some(loaded(&b6))],
+    );
+    let (step, notes) = plan_docker_guard(&fw, &older, DockerGuard::Enforce);
+    assert_eq!(step, None);
+    assert!(notes[0].contains("older"), "{notes:?}");
 
     // dockerd 20.10 with IPv6 NAT: no jump to DOCKER-USER in the IPv6 FORWARD chain.
     let mut no_jump = good.clone();
@@ -396,4 +421,32 @@ fn no_reason_holds_a_run_of_spaces_from_a_broken_line() {
     for r in step.expect("a step").reasons {
         assert!(!r.contains("  "), "{r}");
     }
+}
+
+#[test]
+fn the_daemons_repair_is_asked_only_with_enforce_and_a_firewall_in_the_repo() {
+    use crate::state::State;
+    let mut with = State::default();
+    with.firewall_in_repo = true;
+    assert!(repair_asked(DockerGuard::Enforce, &with));
+    assert!(!repair_asked(DockerGuard::Warn, &with));
+    assert!(!repair_asked(DockerGuard::Off, &with));
+    // The seed's app, no ufw/: never asked.
+    assert!(!repair_asked(DockerGuard::Enforce, &State::default()));
+    // A state file from before the flag: its firewall unit says it.
+    let mut older = State::default();
+    older.units.insert(
+        "firewall/ufw".into(),
+        serde_json::from_str(
+            r#"{"last_good_commit":null,"result":"success","error":null,"updated":0}"#,
+        )
+        .unwrap(),
+    );
+    assert!(repair_asked(DockerGuard::Enforce, &older));
+    // The flag follows the units of the commit applied whole.
+    let mut st = with.clone();
+    st.retain_units(|_| false);
+    assert!(!st.firewall_in_repo);
+    st.retain_units(|u| *u == crate::plan::UnitId::Firewall);
+    assert!(st.firewall_in_repo);
 }

@@ -342,6 +342,7 @@ pub fn sample(evil: &str) -> StatusDoc {
             docker_guard: evil.into(),
             docker_guard_active: false,
             docker_guard_not_in_force: vec![],
+            docker_guard_notes: vec![],
             open: vec![super::firewall::OpenRuleView {
                 port: evil.into(),
                 from: evil.into(),

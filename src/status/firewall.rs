@@ -10,7 +10,7 @@
 use crate::config::firewall::DockerGuard;
 use crate::observe::ufw_parse::{ObservedFirewall, ObservedRule, Tuple};
 use crate::observe::PublishedPortSeen;
-use crate::plan::docker_guard::{block_in, chain_holds_block, CHAIN_MARK};
+use crate::plan::docker_guard::{block_in, chain_block, ChainBlock, CHAIN_MARK};
 use crate::plan::firewall::{describe_observed, is_owned};
 use crate::spec::ufw::{Addr, Direction, Policy, Ports, Proto};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,11 @@ pub struct FirewallView {
     /// `docker_guard` is not `enforce` and no block is there at all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub docker_guard_not_in_force: Vec<String>,
+    /// What a person should know about the guard in force: rules of others before gitmoor's
+    /// block in `DOCKER-USER` (an admin's `iptables -I`), which judge first; gitmoor leaves
+    /// them (a reload would flush them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker_guard_notes: Vec<String>,
     /// The incoming rules that let traffic in (allow, limit), in UFW's order.
     pub open: Vec<OpenRuleView>,
     /// Container ports published on a non-loopback address.
@@ -114,6 +119,7 @@ pub fn firewall_view(
         } else {
             why_not
         },
+        docker_guard_notes: guard_notes(fw),
         open,
         published,
         unmanaged: fw
@@ -143,12 +149,16 @@ fn guard_not_in_force(fw: &ObservedFirewall) -> Vec<String> {
             why.push(format!("{file} holds no gitmoor block"));
             continue;
         };
-        match &seen.chains[i] {
+        match seen.chains[i].as_ref().map(|c| chain_block(c, &block)) {
             None => why.push(format!("DOCKER-USER ({tool}) could not be read")),
-            Some(c) if !chain_holds_block(c, &block) => why.push(format!(
-                "DOCKER-USER ({tool}) does not start with the block {file} holds (flushed, not loaded yet, or an older block)"
+            Some(ChainBlock::Absent) => why.push(format!(
+                "DOCKER-USER ({tool}) does not start with the block {file} holds (flushed, or not loaded yet)"
             )),
-            Some(_) => {}
+            Some(ChainBlock::Other) => why.push(format!(
+                "DOCKER-USER ({tool}) does not start with the block {file} holds (an older or incomplete gitmoor block is loaded; gitmoor does not reload it, as a reload flushes the chain, rules of others in it too: run `ufw reload`)"
+            )),
+            // Behind rules of others: in force for what they let pass (`guard_notes`).
+            Some(ChainBlock::First | ChainBlock::Behind(_)) => {}
         }
         if seen.forward_jump_first[i] != Some(true) {
             why.push(format!(
@@ -157,6 +167,33 @@ fn guard_not_in_force(fw: &ObservedFirewall) -> Vec<String> {
         }
     }
     why
+}
+
+/// Rules of others before gitmoor's whole block, per family ufw manages.
+fn guard_notes(fw: &ObservedFirewall) -> Vec<String> {
+    let seen = &fw.docker_user;
+    let families: &[usize] = if fw.ipv6 { &[0, 1] } else { &[0] };
+    let mut notes = Vec::new();
+    for &i in families {
+        let tool = ["iptables", "ip6tables"][i];
+        let Some(block) = seen.after_files[i].as_deref().and_then(block_in) else {
+            continue;
+        };
+        let Some(chain) = &seen.chains[i] else {
+            continue;
+        };
+        if let ChainBlock::Behind(before) = chain_block(chain, &block) {
+            notes.push(format!(
+                "DOCKER-USER ({tool}) has rules before gitmoor's block, which judge first: {}",
+                before
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    notes
 }
 
 /// Whether the files or the live chains hold anything of gitmoor's guard.

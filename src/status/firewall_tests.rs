@@ -290,3 +290,28 @@ fn an_allow_shadowed_by_an_earlier_deny_is_not_listed_open() {
         ]
     );
 }
+
+/// An admin's rule put before gitmoor's whole block (`iptables -I`): the guard is in force for
+/// what it lets pass, and /status names the rule that judges first.
+#[test]
+fn a_rule_of_others_before_the_block_is_a_note_not_a_guard_out_of_force() {
+    let published = [port("0.0.0.0", 9000)];
+    let mut chain = guard_chain();
+    chain.insert(1, "-A DOCKER-USER -s 198.51.100.7/32 -j DROP".into());
+    let f = seed_applied(chain, guard_chain());
+    let v = firewall_view(&f, &published, DockerGuard::Enforce, "t".into());
+    assert!(v.docker_guard_active, "{:?}", v.docker_guard_not_in_force);
+    assert_eq!(v.docker_guard_notes.len(), 1, "{:?}", v.docker_guard_notes);
+    assert!(
+        v.docker_guard_notes[0].contains("DOCKER-USER (iptables)")
+            && v.docker_guard_notes[0].contains("198.51.100.7/32"),
+        "{:?}",
+        v.docker_guard_notes
+    );
+    let whole = seed_applied(guard_chain(), guard_chain());
+    assert!(
+        firewall_view(&whole, &published, DockerGuard::Enforce, "t".into())
+            .docker_guard_notes
+            .is_empty()
+    );
+}
