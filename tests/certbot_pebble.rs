@@ -748,6 +748,51 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
     assert!(got.serves(&[DOMAIN, www], now()), "{got:?}");
 }
 
+/// A renewal after the ACME webroot moved (`nginx.acme_webroot` changed; the vhost serves only
+/// the new one) writes the challenge where nginx serves it, not into the webroot saved with the
+/// lineage, and certbot saves the new one. (certbot 2.1 does so with a `-w` too, as its log
+/// shows; gitmoor passes `--webroot-map`, which a saved map never overrides.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_after_the_acme_webroot_moved_validates_through_the_new_one() {
+    let mut w = World::new();
+    w.start_nginx();
+    let nginx = w.nginx_host();
+    let cfg = w.letsencrypt();
+    let port = backend("moved\n");
+    let pending = RenderTls::AcmePending {
+        webroot: host_path(&w.webroot()),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &pending))
+        .await
+        .unwrap();
+    let paths = obtain("api", &[DOMAIN], &w.webroot(), &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let moved = w.path().join("acme-moved");
+    let ready = RenderTls::AcmeReady {
+        webroot: host_path(&moved),
+        cert: host_path(&paths.fullchain),
+        key: host_path(&paths.privkey),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &ready))
+        .await
+        .unwrap();
+    let before = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    let renewed = renew_checked(&cfg, "api", DOMAIN, &moved)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(renewed);
+    assert_ne!(observed(observe_cert(&cfg.config_dir, DOMAIN)), before);
+    let renewal =
+        std::fs::read_to_string(cfg.config_dir.join(format!("renewal/{DOMAIN}.conf"))).unwrap();
+    assert!(
+        renewal.contains(&format!("{DOMAIN} = {}", moved.display())),
+        "certbot saved the new webroot for the lineage:\n{renewal}"
+    );
+}
+
 /// A name whose DNS points elsewhere is refused before certbot runs, naming the name, where it
 /// points, and this host's addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1111,7 +1156,7 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
     assert!(
         calls[1].starts_with(&format!(
-            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            "renew --cert-name {DOMAIN} --force-renewal --webroot --webroot-map {{\"{DOMAIN}\":\"{}\"}}",
             w.webroot().display()
         )),
         "certbot renew for that one lineage, through gitmoor's webroot: {calls:?}"
@@ -1533,7 +1578,7 @@ fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
     assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
     assert!(
         calls[1].starts_with(&format!(
-            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            "renew --cert-name {DOMAIN} --force-renewal --webroot --webroot-map {{\"{DOMAIN}\":\"{}\"}}",
             w.webroot().display()
         )),
         "{calls:?}"
