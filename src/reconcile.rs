@@ -329,7 +329,19 @@ impl Reconciler {
                             run.state.cert_failures.clone(),
                             run.state.certs_loaded.clone(),
                         );
-                        self.renew_last_good(&mut run).await;
+                        // Added to the error, as an invalid reconcile adds them: a renewal
+                        // that fails every poll must show on /status, not only in the log.
+                        let problems = self.renew_last_good(&mut run).await;
+                        if !problems.is_empty() {
+                            let mut error = outcome.error.take().unwrap_or_default();
+                            for p in problems {
+                                if !error.is_empty() {
+                                    error.push('\n');
+                                }
+                                error.push_str(&p);
+                            }
+                            outcome.error = Some(error);
+                        }
                         if before
                             != (
                                 run.state.cert_failures.clone(),
@@ -510,8 +522,21 @@ impl Reconciler {
         let report = execute_with(&plan, &self.exec, &apply_opts, &apply_inputs).await;
         // A reload loads every certificate as it is on disk now: noted, so a later renewal
         // done outside gitmoor (certbot.timer) is seen as "not loaded" and reloaded.
+        // Only lineages a finished TLS vhost on disk serves: a held or failed site's (its
+        // ACME-only or previous vhost) is not loaded by nginx, and the renewal while the head
+        // is invalid renews only what is recorded here.
         if matches!(&apply_inputs.nginx, Some(Ok(n)) if n.reloaded()) {
-            run.state.certs_loaded = crate::observe::for_plan::certificates(&self.cfg, &spec).1;
+            let ends = crate::observe::for_plan::certificates(&self.cfg, &spec).1;
+            let on_disk = match crate::observe::nginx::observe_sites(&self.cfg.nginx.sites_dir) {
+                crate::observe::Seen::Observed(sites) => sites,
+                crate::observe::Seen::NotObserved(_) => BTreeMap::new(),
+            };
+            run.state.certs_loaded = crate::plan::site::served_lineages(
+                &spec,
+                &self.site_render_context(),
+                &on_disk,
+                &ends,
+            );
         }
         // certbot's failures count per name against Let's Encrypt's limits: kept, so the next
         // plans hold a name that keeps failing (plan/cert_backoff.rs).
@@ -589,6 +614,22 @@ impl Reconciler {
         crate::observe::for_plan::observe_for_plan(&self.exec, &self.cfg, spec, auth).await
     }
 
+    /// What rendering a site needs of gitmoor's config (no certificate facts, no backoff).
+    fn site_render_context(&self) -> crate::plan::site::SiteContext {
+        crate::plan::site::SiteContext {
+            render: crate::spec::nginx::render::RenderHost {
+                gitmoor_listen: self.cfg.listen,
+                http_port: self.cfg.nginx.http_port,
+                https_port: self.cfg.nginx.https_port,
+                ipv6: self.cfg.nginx.ipv6,
+            },
+            acme_webroot: self.cfg.nginx.acme_webroot.clone(),
+            letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
+            now: chrono::Utc::now().timestamp(),
+            ..crate::plan::site::SiteContext::default()
+        }
+    }
+
     /// Plans `spec` against `observed`; `recorded_stacks` are the stacks of this state_dir's state
     /// file (whose unlabelled objects, made before repo labels, are this config's). Containers
     /// gitmoor does not own matter only where the plan would create one: their names are looked up (one call) only then, and the plan made
@@ -617,18 +658,10 @@ impl Reconciler {
                 .collect(),
             adopt: self.cfg.adopt.clone(),
             sites: crate::plan::site::SiteContext {
-                render: crate::spec::nginx::render::RenderHost {
-                    gitmoor_listen: self.cfg.listen,
-                    http_port: self.cfg.nginx.http_port,
-                    https_port: self.cfg.nginx.https_port,
-                    ipv6: self.cfg.nginx.ipv6,
-                },
-                acme_webroot: self.cfg.nginx.acme_webroot.clone(),
-                letsencrypt_live: self.cfg.letsencrypt.config_dir.join("live"),
                 cert_failures: saved.cert_failures.clone(),
-                now: chrono::Utc::now().timestamp(),
                 certs_on_disk: observed.cert_expiry.clone(),
                 certs_loaded: saved.certs_loaded.clone(),
+                ..self.site_render_context()
             },
             firewall: crate::plan::FirewallContext {
                 options: self.cfg.firewall.plan_options(),
@@ -754,6 +787,7 @@ impl Reconciler {
         let problems = crate::apply::renew_last_good(
             &self.cfg.nginx,
             &self.cfg.letsencrypt,
+            secrets_dir_redactor(&self.cfg.secrets_dir),
             &mut run.state.cert_failures,
             &mut run.state.certs_loaded,
             chrono::Utc::now().timestamp(),
@@ -944,6 +978,23 @@ fn bad_commit_apart(r: Result<Snapshot, GitError>) -> anyhow::Result<Result<Snap
         Err(e) if e.is_bad_commit() => Ok(Err(e)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Without a spec (the head is invalid), the values of every `<secrets_dir>/<stack>.env`: what
+/// nginx's messages could quote of the last good commit's stacks (a file that cannot be read
+/// adds nothing; the spec reader reports it).
+fn secrets_dir_redactor(dir: &Path) -> Redactor {
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(stack) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+            continue;
+        };
+        if let Ok(Some(file)) = crate::spec::host_secrets::load_stack_secrets(dir, stack) {
+            values.extend(file.vars.into_values());
+        }
+    }
+    Redactor::new(values.iter().map(|v| v.expose()))
 }
 
 /// Each stack's redactor, from the values of its host secrets.

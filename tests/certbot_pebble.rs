@@ -748,6 +748,51 @@ async fn a_certificate_is_obtained_through_the_sites_webroot_and_serves_https() 
     assert!(got.serves(&[DOMAIN, www], now()), "{got:?}");
 }
 
+/// A renewal after the ACME webroot moved (`nginx.acme_webroot` changed; the vhost serves only
+/// the new one) writes the challenge where nginx serves it, not into the webroot saved with the
+/// lineage, and certbot saves the new one. (certbot 2.1 does so with a `-w` too, as its log
+/// shows; gitmoor passes `--webroot-map`, which a saved map never overrides.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_after_the_acme_webroot_moved_validates_through_the_new_one() {
+    let mut w = World::new();
+    w.start_nginx();
+    let nginx = w.nginx_host();
+    let cfg = w.letsencrypt();
+    let port = backend("moved\n");
+    let pending = RenderTls::AcmePending {
+        webroot: host_path(&w.webroot()),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &pending))
+        .await
+        .unwrap();
+    let paths = obtain("api", &[DOMAIN], &w.webroot(), &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let moved = w.path().join("acme-moved");
+    let ready = RenderTls::AcmeReady {
+        webroot: host_path(&moved),
+        cert: host_path(&paths.fullchain),
+        key: host_path(&paths.privkey),
+    };
+    nginx
+        .install("api", &w.rendered_site(port, &ready))
+        .await
+        .unwrap();
+    let before = observed(observe_cert(&cfg.config_dir, DOMAIN));
+    let renewed = renew_checked(&cfg, "api", DOMAIN, &moved)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(renewed);
+    assert_ne!(observed(observe_cert(&cfg.config_dir, DOMAIN)), before);
+    let renewal =
+        std::fs::read_to_string(cfg.config_dir.join(format!("renewal/{DOMAIN}.conf"))).unwrap();
+    assert!(
+        renewal.contains(&format!("{DOMAIN} = {}", moved.display())),
+        "certbot saved the new webroot for the lineage:\n{renewal}"
+    );
+}
+
 /// A name whose DNS points elsewhere is refused before certbot runs, naming the name, where it
 /// points, and this host's addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1063,15 +1108,17 @@ fn a_site_whose_upstream_names_a_compose_service_goes_live_over_https_with_its_c
     assert_eq!(w.certbot_calls().len(), 1);
 }
 
-/// gitmoor's own renewal, through the binary: Pebble issues 40-day certificates; with
-/// `renew_days: 30` the obtained one is not due, and the next apply does nothing. With
-/// `renew_days: 50` it is: `gitmoor apply` runs `certbot renew` for that one lineage and reloads
+/// gitmoor's own renewal, through the binary: Pebble issues 90-second certificates (Let's
+/// Encrypt's shortest last 6 days; the rule is the same, scaled). Just obtained, one is not due
+/// (`renew_days: 30` is longer than its whole life, but a certificate is due only once under a
+/// third of its lifetime is left, as certbot has it), and the next apply does nothing. Once
+/// under a third is left, `gitmoor apply` runs `certbot renew` for that one lineage and reloads
 /// nginx, which then serves a new certificate (another serial), while the site's vhost file is
-/// left exactly as it was.
+/// left exactly as it was; and the renewed certificate is not due again at the next apply.
 #[test]
 fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_a_reload() {
     use support::{output_text, Host, Remote};
-    let mut w = World::with_validity(Some(40 * 86_400));
+    let mut w = World::with_validity(Some(SHORT_LIFETIME));
     w.start_nginx();
     let remote = Remote::new();
     let host = Host::new(&remote, &w.gitmoor_config());
@@ -1092,15 +1139,11 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     let expiry = observed(observe_cert(&le.config_dir, DOMAIN))
         .not_after
         .unwrap();
-    assert!(
-        (expiry - now() - 40 * 86_400).abs() < 3_600,
-        "Pebble issued a 40-day certificate: {expiry}"
-    );
     let text = host.apply_ok();
     assert!(text.contains("no changes"), "not due yet: {text}");
     assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
 
-    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    wait_until_due(&w, DOMAIN);
     let plan = output_text(&host.gitmoor(&["plan"]));
     assert!(
         plan.contains(&format!(
@@ -1113,7 +1156,7 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
     assert!(
         calls[1].starts_with(&format!(
-            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            "renew --cert-name {DOMAIN} --force-renewal --webroot --webroot-map {{\"{DOMAIN}\":\"{}\"}}",
             w.webroot().display()
         )),
         "certbot renew for that one lineage, through gitmoor's webroot: {calls:?}"
@@ -1143,6 +1186,39 @@ fn a_certificate_within_renew_days_is_renewed_by_the_reconcile_and_served_after_
     );
     let state = host.state_json();
     assert_eq!(state["units"]["site/api"]["result"], "success", "{state:#}");
+    // The renewed certificate has its whole life ahead: not due, no certbot.
+    let text = host.apply_ok();
+    assert!(
+        text.contains("no changes"),
+        "renewed, not due again: {text}"
+    );
+    assert_eq!(w.certbot_calls().len(), 2, "{:?}", w.certbot_calls());
+}
+
+/// The lifetime of the certificates Pebble issues in the renewal tests: long enough for an
+/// obtain and an apply while fresh, short enough to wait until a third is left.
+const SHORT_LIFETIME: u64 = 90;
+
+/// Sleeps until the certificate of `name` has less than a third of its lifetime left (plus a
+/// second), where gitmoor's rule makes it due; fails if it is not a short-lived one.
+fn wait_until_due(w: &World, name: &str) {
+    let c = observed(observe_cert(&w.letsencrypt().config_dir, name));
+    let (start, end) = (c.not_before.unwrap(), c.not_after.unwrap());
+    assert!(
+        end - start <= SHORT_LIFETIME as i64 + 60,
+        "Pebble issued a short-lived certificate: {c:?}"
+    );
+    let due_at = end - (end - start) / 3 + 1;
+    let wait = due_at - now();
+    assert!(wait < 2 * SHORT_LIFETIME as i64, "{c:?}");
+    if wait > 0 {
+        std::thread::sleep(Duration::from_secs(wait as u64));
+    }
+    let c = observed(observe_cert(&w.letsencrypt().config_dir, name));
+    assert!(
+        c.due_for_renewal(now(), 30) && c.not_after.unwrap() > now() + 10,
+        "{c:?}"
+    );
 }
 
 /// Let's Encrypt allows 5 failed validations per name and hour. A name whose validation keeps
@@ -1318,6 +1394,74 @@ fn a_serving_site_switched_to_lets_encrypt_keeps_serving_while_no_certificate_ca
     w.wait_status(name, 301);
 }
 
+/// certbot obtains the certificate, but nginx refuses the TLS vhost (here: the key certbot
+/// wrote is spoilt right after, so `nginx -t` cannot load it). The ACME-only vhost, which
+/// serves nothing but the challenge, does not stay: the site's previous plain vhost is put back
+/// and its backend answers again.
+#[test]
+fn a_tls_vhost_nginx_refuses_after_certbot_succeeded_puts_the_previous_vhost_back() {
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let name = "refused.example.test";
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("plain backend\n");
+    let site =
+        |tls: &str| format!("server_names: [{name}]\nupstream: 127.0.0.1:{port}\ntls: {tls}\n");
+    remote.write("nginx/refused.yaml", &site("off"));
+    remote.commit("a plain HTTP site");
+    host.apply_ok();
+    w.wait_status(name, 200);
+    let vhost = w.sites_dir().join("refused.conf");
+    let before = std::fs::read_to_string(&vhost).unwrap();
+
+    // certbot as before, then the lineage's key (through live/'s link) is spoilt.
+    let le = w.letsencrypt();
+    let key = le.config_dir.join("live").join(name).join("privkey.pem");
+    std::fs::write(
+        le.certbot.as_ref().unwrap(),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\n/usr/bin/certbot \"$@\" || exit $?\n\
+             printf 'not a key\\n' > {}\n",
+            w.calls_file().display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    remote.write("nginx/refused.yaml", &site("letsencrypt"));
+    remote.commit("HTTPS for the site");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+    assert!(
+        text.contains("the certificate was obtained, but")
+            && text.contains("the site's previous vhost is back"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&vhost).unwrap(), before);
+    w.wait_status(name, 200);
+    assert_eq!(
+        http_get(w.http_port, name, "/").unwrap(),
+        (200, "plain backend\n".to_string())
+    );
+    let state = host.state_json();
+    assert_eq!(
+        state["units"]["site/refused"]["result"], "failed",
+        "{state:#}"
+    );
+    // nginx reloaded during the apply, but no vhost of gitmoor's serves that lineage: not
+    // recorded as loaded, so a renewal while the head is invalid would not renew it.
+    assert!(
+        state
+            .get("certs_loaded")
+            .and_then(|c| c.get(name))
+            .is_none(),
+        "{state:#}"
+    );
+}
+
 /// Waits up to 10 s for nginx to present a certificate other than `old` (a reload takes a
 /// moment to reach the workers); the serial it presents then.
 fn served_serial_other_than(w: &World, old: &str) -> String {
@@ -1377,23 +1521,7 @@ fn a_certificate_obtained_again_or_renewed_outside_gitmoor_is_served_after_one_a
     assert!(text.contains("no changes"), "{text}");
 
     // certbot renews by itself (its timer), with the folders gitmoor uses.
-    let out = Command::new("/usr/bin/certbot")
-        .args(["renew", "--cert-name", DOMAIN, "--force-renewal"])
-        .args(["--non-interactive", "--no-random-sleep-on-renew"])
-        .arg("--config-dir")
-        .arg(&le.config_dir)
-        .arg("--work-dir")
-        .arg(&le.work_dir)
-        .arg("--logs-dir")
-        .arg(&le.logs_dir)
-        .env("REQUESTS_CA_BUNDLE", w.api_ca())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    renew_outside_gitmoor(&w);
     assert_eq!(w.served_serial(), second, "not loaded by nginx yet");
     let plan = output_text(&host.gitmoor(&["plan"]));
     assert!(
@@ -1417,7 +1545,7 @@ fn a_certificate_obtained_again_or_renewed_outside_gitmoor_is_served_after_one_a
 #[test]
 fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
     use support::{output_text, Host, Remote};
-    let mut w = World::with_validity(Some(40 * 86_400));
+    let mut w = World::with_validity(Some(SHORT_LIFETIME));
     w.start_nginx();
     let remote = Remote::new();
     let host = Host::new(&remote, &w.gitmoor_config());
@@ -1440,8 +1568,8 @@ fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
     assert!(!out.status.success(), "{}", output_text(&out));
     assert_eq!(w.certbot_calls().len(), 1, "nothing due yet");
 
-    // Now the certificate is due (renew_days past its 40 days).
-    host.edit_config("  renew_days: 30\n", "  renew_days: 50\n");
+    // Now the certificate is due (under a third of its life left).
+    wait_until_due(&w, DOMAIN);
     let out = host.gitmoor(&["apply"]);
     let text = output_text(&out);
     assert!(!out.status.success(), "the head is still invalid: {text}");
@@ -1450,7 +1578,7 @@ fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
     assert_eq!(calls.len(), 2, "{calls:?}\n{text}");
     assert!(
         calls[1].starts_with(&format!(
-            "renew --cert-name {DOMAIN} --force-renewal --webroot -w {}",
+            "renew --cert-name {DOMAIN} --force-renewal --webroot --webroot-map {{\"{DOMAIN}\":\"{}\"}}",
             w.webroot().display()
         )),
         "{calls:?}"
@@ -1459,4 +1587,108 @@ fn a_certificate_is_renewed_while_the_branch_head_is_invalid() {
     assert_ne!(first, second, "nginx serves the renewed certificate");
     let state = host.state_json();
     assert_eq!(state["last_attempt"]["result"], "invalid", "{state:#}");
+    // The renewed certificate is not due again: the next reconcile runs no certbot.
+    let out = host.gitmoor(&["apply"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert_eq!(w.certbot_calls().len(), 2, "{:?}", w.certbot_calls());
+}
+
+/// certbot renews `DOMAIN` by itself, as its timer would, with the folders gitmoor uses (not
+/// through the recording wrapper: gitmoor did not run it).
+fn renew_outside_gitmoor(w: &World) {
+    let le = w.letsencrypt();
+    let out = Command::new("/usr/bin/certbot")
+        .args(["renew", "--cert-name", DOMAIN, "--force-renewal"])
+        .args(["--non-interactive", "--no-random-sleep-on-renew"])
+        .arg("--config-dir")
+        .arg(&le.config_dir)
+        .arg("--work-dir")
+        .arg(&le.work_dir)
+        .arg("--logs-dir")
+        .arg(&le.logs_dir)
+        .env("REQUESTS_CA_BUNDLE", w.api_ca())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One reconcile as the daemon's poll makes it (no retry of inputs that were invalid: the
+/// skipped path), in process, on `host`'s config.
+fn polled_reconcile(host: &support::Host) -> gitmoor::reconcile::Outcome {
+    let cfg = gitmoor::config::Config::load(&host.config).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let rec = gitmoor::reconcile::Reconciler::new(cfg, true)
+            .await
+            .unwrap();
+        rec.reconcile(gitmoor::reconcile::Mode::Apply, false)
+            .await
+            .unwrap()
+    })
+}
+
+/// While the head is invalid, a certificate certbot.timer renewed (gitmoor renewed nothing) is
+/// loaded by the daemon's reconcile, which reloads nginx as the plan would; a reload that fails
+/// is in that reconcile's error (not only in the log), with the host's secret values taken out
+/// of nginx's message.
+#[test]
+fn while_the_head_is_invalid_an_outside_renewal_is_reloaded_and_a_failed_reload_is_reported() {
+    use gitmoor::reconcile::Verdict;
+    use support::{output_text, Host, Remote};
+    let mut w = World::new();
+    w.start_nginx();
+    let remote = Remote::new();
+    let host = Host::new(&remote, &w.gitmoor_config());
+    let port = backend("outside\n");
+    let site = |key: &str| {
+        format!("server_names: [{DOMAIN}]\n{key}: 127.0.0.1:{port}\ntls: letsencrypt\n")
+    };
+    remote.write("nginx/api.yaml", &site("upstream"));
+    remote.commit("the api site");
+    host.apply_ok();
+    w.wait_status(DOMAIN, 301);
+    let first = w.served_serial();
+    // A host secret whose value is part of nginx's paths (the secrets dir is part of the
+    // inputs: written before the invalid apply, so the polls after it skip the same inputs).
+    let secret = w.path().file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::write(host.secrets.join("web.env"), format!("TOKEN={secret}\n")).unwrap();
+    remote.write("nginx/api.yaml", &site("upstreem"));
+    remote.commit("a typo");
+    let out = host.gitmoor(&["apply"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+
+    renew_outside_gitmoor(&w);
+    // nginx's pid file is away: the reload fails, and nginx's message names that path.
+    let pid = w.nginx_dir().join("nginx.pid");
+    let aside = w.nginx_dir().join("nginx.pid.aside");
+    std::fs::rename(&pid, &aside).unwrap();
+    let o = polled_reconcile(&host);
+    assert_eq!(o.verdict, Verdict::Skipped, "{o:?}");
+    let error = o.error.unwrap_or_default();
+    assert!(
+        error.contains("upstreem") && error.contains("nginx did not reload"),
+        "{error}"
+    );
+    assert!(!error.contains(&secret) && error.contains("***"), "{error}");
+    assert_eq!(w.served_serial(), first);
+
+    std::fs::rename(&aside, &pid).unwrap();
+    let o = polled_reconcile(&host);
+    assert_eq!(o.verdict, Verdict::Skipped, "{o:?}");
+    let error = o.error.unwrap_or_default();
+    assert!(!error.contains("did not reload"), "{error}");
+    let second = served_serial_other_than(&w, &first);
+    assert_ne!(
+        first, second,
+        "nginx serves the certificate renewed outside gitmoor"
+    );
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+    // Loaded now: the next poll reloads nothing (and renews nothing).
+    std::fs::rename(&pid, &aside).unwrap();
+    let o = polled_reconcile(&host);
+    std::fs::rename(&aside, &pid).unwrap();
+    assert!(!o.error.unwrap_or_default().contains("did not reload"));
 }

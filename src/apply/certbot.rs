@@ -182,13 +182,25 @@ pub async fn renew_one(
     let cert = cfg.live_dir(name).join("cert.pem");
     let before = read_cert_file(&cert).map_err(fail)?;
     let before_bytes = std::fs::read(&cert).ok();
-    if before.is_none() {
+    let Some(before) = before else {
         return Err(fail(format!(
             "{} does not exist; the site obtains a first certificate instead",
             cert.display()
         )));
+    };
+    let mut covered = before.names;
+    if covered.is_empty() {
+        covered.push(name.to_string());
     }
-    run_certbot(&program, cfg, &renew_args(name, webroot))
+    for n in &covered {
+        check_cert_name(n).map_err(|why| {
+            fail(format!(
+                "{why}: the certificate covers it, and a webroot cannot renew it; obtain the \
+                 certificate again (remove the lineage: certbot delete --cert-name {name})"
+            ))
+        })?;
+    }
+    run_certbot(&program, cfg, &renew_args(name, &covered, webroot))
         .await
         .map_err(|message| CertError::RenewRun {
             name: name.to_string(),
@@ -201,19 +213,28 @@ pub async fn renew_one(
 /// is given explicitly rather than taken from the lineage's saved settings: a lineage first
 /// made by hand with `certbot --nginx` would renew with the nginx plugin, which rewrites
 /// /etc/nginx, and cannot under gitmoor's unit (read-only outside the folders it names).
-/// certbot saves what it renewed with, so the lineage is gitmoor's from then on.
-pub fn renew_args(name: &str, webroot: &Path) -> Vec<String> {
+/// The webroot goes as `--webroot-map` for every name the certificate `covers`: certbot puts a
+/// lineage's saved `webroot_map` back unless the map is set on the command line, and a stale
+/// map (after a change of `nginx.acme_webroot`) would put the challenges where nginx no longer
+/// serves them. (certbot 2.1 counts a `-w` as setting the map too; the map itself does not
+/// depend on that.) certbot saves what it renewed with, so the lineage is gitmoor's from then
+/// on.
+pub fn renew_args(name: &str, covers: &[String], webroot: &Path) -> Vec<String> {
+    let map: serde_json::Map<String, serde_json::Value> = covers
+        .iter()
+        .map(|n| (n.clone(), webroot.display().to_string().into()))
+        .collect();
     [
         "renew",
         "--cert-name",
         name,
         "--force-renewal",
         "--webroot",
-        "-w",
+        "--webroot-map",
     ]
     .map(String::from)
     .into_iter()
-    .chain([webroot.display().to_string()])
+    .chain([serde_json::Value::Object(map).to_string()])
     .collect()
 }
 
@@ -396,16 +417,21 @@ mod tests {
 
     #[test]
     fn a_renewal_goes_through_gitmoors_webroot_whatever_the_lineage_was_made_with() {
+        let covers = ["api.example.fr".to_string(), "www.example.fr".to_string()];
         assert_eq!(
-            renew_args("api.example.fr", Path::new("/var/lib/gitmoor-acme")),
+            renew_args(
+                "api.example.fr",
+                &covers,
+                Path::new("/var/lib/gitmoor-acme")
+            ),
             [
                 "renew",
                 "--cert-name",
                 "api.example.fr",
                 "--force-renewal",
                 "--webroot",
-                "-w",
-                "/var/lib/gitmoor-acme"
+                "--webroot-map",
+                r#"{"api.example.fr":"/var/lib/gitmoor-acme","www.example.fr":"/var/lib/gitmoor-acme"}"#
             ]
         );
     }

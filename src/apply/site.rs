@@ -3,6 +3,8 @@
 
 use super::nginx::{NginxHost, SiteError};
 use crate::config::letsencrypt::LetsEncryptConfig;
+use crate::observe::certs::observe_cert;
+use crate::observe::Seen;
 use crate::plan::site::{CertRequest, SiteAction};
 use crate::plan::UnitOutcome;
 use tracing::{info, warn};
@@ -105,8 +107,8 @@ pub(super) async fn run_unit(
 /// a site that served (plain HTTP, or its own certificate files) keeps serving when the
 /// request cannot be made. Then the HTTP vhost serving the ACME webroot, certbot, and the TLS
 /// vhost, reloaded even when it is the file already there (nginx reads certificates only at a
-/// reload). When certbot fails the previous vhost is put back (removed for a new site):
-/// nothing half-changed, and the site keeps serving what it served.
+/// reload). When certbot fails, or the TLS vhost is refused, the previous vhost is put back
+/// (removed for a new site): nothing half-changed, and the site keeps serving what it served.
 async fn obtain_and_install(
     site: &str,
     pending: &str,
@@ -129,22 +131,45 @@ async fn obtain_and_install(
     }
     info!(site, names = %cert.names.join(","), "obtain certificate");
     if let Err(e) = request.run().await {
-        let back = match &previous {
-            Some(text) => host.install(site, text).await,
-            None => host.remove(site).await,
-        };
-        let message = match (back, &previous) {
-            (Ok(()), Some(_)) => format!("{e}; the site's previous vhost is back"),
-            (Ok(()), None) => format!("{e}; the site's vhost is removed again"),
-            (Err(b), _) => format!("{e}; and the site's previous vhost could not be put back: {b}"),
-        };
+        let message = put_previous_back(site, previous.as_deref(), host, e.to_string()).await;
         return SiteRun::certbot(failed(site, message), true);
     }
+    // The certificate is there, but the TLS vhost can still be refused (`nginx -t` on the
+    // certificate files, a reload that fails): nginx's own put-back restores the ACME-only
+    // vhost, which serves nothing but the challenge; the site's previous vhost goes back too.
     let outcome = match host.install_and_load(site, &cert.then_content).await {
         Ok(()) => UnitOutcome::Applied,
-        Err(e) => failed(site, e.to_string()),
+        Err(e) => failed(
+            site,
+            put_previous_back(
+                site,
+                previous.as_deref(),
+                host,
+                format!("the certificate was obtained, but {e}"),
+            )
+            .await,
+        ),
     };
     SiteRun::certbot(outcome, false)
+}
+
+/// Puts the site's vhost from before the ACME-only one back (removes it for a new site); the
+/// error `e` with what became of the vhost.
+async fn put_previous_back(
+    site: &str,
+    previous: Option<&str>,
+    host: &NginxHost,
+    e: String,
+) -> String {
+    let back = match previous {
+        Some(text) => host.install(site, text).await,
+        None => host.remove(site).await,
+    };
+    match (back, previous) {
+        (Ok(()), Some(_)) => format!("{e}; the site's previous vhost is back"),
+        (Ok(()), None) => format!("{e}; the site's vhost is removed again"),
+        (Err(b), _) => format!("{e}; and the site's previous vhost could not be put back: {b}"),
+    }
 }
 
 fn failed(site: &str, error: String) -> UnitOutcome {
@@ -156,18 +181,20 @@ fn failed(site: &str, error: String) -> UnitOutcome {
 /// renews certificates as site units, is never made then, and an invalid head is not retried
 /// for the same inputs, so the certificates would run out. This renews the lineages nginx
 /// loaded at gitmoor's last reload (`loaded`, the state's: the last good commit's sites) that
-/// are within `renew_days`, with the same DNS preflight and per-name backoff as the plan, then
-/// reloads nginx once. `failures` and `loaded` are updated for the state file. Returns one
-/// line per renewal that failed or waits (empty when all went well or nothing was due).
+/// are due, with the same DNS preflight and per-name backoff as the plan, then reloads nginx
+/// once: after a renewal, and also when a lineage's end on disk is not the one recorded at the
+/// last reload (certbot.timer renewed it), the same rule as the plan's `reload-site`.
+/// `redact` takes secret values out of nginx's messages. `failures` and `loaded` are updated
+/// for the state file. Returns one line per renewal that failed or waits, and for a reload that
+/// failed (empty when all went well or nothing was due).
 pub async fn renew_last_good(
     nginx: &crate::config::nginx::NginxConfig,
     letsencrypt: &LetsEncryptConfig,
+    redact: crate::redact::Redactor,
     failures: &mut crate::plan::cert_backoff::NameFailures,
     loaded: &mut std::collections::BTreeMap<String, i64>,
     now: i64,
 ) -> Vec<String> {
-    use crate::observe::certs::observe_cert;
-    use crate::observe::Seen;
     use crate::plan::cert_backoff::{held, note_run};
     let mut problems = Vec::new();
     let mut renewed = 0;
@@ -199,27 +226,35 @@ pub async fn renew_last_good(
             }
         }
     }
-    if renewed == 0 {
+    let on_disk = ends_on_disk(letsencrypt, &lineages);
+    let not_loaded = on_disk.iter().any(|(l, t)| loaded.get(l) != Some(t));
+    if renewed == 0 && !not_loaded {
         return problems;
     }
-    let reloaded = match NginxHost::new(nginx, crate::redact::Redactor::default()) {
+    let reloaded = match NginxHost::new(nginx, redact) {
         Ok(host) => host.reload().await,
         Err(e) => Err(e.to_string()),
     };
     match reloaded {
-        Ok(()) => {
-            for lineage in lineages {
-                if let Seen::Observed(c) = observe_cert(&letsencrypt.config_dir, &lineage) {
-                    if let Some(t) = c.not_after.filter(|_| c.present) {
-                        loaded.insert(lineage, t);
-                    }
-                }
-            }
-        }
+        Ok(()) => loaded.extend(ends_on_disk(letsencrypt, &lineages)),
         Err(e) => problems.push(format!(
-            "certificates were renewed, but nginx did not reload (it serves the old ones until \
-             it does): {e}"
+            "certificates on disk are not the ones nginx loaded (renewed), but nginx did not \
+             reload (it serves the old ones until it does): {e}"
         )),
     }
     problems
+}
+
+/// The end of each lineage's certificate on disk, for those that are there and readable.
+fn ends_on_disk(
+    letsencrypt: &LetsEncryptConfig,
+    lineages: &[String],
+) -> std::collections::BTreeMap<String, i64> {
+    lineages
+        .iter()
+        .filter_map(|l| match observe_cert(&letsencrypt.config_dir, l) {
+            Seen::Observed(c) if c.present => c.not_after.map(|t| (l.clone(), t)),
+            _ => None,
+        })
+        .collect()
 }

@@ -39,7 +39,9 @@ pub struct LetsEncryptConfig {
     pub host_addresses: Option<Vec<IpAddr>>,
     /// The DNS server (`ip:port`) the preflight asks; default: the system's resolver.
     pub dns_server: Option<SocketAddr>,
-    /// Renew a certificate this many days before it expires (default 30).
+    /// Renew a certificate this many days before it expires (default 30), and only once under a
+    /// third of its lifetime is left: a certificate shorter than this is otherwise due again
+    /// as soon as it is renewed (observe/certs.rs `due_for_renewal`).
     #[serde(default = "default_renew_days")]
     pub renew_days: u32,
     /// Warn (on `/status`) when a certificate expires within this many days (default 14).

@@ -35,6 +35,8 @@ pub struct CertState {
     pub name: String,
     /// Both `fullchain.pem` and `privkey.pem` exist.
     pub present: bool,
+    /// The start of the certificate (`notBefore`), Unix seconds; None when absent or unreadable.
+    pub not_before: Option<i64>,
     /// The end of the certificate (`notAfter`), Unix seconds; None when absent or unreadable.
     pub not_after: Option<i64>,
     /// The DNS names it covers; a site that lists a name it lacks needs a new certificate.
@@ -57,10 +59,20 @@ impl CertState {
             && names.iter().all(|n| self.names.iter().any(|c| c == n))
     }
 
-    /// Ends within `renew_days` (gitmoor's `letsencrypt.renew_days`).
+    /// Due when the time left is under `renew_days` (gitmoor's `letsencrypt.renew_days`) and
+    /// under a third of the certificate's lifetime (certbot's own default). The third is what
+    /// keeps a short-lived certificate (Let's Encrypt's 6-day and 45-day ones) from being due
+    /// again the moment it is renewed, which would run certbot on every reconcile. Without a
+    /// readable start, `renew_days` alone.
     pub fn due_for_renewal(&self, now: i64, renew_days: u32) -> bool {
-        self.not_after
-            .is_some_and(|t| t - now < i64::from(renew_days) * 86_400)
+        let Some(end) = self.not_after else {
+            return false;
+        };
+        let mut window = i64::from(renew_days) * 86_400;
+        if let Some(start) = self.not_before.filter(|s| *s < end) {
+            window = window.min((end - start) / 3);
+        }
+        end - now < window
     }
 
     /// Ends within `warn_days` (`letsencrypt.warn_days`): a warning on `/status`.
@@ -106,6 +118,7 @@ pub fn observe_cert(config_dir: &Path, name: &str) -> Seen<CertState> {
     let mut state = CertState {
         name: name.to_string(),
         present: false,
+        not_before: None,
         not_after: None,
         names: Vec::new(),
         error: None,
@@ -136,6 +149,7 @@ pub fn observe_cert(config_dir: &Path, name: &str) -> Seen<CertState> {
             }
             match x509::first_cert_der(&pem).and_then(|der| x509::cert_info(&der)) {
                 Ok(info) => {
+                    state.not_before = Some(info.not_before);
                     state.not_after = Some(info.not_after);
                     state.names = info.names;
                 }
@@ -242,6 +256,43 @@ mod tests {
         assert!(!s.due_for_renewal(END - 31 * 86_400, 30));
         assert!(s.expiring_soon(END - 13 * 86_400, 14));
         assert!(!s.expiring_soon(END - 15 * 86_400, 14));
+    }
+
+    fn lasting(issued: i64, days: i64) -> CertState {
+        CertState {
+            name: "a.test".into(),
+            present: true,
+            not_before: Some(issued),
+            not_after: Some(issued + days * 86_400),
+            names: vec!["a.test".into()],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_just_renewed_short_lived_certificate_is_not_due_whatever_renew_days_says() {
+        let now = 1_800_000_000;
+        for days in [6, 40, 45, 90] {
+            let fresh = lasting(now, days);
+            for renew_days in [1, 30, 50, 60] {
+                assert!(
+                    !fresh.due_for_renewal(now, renew_days),
+                    "a {days}-day certificate renewed now, renew_days {renew_days}"
+                );
+            }
+        }
+        // Due once under a third of its lifetime is left (2 of 6 days; 40/3 days)...
+        assert!(lasting(now - 4 * 86_400 - 1, 6).due_for_renewal(now, 30));
+        assert!(!lasting(now - 4 * 86_400 + 60, 6).due_for_renewal(now, 30));
+        assert!(lasting(now - 27 * 86_400, 40).due_for_renewal(now, 50));
+        assert!(!lasting(now - 26 * 86_400, 40).due_for_renewal(now, 50));
+        // ...or under renew_days, when that is the shorter: 90 days, renew_days 10.
+        assert!(!lasting(now - 79 * 86_400, 90).due_for_renewal(now, 10));
+        assert!(lasting(now - 81 * 86_400, 90).due_for_renewal(now, 10));
+        // Without a readable start, renew_days alone.
+        let mut no_start = lasting(now - 30 * 86_400, 40);
+        no_start.not_before = None;
+        assert!(no_start.due_for_renewal(now, 11));
     }
 
     #[test]

@@ -182,6 +182,56 @@ fn lets_encrypt(
     }
 }
 
+/// The lineages nginx serves from gitmoor's vhosts, with their end on disk (`ends`), for the
+/// state's `certs_loaded`: a `tls: letsencrypt` site counts only when its vhost in `on_disk`
+/// (the sites folder after the apply) is its finished TLS vhost. A site held, still waiting
+/// for its certificate (the ACME-only vhost) or put back after a failure serves no lineage,
+/// and the renewal while the head is invalid renews only what `certs_loaded` lists: never a
+/// certificate no gitmoor vhost serves.
+pub fn served_lineages(
+    spec: &HostSpec,
+    ctx: &SiteContext,
+    on_disk: &BTreeMap<String, String>,
+    ends: &BTreeMap<String, i64>,
+) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for site in spec.sites.values() {
+        let SiteKind::Rendered(def) = &site.kind else {
+            continue;
+        };
+        if def.tls != Tls::LetsEncrypt {
+            continue;
+        }
+        let Some(primary) = def.server_names.first().map(|n| n.to_string()) else {
+            continue;
+        };
+        let Some(end) = ends.get(&primary) else {
+            continue;
+        };
+        // Rendered as for a certificate that serves (no backoff is consulted then): the
+        // finished vhost. `scratch` takes what the plan would note; it is not used.
+        let mut scratch = DesiredSite {
+            name: site.name.clone(),
+            file: site.file.clone(),
+            content: String::new(),
+            follows: BTreeSet::new(),
+            certificate: None,
+            hold: None,
+            renew: None,
+            reload: None,
+        };
+        let serves = BTreeMap::from([(primary.clone(), CertStatus::Serves)]);
+        let Ok(ready) = lets_encrypt(ctx, site, def, &serves, &mut scratch) else {
+            continue;
+        };
+        let finished = crate::observe::nginx::with_header(&site_text(site, &ready, &ctx.render));
+        if on_disk.get(&site.name) == Some(&finished) {
+            out.insert(primary, *end);
+        }
+    }
+    out
+}
+
 /// The server names of site `name` of the commit (first: its certificate's lineage), as the
 /// certbot backoff keys them; empty for a raw `.conf` or an unknown site.
 pub fn server_names(spec: &HostSpec, name: &str) -> Vec<String> {
@@ -559,6 +609,38 @@ mod tests {
                 "{units:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_lineage_whose_finished_tls_vhost_is_on_disk_counts_as_loaded() {
+        let spec = le_spec("api.example.fr");
+        let ctx = SiteContext::default();
+        let ends = BTreeMap::from([("api.example.fr".to_string(), 2_000)]);
+        let fine = BTreeMap::from([("api.example.fr".to_string(), CertStatus::Serves)]);
+        let finished = desired_sites(&spec, &ctx, &fine)[0].content.clone();
+        let pending = desired_sites(&spec, &ctx, &BTreeMap::new())[0]
+            .content
+            .clone();
+        assert_ne!(finished, pending);
+        let on_disk = |text: &str| BTreeMap::from([("api".to_string(), text.to_string())]);
+        assert_eq!(
+            served_lineages(&spec, &ctx, &on_disk(&finished), &ends),
+            ends,
+            "the TLS vhost serves it"
+        );
+        // The ACME-only vhost (still waiting, or left by a failure), the previous plain vhost
+        // put back, no vhost at all, or no certificate on disk: not served, not recorded.
+        for disk in [
+            on_disk(&pending),
+            on_disk("# managed by gitmoor\nplain\n"),
+            BTreeMap::new(),
+        ] {
+            assert!(
+                served_lineages(&spec, &ctx, &disk, &ends).is_empty(),
+                "{disk:?}"
+            );
+        }
+        assert!(served_lineages(&spec, &ctx, &on_disk(&finished), &BTreeMap::new()).is_empty());
     }
 
     /// A `tls: letsencrypt` site with `names` proxying to an address.

@@ -10,6 +10,9 @@ use chrono::NaiveDate;
 /// What gitmoor reads of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// `notBefore`, in seconds since the Unix epoch (UTC): with `notAfter`, the certificate's
+    /// lifetime, which decides when it is due (a third of it left, as certbot does).
+    pub not_before: i64,
     /// `notAfter`, in seconds since the Unix epoch (UTC).
     pub not_after: i64,
     /// The subjectAltName DNS names, as written in the certificate.
@@ -50,7 +53,8 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
     rest = read(rest, SEQUENCE, "signature")?.1;
     rest = read(rest, SEQUENCE, "issuer")?.1;
     let (validity, after_validity) = read(rest, SEQUENCE, "validity")?;
-    let (_, _, v) = any(validity, "notBefore")?;
+    let (tag, not_before, v) = any(validity, "notBefore")?;
+    let not_before = time(tag, not_before)?;
     let (tag, not_after, _) = any(v, "notAfter")?;
     let not_after = time(tag, not_after)?;
     rest = read(after_validity, SEQUENCE, "subject")?.1;
@@ -63,7 +67,11 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
         }
         rest = next;
     }
-    Ok(CertInfo { not_after, names })
+    Ok(CertInfo {
+        not_before,
+        not_after,
+        names,
+    })
 }
 
 const SEQUENCE: u8 = 0x30;
@@ -177,6 +185,7 @@ mod tests {
         let info = cert_info(&der).unwrap();
         // 2030-01-02T03:04:05Z
         assert_eq!(info.not_after, 1_893_553_445);
+        assert_eq!(info.not_before, 1_735_689_600, "2025-01-01T00:00:00Z");
         assert_eq!(info.names, ["api.example.test", "www.example.test"]);
     }
 
