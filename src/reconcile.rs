@@ -527,16 +527,18 @@ impl Reconciler {
         // is invalid renews only what is recorded here.
         if matches!(&apply_inputs.nginx, Some(Ok(n)) if n.reloaded()) {
             let ends = crate::observe::for_plan::certificates(&self.cfg, &spec).1;
-            let on_disk = match crate::observe::nginx::observe_sites(&self.cfg.nginx.sites_dir) {
-                crate::observe::Seen::Observed(sites) => sites,
-                crate::observe::Seen::NotObserved(_) => BTreeMap::new(),
-            };
-            run.state.certs_loaded = crate::plan::site::served_lineages(
-                &spec,
-                &self.site_render_context(),
-                &on_disk,
-                &ends,
-            );
+            // Sites not observed: the record stays as it was (an empty one would make every
+            // later plan see certificates nginx never loaded, and reload on each reconcile).
+            if let crate::observe::Seen::Observed(on_disk) =
+                crate::observe::nginx::observe_sites(&self.cfg.nginx.sites_dir)
+            {
+                run.state.certs_loaded = crate::plan::site::served_lineages(
+                    &spec,
+                    &self.site_render_context(),
+                    &on_disk,
+                    &ends,
+                );
+            }
         }
         // certbot's failures count per name against Let's Encrypt's limits: kept, so the next
         // plans hold a name that keeps failing (plan/cert_backoff.rs).
