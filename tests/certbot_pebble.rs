@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::nginx::{backend, NGINX};
+use support::nginx::{backend, backend_with, NGINX};
 const DOMAIN: &str = "api.example.test";
 
 /// A loopback port free for TCP and UDP (the DNS server binds both).
@@ -53,27 +53,7 @@ fn run(cmd: &mut Command) {
 /// A backend answering every request with the request's own headers, lowercased (what the
 /// upstream sees of the client through Nginx).
 fn echo_backend() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = String::from_utf8_lossy(&got).to_lowercase();
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    backend_with(|request| request.to_lowercase())
 }
 
 /// Pebble, its DNS, nginx and certbot's folders, in one temporary folder.
@@ -313,48 +293,38 @@ impl World {
         }
     }
 
-    /// Points `name` at `ip` in challtestsrv's DNS (its management API).
-    fn point(&self, name: &str, ip: &str) {
-        let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
+    /// One call of challtestsrv's management API (`add-a`, `clear-aaaa`, ...).
+    fn dns_admin(&self, endpoint: &str, body: &str) {
         run(Command::new("curl").args([
             "-fsS",
             "-d",
-            &body,
-            &format!("http://127.0.0.1:{}/add-a", self.mgmt_port),
+            body,
+            &format!("http://127.0.0.1:{}/{endpoint}", self.mgmt_port),
         ]));
+    }
+
+    /// Points `name` at `ip` in challtestsrv's DNS (its management API).
+    fn point(&self, name: &str, ip: &str) {
+        let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
+        self.dns_admin("add-a", &body);
     }
 
     /// Gives `name` an AAAA record `ip` in challtestsrv's DNS.
     fn point_aaaa(&self, name: &str, ip: &str) {
         let body = format!(r#"{{"host":"{name}","addresses":["{ip}"]}}"#);
-        run(Command::new("curl").args([
-            "-fsS",
-            "-d",
-            &body,
-            &format!("http://127.0.0.1:{}/add-aaaa", self.mgmt_port),
-        ]));
+        self.dns_admin("add-aaaa", &body);
     }
 
     /// Takes the A records of `name` away again (back to challtestsrv's default).
     fn clear_a(&self, name: &str) {
         let body = format!(r#"{{"host":"{name}"}}"#);
-        run(Command::new("curl").args([
-            "-fsS",
-            "-d",
-            &body,
-            &format!("http://127.0.0.1:{}/clear-a", self.mgmt_port),
-        ]));
+        self.dns_admin("clear-a", &body);
     }
 
     /// Takes the AAAA records of `name` away again.
     fn clear_aaaa(&self, name: &str) {
         let body = format!(r#"{{"host":"{name}"}}"#);
-        run(Command::new("curl").args([
-            "-fsS",
-            "-d",
-            &body,
-            &format!("http://127.0.0.1:{}/clear-aaaa", self.mgmt_port),
-        ]));
+        self.dns_admin("clear-aaaa", &body);
     }
 
     fn nginx_dir(&self) -> PathBuf {

@@ -823,6 +823,37 @@ impl NsDocker {
         assert!(ok, "{text}");
     }
 
+    /// A container `pub6` on an IPv6 network of this dockerd, published on `[::]:8081` (by
+    /// hand: the guard judges every published port, whoever started the container), with
+    /// `extra` options of `docker run`.
+    fn publish_on_ipv6(&self, extra: &[&str]) {
+        let (ok, text) = self.docker(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "2001:db8:7::/64",
+            "v6net",
+        ]);
+        assert!(ok, "{text}");
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--name",
+            "pub6",
+            "--network",
+            "v6net",
+            "-p",
+            "[::]:8081:8080",
+            IMAGE,
+            "sh",
+            "-c",
+            "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
+        ]);
+        let (ok, text) = self.docker(&args);
+        assert!(ok, "{text}");
+    }
+
     fn docker(&self, args: &[&str]) -> (bool, String) {
         run(Command::new("docker")
             .env(
@@ -1151,30 +1182,7 @@ fn the_binary_keeps_the_docker_guard_loaded_when_docker_user_is_flushed() {
     d.load(IMAGE);
     // A container of gitmoor's stack on IPv4, and one on an IPv6 network (by hand: the guard
     // judges every published port, whoever started the container).
-    let (ok, text) = d.docker(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "2001:db8:7::/64",
-        "v6net",
-    ]);
-    assert!(ok, "{text}");
-    let (ok, text) = d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "pub6",
-        "--network",
-        "v6net",
-        "-p",
-        "[::]:8081:8080",
-        IMAGE,
-        "sh",
-        "-c",
-        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
-    ]);
-    assert!(ok, "{text}");
+    d.publish_on_ipv6(&[]);
     let remote = support::Remote::new();
     remote
         .write("ufw/rules.yaml", SEED)
@@ -1447,32 +1455,7 @@ fn the_docker_guard_survives_a_dockerd_restart_and_a_reboot() {
     let w = World::new(&[22, 443]);
     let mut d = NsDocker::start_v6_with(&w, &[]);
     d.load(IMAGE);
-    let (ok, text) = d.docker(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "2001:db8:7::/64",
-        "v6net",
-    ]);
-    assert!(ok, "{text}");
-    let (ok, text) = d.docker(&[
-        "run",
-        "-d",
-        "--restart",
-        "always",
-        "--name",
-        "pub6",
-        "--network",
-        "v6net",
-        "-p",
-        "[::]:8081:8080",
-        IMAGE,
-        "sh",
-        "-c",
-        "mkdir -p /w; echo hi > /w/index.html; exec httpd -f -p 8080 -h /w",
-    ]);
-    assert!(ok, "{text}");
+    d.publish_on_ipv6(&["--restart", "always"]);
     let remote = support::Remote::new();
     remote
         .write("ufw/rules.yaml", SEED)

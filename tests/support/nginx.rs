@@ -25,6 +25,12 @@ pub fn free_port() -> u16 {
 
 /// A backend: answers every request with `body`, on a thread, until the test process ends.
 pub fn backend(body: &'static str) -> u16 {
+    backend_with(move |_| body.to_string())
+}
+
+/// A backend answering every request with `answer(request head)`, on a thread, until the test
+/// process ends.
+pub fn backend_with(answer: impl Fn(&str) -> String + Send + 'static) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -37,6 +43,7 @@ pub fn backend(body: &'static str) -> u16 {
                     Ok(n) => got.extend_from_slice(&buf[..n]),
                 }
             }
+            let body = answer(&String::from_utf8_lossy(&got));
             let _ = write!(
                 s,
                 "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -11,6 +11,18 @@ fn load_opts(
     home: Option<&Path>,
     literal: LiteralSecrets,
 ) -> (Option<StackSpec>, Findings) {
+    load_full(text, files, &strict(&[]), home, None, literal)
+}
+
+/// `compose/app/compose.yaml` beside `files`, read with these variables, home, policy and mode.
+fn load_full(
+    text: &str,
+    files: &[(&str, &str)],
+    vars: &StackVars,
+    home: Option<&Path>,
+    policy: Option<&crate::spec::policy::Policy>,
+    literal: LiteralSecrets,
+) -> (Option<StackSpec>, Findings) {
     let file = "compose/app/compose.yaml";
     let mut all = vec![(file, text)];
     all.extend_from_slice(files);
@@ -20,13 +32,13 @@ fn load_opts(
         file,
         text,
         snap: &snap,
-        vars: &strict(&[]),
+        vars,
         bind_root: Path::new("/var/lib/gitmoor/binds"),
         data_dir: Path::new("/var/lib/gitmoor/data"),
         secrets_dir: None,
         profiles: &[],
         limits: &crate::spec::limits::Limits::default(),
-        policy: None,
+        policy,
         home_dir: home,
         literal_secrets: literal,
     })
@@ -116,26 +128,7 @@ fn a_committed_env_file_is_judged_on_the_values_its_parser_deploys() {
         "{errors:#?}"
     );
 
-    let vars = strict(&[]);
-    let file = "compose/app/compose.yaml";
-    let mut all = vec![(file, text)];
-    all.extend_from_slice(&files);
-    let snap = snap(&all);
-    let (spec, f) = load_stack(&StackInput {
-        name: "app",
-        file,
-        text,
-        snap: &snap,
-        vars: &vars,
-        bind_root: Path::new("/var/lib/gitmoor/binds"),
-        data_dir: Path::new("/var/lib/gitmoor/data"),
-        secrets_dir: None,
-        profiles: &[],
-        limits: &crate::spec::limits::Limits::default(),
-        policy: None,
-        home_dir: None,
-        literal_secrets: LiteralSecrets::Warn,
-    });
+    let (spec, f) = load_full(text, &files, &strict(&[]), None, None, LiteralSecrets::Warn);
     assert!(f.errors.is_empty(), "{:#?}", shown(&f.errors));
     let spec = spec.expect("deployed under warn");
     let env = &spec.services["api"].environment;
@@ -237,22 +230,14 @@ fn a_home_path_under_the_baseline_policy_is_judged_as_the_host_path_it_is() {
         ("- ~:/keys", "/root"),
     ] {
         let text = format!("services:\n  api:\n    image: x\n    volumes:\n      {volume}\n");
-        let snap = snap(&[("compose/app/compose.yaml", &text)]);
-        let (spec, f) = load_stack(&StackInput {
-            name: "app",
-            file: "compose/app/compose.yaml",
-            text: &text,
-            snap: &snap,
-            vars: &vars,
-            bind_root: Path::new("/var/lib/gitmoor/binds"),
-            data_dir: Path::new("/var/lib/gitmoor/data"),
-            secrets_dir: None,
-            profiles: &[],
-            limits: &crate::spec::limits::Limits::default(),
-            policy: Some(&baseline),
-            home_dir: Some(Path::new("/root")),
-            literal_secrets: LiteralSecrets::Refuse,
-        });
+        let (spec, f) = load_full(
+            &text,
+            &[],
+            &vars,
+            Some(Path::new("/root")),
+            Some(&baseline),
+            LiteralSecrets::Refuse,
+        );
         assert!(spec.is_none(), "{volume}");
         let errors = shown(&f.errors);
         assert!(
@@ -270,22 +255,14 @@ fn a_home_path_under_the_baseline_policy_is_judged_as_the_host_path_it_is() {
 fn a_home_path_climbing_out_through_interpolation_is_refused() {
     let vars = strict(&[("CFG", "~/../etc")]);
     let text = "services:\n  api:\n    image: x\n    volumes:\n      - ${CFG}/x:/data\n";
-    let snap = snap(&[("compose/app/compose.yaml", text)]);
-    let (spec, f) = load_stack(&StackInput {
-        name: "app",
-        file: "compose/app/compose.yaml",
+    let (spec, f) = load_full(
         text,
-        snap: &snap,
-        vars: &vars,
-        bind_root: Path::new("/var/lib/gitmoor/binds"),
-        data_dir: Path::new("/var/lib/gitmoor/data"),
-        secrets_dir: None,
-        profiles: &[],
-        limits: &crate::spec::limits::Limits::default(),
-        policy: None,
-        home_dir: Some(Path::new("/root")),
-        literal_secrets: LiteralSecrets::Refuse,
-    });
+        &[],
+        &vars,
+        Some(Path::new("/root")),
+        None,
+        LiteralSecrets::Refuse,
+    );
     assert!(spec.is_none());
     let errors = shown(&f.errors);
     assert!(
