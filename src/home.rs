@@ -21,6 +21,16 @@ pub fn home_dir(configured: Option<&Path>) -> Option<PathBuf> {
     .filter(|p| p.is_absolute())
 }
 
+/// The path under the home of a bind source written `~` or `~/x` (`""` or `x`); None for anything
+/// else, `~user/x` included (compose does not expand it either). One rule for the reader and the
+/// host policy, so the policy judges the path the mount becomes.
+pub fn under_home(source: &str) -> Option<&str> {
+    match source.strip_prefix('~')? {
+        "" => Some(""),
+        rest => rest.strip_prefix('/'),
+    }
+}
+
 fn passwd_home() -> Option<PathBuf> {
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: a zeroed `passwd` is a valid out-parameter; getpwuid_r writes into it and `buf`

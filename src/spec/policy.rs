@@ -359,11 +359,7 @@ fn host_bind_source(item: &Node, home: Option<&Path>) -> Option<String> {
     };
     // `~/x` as the reader expands it (compose/mounts.rs); `clean_path` resolves a `..` in it
     // as the reader does.
-    let home_rest = match source.strip_prefix('~') {
-        Some("") => Some(""),
-        Some(r) => r.strip_prefix('/'),
-        None => None,
-    };
+    let home_rest = crate::home::under_home(&source);
     if let (Some(rest), Some(home)) = (home_rest, home.filter(|h| h.is_absolute())) {
         let home = home.to_string_lossy();
         if rest.is_empty() {

@@ -530,11 +530,7 @@ fn home_bind(
     opts: &Opts,
     svc: &mut ServiceSpec,
 ) {
-    let rest = match source.strip_prefix('~') {
-        Some("") => Some(""),
-        Some(r) => r.strip_prefix('/'),
-        None => None,
-    };
+    let rest = crate::home::under_home(source);
     let home = env.home_dir.filter(|h| h.is_absolute());
     let (Some(rest), Some(home)) = (rest, home) else {
         ctx.error(
