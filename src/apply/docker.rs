@@ -6,6 +6,7 @@
 //! and networks are looked up by name and label before one is created (1.41 allows duplicates).
 //! No function here removes a volume: data outlives every container and every stack.
 
+mod api_version;
 mod body;
 pub mod build;
 mod build_request;
@@ -30,6 +31,9 @@ use bollard::query_parameters::{RemoveContainerOptionsBuilder, StopContainerOpti
 use bollard::Docker;
 use std::time::Duration;
 
+/// bollard's bound on one request (its own default for the connections it makes itself).
+const CLIENT_TIMEOUT_SECS: u64 = 120;
+
 /// How long one image build may take unless configured otherwise (config `build_timeout_secs`).
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -46,28 +50,19 @@ pub struct DockerExecutor {
 }
 
 impl DockerExecutor {
-    /// Connects to dockerd and negotiates the API version.
+    /// Connects to dockerd and settles the API version: the lower of bollard's and dockerd's,
+    /// learnt from a ping on a unix socket (`api_version.rs`), else from `/version`.
     ///
     /// `docker_host`: `unix:///path`, a bare socket path, `tcp://host:port` or `http://...`;
     /// None uses `DOCKER_HOST` when set, else `unix:///var/run/docker.sock`.
     pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
-        let (shown, connected) = match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
-            Some(host) => {
-                let host = if host.starts_with('/') {
-                    format!("unix://{host}")
-                } else {
-                    host.to_string()
-                };
-                let connected = Docker::connect_with_host(&host);
-                (host, connected)
-            }
-            None => {
-                let shown = std::env::var("DOCKER_HOST")
-                    .ok()
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-                (shown, Docker::connect_with_defaults())
-            }
+        let shown = match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(host) if host.starts_with('/') => format!("unix://{host}"),
+            Some(host) => host.to_string(),
+            None => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
         };
         let unreachable = |e: DockerError| {
             anyhow!(
@@ -76,8 +71,29 @@ impl DockerExecutor {
                  and the docker host setting or DOCKER_HOST)"
             )
         };
-        let docker = connected.map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let pinged = match shown.strip_prefix("unix://") {
+            Some(path) => api_version::ping_api_version(std::path::Path::new(path)).await,
+            None => None,
+        };
+        let docker = match pinged {
+            Some(server) => {
+                let ours = *bollard::API_DEFAULT_VERSION;
+                let version = if server.major_version == ours.major_version
+                    && server.minor_version < ours.minor_version
+                {
+                    server
+                } else {
+                    ours
+                };
+                Docker::connect_with_unix(&shown, CLIENT_TIMEOUT_SECS, &version)
+                    .map_err(unreachable)?
+            }
+            None => Docker::connect_with_host(&shown)
+                .map_err(unreachable)?
+                .negotiate_version()
+                .await
+                .map_err(unreachable)?,
+        };
         tracing::debug!(docker_host = %shown, api_version = %docker.client_version(), "connected to dockerd");
         Ok(Self {
             docker,
