@@ -135,14 +135,24 @@ pub(super) fn plan_stack(
             stack: name,
             service: svc_name,
         };
-        let fp = fingerprint(svc, &stack.networks, scope);
         let hash = config_hash(svc, &stack.networks, scope);
-        let container = ContainerToCreate {
+        let wait_healthy = waited.get(svc_name) == Some(&DependsCondition::Healthy);
+        let wait_completed = waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully);
+        // The per-field fingerprint and the container's description are made only for a
+        // container the plan creates: a no-op hashes each service once (the config hash).
+        let container = || ContainerToCreate {
             name: cname.clone(),
             stack: name.clone(),
             service: svc_name.clone(),
             spec: svc.clone(),
-            labels: container_labels(stack, svc_name, &svc.labels, &hash, &fp, ctx),
+            labels: container_labels(
+                stack,
+                svc_name,
+                &svc.labels,
+                &hash,
+                &fingerprint(svc, &stack.networks, scope),
+                ctx,
+            ),
             networks: svc
                 .networks
                 .iter()
@@ -153,8 +163,8 @@ pub(super) fn plan_stack(
                         .map(|n| (n.name.clone(), a.aliases.clone()))
                 })
                 .collect(),
-            wait_healthy: waited.get(svc_name) == Some(&DependsCondition::Healthy),
-            wait_completed: waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully),
+            wait_healthy,
+            wait_completed,
         };
         // Extra containers of the same service (a leftover of an interrupted run) are removed.
         let (keep, extra) = match kept_container(&mine, &cname) {
@@ -178,7 +188,9 @@ pub(super) fn plan_stack(
         }
         let Some(cur) = keep else {
             fresh.insert(svc_name.clone(), Fresh::Created);
-            creates.push(Action::Create { container });
+            creates.push(Action::Create {
+                container: container(),
+            });
             continue;
         };
         current.insert(svc_name.clone(), (cur.id.as_str(), cur.name.as_str()));
@@ -198,7 +210,10 @@ pub(super) fn plan_stack(
                 Some(_) if scheme != Some(&ctx.hash_key.scheme_label()) => {
                     reasons.push(hash_scheme_changed(scheme.map(String::as_str)))
                 }
-                Some(old) => reasons.extend(diff_reasons(&old, &fp)),
+                Some(old) => reasons.extend(diff_reasons(
+                    &old,
+                    &fingerprint(svc, &stack.networks, scope),
+                )),
             }
             if reasons.is_empty() {
                 reasons.push("config changed".into());
@@ -271,16 +286,16 @@ pub(super) fn plan_stack(
             fresh.insert(svc_name.clone(), Fresh::Recreated);
             creates.push(Action::Recreate {
                 old_id: cur.id.clone(),
-                container,
+                container: container(),
                 reasons,
             });
-        } else if cur.state != "running" && !(container.wait_completed && cur.state == "exited") {
+        } else if cur.state != "running" && !(wait_completed && cur.state == "exited") {
             fresh.insert(svc_name.clone(), Fresh::Started);
             creates.push(Action::Start {
                 service: svc_name.clone(),
                 id: cur.id.clone(),
                 name: cur.name.clone(),
-                wait_healthy: container.wait_healthy,
+                wait_healthy,
             });
         }
     }
