@@ -8,6 +8,7 @@ use crate::apply::docker::DockerExecutor;
 use crate::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
 use crate::config::Config;
 use crate::observe::docker::observe;
+use crate::observe::for_plan::Listing;
 use crate::observe::Observed;
 use crate::plan::{plan, Plan, PlanContext, UnitId};
 use crate::redact::{Redactor, StackRedactors};
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Plan only, or plan and apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,14 +121,17 @@ impl Reconciler {
         };
         let (url, cache) = (cfg.repo.clone(), cfg.repo_cache_dir());
         let cache_lock = cfg.state_dir.join("repo.lock");
+        // The Git cache and dockerd are opened side by side: dockerd takes a few milliseconds to
+        // answer the version it speaks, about what opening the cache takes.
         let source = tokio::task::spawn_blocking(move || {
             let _held = CacheLock::take(&cache_lock)?;
             GitSource::open(&url, auth, &cache).map_err(anyhow::Error::from)
-        })
-        .await??;
-        let exec = DockerExecutor::connect(cfg.docker_host.as_deref())
-            .await?
-            .with_build_timeout(Duration::from_secs(cfg.build_timeout_secs));
+        });
+        let (source, exec) =
+            tokio::join!(source, DockerExecutor::connect(cfg.docker_host.as_deref()));
+        let source = source??;
+        let exec = exec?.with_build_timeout(Duration::from_secs(cfg.build_timeout_secs));
+        debug!("git cache opened, dockerd connected");
         Ok(Reconciler {
             cfg,
             source: Arc::new(Mutex::new(source)),
@@ -202,6 +206,7 @@ impl Reconciler {
     /// failed before (the CLI's `apply` does; the daemon does not).
     pub async fn reconcile(&self, mode: Mode, retry: bool) -> anyhow::Result<Outcome> {
         let head = self.fetch().await?;
+        debug!("fetched");
         self.reconcile_fetched(head, mode, retry).await
     }
 
@@ -314,6 +319,7 @@ impl Reconciler {
             observed: None,
         };
 
+        debug!("state and inputs read");
         if mode == Mode::Apply {
             self.close_interrupted(&mut run)?;
         }
@@ -356,6 +362,7 @@ impl Reconciler {
             }
         }
 
+        let listing = Listing::start(&self.exec, &self.cfg.instance);
         // Reading a commit is where a hostile one costs memory and time: mark it first, so a
         // process killed on the way leaves a trace (see `close_interrupted`). Inputs that were
         // read to a good end last time need no mark (reading is a function of them), which keeps
@@ -402,6 +409,7 @@ impl Reconciler {
                 Err(e) => return self.invalid(&mut run, outcome, e.to_string()).await,
             };
         };
+        debug!("spec read");
         let mut findings = findings;
         if let Some(spec) = &spec {
             // Ports published past the firewall: refused or warned, as the config says.
@@ -433,7 +441,8 @@ impl Reconciler {
         outcome.desired_units = Some(desired_units(&spec));
         let auth =
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
-        let mut observed = self.observe_for(&spec, auth.as_ref()).await?;
+        let mut observed = self.observe_for(listing, &spec, auth.as_ref()).await?;
+        debug!("host observed");
         let recorded = run.state.stacks().into_keys().collect();
         let plan = match self
             .plan_for(&spec, &mut observed, &head.sha, recorded)
@@ -445,6 +454,7 @@ impl Reconciler {
                 return self.invalid(&mut run, outcome, e.to_string()).await;
             }
         };
+        debug!("planned");
         outcome.plan = Some(plan.clone());
         if mode == Mode::Plan {
             outcome.observed = Some(observed);
@@ -459,6 +469,7 @@ impl Reconciler {
                 .map(|k| (UnitId::Stack(k.clone()), Ok(())))
                 .collect();
             self.record(&mut run, &outcome, &results)?;
+            debug!("recorded");
             return Ok(outcome);
         }
 
@@ -610,10 +621,11 @@ impl Reconciler {
     /// The host as the plan needs it (observe/for_plan.rs).
     async fn observe_for(
         &self,
+        listing: Listing,
         spec: &HostSpec,
         auth: Option<&crate::apply::docker::registry::RegistryAuth>,
     ) -> anyhow::Result<Observed> {
-        crate::observe::for_plan::observe_for_plan(&self.exec, &self.cfg, spec, auth).await
+        crate::observe::for_plan::observe_for_plan(listing, &self.exec, &self.cfg, spec, auth).await
     }
 
     /// What rendering a site needs of gitmoor's config (no certificate facts, no backoff).

@@ -8,12 +8,12 @@ use gitmoor::apply::docker::DockerExecutor;
 use gitmoor::apply::docker::{context_tar, request_tar, BuildRequest};
 use gitmoor::apply::execute::{execute_with, ApplyInputs, ApplyOptions, ApplyReport};
 use gitmoor::labels;
-use gitmoor::observe::docker::observe;
+use gitmoor::observe::images::observe_images;
 use gitmoor::plan::images::{BUILD_HASH, CONTEXT_TREE};
 use gitmoor::plan::{Action, BuildStep, ContainerToCreate, Plan, Unit, UnitOutcome};
 use gitmoor::source::snapshot::Snapshot;
 use gitmoor::spec::model::{BuildSpec, ServiceSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -238,18 +238,24 @@ async fn builds_from_a_snapshot_with_dockerignore_labels_and_cache() {
             .unwrap(),
         None
     );
-    // The observer lists every image's labels in its one list_images call.
-    let observed = observe(&exec.docker, "gmt-build-none").await.unwrap();
+    // The observer reads the image's labels, by the name a service would give.
+    let observed = observe_images(
+        &exec.docker,
+        &BTreeSet::from([format!("{tag}:latest"), "gmt-build-no-such-image:1".into()]),
+    )
+    .await
+    .unwrap();
+    assert!(!observed.ids.contains_key("gmt-build-no-such-image:1"));
     assert_eq!(
         observed
-            .image_labels
+            .labels
             .get(&format!("{tag}:latest"))
             .and_then(|l| l.get("io.gitmoor.context"))
             .map(String::as_str),
         Some("tree-3f2a")
     );
     assert_eq!(
-        observed.images.get(&format!("{tag}:latest")),
+        observed.ids.get(&format!("{tag}:latest")),
         Some(&id),
         "a tag without `:tag` is `latest`"
     );

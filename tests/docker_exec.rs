@@ -9,12 +9,13 @@ use bollard::query_parameters::{
 use gitmoor::apply::docker::DockerExecutor;
 use gitmoor::labels;
 use gitmoor::observe::docker::observe;
+use gitmoor::observe::images::observe_images;
 use gitmoor::plan::ContainerToCreate;
 use gitmoor::spec::model::{
     HealthcheckSpec, IpamPool, IpamSpec, LoggingSpec, MountSpec, NetworkAttach, NetworkSpec,
     PortSpec, Secret, ServiceSpec, VolumeSpec,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
@@ -268,10 +269,13 @@ async fn observe_finds_a_created_container_with_stack_service_and_health() {
     assert_eq!(found.state, "running");
     assert_eq!(found.health.as_deref(), Some("healthy"));
     assert_eq!(found.image, BUSYBOX);
+    let images = observe_images(&ex.docker, &BTreeSet::from([BUSYBOX.to_string()]))
+        .await
+        .expect("inspect images");
     assert_eq!(
         Some(&found.image_id),
-        observed.images.get(BUSYBOX),
-        "image id matches the image list"
+        images.ids.get(BUSYBOX),
+        "image id matches the image's"
     );
     assert_eq!(
         found.labels.get(labels::MANAGED).map(String::as_str),

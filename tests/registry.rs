@@ -8,8 +8,9 @@
 
 use gitmoor::apply::docker::registry::{local_digest_matches, RegistryAuth};
 use gitmoor::apply::docker::DockerExecutor;
-use gitmoor::observe::docker::observe;
+use gitmoor::observe::images::observe_images;
 mod support;
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Instant;
 use support::registry::{Registry, PASSWORD};
@@ -144,16 +145,18 @@ async fn a_moved_tag_is_noticed_by_its_digest() {
     assert!(remote.starts_with("sha256:"), "{remote}");
     assert!(local_digest_matches(&image, &local, &remote));
     assert_eq!(exec.tag_moved(&image, Some(&auth)).await.unwrap(), None);
-    // The observer has the same digests from its one list_images call.
-    let observed = observe(&exec.docker, "gmt-registry-none").await.unwrap();
+    // The observer has the same digests from its inspect of the image.
+    let observed = observe_images(&exec.docker, &BTreeSet::from([image.clone()]))
+        .await
+        .unwrap();
     let ours = format!("{host}/gmt/moving@{remote}");
     assert!(
         observed
-            .image_digests
+            .digests
             .get(&image)
             .is_some_and(|d| d.contains(&ours)),
         "{:?}",
-        observed.image_digests.get(&image)
+        observed.digests.get(&image)
     );
 
     // Someone pushes a new image under the same tag; the host still runs the old one.

@@ -305,3 +305,60 @@ fn a_moved_tag_with_pull_policy_always_is_redeployed() {
     let again = gitmoor_ok(&cfg.with_auth, "apply");
     assert!(again.contains("no changes"), "{again}");
 }
+
+/// Self-hosted stacks pin images by digest (`repo@sha256:…`, or `repo:tag@sha256:…`). Such an
+/// image is pulled once; the next applies find it on the host by that digest and change nothing
+/// (no pull, no recreate), and the neighbour service on a plain tag is left alone.
+#[test]
+fn an_image_pinned_by_digest_is_pulled_once_then_left_running() {
+    let mut reg = Registry::start(REPO);
+    let repo = format!("{}/{REPO}", reg.host());
+    let image = reg.image("pinned");
+    reg.build(&image, "pinned");
+    reg.push(&image);
+    let digest = repo_digest(&image, &repo);
+    docker(&["rmi", &image]);
+    let by_digest = format!("{repo}@{digest}");
+    let tag_and_digest = format!("{image}@{digest}");
+    let stack = unique("rd");
+    let _stack = StackGuard(stack.clone());
+    let remote = Remote::new();
+    let service = |name: &str, image: &str| {
+        format!(
+            "  {name}:\n    image: {image}\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n    stop_grace_period: 1s\n"
+        )
+    };
+    remote.write(
+        &format!("compose/{stack}/compose.yaml"),
+        &format!(
+            "services:\n{}{}{}",
+            service("app", &by_digest),
+            service("pinned", &tag_and_digest),
+            service("plain", "example-busybox:1")
+        ),
+    );
+    remote.commit("images pinned by digest");
+    let cfg = Configs::new(&remote, &reg);
+
+    let out = gitmoor_ok(&cfg.with_auth, "apply");
+    assert!(out.contains(": applied"), "{out}");
+    let ids: Vec<String> = ["app", "pinned", "plain"]
+        .iter()
+        .map(|s| container_id(&stack, s))
+        .collect();
+    assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}\n{out}");
+    assert_eq!(inspect(&ids[0], "{{.Config.Image}}"), by_digest);
+    assert_eq!(inspect(&ids[1], "{{.Config.Image}}"), tag_and_digest);
+
+    for _ in 0..2 {
+        let plan = gitmoor_ok(&cfg.with_auth, "plan");
+        assert!(!plan.contains("pull ") && !plan.contains("recreate"), "{plan}");
+        let again = gitmoor_ok(&cfg.with_auth, "apply");
+        assert!(again.contains("no changes"), "{again}");
+        let now: Vec<String> = ["app", "pinned", "plain"]
+            .iter()
+            .map(|s| container_id(&stack, s))
+            .collect();
+        assert_eq!(now, ids, "a container was replaced:\n{again}");
+    }
+}

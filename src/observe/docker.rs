@@ -1,20 +1,20 @@
-//! Reads the host's Docker objects in four listing calls (containers, networks, volumes, images),
+//! Reads the host's Docker objects in three listing calls (containers, networks, volumes),
 //! whatever the number of stacks: one reconcile never inspects containers one by one, except the
 //! rare ones that join another's PID or IPC namespace (the listing does not show those modes).
+//! The images a commit names are inspected apart (`images.rs`), once the commit is read.
 
 use super::{Observed, ObservedContainer, ObservedNetwork, ObservedVolume};
 use crate::labels;
 use anyhow::Context;
-use bollard::models::{ContainerSummary, ImageSummary, Network, Volume};
+use bollard::models::{ContainerSummary, Network, Volume};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
 };
 use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 
 /// What is on the host now, as far as gitmoor instance `instance` owns it (every repo's objects of
-/// that instance: the planner tells them apart by their `io.gitmoor.repo` label). Exactly four API
+/// that instance: the planner tells them apart by their `io.gitmoor.repo` label). Exactly three API
 /// calls, run concurrently, each filtered by label where the engine can filter: listing every
 /// container of a busy host costs ~100 ms, listing ours a few ms. (Names of containers we do not
 /// own are looked up by `container_names` only when the plan would create one.)
@@ -55,14 +55,7 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
             .await
             .context("listing gitmoor's volumes failed; is dockerd running and reachable?")
     };
-    let images = async {
-        docker
-            .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
-            .await
-            .context("listing local images failed; is dockerd running and reachable?")
-    };
-    let (containers, networks, volumes, images) =
-        tokio::try_join!(containers, networks, volumes, images)?;
+    let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;
 
     let mut observed = Observed::default();
     for summary in &containers {
@@ -97,9 +90,6 @@ pub async fn observe(docker: &Docker, instance: &str) -> anyhow::Result<Observed
         .volumes
         .sort_by(|a, b| (&a.stack, &a.name).cmp(&(&b.stack, &b.name)));
 
-    observed.images = image_tags(&images);
-    observed.image_labels = image_labels(&images);
-    observed.image_digests = image_digests(&images);
     let mine = |l: &BTreeMap<String, String>| {
         l.get(labels::INSTANCE).map(String::as_str) == Some(instance)
     };
@@ -195,7 +185,7 @@ fn is_managed(labels: &BTreeMap<String, String>) -> bool {
     labels.get(labels::MANAGED).map(String::as_str) == Some("true")
 }
 
-fn sorted_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+pub(super) fn sorted_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
     labels
         .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
@@ -298,59 +288,6 @@ fn observed_volume(vol: &Volume) -> Option<ObservedVolume> {
     })
 }
 
-/// Every `repo:tag` of every local image -> its id. Untagged images (`<none>:<none>`) are left out.
-fn image_tags(images: &[ImageSummary]) -> BTreeMap<String, String> {
-    images
-        .iter()
-        .flat_map(|img| {
-            img.repo_tags
-                .iter()
-                .filter(|t| t.as_str() != "<none>:<none>")
-                .map(move |t| (t.clone(), img.id.clone()))
-        })
-        .collect()
-}
-
-/// Every `repo:tag` whose image carries labels -> those labels (from the same listing call).
-fn image_labels(images: &[ImageSummary]) -> BTreeMap<String, BTreeMap<String, String>> {
-    images
-        .iter()
-        .filter(|img| !img.labels.is_empty())
-        .flat_map(|img| {
-            let labels = sorted_labels(Some(&img.labels));
-            img.repo_tags
-                .iter()
-                .filter(|t| t.as_str() != "<none>:<none>")
-                .map(move |t| (t.clone(), labels.clone()))
-        })
-        .collect()
-}
-
-/// Every `repo:tag` whose image has repo digests -> those digests (`repo@sha256:…`), sorted.
-fn image_digests(images: &[ImageSummary]) -> BTreeMap<String, Vec<String>> {
-    images
-        .iter()
-        .filter(|img| {
-            img.repo_digests
-                .iter()
-                .any(|d| d.as_str() != "<none>@<none>")
-        })
-        .flat_map(|img| {
-            let mut digests: Vec<String> = img
-                .repo_digests
-                .iter()
-                .filter(|d| d.as_str() != "<none>@<none>")
-                .cloned()
-                .collect();
-            digests.sort();
-            img.repo_tags
-                .iter()
-                .filter(|t| t.as_str() != "<none>:<none>")
-                .map(move |t| (t.clone(), digests.clone()))
-        })
-        .collect()
-}
-
 /// Health as the container list's status string shows it: `Up 3 seconds (healthy)`,
 /// `Up 1 second (health: starting)`, `Up 2 minutes (unhealthy)`. None without a healthcheck
 /// (or when the container is not running).
@@ -435,47 +372,5 @@ mod tests {
         assert_eq!(joined_id(Some("host")), None);
         assert_eq!(joined_id(Some("container:")), None);
         assert_eq!(joined_id(None), None);
-    }
-
-    #[test]
-    fn untagged_images_are_skipped() {
-        let images = vec![ImageSummary {
-            id: "sha256:1".into(),
-            repo_tags: vec!["a:1".into(), "a:latest".into(), "<none>:<none>".into()],
-            ..Default::default()
-        }];
-        let tags = image_tags(&images);
-        assert_eq!(tags.len(), 2);
-        assert_eq!(tags.get("a:1").map(String::as_str), Some("sha256:1"));
-    }
-
-    #[test]
-    fn image_labels_and_digests_by_tag() {
-        let images = vec![
-            ImageSummary {
-                id: "sha256:1".into(),
-                repo_tags: vec!["app:1".into(), "<none>:<none>".into()],
-                repo_digests: vec!["r:5000/app@sha256:d2".into(), "app@sha256:d1".into()],
-                labels: HashMap::from([("io.gitmoor.context".into(), "abc".into())]),
-                ..Default::default()
-            },
-            ImageSummary {
-                id: "sha256:2".into(),
-                repo_tags: vec!["plain:1".into()],
-                ..Default::default()
-            },
-        ];
-        let labels = image_labels(&images);
-        assert_eq!(labels.len(), 1);
-        assert_eq!(labels["app:1"]["io.gitmoor.context"], "abc");
-        let digests = image_digests(&images);
-        assert_eq!(
-            digests["app:1"],
-            vec![
-                "app@sha256:d1".to_string(),
-                "r:5000/app@sha256:d2".to_string()
-            ]
-        );
-        assert!(!digests.contains_key("plain:1"));
     }
 }

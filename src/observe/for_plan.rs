@@ -1,6 +1,7 @@
-//! Everything the plan reads of the host, in one place: gitmoor's objects of this instance (four
-//! listings), the data dir, the Nginx sites folder, the platform of each local image a service pins with `platform:`, and
-//! the registry's digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry
+//! Everything the plan reads of the host, in one place: gitmoor's objects of this instance (three
+//! listings, started before the commit is read), the images the commit names (one inspect each),
+//! the data dir, the Nginx sites folder, the platform of each local image a service pins with
+//! `platform:`, and the registry's digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry
 //! that cannot be asked only costs a warning). The engine calls themselves are the executor's
 //! (one Docker client); what to look at is decided here.
 
@@ -12,15 +13,52 @@ use crate::plan::normalize_image;
 use crate::plan::site::CertStatus;
 use crate::redact::Redactor;
 use crate::spec::model::{HostSpec, PullPolicy};
+use std::collections::BTreeSet;
 use tracing::warn;
 
+/// The four Docker listings, started before the commit is read: they do not depend on it, and
+/// dockerd answers them (~10 ms for 150 containers) while gitmoor reads and parses the files.
+/// Dropped unfinished (the commit turned out to be invalid), the task is aborted.
+pub struct Listing(tokio::task::JoinHandle<anyhow::Result<Observed>>);
+
+impl Listing {
+    pub fn start(exec: &DockerExecutor, instance: &str) -> Listing {
+        let (docker, instance) = (exec.docker.clone(), instance.to_string());
+        Listing(tokio::spawn(async move {
+            super::docker::observe(&docker, &instance).await
+        }))
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The host as the plan of `spec` needs it: `listing` (started earlier) completed with what
+/// depends on the spec.
 pub async fn observe_for_plan(
+    mut listing: Listing,
     exec: &DockerExecutor,
     cfg: &Config,
     spec: &HostSpec,
     auth: Option<&RegistryAuth>,
 ) -> anyhow::Result<Observed> {
-    let mut observed = super::docker::observe(&exec.docker, &cfg.instance).await?;
+    // The images the commit names, inspected while the listings finish.
+    let names: BTreeSet<String> = spec
+        .stacks
+        .values()
+        .flat_map(|s| s.services.values())
+        .map(|svc| normalize_image(&svc.image))
+        .collect();
+    let (listed, images) = tokio::join!(
+        &mut listing.0,
+        super::images::observe_images(&exec.docker, &names)
+    );
+    let mut observed =
+        listed.map_err(|e| anyhow::anyhow!("listing gitmoor's Docker objects stopped: {e}"))??;
+    images?.put_into(&mut observed);
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
     observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
     (observed.certs, observed.cert_expiry) = certificates(cfg, spec);

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod data;
 pub mod docker;
 pub mod for_plan;
+pub mod images;
 pub mod nginx;
 pub mod ufw;
 pub mod ufw_parse;
