@@ -443,9 +443,8 @@ impl Reconciler {
             crate::apply::docker::registry::load_optional(self.cfg.registry_auth.as_deref())?;
         let mut observed = self.observe_for(listing, &spec, auth.as_ref()).await?;
         debug!("host observed");
-        let recorded = run.state.stacks().into_keys().collect();
         let plan = match self
-            .plan_for(&spec, &mut observed, &head.sha, recorded)
+            .plan_for(&spec, &mut observed, &head.sha, &run.state)
             .await?
         {
             Ok(p) => p,
@@ -644,24 +643,24 @@ impl Reconciler {
         }
     }
 
-    /// Plans `spec` against `observed`; `recorded_stacks` are the stacks of this state_dir's state
-    /// file (whose unlabelled objects, made before repo labels, are this config's). Containers
-    /// gitmoor does not own matter only where the plan would create one: their names are looked up (one call) only then, and the plan made
-    /// again with them. The outer error is Docker's; the inner one, a plan that cannot be done.
+    /// Plans `spec` against `observed`; `saved` is this state_dir's state as on disk (its stacks'
+    /// unlabelled objects, made before repo labels, are this config's). Containers gitmoor does
+    /// not own matter only where the plan would create one: their names are looked up (one call)
+    /// only then, and the plan made again with them. The outer error is Docker's; the inner one,
+    /// a plan that cannot be done.
     async fn plan_for(
         &self,
         spec: &HostSpec,
         observed: &mut Observed,
         commit: &str,
-        recorded_stacks: std::collections::BTreeSet<String>,
+        saved: &State,
     ) -> anyhow::Result<Result<Plan, crate::plan::PlanError>> {
-        let saved = State::load(&self.cfg.state_dir).unwrap_or_default();
         let ctx = PlanContext {
             commit: commit.to_string(),
             bind_root: self.cfg.bind_root(),
             instance: self.cfg.instance.clone(),
             repo: crate::labels::owner_label(&self.cfg.repo, &self.cfg.branch),
-            recorded_stacks,
+            recorded_stacks: saved.stacks().into_keys().collect(),
             recorded_sites: saved
                 .units
                 .keys()
