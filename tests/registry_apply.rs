@@ -352,7 +352,10 @@ fn an_image_pinned_by_digest_is_pulled_once_then_left_running() {
 
     for _ in 0..2 {
         let plan = gitmoor_ok(&cfg.with_auth, "plan");
-        assert!(!plan.contains("pull ") && !plan.contains("recreate"), "{plan}");
+        assert!(
+            !plan.contains("pull ") && !plan.contains("recreate"),
+            "{plan}"
+        );
         let again = gitmoor_ok(&cfg.with_auth, "apply");
         assert!(again.contains("no changes"), "{again}");
         let now: Vec<String> = ["app", "pinned", "plain"]
