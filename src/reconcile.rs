@@ -585,7 +585,7 @@ impl Reconciler {
             results.entry(UnitId::Stack(k.clone())).or_insert(Ok(()));
         }
         outcome.report = Some(report);
-        // What the apply left behind, for `/status`: four listing calls, once per apply.
+        // What the apply left behind, for `/status`: three listing calls, once per apply.
         outcome.observed = match observe(&self.exec.docker, &self.cfg.instance).await {
             Ok(mut o) => {
                 // The certificates as the apply left them (one may have just been obtained).

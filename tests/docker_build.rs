@@ -241,11 +241,17 @@ async fn builds_from_a_snapshot_with_dockerignore_labels_and_cache() {
     // The observer reads the image's labels, by the name a service would give.
     let observed = observe_images(
         &exec.docker,
-        &BTreeSet::from([format!("{tag}:latest"), "gmt-build-no-such-image:1".into()]),
+        &BTreeSet::from([
+            format!("{tag}:latest"),
+            "gmt-build-no-such-image:1".into(),
+            // dockerd answers 400 to a name it cannot parse: as absent as a missing one.
+            "Gmt-Not-A-Reference:1".into(),
+        ]),
     )
     .await
     .unwrap();
     assert!(!observed.ids.contains_key("gmt-build-no-such-image:1"));
+    assert!(!observed.ids.contains_key("Gmt-Not-A-Reference:1"));
     assert_eq!(
         observed
             .labels

@@ -229,6 +229,25 @@ async fn connect_explains_an_unreachable_daemon() {
         .await
         .expect("bare socket path");
     ex.docker.ping().await.expect("ping");
+
+    // The version learnt from the ping is the one `docker version` reports (or bollard's own, if
+    // lower), and a listing at that version works.
+    let server = docker_cli(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let (major, minor) = server.trim().split_once('.').expect("x.y");
+    let server = bollard::ClientVersion {
+        major_version: major.parse().expect("major"),
+        minor_version: minor.parse().expect("minor"),
+    };
+    let want = if server < *bollard::API_DEFAULT_VERSION {
+        server
+    } else {
+        *bollard::API_DEFAULT_VERSION
+    };
+    assert_eq!(ex.docker.client_version(), want);
+    ex.docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .expect("a listing at that version");
 }
 
 #[tokio::test]

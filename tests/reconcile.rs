@@ -226,6 +226,31 @@ fn bad_input_fails_before_touching_the_host() {
     w.remote.commit("literal password");
     w.apply_fails_untouched("DB_PASSWORD");
 
+    // An image name that is not a reference: it would reach dockerd inside a URL path
+    // (`/images/../events?/json` is `GET /events`, a stream that never ends). Refused with the
+    // key, whether written in the file or coming from the secrets file.
+    for (image, secrets) in [
+        ("\"../events?\"", "TOKEN=tok-Zq81-never-logged\n"),
+        (
+            "${IMG}",
+            "TOKEN=tok-Zq81-never-logged\nIMG=../containers/x/export?\n",
+        ),
+    ] {
+        w.host.secret(&w.stack, secrets);
+        w.remote.write(
+            &w.file(),
+            &good.replacen(
+                "image: example-busybox:1\n    command: [\"httpd\", \"-f\", \"-p\", \"8081\"]",
+                &format!("image: {image}\n    command: [\"httpd\", \"-f\", \"-p\", \"8081\"]"),
+                1,
+            ),
+        );
+        w.remote.commit("image name with a path in it");
+        w.apply_fails_untouched("services.worker.image");
+        w.apply_fails_untouched("is not an image reference");
+    }
+    w.host.secret(&w.stack, "TOKEN=tok-Zq81-never-logged\n");
+
     // The fix deploys.
     w.remote.write(&w.file(), &good);
     w.remote.commit("fixed");

@@ -340,8 +340,17 @@ fn an_image_pinned_by_digest_is_pulled_once_then_left_running() {
     remote.commit("images pinned by digest");
     let cfg = Configs::new(&remote, &reg);
 
+    assert!(
+        !image_exists(&by_digest),
+        "the image is not on the host yet"
+    );
     let out = gitmoor_ok(&cfg.with_auth, "apply");
-    assert!(out.contains(": applied"), "{out}");
+    assert!(
+        out.contains(&format!("pull {by_digest}: not on the host"))
+            && out.contains(&format!("pull {tag_and_digest}: not on the host"))
+            && out.contains(": applied"),
+        "{out}"
+    );
     let ids: Vec<String> = ["app", "pinned", "plain"]
         .iter()
         .map(|s| container_id(&stack, s))
@@ -353,7 +362,7 @@ fn an_image_pinned_by_digest_is_pulled_once_then_left_running() {
     for _ in 0..2 {
         let plan = gitmoor_ok(&cfg.with_auth, "plan");
         assert!(
-            !plan.contains("pull ") && !plan.contains("recreate"),
+            plan.contains("no changes") && !plan.contains("pull ") && !plan.contains("recreate"),
             "{plan}"
         );
         let again = gitmoor_ok(&cfg.with_auth, "apply");

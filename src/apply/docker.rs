@@ -54,7 +54,7 @@ impl DockerExecutor {
     /// learnt from a ping on a unix socket (`api_version.rs`), else from `/version`.
     ///
     /// `docker_host`: `unix:///path`, a bare socket path, `tcp://host:port` or `http://...`;
-    /// None uses `DOCKER_HOST` when set, else `unix:///var/run/docker.sock`.
+    /// None uses `DOCKER_HOST` when set and not empty, else `unix:///var/run/docker.sock`.
     pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
         let shown = match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
             Some(host) if host.starts_with('/') => format!("unix://{host}"),
@@ -77,14 +77,7 @@ impl DockerExecutor {
         };
         let docker = match pinged {
             Some(server) => {
-                let ours = *bollard::API_DEFAULT_VERSION;
-                let version = if server.major_version == ours.major_version
-                    && server.minor_version < ours.minor_version
-                {
-                    server
-                } else {
-                    ours
-                };
+                let version = api_version::version_to_speak(server, *bollard::API_DEFAULT_VERSION);
                 Docker::connect_with_unix(&shown, CLIENT_TIMEOUT_SECS, &version)
                     .map_err(unreachable)?
             }

@@ -16,7 +16,7 @@ use crate::spec::model::{HostSpec, PullPolicy};
 use std::collections::BTreeSet;
 use tracing::warn;
 
-/// The four Docker listings, started before the commit is read: they do not depend on it, and
+/// The three Docker listings (`docker::observe`), started before the commit is read: they do not depend on it, and
 /// dockerd answers them (~10 ms for 150 containers) while gitmoor reads and parses the files.
 /// Dropped unfinished (the commit turned out to be invalid), the task is aborted.
 pub struct Listing(tokio::task::JoinHandle<anyhow::Result<Observed>>);

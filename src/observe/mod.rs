@@ -20,13 +20,15 @@ pub struct Observed {
     pub networks: Vec<ObservedNetwork>,
     /// Volumes carrying `io.gitmoor.managed=true`.
     pub volumes: Vec<ObservedVolume>,
-    /// Local images: every `repo:tag` (as listed, e.g. `example-backend:1`) -> image id.
+    /// The local images the commit names, by the name the plan looks them up by
+    /// (`plan::normalize_image`, e.g. `example-backend:1`) -> image id (`images.rs`; filled for
+    /// a plan only, not by the observation for `/status`).
     pub images: BTreeMap<String, String>,
-    /// Labels of local images, by `repo:tag` (only tags whose image has labels): the build
-    /// step's content-hash label is read here, with no call per image.
+    /// Labels of those images (only images that have labels): the build step's content-hash
+    /// label is read here, from the same inspect.
     pub image_labels: BTreeMap<String, BTreeMap<String, String>>,
-    /// Repo digests (`repo@sha256:…`) of local images, by `repo:tag` (only tags whose image has
-    /// some, i.e. was pulled or pushed): compared with a registry's digest to notice a moved tag.
+    /// Repo digests (`repo@sha256:…`) of those images (only images that have some, i.e. were
+    /// pulled or pushed): compared with a registry's digest to notice a moved tag.
     pub image_digests: BTreeMap<String, Vec<String>>,
     /// Registry digests of the tags whose services ask `pull_policy: always`, looked up before
     /// planning (a moved tag is redeployed). Tags whose lookup failed are absent.

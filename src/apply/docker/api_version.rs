@@ -43,10 +43,21 @@ async fn ask(socket: &Path) -> Option<ClientVersion> {
     api_version_header(&answer)
 }
 
+/// The version to speak: the lower of dockerd's and bollard's own (what bollard's
+/// `negotiate_version` picks from `/version`).
+pub fn version_to_speak(server: ClientVersion, ours: ClientVersion) -> ClientVersion {
+    if server < ours {
+        server
+    } else {
+        ours
+    }
+}
+
 /// The `Api-Version` header of a `200` answer's head, as `major.minor`.
 fn api_version_header(answer: &[u8]) -> Option<ClientVersion> {
-    let text = std::str::from_utf8(answer).ok()?;
-    let head = text.split("\r\n\r\n").next()?;
+    // The head only: a body cut in the middle of a character must not spoil it.
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&answer[..end]).ok()?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?;
     if status.split_whitespace().nth(1) != Some("200") {
@@ -80,6 +91,77 @@ mod tests {
         assert_eq!(
             v("HTTP/1.1 200 OK\r\napi-version:1.47\r\n\r\n"),
             Some((1, 47))
+        );
+    }
+
+    #[test]
+    fn the_lower_version_is_spoken() {
+        let v = |major_version, minor_version| ClientVersion {
+            major_version,
+            minor_version,
+        };
+        let pick = |a, b| {
+            let c = version_to_speak(a, b);
+            (c.major_version, c.minor_version)
+        };
+        assert_eq!(pick(v(1, 41), v(1, 53)), (1, 41));
+        assert_eq!(pick(v(1, 54), v(1, 53)), (1, 53));
+        assert_eq!(pick(v(1, 53), v(1, 53)), (1, 53));
+        assert_eq!(pick(v(2, 0), v(1, 53)), (1, 53));
+        assert_eq!(pick(v(0, 99), v(1, 53)), (0, 99));
+    }
+
+    #[test]
+    fn a_body_cut_mid_character_does_not_spoil_the_head() {
+        let mut answer = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\n\r\nOK \xc3".to_vec();
+        assert_eq!(
+            api_version_header(&answer).map(|c| c.minor_version),
+            Some(41)
+        );
+        answer.truncate(20);
+        assert!(api_version_header(&answer).is_none(), "no end of head");
+    }
+
+    /// A socket that answers `chunks` (one write each, a pause between), then holds the line.
+    fn socket_answering(chunks: Vec<Vec<u8>>) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                for c in chunks {
+                    let _ = s.write_all(&c);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+        });
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn a_head_in_two_pieces_is_read_a_silent_or_endless_one_is_not() {
+        let (_d, split) = socket_answering(vec![
+            b"HTTP/1.1 200 OK\r\nApi-Ver".to_vec(),
+            b"sion: 1.41\r\n\r\nOK".to_vec(),
+        ]);
+        let v = ping_api_version(&split).await.map(|c| c.minor_version);
+        assert_eq!(v, Some(41));
+        let (_d, silent) = socket_answering(vec![]);
+        let t = std::time::Instant::now();
+        assert!(ping_api_version(&silent).await.is_none());
+        assert!(t.elapsed() < PING_TIMEOUT + std::time::Duration::from_secs(1));
+        let mut endless = b"HTTP/1.1 200 OK\r\n".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', MAX_ANSWER + 10));
+        let (_d, big) = socket_answering(vec![endless]);
+        assert!(ping_api_version(&big).await.is_none());
+        assert!(
+            ping_api_version(std::path::Path::new("/nonexistent/docker.sock"))
+                .await
+                .is_none()
         );
     }
 

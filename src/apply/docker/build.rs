@@ -242,7 +242,7 @@ impl DockerExecutor {
     }
 
     /// One label of a local image; None when the image or the label is missing.
-    /// (To read every image's labels at once, use `Observed::image_labels` from the observe step.)
+    /// (The plan reads the labels of the images a commit names from `Observed::image_labels`.)
     pub async fn image_label(&self, tag: &str, key: &str) -> anyhow::Result<Option<String>> {
         match self.docker.inspect_image(tag).await {
             Ok(image) => Ok(image

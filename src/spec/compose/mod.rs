@@ -14,6 +14,7 @@ mod env;
 mod files;
 mod hostcfg;
 mod hostfiles;
+mod image_ref;
 mod interp;
 mod mounts;
 mod names;

@@ -170,7 +170,19 @@ pub(crate) fn service(
         }
     }
     match image {
-        Some(i) => svc.image = i,
+        Some(i) => {
+            // The name reaches dockerd inside URL paths: anything but a reference is refused.
+            if let Err(why) = super::image_ref::check_reference(&i) {
+                let at = node.get("image").unwrap_or(node);
+                ctx.error(
+                    at,
+                    &format!("{base}.image"),
+                    format!("{i:?} is not an image reference: {why}"),
+                    "write it as [registry/]name[:tag][@sha256:digest], e.g. postgres:15",
+                );
+            }
+            svc.image = i;
+        }
         None if svc.build.is_some() => svc.image = default_image(st.build.stack, name),
         None if node.get("build").is_some() => {}
         // Its image may be in an included file; the refused `include:` says what to do.
