@@ -13,6 +13,10 @@ pub(crate) struct Ctx<'a> {
     /// then empty, and what conversion would say about that empty value (`"" is not a valid
     /// variable name` for `- A=${A:?need A}`) is only a consequence: it is not reported.
     interpolation_failed: BTreeSet<(u64, u64)>,
+    /// Where a value holds a variable that could not be checked (no secrets dir: CI mode). Its
+    /// value here is not the host's, so what only the whole value shows (an image reference) is
+    /// not judged from it.
+    unchecked: BTreeSet<(u64, u64)>,
     /// The file has an `include:` (refused): a service may be defined partly in an included
     /// file, so its missing `image:` is not reported on top.
     pub refused_include: bool,
@@ -30,6 +34,7 @@ impl<'a> Ctx<'a> {
             file,
             findings: Findings::default(),
             interpolation_failed: BTreeSet::new(),
+            unchecked: BTreeSet::new(),
             refused_include: false,
             literal_secrets: Default::default(),
             literal_values: Vec::new(),
@@ -41,6 +46,17 @@ impl<'a> Ctx<'a> {
         if node.line > 0 {
             self.interpolation_failed.insert((node.line, node.col));
         }
+    }
+
+    /// `node`'s value holds a variable that could not be checked (see `unchecked`).
+    pub fn value_unchecked(&mut self, node: &Node) {
+        if node.line > 0 {
+            self.unchecked.insert((node.line, node.col));
+        }
+    }
+
+    pub fn is_unchecked(&self, node: &Node) -> bool {
+        self.unchecked.contains(&(node.line, node.col))
     }
 
     fn after_failed_interpolation(&self, node: &Node) -> bool {

@@ -166,12 +166,17 @@ pub(crate) fn missing_var(
             format!("variable {var} is not set"),
             &format!("add {var}=... to {file}"),
         ),
-        None => ctx.warn(
-            node,
-            key,
-            format!("variable {var} is not set here (no secrets dir given, so it is not checked)"),
-            &format!("make sure the host's <secrets_dir>/{stack}.env sets it"),
-        ),
+        None => {
+            ctx.value_unchecked(node);
+            ctx.warn(
+                node,
+                key,
+                format!(
+                    "variable {var} is not set here (no secrets dir given, so it is not checked)"
+                ),
+                &format!("make sure the host's <secrets_dir>/{stack}.env sets it"),
+            )
+        }
     }
 }
 

@@ -42,6 +42,8 @@ const CASES: &[Case] = &[
     case("build remote context", "services:\n  api:\n    build: https://github.com/a/b.git\n", "build:", "services.api.build", "a remote build context is not supported"),
     case("build leaves the repo", "services:\n  api:\n    build:\n      context: ../../..\n", "context", "services.api.build.context", "leaves the repo"),
     case("build cache_from", "services:\n  api:\n    build:\n      context: .\n      cache_from: [x]\n", "cache_from", "services.api.build.cache_from", "not supported yet"),
+    case("image path", "services:\n  api:\n    image: \"../events?\"\n", "image:", "services.api.image", "\"../events?\" is not an image reference"),
+    case("image uppercase", "services:\n  api:\n    image: Postgres:15\n", "image:", "services.api.image", "`Postgres` is not a valid name part"),
     case("pull_policy", "services:\n  api:\n    image: x\n    pull_policy: sometimes\n", "pull_policy", "services.api.pull_policy", "unknown pull policy `sometimes`"),
     case("pull_policy build without build", "services:\n  api:\n    image: x\n    pull_policy: build\n", "pull_policy", "services.api.pull_policy", "`build` needs a build: section"),
     case("image missing", "services:\n  api:\n    restart: always\n", "api:", "services.api.image", "missing; gitmoor runs an image, or builds one with build:"),
