@@ -197,10 +197,22 @@ impl NginxHost {
             return Err(restore_error(&s, &e));
         }
         match self.ctl.test().await {
-            Ok(()) => Err(SiteError::Rejected {
-                site: s.site,
-                message,
-            }),
+            Ok(()) => {
+                // nginx reads the files when its master handles the reload signal, which may
+                // be after `nginx -s reload` returned: a reload sent for an earlier site may
+                // have read this broken file and been refused, leaving that site unloaded.
+                // With the files back as they were (tested just now), one more reload makes
+                // nginx load what every site left.
+                if self.reloaded() {
+                    if let Err(m) = self.reload_locked().await {
+                        tracing::warn!(site = %s.site, error = %m, "reload after putting a site back failed");
+                    }
+                }
+                Err(SiteError::Rejected {
+                    site: s.site,
+                    message,
+                })
+            }
             Err(TestFailure::Rejected(m)) => Err(host(
                 &s.site,
                 &format!(
