@@ -58,7 +58,8 @@ pub async fn observe_for_plan(
     );
     let mut observed =
         listed.map_err(|e| anyhow::anyhow!("listing gitmoor's Docker objects stopped: {e}"))??;
-    images?.put_into(&mut observed);
+    let mut images = images?;
+    images.put_into(&mut observed);
     super::data::observe_data_folders(&mut observed, spec, &cfg.data_dir());
     observed.sites = super::nginx::observe_sites(&cfg.nginx.sites_dir);
     (observed.certs, observed.cert_expiry) = certificates(cfg, spec);
@@ -75,10 +76,9 @@ pub async fn observe_for_plan(
             .as_deref()
             .is_some_and(|p| !p.trim().is_empty());
         if wants_platform {
-            if let Some(p) = exec.image_platform(&svc.image).await? {
-                observed
-                    .image_platforms
-                    .insert(normalize_image(&svc.image), p);
+            let name = normalize_image(&svc.image);
+            if let Some(p) = images.platforms.get(&name) {
+                observed.image_platforms.insert(name, p.clone());
             }
         }
         if svc.pull_policy == PullPolicy::Always {

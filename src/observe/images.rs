@@ -1,5 +1,5 @@
-//! The local images a commit names: for each, its id, labels and repo digests, from one inspect
-//! per image.
+//! The local images a commit names: for each, its id, labels, repo digests and platform, from
+//! one inspect per image.
 //!
 //! Why not one listing of every image: dockerd 20.10 answers `GET /images/json` only after it has
 //! read the size of every layer of every image on the host, ~9 ms for 30 images even when a
@@ -26,14 +26,18 @@ pub struct LocalImages {
     pub labels: BTreeMap<String, BTreeMap<String, String>>,
     /// name -> its repo digests (`repo@sha256:…`), sorted (only images pulled or pushed).
     pub digests: BTreeMap<String, Vec<String>>,
+    /// name -> its platform, `os/architecture[/variant]` (read for services that set
+    /// `platform:`, from the same inspect).
+    pub platforms: BTreeMap<String, String>,
 }
 
 impl LocalImages {
-    /// Puts them where the plan reads them.
-    pub fn put_into(self, observed: &mut Observed) {
-        observed.images = self.ids;
-        observed.image_labels = self.labels;
-        observed.image_digests = self.digests;
+    /// Puts ids, labels and digests where the plan reads them (platforms are the caller's: the
+    /// plan wants them only for services that set `platform:`).
+    pub fn put_into(&mut self, observed: &mut Observed) {
+        observed.images = std::mem::take(&mut self.ids);
+        observed.image_labels = std::mem::take(&mut self.labels);
+        observed.image_digests = std::mem::take(&mut self.digests);
     }
 }
 
@@ -79,6 +83,15 @@ impl LocalImages {
         let Some(id) = image.id.filter(|id| !id.is_empty()) else {
             return;
         };
+        let mut platform = format!(
+            "{}/{}",
+            image.os.unwrap_or_default(),
+            image.architecture.unwrap_or_default()
+        );
+        if let Some(v) = image.variant.filter(|v| !v.is_empty()) {
+            platform = format!("{platform}/{v}");
+        }
+        self.platforms.insert(name.clone(), platform);
         let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
         if !labels.is_empty() {
             self.labels
@@ -111,6 +124,9 @@ mod tests {
             "app:1".into(),
             ImageInspect {
                 id: Some("sha256:1".into()),
+                os: Some("linux".into()),
+                architecture: Some("arm".into()),
+                variant: Some("v7".into()),
                 repo_digests: Some(vec![
                     "r:5000/app@sha256:d2".into(),
                     "app@sha256:d1".into(),
@@ -131,6 +147,7 @@ mod tests {
             },
         );
         assert_eq!(o.ids["app:1"], "sha256:1");
+        assert_eq!(o.platforms["app:1"], "linux/arm/v7");
         assert_eq!(o.ids["plain:1"], "sha256:2");
         assert_eq!(o.labels["app:1"]["io.gitmoor.context"], "abc");
         assert!(!o.labels.contains_key("plain:1"));

@@ -118,30 +118,6 @@ impl DockerExecutor {
         }
     }
 
-    /// The local image's platform as compose writes one (`linux/amd64`, `linux/arm/v7`); None
-    /// when the image is missing. Read for services that set `platform:`, so that an image of
-    /// another platform is pulled or built anew instead of failing the create call.
-    pub async fn image_platform(&self, image: &str) -> anyhow::Result<Option<String>> {
-        match self.docker.inspect_image(image).await {
-            Ok(i) => {
-                let mut p = format!(
-                    "{}/{}",
-                    i.os.unwrap_or_default(),
-                    i.architecture.unwrap_or_default()
-                );
-                if let Some(v) = i.variant.filter(|v| !v.is_empty()) {
-                    p = format!("{p}/{v}");
-                }
-                Ok(Some(p))
-            }
-            Err(e) if status_code(&e) == Some(404) => Ok(None),
-            Err(e) => Err(anyhow!(
-                "inspecting image {image} failed: {}",
-                docker_message(&e)
-            )),
-        }
-    }
-
     /// Some((local digests, remote digest)) when `image`'s tag on its registry no longer names
     /// the local image; None when it still does. One registry round trip.
     pub async fn tag_moved(
