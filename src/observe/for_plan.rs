@@ -1,8 +1,8 @@
 //! Everything the plan reads of the host, in one place: gitmoor's objects of this instance (three
-//! listings, started before the commit is read), the images the commit names (one inspect each),
-//! the data dir, the Nginx sites folder, the platform of each local image a service pins with
-//! `platform:`, and the registry's digest of every `pull_policy: always` tag (a moved tag is redeployed; a registry
-//! that cannot be asked only costs a warning). The engine calls themselves are the executor's
+//! listings, started before the commit is read), the images the commit names (one inspect each,
+//! which also gives the platform a `platform:` service is checked against), the data dir, the
+//! Nginx sites folder, and the registry's digest of every `pull_policy: always` tag (a moved tag
+//! is redeployed; a registry that cannot be asked only costs a warning). The engine calls themselves are the executor's
 //! (one Docker client); what to look at is decided here.
 
 use super::{FirewallHost, Observed, Seen};
