@@ -7,9 +7,10 @@
 //!
 //! Why the test runs on the real folder (not a copy of the whole config): the host's config
 //! includes the folder by its path, and a copy would test a different config from the one a
-//! reload loads. Nginx reads the folder only on a test or a reload, so a file written and put
-//! back between two of gitmoor's own calls is never served; a lock keeps gitmoor's calls from
-//! interleaving.
+//! reload loads. Nginx reads the folder only on a test or a reload; a lock keeps gitmoor's calls
+//! from interleaving. A reload is taken when nginx's master handles the signal, which may be after
+//! `nginx -s reload` returned: so a change put back after an earlier reload of the same apply is
+//! followed by one more reload, and nginx ends on the files the folder shows.
 
 mod ctl;
 mod site_file;
@@ -45,6 +46,23 @@ pub enum SiteError {
     /// host's config fails without gitmoor's change, or the reload failed.
     #[error("nginx site {site}: {message}")]
     Host { site: String, message: String },
+}
+
+impl SiteError {
+    /// The same error with `note` added to its message.
+    fn with_note(self, note: &str) -> SiteError {
+        match self {
+            SiteError::Rejected { site, message } => SiteError::Rejected {
+                site,
+                message: format!("{message}; {note}"),
+            },
+            SiteError::Host { site, message } => SiteError::Host {
+                site,
+                message: format!("{message}; {note}"),
+            },
+            other => other,
+        }
+    }
 }
 
 /// One change to the sites folder.
@@ -175,44 +193,52 @@ impl NginxHost {
         self.one(SiteChange::Remove { site: site.into() }).await
     }
 
-    /// One change: checked, written, tested with the whole config, reloaded. When the test
-    /// fails the previous version is put back, and the config is tested again without the
-    /// change: when it still fails, the fault is the host's own config, not this site's, and
-    /// the error says so. A change that is already in place is Ok without a test or a reload.
+    /// One change: checked, then [`Self::try_staged`]; a change that is already in place is Ok
+    /// without a test or a reload.
     async fn one(&self, change: SiteChange) -> Result<(), SiteError> {
         let _guard = self.lock.lock().await;
         let Some(s) = self.stage(change)? else {
             return Ok(());
         };
+        let reloaded_before = self.reloaded();
+        let done = self.try_staged(&s).await;
+        match done {
+            // nginx reads the files when its master handles the reload signal, which may be
+            // after `nginx -s reload` returned: a reload sent for an earlier site may have read
+            // this change before it was put back, and been refused (that site not loaded) or
+            // loaded it (a version the folder no longer shows). With the files back as they
+            // were, one more reload makes nginx load what every site left.
+            Err(e) if reloaded_before => match self.reload_locked().await {
+                Ok(()) => Err(e),
+                Err(m) => Err(e.with_note(&format!(
+                    "and the reload after putting it back failed, so sites changed before it                      may not be served yet: {m}"
+                ))),
+            },
+            done => done,
+        }
+    }
+
+    /// Writes a staged change, tests it with the whole config and reloads; on a failure the
+    /// previous version is put back, and the config is tested again without the change: when it
+    /// still fails, the fault is the host's own config, not this site's, and the error says so.
+    async fn try_staged(&self, s: &Staged) -> Result<(), SiteError> {
         if s.new.is_some() {
             self.ensure_dir().map_err(|m| host(&s.site, &m))?;
         }
-        write_new(&s).map_err(|m| host(&s.site, &m))?;
+        write_new(s).map_err(|m| host(&s.site, &m))?;
         let message = match self.ctl.test().await {
-            Ok(()) => return self.go_live(&s).await,
-            Err(TestFailure::CannotRun(m)) => return Err(put_back(&s, &m)),
+            Ok(()) => return self.go_live(s).await,
+            Err(TestFailure::CannotRun(m)) => return Err(put_back(s, &m)),
             Err(TestFailure::Rejected(message)) => message,
         };
         if let Err(e) = s.file.restore(s.previous.as_deref()) {
-            return Err(restore_error(&s, &e));
+            return Err(restore_error(s, &e));
         }
         match self.ctl.test().await {
-            Ok(()) => {
-                // nginx reads the files when its master handles the reload signal, which may
-                // be after `nginx -s reload` returned: a reload sent for an earlier site may
-                // have read this broken file and been refused, leaving that site unloaded.
-                // With the files back as they were (tested just now), one more reload makes
-                // nginx load what every site left.
-                if self.reloaded() {
-                    if let Err(m) = self.reload_locked().await {
-                        tracing::warn!(site = %s.site, error = %m, "reload after putting a site back failed");
-                    }
-                }
-                Err(SiteError::Rejected {
-                    site: s.site,
-                    message,
-                })
-            }
+            Ok(()) => Err(SiteError::Rejected {
+                site: s.site.clone(),
+                message,
+            }),
             Err(TestFailure::Rejected(m)) => Err(host(
                 &s.site,
                 &format!(
