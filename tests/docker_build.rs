@@ -252,6 +252,16 @@ async fn builds_from_a_snapshot_with_dockerignore_labels_and_cache() {
     .unwrap();
     assert!(!observed.ids.contains_key("gmt-build-no-such-image:1"));
     assert!(!observed.ids.contains_key("Gmt-Not-A-Reference:1"));
+    assert!(
+        matches!(
+            exec.docker.inspect_image("Gmt-Not-A-Reference:1").await,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                ..
+            })
+        ),
+        "dockerd answers 400 to that name (the case observe_images takes as absent)"
+    );
     assert_eq!(
         observed
             .labels

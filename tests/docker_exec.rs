@@ -231,7 +231,7 @@ async fn connect_explains_an_unreachable_daemon() {
     ex.docker.ping().await.expect("ping");
 
     // The version learnt from the ping is the one `docker version` reports (or bollard's own, if
-    // lower), and a listing at that version works.
+    // lower), and the client still answers.
     let server = docker_cli(&["version", "--format", "{{.Server.APIVersion}}"]);
     let (major, minor) = server.trim().split_once('.').expect("x.y");
     let server = bollard::ClientVersion {

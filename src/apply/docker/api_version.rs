@@ -6,6 +6,10 @@
 //! its `Api-Version` header and is answered in ~0.3 ms. bollard does not show response headers,
 //! so this one request is written by hand on the unix socket; anything unexpected (another
 //! transport, no header, a slow or odd answer) falls back to `negotiate_version`.
+//!
+//! (bollard 0.21 builds its request URLs without the `/vX.Y` prefix, so dockerd answers at its
+//! own version whatever is settled here; the version is still settled, now for ~0.3 ms, so that a
+//! bollard that sends it speaks one dockerd knows.)
 
 use bollard::ClientVersion;
 use std::path::Path;

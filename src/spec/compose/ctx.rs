@@ -13,10 +13,13 @@ pub(crate) struct Ctx<'a> {
     /// then empty, and what conversion would say about that empty value (`"" is not a valid
     /// variable name` for `- A=${A:?need A}`) is only a consequence: it is not reported.
     interpolation_failed: BTreeSet<(u64, u64)>,
-    /// Where a value holds a variable that could not be checked (no secrets dir: CI mode). Its
-    /// value here is not the host's, so what only the whole value shows (an image reference) is
-    /// not judged from it.
+    /// Where a value holds a variable that is not set (reported on its own: an error, or a
+    /// warning without a secrets dir in CI mode). Its value here is not the host's, so what
+    /// only the whole value shows (an image reference) is not judged from it.
     unchecked: BTreeSet<(u64, u64)>,
+    /// Where a value was made from variables: a message about it must not quote it (a part of
+    /// a secret would not be scrubbed, only whole values are).
+    interpolated: BTreeSet<(u64, u64)>,
     /// The file has an `include:` (refused): a service may be defined partly in an included
     /// file, so its missing `image:` is not reported on top.
     pub refused_include: bool,
@@ -35,6 +38,7 @@ impl<'a> Ctx<'a> {
             findings: Findings::default(),
             interpolation_failed: BTreeSet::new(),
             unchecked: BTreeSet::new(),
+            interpolated: BTreeSet::new(),
             refused_include: false,
             literal_secrets: Default::default(),
             literal_values: Vec::new(),
@@ -53,6 +57,17 @@ impl<'a> Ctx<'a> {
         if node.line > 0 {
             self.unchecked.insert((node.line, node.col));
         }
+    }
+
+    /// `node`'s value was made from variables (see `interpolated`).
+    pub fn value_interpolated(&mut self, node: &Node) {
+        if node.line > 0 {
+            self.interpolated.insert((node.line, node.col));
+        }
+    }
+
+    pub fn is_interpolated(&self, node: &Node) -> bool {
+        self.interpolated.contains(&(node.line, node.col))
     }
 
     pub fn is_unchecked(&self, node: &Node) -> bool {

@@ -40,6 +40,15 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME {
         return Err(format!("its name is longer than {MAX_NAME} characters"));
     }
+    // Docker reads 64 hex digits as an image id, never as a name.
+    if name.len() == 64 && name.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("64 hex digits are an image id, not a name".into());
+    }
+    if name.starts_with('[') {
+        return Err(
+            "a registry given by its IPv6 address is not supported; use a host name".into(),
+        );
+    }
     let mut parts: Vec<&str> = name.split('/').collect();
     // The first part is a registry when it looks like a host (docker's rule).
     if parts.len() > 1 {
@@ -125,17 +134,19 @@ fn check_tag(t: &str) -> Result<(), String> {
     }
 }
 
-/// `algorithm:hex`, e.g. `sha256:` and 64 hex digits.
+/// `algorithm:hex` as dockerd accepts it: sha256, sha384 or sha512 with their length of
+/// lowercase hex digits.
 fn check_digest(d: &str) -> Result<(), String> {
-    let bad = || format!("`{d}` is not a valid digest (e.g. sha256: and 64 hex digits)");
+    let bad = || format!("`{d}` is not a valid digest (sha256: and 64 lowercase hex digits)");
     let (algo, hex) = d.split_once(':').ok_or_else(bad)?;
-    let algo_ok = !algo.is_empty()
-        && algo.as_bytes()[0].is_ascii_alphabetic()
-        && algo
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-' | b'_'));
-    let hex_ok = hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit());
-    if algo_ok && hex_ok {
+    let len = match algo {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    let hex_ok = hex.len() == len && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if hex_ok {
         Ok(())
     } else {
         Err(bad())
@@ -206,6 +217,14 @@ mod tests {
             assert!(check_reference(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_reference(&"a".repeat(256)).is_err());
+        assert!(check_reference(&"ab12".repeat(16)).is_err(), "an image id");
+        assert!(check_reference("[::1]:5000/app").is_err());
+        // `a:1/b` is registry `a`, port 1, repository `b`.
+        assert!(check_reference("a:1/b").is_ok());
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert!(check_reference(&format!("app@md5:{md5}")).is_err());
+        assert!(check_reference(&format!("app@{}", DIGEST.to_uppercase())).is_err());
+        assert!(check_reference(&format!("app@sha512:{}", "a".repeat(128))).is_ok());
         assert!(check_reference(&format!("app:{}", "t".repeat(129))).is_err());
     }
 }

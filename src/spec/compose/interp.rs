@@ -166,17 +166,12 @@ pub(crate) fn missing_var(
             format!("variable {var} is not set"),
             &format!("add {var}=... to {file}"),
         ),
-        None => {
-            ctx.value_unchecked(node);
-            ctx.warn(
-                node,
-                key,
-                format!(
-                    "variable {var} is not set here (no secrets dir given, so it is not checked)"
-                ),
-                &format!("make sure the host's <secrets_dir>/{stack}.env sets it"),
-            )
-        }
+        None => ctx.warn(
+            node,
+            key,
+            format!("variable {var} is not set here (no secrets dir given, so it is not checked)"),
+            &format!("make sure the host's <secrets_dir>/{stack}.env sets it"),
+        ),
     }
 }
 
@@ -284,8 +279,14 @@ impl Interp<'_, '_, '_> {
             return s.to_string();
         }
         let vars = self.vars;
+        self.ctx.value_interpolated(node);
         match interpolate_detailed(s, &|name| vars.lookup(name)) {
             Ok(done) => {
+                // A value with a variable that is not set is not the host's: reported once
+                // (below), and not judged as a whole (an image reference) on top.
+                if !done.missing.is_empty() {
+                    self.ctx.value_unchecked(node);
+                }
                 for var in done.missing {
                     if self.seen.insert((var.clone(), node.line)) {
                         missing_var(self.ctx, node, path, &var, vars, self.stack);
@@ -297,6 +298,7 @@ impl Interp<'_, '_, '_> {
                 if vars.secrets_file.is_none() =>
             {
                 // Unchecked mode: `${VAR:?msg}` fails only because no variable is known here.
+                self.ctx.value_unchecked(node);
                 self.ctx.warn(
                     node,
                     path,

@@ -180,16 +180,38 @@ pub(crate) fn service(
                 super::image_ref::check_reference(&i)
             };
             if let Err(why) = judged {
-                ctx.error(
-                    at,
-                    &format!("{base}.image"),
-                    format!("{i:?} is not an image reference: {why}"),
-                    "write it as [registry/]name[:tag][@sha256:digest], e.g. postgres:15",
-                );
+                // A value made from variables is not quoted: only whole secret values are
+                // scrubbed from messages, and `why` quotes a part.
+                let (message, fix) = if ctx.is_interpolated(at) {
+                    (
+                        "is not an image reference once its variables are filled in".to_string(),
+                        format!("check the variables it uses in <secrets_dir>/{}.env: [registry/]name[:tag][@sha256:digest]", st.build.stack),
+                    )
+                } else {
+                    (
+                        format!("{i:?} is not an image reference: {why}"),
+                        "write it as [registry/]name[:tag][@sha256:digest], e.g. postgres:15"
+                            .to_string(),
+                    )
+                };
+                ctx.error(at, &format!("{base}.image"), message, &fix);
             }
             svc.image = i;
         }
-        None if svc.build.is_some() => svc.image = default_image(st.build.stack, name),
+        None if svc.build.is_some() => {
+            svc.image = default_image(st.build.stack, name);
+            if let Err(why) = super::image_ref::check_reference(&svc.image) {
+                ctx.error(
+                    node.get("build").unwrap_or(node),
+                    &format!("{base}.image"),
+                    format!(
+                        "the image name {:?} made from the stack and service names is not an image reference: {why}",
+                        svc.image
+                    ),
+                    "set image: <name>:<tag> for this service",
+                );
+            }
+        }
         None if node.get("build").is_some() => {}
         // Its image may be in an included file; the refused `include:` says what to do.
         None if ctx.refused_include => {}

@@ -179,3 +179,22 @@ fn build_args_never_print_their_values() {
     assert_eq!(b.args["NPM_TOKEN"].expose(), "from-the-secrets-file");
     assert!(!format!("{b:?}").contains("from-the-secrets-file"));
 }
+
+#[test]
+fn a_built_image_name_that_is_no_reference_asks_for_image() {
+    let files = [("compose/app/Dockerfile", DOCKERFILE)];
+    let text = "services:\n  web.:\n    build: .\n";
+    let (spec, f) = tests::load_with("app", text, &files, &strict(&[]));
+    assert!(spec.is_none());
+    let e = f
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        e.contains("compose/app/compose.yaml:3: services.web..image: the image name \"app-web.:latest\" made from the stack and service names is not an image reference")
+            && e.contains("set image:"),
+        "{e}"
+    );
+}

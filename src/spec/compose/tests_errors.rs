@@ -43,6 +43,7 @@ const CASES: &[Case] = &[
     case("build leaves the repo", "services:\n  api:\n    build:\n      context: ../../..\n", "context", "services.api.build.context", "leaves the repo"),
     case("build cache_from", "services:\n  api:\n    build:\n      context: .\n      cache_from: [x]\n", "cache_from", "services.api.build.cache_from", "not supported yet"),
     case("image path", "services:\n  api:\n    image: \"../events?\"\n", "image:", "services.api.image", "\"../events?\" is not an image reference"),
+    case("image from variables", "services:\n  api:\n    image: \"app:${TAG}\"\n", "image:", "services.api.image", "variable TAG is not set"),
     case("image uppercase", "services:\n  api:\n    image: Postgres:15\n", "image:", "services.api.image", "`Postgres` is not a valid name part"),
     case("pull_policy", "services:\n  api:\n    image: x\n    pull_policy: sometimes\n", "pull_policy", "services.api.pull_policy", "unknown pull policy `sometimes`"),
     case("pull_policy build without build", "services:\n  api:\n    image: x\n    pull_policy: build\n", "pull_policy", "services.api.pull_policy", "`build` needs a build: section"),
@@ -171,6 +172,28 @@ fn every_refusal_names_file_line_and_key() {
                 assert!(!e.contains(value), "case {:?} leaks a value: {e}", c.name);
             }
         }
+    }
+}
+
+#[test]
+fn without_secrets_dir_an_image_is_judged_unless_a_variable_is_unknown() {
+    let digest = "@${DIGEST:?pin it}";
+    for (image, refused) in [
+        ("\"../events?\"", true),
+        ("\"app:${TAG}\"", false),
+        (&*format!("\"app{digest}\""), false),
+        ("\"Bad:${TAG}\"", false),
+    ] {
+        let text = format!("services:\n  api:\n    image: {image}\n");
+        let (_, f) = load_with("app", &text, &[], &StackVars::unchecked());
+        let shown: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown
+                .iter()
+                .any(|e| e.contains("is not an image reference")),
+            refused,
+            "{image}: {shown:#?}"
+        );
     }
 }
 
