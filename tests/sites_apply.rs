@@ -213,3 +213,76 @@ fn a_site_changed_into_a_broken_one_keeps_its_old_version_while_its_neighbour_mo
     assert!(plan.contains("install-site shop"), "{plan}");
     assert!(!plan.contains("install-site good"), "{plan}");
 }
+
+/// nginx takes a reload when its master handles the signal, which can be after the reload
+/// command returned. Made certain here: `nginx -t` takes a second and the reload signal lands
+/// half a second after the command (both through scripts the config names, as a slow host
+/// would be). The good site's reload then comes while the broken site's file is under test, and
+/// is not taken (`nginx -s reload` itself reads the config first); gitmoor must reload again once
+/// the broken file is back, so the good site's new version is served.
+#[test]
+fn a_reload_that_lands_while_a_broken_site_is_under_test_is_made_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut nginx = PrivateNginx::on_all_addresses(true);
+    std::fs::create_dir_all(nginx.sites_dir()).unwrap();
+    nginx.start();
+    let dir = nginx.path().to_path_buf();
+    let script = |name: &str, body: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let slow_test = script(
+        "slow-nginx",
+        format!("#!/bin/sh\ncase \" $* \" in *\" -t \"*) sleep 1;; esac\nexec {NGINX} \"$@\"\n"),
+    );
+    let args = nginx.args().join(" ");
+    let late_reload = script(
+        "late-reload",
+        format!("#!/bin/sh\n( sleep 0.5; exec {NGINX} {args} -s reload ) >/dev/null 2>&1 &\n"),
+    );
+    let remote = Remote::new();
+    let config = nginx_config(&nginx).replace(
+        &format!("  binary: {NGINX}\n"),
+        &format!(
+            "  binary: {}\n  reload: [\"{}\"]\n",
+            slow_test.display(),
+            late_reload.display()
+        ),
+    );
+    assert!(config.contains("late-reload"), "{config}");
+    let host = Host::new(&remote, &config);
+    let listen = |text: String| text.replace("listen 80;", &format!("listen {};", nginx.port));
+    // Site names in this order: `a` (good) is applied before `b` (broken).
+    remote.write(
+        "nginx/a.conf",
+        &listen(raw_site("a.example.test", "a v1", false)),
+    );
+    remote.write(
+        "nginx/b.conf",
+        &listen(raw_site("b.example.test", "b v1", false)),
+    );
+    remote.commit("two sites");
+    host.apply_ok();
+    nginx.wait_for("a.example.test", "a v1\n");
+    nginx.wait_for("b.example.test", "b v1\n");
+    // The first apply's late reloads are all taken before the next apply writes anything.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    remote.write(
+        "nginx/a.conf",
+        &listen(raw_site("a.example.test", "a v2", false)),
+    );
+    remote.write(
+        "nginx/b.conf",
+        &listen(raw_site("b.example.test", "b v2", true)),
+    );
+    remote.commit("a moves on, b breaks");
+    let out = host.gitmoor(&["apply"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("site b"), "{text}");
+    nginx.wait_for("a.example.test", "a v2\n");
+    assert_eq!(nginx.get("b.example.test").1, "b v1\n");
+}
