@@ -139,20 +139,16 @@ pub(super) fn plan_stack(
         let wait_healthy = waited.get(svc_name) == Some(&DependsCondition::Healthy);
         let wait_completed = waited.get(svc_name) == Some(&DependsCondition::CompletedSuccessfully);
         // The per-field fingerprint and the container's description are made only for a
-        // container the plan creates: a no-op hashes each service once (the config hash).
+        // container the plan creates or a reason to give: a no-op hashes each service once
+        // (the config hash), a recreate makes the fingerprint once for both.
+        let fp_once = std::cell::OnceCell::new();
+        let fp = || fp_once.get_or_init(|| fingerprint(svc, &stack.networks, scope));
         let container = || ContainerToCreate {
             name: cname.clone(),
             stack: name.clone(),
             service: svc_name.clone(),
             spec: svc.clone(),
-            labels: container_labels(
-                stack,
-                svc_name,
-                &svc.labels,
-                &hash,
-                &fingerprint(svc, &stack.networks, scope),
-                ctx,
-            ),
+            labels: container_labels(stack, svc_name, &svc.labels, &hash, fp(), ctx),
             networks: svc
                 .networks
                 .iter()
@@ -210,10 +206,7 @@ pub(super) fn plan_stack(
                 Some(_) if scheme != Some(&ctx.hash_key.scheme_label()) => {
                     reasons.push(hash_scheme_changed(scheme.map(String::as_str)))
                 }
-                Some(old) => reasons.extend(diff_reasons(
-                    &old,
-                    &fingerprint(svc, &stack.networks, scope),
-                )),
+                Some(old) => reasons.extend(diff_reasons(&old, fp())),
             }
             if reasons.is_empty() {
                 reasons.push("config changed".into());
