@@ -99,17 +99,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts libgit2 for the commands that fetch, while this is the process's only thread:
-/// libgit2 sets up TLS (parsing the system CA bundle) only when the configured remote is
-/// http(s) (see `gitmoor::source::git::start_libgit2`). A config that does not load is left to
-/// `run`, which reports it.
+/// Starts libgit2 for the commands that fetch, while this is the process's only thread
+/// (registering gitmoor's http(s) transport is not thread-safe in libgit2). Cheap: libgit2 is
+/// built without TLS, which is set up at the first https request only.
 fn start_libgit2(cmd: &Cmd) {
-    let (Cmd::Plan { config, .. } | Cmd::Apply { config } | Cmd::Run { config }) = cmd else {
-        return;
-    };
-    if let Ok(cfg) = Config::load(config) {
-        let how = gitmoor::source::git::start_libgit2(&cfg.repo);
-        tracing::debug!(?how, "libgit2 started");
+    if matches!(cmd, Cmd::Plan { .. } | Cmd::Apply { .. } | Cmd::Run { .. }) {
+        gitmoor::source::git::start_libgit2();
     }
 }
 

@@ -654,8 +654,8 @@ fn random_token() -> String {
     format!("gm_test_{nanos:x}{:x}", std::process::id())
 }
 
-/// One test for all https cases: the CA a fetch trusts is process-wide in libgit2, so the
-/// "untrusted" case must run before any CA is loaded (and no other test loads one).
+/// The https cases a user meets: an unknown CA, a token right, wrong, absent or in the URL,
+/// plain http refused, a missing repository, a missing ca_file.
 #[test]
 fn https_remote_with_token_and_private_ca() {
     if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
@@ -690,6 +690,14 @@ fn https_remote_with_token_and_private_ca() {
     let info = fetch(good.clone(), &url, "c-good").unwrap();
     assert_eq!(info.sha, head);
     assert_eq!(info.subject, "seed");
+
+    // The CA trusted for one fetch is not trusted by the next one that does not name it.
+    let auth = RepoAuth {
+        token_file: Some(token_file.clone()),
+        ..RepoAuth::default()
+    };
+    let err = fetch(auth, &url, "c-noca-again").unwrap_err();
+    assert!(matches!(err, GitError::Tls { .. }), "{err:?}");
 
     // A wrong token: refused after one try, and no token in the message.
     let wrong_file = srv.path("wrong_token");
@@ -798,6 +806,78 @@ fn https_remote_with_token_and_private_ca() {
         ),
         "{err:?}"
     );
+}
+
+/// What gitmoor's own http(s) transport does with redirects and with servers that are not Git:
+/// it follows a redirect on the same server (and fetches with the token), never sends the token
+/// to another server, never follows https down to http, stops a redirect loop, and refuses a
+/// "dumb" HTTP answer; each error names the kind of problem.
+#[test]
+fn https_redirects_and_servers_that_do_not_speak_git() {
+    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+        return;
+    }
+    let token = random_token();
+    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    let port = srv.var("PORT").to_string();
+    let head = git(&srv.path("srv/repos/repo.git"), &["rev-parse", "main"]);
+    let token_file = srv.path("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let auth = RepoAuth {
+        token_file: Some(token_file),
+        ca_file: Some(PathBuf::from(srv.var("CA"))),
+        ..RepoAuth::default()
+    };
+    let fetch = |name: &str| {
+        let url = format!("https://127.0.0.1:{port}/{name}.git");
+        GitSource::open(&url, auth.clone(), &srv.path(&format!("c-{name}")))?.fetch("main")
+    };
+
+    // Same server: followed, the token sent after it, the pack fetched from where it ended.
+    assert_eq!(fetch("moved").unwrap().sha, head);
+
+    // Another origin (localhost, not 127.0.0.1): followed, but the token stays home.
+    let err = fetch("elsewhere").unwrap_err();
+    assert!(matches!(err, GitError::Auth { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("only to the server the URL names"), "{msg}");
+    assert!(!msg.contains(&token), "{msg}");
+    // nginx logs "$host $remote_user …": the redirected request reached localhost without it.
+    let log = std::fs::read_to_string(srv.path("srv/logs/access.log")).unwrap();
+    let at_localhost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("localhost "))
+        .collect();
+    assert!(
+        !at_localhost.is_empty(),
+        "the redirect was not followed:\n{log}"
+    );
+    assert!(
+        at_localhost.iter().all(|l| !l.contains("x-access-token")),
+        "the token went to another server: {at_localhost:?}"
+    );
+
+    // https down to http: refused as a TLS problem, nothing fetched.
+    let err = fetch("down").unwrap_err();
+    assert!(matches!(err, GitError::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains("plain-text"), "{err}");
+
+    // A redirect loop ends.
+    let err = fetch("loop").unwrap_err();
+    assert!(err.to_string().contains("redirects"), "{err}");
+
+    // A server that answers, but not with Git's smart protocol.
+    let err = fetch("dumb").unwrap_err();
+    assert!(matches!(err, GitError::Fetch { .. }), "{err:?}");
+    assert!(err.to_string().contains("smart HTTP"), "{err}");
+
+    // Nothing listening.
+    let url = format!("https://127.0.0.1:{}/repo.git", free_port());
+    let err = GitSource::open(&url, auth.clone(), &srv.path("c-closed"))
+        .unwrap()
+        .fetch("main")
+        .unwrap_err();
+    assert!(matches!(err, GitError::Unreachable { .. }), "{err:?}");
 }
 
 /// A commit with a 300 MB file in docs/ (a folder gitmoor never reads bytes from), fetched over

@@ -1,5 +1,5 @@
 //! TLS is set up only for a remote that needs it: the real binary, with `SSL_CERT_FILE` (the CA
-//! bundle OpenSSL parses when libgit2 starts) pointed at a FIFO. Opening a FIFO for reading
+//! bundle OpenSSL parses when TLS is set up) pointed at a FIFO. Opening a FIFO for reading
 //! blocks until a writer comes, so the test sees every open of the bundle, whatever the timing:
 //! it keeps trying to open the FIFO for writing without blocking, which succeeds only while a
 //! reader waits, and then closes it at once (the reader gets an empty bundle and goes on).
@@ -84,8 +84,8 @@ fn only_an_https_remote_loads_the_ca_bundle() {
     assert!(text.contains("127.0.0.1"), "plan of an ssh remote:\n{text}");
     assert!(!opened, "an ssh fetch read the CA bundle:\n{text}");
 
-    // https (nothing listens either): the system CAs are loaded, once, at start-up. This also
-    // shows the FIFO sees a read when there is one.
+    // https (nothing listens either): the system CAs are loaded at the first request, before
+    // the connection. This also shows the FIFO sees a read when there is one.
     let https = tmp.path().join("https");
     std::fs::create_dir_all(&https).unwrap();
     let (opened, text) = plan_opens_ca_bundle(&https, &format!("https://127.0.0.1:{port}/r.git"));

@@ -4,7 +4,6 @@
 
 use super::git_error::GitError;
 use super::remote_url::RemoteKind;
-use super::tls::{started_without_cas, trust_ca_file};
 use std::path::{Path, PathBuf};
 
 /// The basic-auth user name that goes with a token (GitHub, GitLab and Gitea accept it).
@@ -40,15 +39,13 @@ pub(super) struct Credentials {
     pub(super) ssh_key: Option<PathBuf>,
     pub(super) passphrase: Option<String>,
     pub(super) token: Option<String>,
+    /// The content of `ca_file`, read at each fetch (a renewed CA is picked up).
+    pub(super) ca_pem: Option<Vec<u8>>,
 }
 
 /// Reads the files the transport needs, before connecting, so a missing file is reported as
 /// such and not as a refused login.
-pub(super) fn load(
-    kind: &RemoteKind,
-    auth: &RepoAuth,
-    display_url: &str,
-) -> Result<Credentials, GitError> {
+pub(super) fn load(kind: &RemoteKind, auth: &RepoAuth) -> Result<Credentials, GitError> {
     let mut creds = Credentials::default();
     match kind {
         RemoteKind::Ssh { .. } => {
@@ -68,26 +65,36 @@ pub(super) fn load(
             }
         }
         RemoteKind::Http => {
-            if started_without_cas() {
-                // Fail closed: the trust store is empty, not the system's.
-                return Err(GitError::Fetch {
-                    url: display_url.to_string(),
-                    detail: "this gitmoor process started libgit2 without the system CAs, \
-                             as its configured remote needed no TLS; start gitmoor again \
-                             with the https remote in its config"
-                        .to_string(),
-                });
-            }
             if let Some(path) = &auth.token_file {
                 creds.token = Some(read_secret("token_file", path)?);
             }
             if let Some(ca) = &auth.ca_file {
-                trust_ca_file(ca)?;
+                creds.ca_pem = Some(read_ca_file(ca)?);
             }
         }
         RemoteKind::Local | RemoteKind::Other => {}
     }
     Ok(creds)
+}
+
+/// The PEM text of `ca_file`, refused when it holds no certificate (before connecting, so the
+/// error names the file and not the server).
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, GitError> {
+    let text = std::fs::read(path).map_err(|source| GitError::CredentialFile {
+        what: "ca_file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !text
+        .windows(27)
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(GitError::CaFile {
+            path: path.to_path_buf(),
+            detail: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string(),
+        });
+    }
+    Ok(text)
 }
 
 fn read_secret(what: &'static str, path: &Path) -> Result<String, GitError> {

@@ -6,9 +6,14 @@ use super::credentials::{Credentials, DEFAULT_SSH_USER, TOKEN_USER};
 use super::git::GitSource;
 use super::git_error::GitError;
 use super::host_key::check_host_key;
+use super::https::HttpProblem;
 use super::remote_url::RemoteKind;
 use git2::{CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, RemoteCallbacks};
 use std::cell::RefCell;
+
+/// What to check when an http(s) remote refuses gitmoor.
+const TOKEN_HINT: &str = "token_file (sent as user x-access-token, password = the token) and that \
+                          the token may read the repository";
 
 /// What the callbacks saw during one fetch (libgit2 replaces their messages with its own).
 #[derive(Default)]
@@ -102,10 +107,7 @@ impl GitSource {
                 "ssh_key / ssh_key_passphrase_file, and that the key is authorised on the server \
                  (a deploy key)"
             }
-            _ => {
-                "token_file (sent as user x-access-token, password = the token) and that the \
-                 token may read the repository"
-            }
+            _ => TOKEN_HINT,
         };
         if let Some((host, problem)) = &st.host_key_problem {
             return GitError::HostKey {
@@ -155,6 +157,22 @@ impl GitSource {
             | ErrorClass::Repository => GitError::Unreachable { url, detail },
             _ if e.code() == ErrorCode::NotFound => GitError::Unreachable { url, detail },
             _ => GitError::Fetch { url, detail },
+        }
+    }
+
+    /// The error for what gitmoor's http(s) transport saw go wrong.
+    pub(super) fn http_error(&self, problem: HttpProblem, creds: &Credentials) -> GitError {
+        let url = self.display_url.clone();
+        let detail = self.scrub(&problem.to_string(), creds);
+        match problem {
+            HttpProblem::Auth(_) => GitError::Auth {
+                url,
+                detail,
+                hint: TOKEN_HINT,
+            },
+            HttpProblem::Tls(_) => GitError::Tls { url, detail },
+            HttpProblem::Unreachable(_) => GitError::Unreachable { url, detail },
+            HttpProblem::Other(_) => GitError::Fetch { url, detail },
         }
     }
 

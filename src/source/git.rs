@@ -13,12 +13,13 @@
 //! The parts: `remote_url.rs` (what the URL asks for, shown without credentials),
 //! `credentials.rs` (the key, token and passphrase files), `fetch_callbacks.rs` (what libgit2
 //! asks during a fetch, and what a failure means), `host_key.rs` with `known_hosts.rs` (the ssh
-//! server's key), `tls.rs` (libgit2's process-wide start, timeouts and CA), `git_error.rs`.
+//! server's key), `libgit2_setup.rs` (libgit2's process-wide start and timeouts), `https/` (the
+//! http(s) transport, TLS set up only for it), `git_error.rs`.
 
 use super::credentials;
 use super::fetch_callbacks::CallbackState;
+use super::https::{with_fetch, FetchContext};
 use super::remote_url::{insecure_scheme, parse_remote, redact_url, strip_credentials, RemoteKind};
-use super::tls::set_timeouts_once;
 use crate::source::limits::{ContentError, ReadLimits};
 use crate::source::snapshot::Snapshot;
 use git2::{
@@ -28,10 +29,11 @@ use git2::{
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use super::credentials::RepoAuth;
 pub use super::git_error::GitError;
-pub use super::tls::{start_libgit2, TlsStart};
+pub use super::libgit2_setup::start_libgit2;
 
 /// Every branch of the remote, force-updated (a force-push on the remote wins).
 const REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
@@ -79,7 +81,7 @@ impl GitSource {
     /// remote "origin") when absent or an empty directory; if the configured URL changed, updates
     /// the remote URL. Does not touch the network.
     pub fn open(url: &str, auth: RepoAuth, cache_dir: &Path) -> Result<GitSource, GitError> {
-        set_timeouts_once();
+        start_libgit2();
         let (git_url, kind) = parse_remote(url)?;
         let display_url = redact_url(url);
         if let Some(scheme) = insecure_scheme(url) {
@@ -152,7 +154,7 @@ impl GitSource {
             });
         }
         let repo = self.open_repo()?;
-        let creds = credentials::load(&self.kind, &self.auth, &self.display_url)?;
+        let creds = credentials::load(&self.kind, &self.auth)?;
         let state = RefCell::new(CallbackState::default());
         {
             // Anonymous: the URL (and credentials in it) lives in this process only, never in
@@ -167,9 +169,17 @@ impl GitSource {
                 .prune(FetchPrune::On)
                 .download_tags(AutotagOption::None)
                 .update_fetchhead(false);
-            remote
-                .fetch(&[REFSPEC], Some(&mut opts), Some("gitmoor: fetch"))
-                .map_err(|e| self.classify(&e, &state.borrow(), &creds))?;
+            // http(s) goes through gitmoor's transport, which takes the token and CA from here.
+            let http = Arc::new(FetchContext::new(creds.token.clone(), creds.ca_pem.clone()));
+            let fetched = with_fetch(http.clone(), || {
+                remote.fetch(&[REFSPEC], Some(&mut opts), Some("gitmoor: fetch"))
+            });
+            if let Err(e) = fetched {
+                return Err(match http.take_problem() {
+                    Some(problem) => self.http_error(problem, &creds),
+                    None => self.classify(&e, &state.borrow(), &creds),
+                });
+            }
         }
         let head = repo.find_reference(&format!("refs/remotes/origin/{branch}"));
         match head {

@@ -46,7 +46,7 @@ pub(super) fn parse_remote(url: &str) -> Result<(String, RemoteKind), GitError> 
                         }
                         None => (None, authority),
                     };
-                    let (host, port) = split_host_port(hostport)
+                    let (host, port) = split_host_port(hostport, 22)
                         .ok_or_else(|| invalid("cannot read host and port of the ssh URL"))?;
                     RemoteKind::Ssh { user, host, port }
                 }
@@ -85,8 +85,8 @@ pub(super) fn parse_remote(url: &str) -> Result<(String, RemoteKind), GitError> 
     Ok((abs, RemoteKind::Local))
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port`; port 22 when absent.
-fn split_host_port(hostport: &str) -> Option<(String, u16)> {
+/// `host`, `host:port`, `[v6]`, `[v6]:port`; `default_port` when absent.
+pub(crate) fn split_host_port(hostport: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         let (host, after) = inner.split_once(']')?;
         match after {
@@ -103,7 +103,7 @@ fn split_host_port(hostport: &str) -> Option<(String, u16)> {
         return None;
     }
     let port = match port {
-        None | Some("") => 22,
+        None | Some("") => default_port,
         Some(p) => p.parse().ok()?,
     };
     Some((host.to_string(), port))

@@ -70,7 +70,8 @@ pid $dir/nginx.pid;
 error_log $dir/logs/error.log;
 events { worker_connections 256; }
 http {
-  access_log $dir/logs/access.log;
+  log_format withhost '\$host \$remote_user "\$request" \$status';
+  access_log $dir/logs/access.log withhost;
   client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy; fastcgi_temp_path $dir/tmp/fastcgi;
   uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
   server {
@@ -78,6 +79,13 @@ http {
     ssl_certificate $dir/server.pem; ssl_certificate_key $dir/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     client_max_body_size 0;
+    # For the transport's edge cases (tests/git_source.rs): redirects (same server, another
+    # origin, down to plain http) and a server that is not Git's smart HTTP.
+    location = /moved.git/info/refs { return 301 /repo.git/info/refs\$is_args\$args; }
+    location = /elsewhere.git/info/refs { return 302 https://localhost:$port/repo.git/info/refs\$is_args\$args; }
+    location = /down.git/info/refs { return 301 http://127.0.0.1:$port/repo.git/info/refs\$is_args\$args; }
+    location = /loop.git/info/refs { return 302 /loop.git/info/refs\$is_args\$args; }
+    location = /dumb.git/info/refs { default_type text/plain; return 200 "0000000000000000000000000000000000000000 refs/heads/main\\n"; }
     location / {
       auth_basic "gitmoor test"; auth_basic_user_file $dir/htpasswd;
       include /etc/nginx/fastcgi_params;
