@@ -138,11 +138,18 @@ async fn join_pid_ipc(docker: &Docker, containers: &mut [ObservedContainer]) -> 
 
 /// Whether the container was made from a spec with `pid:` or `ipc:` (its fingerprint label has a
 /// hash for the field exactly when the field is set).
+/// Only the two keys are kept: the other fields are skipped unread (no allocation per field, for
+/// each of the host's containers at every reconcile).
 fn sets_pid_or_ipc(labels: &BTreeMap<String, String>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct PidIpc {
+        pid: Option<serde::de::IgnoredAny>,
+        ipc: Option<serde::de::IgnoredAny>,
+    }
     labels
         .get(labels::FINGERPRINT)
-        .and_then(|f| serde_json::from_str::<BTreeMap<String, String>>(f).ok())
-        .is_some_and(|f| f.contains_key("pid") || f.contains_key("ipc"))
+        .and_then(|f| serde_json::from_str::<PidIpc>(f).ok())
+        .is_some_and(|f| f.pid.is_some() || f.ipc.is_some())
 }
 
 /// `container:<id>` (what Docker keeps for a network, PID or IPC mode that joins a container)

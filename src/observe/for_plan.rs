@@ -25,7 +25,9 @@ impl Listing {
     pub fn start(exec: &DockerExecutor, instance: &str) -> Listing {
         let (docker, instance) = (exec.docker.clone(), instance.to_string());
         Listing(tokio::spawn(async move {
-            super::docker::observe(&docker, &instance).await
+            let listed = super::docker::observe(&docker, &instance).await;
+            tracing::debug!("gitmoor's Docker objects listed");
+            listed
         }))
     }
 }
