@@ -790,6 +790,33 @@ fn https_remote_with_token_and_private_ca() {
     let err = fetch(good.clone(), &missing, "c-404").unwrap_err();
     assert!(matches!(err, GitError::Unreachable { .. }), "{err:?}");
 
+    // A damaged ca_file is named as such, before any connection.
+    let damaged = srv.path("damaged_ca.pem");
+    std::fs::write(
+        &damaged,
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let auth = RepoAuth {
+        ca_file: Some(damaged.clone()),
+        ..good.clone()
+    };
+    let err = fetch(auth, &url, "c-damaged-ca").unwrap_err();
+    assert!(matches!(err, GitError::CaFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("damaged_ca.pem"), "{err}");
+
+    // A token file that is fixed between two fetches of one cache is read again.
+    let rotating = srv.path("rotating_token");
+    std::fs::write(&rotating, "not-the-token").unwrap();
+    let auth = RepoAuth {
+        token_file: Some(rotating.clone()),
+        ..good.clone()
+    };
+    let source = GitSource::open(&url, auth, &srv.path("c-rotate")).unwrap();
+    assert!(matches!(source.fetch("main"), Err(GitError::Auth { .. })));
+    std::fs::write(&rotating, &token).unwrap();
+    assert_eq!(source.fetch("main").unwrap().sha, head);
+
     // A ca_file that does not exist.
     let auth = RepoAuth {
         ca_file: Some(srv.path("no_such_ca.pem")),
@@ -857,9 +884,9 @@ fn https_redirects_and_servers_that_do_not_speak_git() {
         "the token went to another server: {at_localhost:?}"
     );
 
-    // https down to http: refused as a TLS problem, nothing fetched.
+    // https down to http: refused, nothing fetched.
     let err = fetch("down").unwrap_err();
-    assert!(matches!(err, GitError::Tls { .. }), "{err:?}");
+    assert!(matches!(err, GitError::Fetch { .. }), "{err:?}");
     assert!(err.to_string().contains("plain-text"), "{err}");
 
     // A redirect loop ends.
@@ -871,6 +898,19 @@ fn https_redirects_and_servers_that_do_not_speak_git() {
     assert!(matches!(err, GitError::Fetch { .. }), "{err:?}");
     assert!(err.to_string().contains("smart HTTP"), "{err}");
 
+    // Plain http, when the config allows it: the same transport, the token offered after the
+    // server asks.
+    let http_url = format!("http://127.0.0.1:{}/repo.git", srv.var("HTTP_PORT"));
+    let insecure = RepoAuth {
+        allow_insecure_transport: true,
+        ..auth.clone()
+    };
+    let fetched = GitSource::open(&http_url, insecure, &srv.path("c-http"))
+        .unwrap()
+        .fetch("main")
+        .unwrap();
+    assert_eq!(fetched.sha, head);
+
     // Nothing listening.
     let url = format!("https://127.0.0.1:{}/repo.git", free_port());
     let err = GitSource::open(&url, auth.clone(), &srv.path("c-closed"))
@@ -878,6 +918,69 @@ fn https_redirects_and_servers_that_do_not_speak_git() {
         .fetch("main")
         .unwrap_err();
     assert!(matches!(err, GitError::Unreachable { .. }), "{err:?}");
+}
+
+/// A fetch into a cache that already has much of the history: libgit2 negotiates over several
+/// upload-pack requests (it sends what it has in rounds), each a POST of its own over https.
+#[test]
+fn https_fetch_of_a_long_history_into_a_warm_cache() {
+    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+        return;
+    }
+    let token = random_token();
+    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    let bare = srv.path("srv/repos/repo.git");
+    git(
+        srv.tmp.path(),
+        &["clone", "-q", bare.to_str().unwrap(), "work"],
+    );
+    let work = srv.path("work");
+    let commit_n = |from: usize, to: usize| {
+        for i in from..to {
+            std::fs::write(work.join("n.txt"), format!("{i}\n")).unwrap();
+            git(&work, &["add", "-A"]);
+            git(
+                &work,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@example.test",
+                    "commit",
+                    "-qm",
+                    &format!("c{i}"),
+                ],
+            );
+        }
+        git(&work, &["push", "-q", "origin", "main"]);
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let token_file = srv.path("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let auth = RepoAuth {
+        token_file: Some(token_file),
+        ca_file: Some(PathBuf::from(srv.var("CA"))),
+        ..RepoAuth::default()
+    };
+    let source = GitSource::open(srv.var("URL"), auth, &srv.path("cache")).unwrap();
+    let first = commit_n(0, 45);
+    assert_eq!(source.fetch("main").unwrap().sha, first);
+    let log_before = std::fs::read_to_string(srv.path("srv/logs/access.log")).unwrap();
+    // The cache has 46 commits the server knows; the server moves on by a few more.
+    let second = commit_n(45, 48);
+    let info = source.fetch("main").unwrap();
+    assert_eq!(info.sha, second);
+    assert_eq!(info.subject, "c47");
+    let log = std::fs::read_to_string(srv.path("srv/logs/access.log")).unwrap();
+    let posts = log[log_before.len()..]
+        .lines()
+        .filter(|l| l.contains("POST /repo.git/git-upload-pack"))
+        .count();
+    assert!(
+        posts >= 2,
+        "expected the negotiation over 2+ upload-pack requests, got {posts}:\n{}",
+        &log[log_before.len()..]
+    );
 }
 
 /// A commit with a 300 MB file in docs/ (a folder gitmoor never reads bytes from), fetched over

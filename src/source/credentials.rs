@@ -77,23 +77,18 @@ pub(super) fn load(kind: &RemoteKind, auth: &RepoAuth) -> Result<Credentials, Gi
     Ok(creds)
 }
 
-/// The PEM text of `ca_file`, refused when it holds no certificate (before connecting, so the
-/// error names the file and not the server).
+/// The PEM text of `ca_file`, refused when it holds no certificate or a damaged one (before
+/// connecting, so the error names the file and not the server).
 fn read_ca_file(path: &Path) -> Result<Vec<u8>, GitError> {
     let text = std::fs::read(path).map_err(|source| GitError::CredentialFile {
         what: "ca_file",
         path: path.to_path_buf(),
         source,
     })?;
-    if !text
-        .windows(27)
-        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-    {
-        return Err(GitError::CaFile {
-            path: path.to_path_buf(),
-            detail: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string(),
-        });
-    }
+    super::https::check_ca_pem(&text).map_err(|detail| GitError::CaFile {
+        path: path.to_path_buf(),
+        detail,
+    })?;
     Ok(text)
 }
 

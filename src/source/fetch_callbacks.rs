@@ -79,7 +79,8 @@ impl GitSource {
         });
         callbacks.certificate_check(move |cert, _host| {
             let Some(hostkey) = cert.as_hostkey() else {
-                // TLS: libgit2's own verification (system CAs + ca_file) decides.
+                // Not ssh: nothing to check here (http(s) is gitmoor's own transport, which
+                // checks the certificate itself).
                 return Ok(CertificateCheckStatus::CertificatePassthrough);
             };
             match check_host_key(&self.kind, self.auth.known_hosts.as_ref(), hostkey) {

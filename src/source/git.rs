@@ -84,6 +84,12 @@ impl GitSource {
         start_libgit2();
         let (git_url, kind) = parse_remote(url)?;
         let display_url = redact_url(url);
+        if kind == RemoteKind::Http {
+            super::https::check_url(&git_url).map_err(|reason| GitError::InvalidUrl {
+                url: display_url.clone(),
+                reason,
+            })?;
+        }
         if let Some(scheme) = insecure_scheme(url) {
             if !auth.allow_insecure_transport {
                 return Err(GitError::InsecureTransport {

@@ -2,10 +2,13 @@
 //! place of libgit2's (see `https/mod.rs` for why). Done once per process, before the first fetch.
 
 use std::sync::Once;
+use std::time::Duration;
 
-/// libgit2's own defaults are "wait forever": a daemon must not hang on a dead remote.
-const CONNECT_TIMEOUT_MS: i32 = 30_000;
-const SERVER_TIMEOUT_MS: i32 = 120_000;
+/// libgit2's own defaults are "wait forever": a daemon must not hang on a dead remote. The same
+/// limits hold for gitmoor's http(s) transport.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one read or write may wait on the server.
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Starts libgit2 for this process. Call it from `main` before any other thread exists (before
 /// the async runtime): registering a transport is not thread-safe in libgit2. `GitSource::open`
@@ -20,9 +23,13 @@ pub fn start_libgit2() {
         // SAFETY: these write two plain ints in libgit2's globals, once per process; a connection
         // being opened at the same moment reads either the old or the new value.
         unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(SERVER_TIMEOUT_MS);
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis(CONNECT_TIMEOUT));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(millis(IO_TIMEOUT));
         }
         super::https::register_once();
     });
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }

@@ -8,7 +8,7 @@
 #        git-https-remote.sh DIR stop    stop nginx and fcgiwrap (PIDs checked against DIR) and keep DIR
 # Prints one line for `eval`:
 #   URL=https://127.0.0.1:PORT/repo.git TOKEN=… CA=DIR/ca.pem PID=<nginx master> FCGI_PID=… PORT=…
-#   CERT=DIR/server.pem USER=x-access-token
+#   HTTP_PORT=… (the same over plain http) CERT=DIR/server.pem USER=x-access-token
 # The bare repo DIR/repos/repo.git has branch main with one commit (compose.yaml); pushes work too
 # (http-backend allows receive-pack because nginx passes REMOTE_USER).
 # CLI: git -c http.sslCAInfo=$CA clone https://x-access-token:$TOKEN@127.0.0.1:PORT/repo.git
@@ -64,6 +64,7 @@ fi
 
 if ! alive nginx.pid "$dir/nginx.conf"; then
   port=${PORT:-$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')}
+  http_port=${HTTP_PORT:-$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')}
   cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
 pid $dir/nginx.pid;
@@ -76,6 +77,7 @@ http {
   uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
   server {
     listen 127.0.0.1:$port ssl;
+    listen 127.0.0.1:$http_port;   # the same repositories over plain http (allow_insecure_transport)
     ssl_certificate $dir/server.pem; ssl_certificate_key $dir/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     client_max_body_size 0;
@@ -104,7 +106,7 @@ EOF
   /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"   # daemonises; master PID in nginx.pid
   for _ in $(seq 50); do [[ -s $dir/nginx.pid ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   alive nginx.pid "$dir/nginx.conf" || { echo "nginx did not start, see $dir/logs/error.log" >&2; exit 1; }
-  echo "$port" >"$dir/port"
+  echo "$port" >"$dir/port"; echo "$http_port" >"$dir/http_port"
 fi
-port=$(<"$dir/port")
-echo "URL=https://127.0.0.1:$port/repo.git TOKEN=$token CA=$dir/ca.pem PID=$(<"$dir/nginx.pid") FCGI_PID=$(<"$dir/fcgiwrap.pid") PORT=$port CERT=$dir/server.pem USER=x-access-token"
+port=$(<"$dir/port"); http_port=$(<"$dir/http_port")
+echo "URL=https://127.0.0.1:$port/repo.git TOKEN=$token CA=$dir/ca.pem PID=$(<"$dir/nginx.pid") FCGI_PID=$(<"$dir/fcgiwrap.pid") PORT=$port HTTP_PORT=$http_port CERT=$dir/server.pem USER=x-access-token"

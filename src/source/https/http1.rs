@@ -3,15 +3,11 @@
 //! keep-alive, no compression: a fetch makes two or three requests.
 
 use super::url::HttpUrl;
+use crate::source::libgit2_setup::{CONNECT_TIMEOUT, IO_TIMEOUT};
 use native_tls::TlsConnector;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
 
-/// How long to wait for a TCP connection (libgit2's own default is forever).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one read or write may wait on the server.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// A response head larger than this is not from a Git server.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -90,10 +86,17 @@ pub(super) fn send(
 ) -> Result<Response, HttpError> {
     let tcp = connect(&url.host, url.port)?;
     let mut stream: Box<dyn Stream> = match (url.https, tls) {
-        (true, Some(tls)) => Box::new(
-            tls.connect(&url.host, tcp)
-                .map_err(|e| HttpError::Tls(format!("TLS with {}: {e}", url.authority())))?,
-        ),
+        (true, Some(tls)) => Box::new(tls.connect(&url.host, tcp).map_err(|e| match e {
+            // A blocking socket "would block" only when its timeout ran out.
+            native_tls::HandshakeError::WouldBlock(_) => HttpError::Connect(format!(
+                "{} did not answer the TLS handshake within {} s",
+                url.authority(),
+                IO_TIMEOUT.as_secs()
+            )),
+            native_tls::HandshakeError::Failure(e) => {
+                HttpError::Tls(format!("TLS with {}: {e}", url.authority()))
+            }
+        })?),
         (true, None) => {
             return Err(HttpError::Tls(
                 "no TLS set-up for an https URL (internal error)".to_string(),
@@ -274,11 +277,8 @@ impl Body {
                 .map(|(_, v)| v.as_str())
         };
         if let Some(te) = get("transfer-encoding") {
-            if te
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-            {
+            // Only plain chunked: a compressed body would reach libgit2 undecoded.
+            if te.trim().eq_ignore_ascii_case("chunked") {
                 return Ok(Body::Chunked {
                     conn,
                     left: 0,
@@ -291,9 +291,14 @@ impl Body {
         }
         match get("content-length") {
             Some(len) => {
-                let left = len.parse().map_err(|_| {
-                    HttpError::Protocol(format!("a Content-Length that is not a number: {len}"))
-                })?;
+                let left = len
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| len.parse().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        HttpError::Protocol(format!("a Content-Length that is not a number: {len}"))
+                    })?;
                 Ok(Body::Length { conn, left })
             }
             None => Ok(Body::Close(conn)),
@@ -322,12 +327,16 @@ impl Body {
                 if *left == 0 {
                     let line = conn.read_line()?;
                     let size = line.split(';').next().unwrap_or_default().trim();
-                    *left = u64::from_str_radix(size, 16).map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("a chunk size that is not hexadecimal: {size:?}"),
-                        )
-                    })?;
+                    let hex = !size.is_empty() && size.bytes().all(|b| b.is_ascii_hexdigit());
+                    *left = hex
+                        .then(|| u64::from_str_radix(size, 16).ok())
+                        .flatten()
+                        .ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("a chunk size that is not hexadecimal: {size:?}"),
+                            )
+                        })?;
                     if *left == 0 {
                         // Trailer fields, then the empty line.
                         while !conn.read_line()?.is_empty() {}
@@ -407,5 +416,12 @@ mod tests {
     #[test]
     fn an_unknown_transfer_encoding_is_refused() {
         assert!(body(&[("Transfer-Encoding", "gzip")], b"").is_err());
+        assert!(body(&[("Transfer-Encoding", "gzip, chunked")], b"").is_err());
+        assert!(body(&[("Content-Length", "+5")], b"hello").is_err());
+        assert!(body(
+            &[("Transfer-Encoding", "chunked")],
+            b"+5\r\nhello\r\n0\r\n\r\n"
+        )
+        .is_err());
     }
 }

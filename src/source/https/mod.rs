@@ -81,6 +81,18 @@ impl std::fmt::Display for HttpProblem {
     }
 }
 
+/// Checks that a `ca_file`'s content is PEM certificates OpenSSL reads (at config time, so a
+/// damaged file is named as such, not taken for the server's fault).
+pub(super) fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    trust::pem_certificates(pem).map(|_| ())
+}
+
+/// Checks an http(s) URL as the transport will read it (when the remote is opened, so a
+/// malformed one is refused before any fetch).
+pub(super) fn check_url(url: &str) -> Result<(), String> {
+    url::HttpUrl::parse(url).map(|_| ())
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Arc<FetchContext>>> = const { RefCell::new(None) };
 }
@@ -99,7 +111,7 @@ pub(super) fn with_fetch<T>(ctx: Arc<FetchContext>, fetch: impl FnOnce() -> T) -
 }
 
 /// Makes `http://` and `https://` URLs use this transport. Once per process, before the first
-/// fetch (called from libgit2's start in `tls.rs`).
+/// fetch (called from `libgit2_setup::start_libgit2`).
 pub(super) fn register_once() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -25,6 +25,15 @@ pub(super) struct SmartHttp {
     session: Arc<Mutex<Option<Session>>>,
 }
 
+/// What a request of the ref advertisement carries.
+#[derive(Clone, Copy)]
+enum Offer {
+    Nothing,
+    /// The `user:password@` of the URL.
+    Url,
+    Token,
+}
+
 #[derive(Clone)]
 struct Session {
     base: HttpUrl,
@@ -87,23 +96,24 @@ impl SmartHttp {
     /// The ref advertisement: follows redirects, offers the URL's credentials then the token.
     fn advertise(&self, mut base: HttpUrl) -> Result<(Session, Response), HttpProblem> {
         let first = base.clone();
-        // The URL's own credentials first, as git does; the token when they are absent or
-        // refused. Each is offered once.
-        let mut offers: Vec<(Option<String>, bool)> = Vec::new();
+        // As libgit2 did: the first request without credentials, then (after a 401) the URL's
+        // own, then the token. Each is offered once.
+        let mut offers = vec![(Offer::Nothing, None)];
         if let Some((user, pass)) = &base.userinfo {
-            offers.push((Some(basic(user, pass)), false));
-        } else {
-            offers.push((None, false));
+            offers.push((Offer::Url, Some(basic(user, pass))));
         }
         if let Some(token) = &self.ctx.token {
-            offers.push((Some(basic(super::TOKEN_USER, token)), true));
+            offers.push((Offer::Token, Some(basic(super::TOKEN_USER, token))));
         }
         let mut offer = 0;
         let mut redirects = 0;
         loop {
-            let (authorization, is_token) = offers[offer].clone();
+            let home = base.same_origin(&first);
             // Credentials go only to the server they were given for.
-            let authorization = authorization.filter(|_| base.same_origin(&first));
+            let (offered, authorization) = match &offers[offer] {
+                (kind, auth) if home => (*kind, auth.clone()),
+                _ => (Offer::Nothing, None),
+            };
             let path = format!("{}/info/refs?service=git-upload-pack", base.path);
             let mut headers = vec![
                 ("User-Agent", USER_AGENT),
@@ -143,7 +153,7 @@ impl SmartHttp {
                     }
                     let target = base.join(location).map_err(HttpProblem::Other)?;
                     if first.https && !target.https {
-                        return Err(HttpProblem::Tls(format!(
+                        return Err(HttpProblem::Other(format!(
                             "the server redirects from https to http ({}); gitmoor does not \
                              follow a redirect to a plain-text connection",
                             target.authority()
@@ -160,40 +170,40 @@ impl SmartHttp {
                         ..target
                     };
                 }
+                401 if home && offer + 1 < offers.len() => offer += 1,
                 401 => {
-                    if offer + 1 < offers.len() && base.same_origin(&first) {
-                        offer += 1;
-                        continue;
-                    }
-                    return Err(HttpProblem::Auth(
-                        match (authorization.is_some(), is_token) {
-                            (true, true) => "the remote refused the credentials".to_string(),
-                            (true, false) => {
-                                "the remote refused the credentials in the URL (and no \
-                                          token_file is set)"
-                                    .to_string()
-                            }
-                            (false, _) if !base.same_origin(&first) => format!(
-                                "{} (where the remote redirected) asks for credentials; gitmoor \
+                    return Err(HttpProblem::Auth(match offered {
+                        _ if !home => format!(
+                            "{} (where the remote redirected) asks for credentials; gitmoor \
                              sends them only to the server the URL names",
-                                base.authority()
-                            ),
-                            (false, _) => {
-                                "the remote asks for credentials and no token_file is set"
-                                    .to_string()
-                            }
-                        },
-                    ));
+                            base.authority()
+                        ),
+                        Offer::Token => "the remote refused the credentials".to_string(),
+                        Offer::Url => "the remote refused the credentials in the URL (and no \
+                                       token_file is set)"
+                            .to_string(),
+                        Offer::Nothing => {
+                            "the remote asks for credentials and no token_file is set".to_string()
+                        }
+                    }));
                 }
                 403 => {
-                    return Err(HttpProblem::Auth(format!(
-                        "the remote refused access (HTTP 403){}",
-                        if authorization.is_some() {
-                            ""
-                        } else {
-                            " and no credentials were sent"
-                        }
-                    )))
+                    return Err(HttpProblem::Auth(if home {
+                        format!(
+                            "the remote refused access (HTTP 403){}",
+                            if authorization.is_some() {
+                                ""
+                            } else {
+                                " and no credentials were sent"
+                            }
+                        )
+                    } else {
+                        format!(
+                            "{} (where the remote redirected) refused access (HTTP 403); gitmoor \
+                             sends credentials only to the server the URL names",
+                            base.authority()
+                        )
+                    }));
                 }
                 404 => {
                     return Err(HttpProblem::Unreachable(
@@ -281,7 +291,7 @@ impl Read for Download {
                             "the server answered upload-pack with {media:?}, not {RESULT}"
                         ))),
                         (401 | 403, _) => Err(HttpProblem::Auth(format!(
-                            "the remote refused the credentials for upload-pack (HTTP {})",
+                            "the remote refused upload-pack (HTTP {}) after it listed the branches",
                             r.status
                         ))),
                         (status, _) => Err(HttpProblem::Unreachable(format!(

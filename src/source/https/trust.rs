@@ -20,6 +20,8 @@ pub(super) fn connector(extra_ca_pem: Option<&[u8]>) -> Result<TlsConnector, Str
         }
     }
     let mut builder = TlsConnector::builder();
+    // OpenSSL's default security level refuses older versions too; said here, not assumed.
+    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
     if let Some(pem) = extra_ca_pem {
         for cert in pem_certificates(pem)? {
             builder.add_root_certificate(cert);
@@ -33,7 +35,7 @@ pub(super) fn connector(extra_ca_pem: Option<&[u8]>) -> Result<TlsConnector, Str
 }
 
 /// Every certificate of a PEM bundle (a `ca_file` may hold a chain).
-fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate>, String> {
+pub(super) fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate>, String> {
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
     let mut certs = Vec::new();

@@ -47,6 +47,8 @@ impl HttpUrl {
             None => (rest, ""),
         };
         let (userinfo, hostport) = match authority.rsplit_once('@') {
+            // `https://@host/…` names no credentials.
+            Some(("" | ":", hp)) => (None, hp),
             Some((info, hp)) => {
                 let (user, pass) = info.split_once(':').unwrap_or((info, ""));
                 (Some((percent_decode(user)?, percent_decode(pass)?)), hp)
@@ -100,13 +102,13 @@ impl HttpUrl {
     /// Resolves a redirect's `Location` against this URL: an absolute URL, or a path on the
     /// same server.
     pub fn join(&self, location: &str) -> Result<HttpUrl, String> {
-        if location.contains("://") {
-            return HttpUrl::parse(location);
-        }
-        if !location.starts_with('/') || location.starts_with("//") {
+        if location.starts_with("//") || !(location.starts_with('/') || location.contains("://")) {
             return Err(format!(
                 "a redirect to {location:?}, which gitmoor does not follow"
             ));
+        }
+        if !location.starts_with('/') {
+            return HttpUrl::parse(location);
         }
         let scheme = if self.https { "https" } else { "http" };
         let mut joined = HttpUrl::parse(&format!("{scheme}://{}{location}", self.host_header()))?;
@@ -182,6 +184,12 @@ mod tests {
         let down = base.join("http://h/r.git").unwrap();
         assert!(!down.same_origin(&base), "https to http is another origin");
         assert!(base.join("relative/path").is_err());
+        let login = base.join("/login?next=https://h/r.git").unwrap();
+        assert_eq!(
+            login.path, "/login",
+            "a path whose query holds a URL stays a path"
+        );
+        assert!(HttpUrl::parse("https://@h/r").unwrap().userinfo.is_none());
         assert!(base.join("//evil/x").is_err());
     }
 }
