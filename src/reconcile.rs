@@ -205,9 +205,14 @@ impl Reconciler {
     /// Fetch, then plan (and in `Mode::Apply` apply) the branch head. `retry` tries inputs that
     /// failed before (the CLI's `apply` does; the daemon does not).
     pub async fn reconcile(&self, mode: Mode, retry: bool) -> anyhow::Result<Outcome> {
+        // dockerd lists gitmoor's objects while the remote is fetched: the listing is the longest
+        // step of a no-op, and it does not depend on the commit (dropped unused if the fetch
+        // fails or the commit is skipped).
+        let listing = Listing::start(&self.exec, &self.cfg.instance);
         let head = self.fetch().await?;
         debug!("fetched");
-        self.reconcile_fetched(head, mode, retry).await
+        self.reconcile_listed(head, mode, retry, Some(listing))
+            .await
     }
 
     /// The rest of a reconcile, for a caller that fetched itself (the daemon, which reports a
@@ -218,9 +223,21 @@ impl Reconciler {
         mode: Mode,
         retry: bool,
     ) -> anyhow::Result<Outcome> {
+        self.reconcile_listed(head, mode, retry, None).await
+    }
+
+    /// [`Reconciler::reconcile_fetched`] with the listing of gitmoor's objects already started
+    /// (`None`: started here, once the commit is known not to be skipped).
+    async fn reconcile_listed(
+        &self,
+        head: CommitInfo,
+        mode: Mode,
+        retry: bool,
+        listing: Option<Listing>,
+    ) -> anyhow::Result<Outcome> {
         let span = info_span!("reconcile", commit = %short(&head.sha));
         let outcome = self
-            .reconcile_commit(head, mode, retry)
+            .reconcile_commit(head, mode, retry, listing)
             .instrument(span)
             .await;
         let mut outcome = match outcome {
@@ -283,6 +300,7 @@ impl Reconciler {
         head: CommitInfo,
         mode: Mode,
         retry: bool,
+        listing: Option<Listing>,
     ) -> anyhow::Result<Outcome> {
         let state = match mode {
             // Only the writer may move a corrupt state aside; a plan reads it as it is.
@@ -362,7 +380,7 @@ impl Reconciler {
             }
         }
 
-        let listing = Listing::start(&self.exec, &self.cfg.instance);
+        let listing = listing.unwrap_or_else(|| Listing::start(&self.exec, &self.cfg.instance));
         // Reading a commit is where a hostile one costs memory and time: mark it first, so a
         // process killed on the way leaves a trace (see `close_interrupted`). Inputs that were
         // read to a good end last time need no mark (reading is a function of them), which keeps
