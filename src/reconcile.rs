@@ -205,14 +205,16 @@ impl Reconciler {
     /// Fetch, then plan (and in `Mode::Apply` apply) the branch head. `retry` tries inputs that
     /// failed before (the CLI's `apply` does; the daemon does not).
     pub async fn reconcile(&self, mode: Mode, retry: bool) -> anyhow::Result<Outcome> {
-        // dockerd lists gitmoor's objects while the remote is fetched: the listing is the longest
-        // step of a no-op, and it does not depend on the commit (dropped unused if the fetch
-        // fails or the commit is skipped).
-        let listing = Listing::start(&self.exec, &self.cfg.instance);
+        // An apply has dockerd list gitmoor's objects while the remote is fetched: the listing is
+        // the longest step of a no-op, and it does not depend on the commit (dropped unused if
+        // the fetch fails). Only an apply: it holds the state lock, so no other gitmoor changes
+        // the host between this listing and the plan. A plan holds none: it lists once it has
+        // read the state, as before, which keeps the window for a daemon's apply short (a fetch
+        // waits on the daemon's Git lock, and would widen it).
+        let listing = (mode == Mode::Apply).then(|| Listing::start(&self.exec, &self.cfg.instance));
         let head = self.fetch().await?;
         debug!("fetched");
-        self.reconcile_listed(head, mode, retry, Some(listing))
-            .await
+        self.reconcile_listed(head, mode, retry, listing).await
     }
 
     /// The rest of a reconcile, for a caller that fetched itself (the daemon, which reports a

@@ -898,6 +898,24 @@ fn https_redirects_and_servers_that_do_not_speak_git() {
     assert!(matches!(err, GitError::Fetch { .. }), "{err:?}");
     assert!(err.to_string().contains("smart HTTP"), "{err}");
 
+    // Branches listed without credentials, the pack asked with them: the token goes with the
+    // upload-pack request it was asked for there; without a token, the error says where.
+    assert_eq!(fetch("halfopen").unwrap().sha, head);
+    let url = format!("https://127.0.0.1:{port}/halfopen.git");
+    let no_token = RepoAuth {
+        token_file: None,
+        ..auth.clone()
+    };
+    let err = GitSource::open(&url, no_token, &srv.path("c-halfopen-none"))
+        .unwrap()
+        .fetch("main")
+        .unwrap_err();
+    assert!(matches!(err, GitError::Auth { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("after it listed the branches"),
+        "{err}"
+    );
+
     // Plain http, when the config allows it: the same transport, the token offered after the
     // server asks.
     let http_url = format!("http://127.0.0.1:{}/repo.git", srv.var("HTTP_PORT"));

@@ -16,7 +16,8 @@ pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(120);
 ///
 /// libgit2 is built without TLS, so its start-up no longer makes an OpenSSL context: TLS is set
 /// up at the first https request only (`https/trust.rs`), and ssh, `git://` and local remotes
-/// never pay for it.
+/// never pay for a TLS context or the CA bundle. (OpenSSL's library initialisation still runs at
+/// git2's start, from libssh2-sys, whatever the remote.)
 pub fn start_libgit2() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

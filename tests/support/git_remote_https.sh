@@ -88,6 +88,25 @@ http {
     location = /down.git/info/refs { return 301 http://127.0.0.1:$port/repo.git/info/refs\$is_args\$args; }
     location = /loop.git/info/refs { return 302 /loop.git/info/refs\$is_args\$args; }
     location = /dumb.git/info/refs { default_type text/plain; return 200 "0000000000000000000000000000000000000000 refs/heads/main\\n"; }
+    # Branches listed to anyone, the pack only with the token (upload-pack asks for it).
+    location = /halfopen.git/info/refs {
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $(git --exec-path)/git-http-backend;
+      fastcgi_param GIT_PROJECT_ROOT $dir/repos;
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO /repo.git/info/refs;
+      fastcgi_pass unix:$dir/fcgiwrap.sock;
+    }
+    location = /halfopen.git/git-upload-pack {
+      auth_basic "gitmoor test"; auth_basic_user_file $dir/htpasswd;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $(git --exec-path)/git-http-backend;
+      fastcgi_param GIT_PROJECT_ROOT $dir/repos;
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO /repo.git/git-upload-pack;
+      fastcgi_param REMOTE_USER \$remote_user;
+      fastcgi_pass unix:$dir/fcgiwrap.sock;
+    }
     location / {
       auth_basic "gitmoor test"; auth_basic_user_file $dir/htpasswd;
       include /etc/nginx/fastcgi_params;

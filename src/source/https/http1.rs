@@ -93,8 +93,15 @@ pub(super) fn send(
                 url.authority(),
                 IO_TIMEOUT.as_secs()
             )),
+            // The certificate is the user's to fix (ca_file); anything else is the server or
+            // the port (plain http on an https URL, an old TLS version).
             native_tls::HandshakeError::Failure(e) => {
-                HttpError::Tls(format!("TLS with {}: {e}", url.authority()))
+                let message = format!("TLS with {}: {e}", url.authority());
+                if message.contains("certificate") {
+                    HttpError::Tls(message)
+                } else {
+                    HttpError::Connect(message)
+                }
             }
         })?),
         (true, None) => {
@@ -156,7 +163,9 @@ fn read_response(mut stream: Box<dyn Stream>) -> Result<Response, HttpError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream.read(&mut chunk).map_err(HttpError::Io)?;
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| HttpError::Io(said_timeout(e)))?;
         if n == 0 {
             return Err(HttpError::Protocol(
                 "the server closed the connection before a complete HTTP response head".into(),
@@ -250,7 +259,21 @@ impl Read for Conn {
             self.pos += n;
             return Ok(n);
         }
-        self.stream.read(buf)
+        self.stream.read(buf).map_err(said_timeout)
+    }
+}
+
+/// A blocking socket's read "would block" only when its timeout ran out: said so.
+fn said_timeout(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the server within {} s",
+                IO_TIMEOUT.as_secs()
+            ),
+        ),
+        _ => e,
     }
 }
 

@@ -1,12 +1,14 @@
 //! gitmoor's own http(s) transport for libgit2, so TLS is set up only when a remote needs it.
 //!
 //! Why not libgit2's: built with TLS, libgit2 creates its OpenSSL context in its global start-up,
-//! whatever the remote (`OPENSSL_init_ssl` + `SSL_CTX_new`: over half the instructions of a
-//! no-op `gitmoor apply` on a local repository, and ~3 MiB of the daemon's resident memory).
-//! libgit2 is built without TLS here (`git2` without its `https` feature); `http://` and
-//! `https://` URLs go to this transport instead (`smart.rs`: Git's smart HTTP protocol over
-//! `http1.rs`), whose TLS set-up (`trust.rs`: system CAs + `ca_file`) is made at the first https
-//! request. ssh, `git://` and local remotes stay libgit2's own and never load TLS.
+//! whatever the remote (`SSL_CTX_new`, which fetches every cipher from OpenSSL's provider: 8 of
+//! the 21 M instructions of a no-op `gitmoor apply` on a local repository). libgit2 is built
+//! without TLS here (`git2` without its `https` feature); `http://` and `https://` URLs go to this
+//! transport instead (`smart.rs`: Git's smart HTTP protocol over `http1.rs`), whose TLS set-up
+//! (`trust.rs`: system CAs + `ca_file`) is made at the first https request. ssh, `git://` and
+//! local remotes stay libgit2's own and make no TLS context. What they still run of OpenSSL is
+//! its library initialisation (config file, error strings: ~2.4 M instructions), which
+//! libssh2-sys calls from git2's start-up whatever the remote.
 //!
 //! libgit2 creates the transport inside `Remote::fetch`, on the fetching thread, so the fetch's
 //! credentials reach it through a thread-local [`FetchContext`] ([`with_fetch`]); what went

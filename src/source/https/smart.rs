@@ -1,6 +1,7 @@
 //! Git's smart HTTP protocol for libgit2 (a "smart subtransport"): the ref advertisement
 //! (`GET …/info/refs?service=git-upload-pack`), then one `POST …/git-upload-pack` per round of
-//! negotiation. Fetch only. Credentials: the URL's own, then the token, each offered once.
+//! negotiation. Fetch only. Credentials, when the server asks (HTTP 401): the URL's own, then
+//! the token, each offered once.
 
 use super::http1::{self, HttpError, Request, Response};
 use super::url::HttpUrl;
@@ -38,6 +39,9 @@ enum Offer {
 struct Session {
     base: HttpUrl,
     authorization: Option<String>,
+    /// The credentials not offered yet, for an upload-pack the server refuses (HTTP 401) where
+    /// it listed the branches without them.
+    more: Vec<String>,
 }
 
 impl SmartHttp {
@@ -63,14 +67,14 @@ impl SmartSubtransport for SmartHttp {
                 Ok(Box::new(Download::Streaming(response)))
             }
             Service::UploadPack => {
-                let session = lock(&self.session).clone().ok_or_else(|| {
-                    self.fail(HttpProblem::Other(
+                if lock(&self.session).is_none() {
+                    return Err(self.fail(HttpProblem::Other(
                         "upload-pack before the ref advertisement (internal error)".into(),
-                    ))
-                })?;
+                    )));
+                }
                 Ok(Box::new(Download::Pending {
                     ctx: self.ctx.clone(),
-                    session,
+                    session: self.session.clone(),
                     body: Vec::new(),
                 }))
             }
@@ -137,6 +141,14 @@ impl SmartHttp {
                     }
                     return Ok((
                         Session {
+                            more: if home {
+                                offers[offer + 1..]
+                                    .iter()
+                                    .filter_map(|(_, a)| a.clone())
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            },
                             base,
                             authorization,
                         },
@@ -266,7 +278,9 @@ enum Download {
     Streaming(Response),
     Pending {
         ctx: Arc<FetchContext>,
-        session: Session,
+        /// The connection's session: a credential found to work here is kept for the next
+        /// round.
+        session: Arc<Mutex<Option<Session>>>,
         body: Vec<u8>,
     },
 }
@@ -274,32 +288,7 @@ enum Download {
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Download::Pending { ctx, session, body } = self {
-            let path = format!("{}/git-upload-pack", session.base.path);
-            let mut headers = vec![
-                ("User-Agent", USER_AGENT),
-                ("Content-Type", "application/x-git-upload-pack-request"),
-                ("Accept", RESULT),
-            ];
-            if let Some(a) = &session.authorization {
-                headers.push(("Authorization", a.as_str()));
-            }
-            let result =
-                send(ctx, &session.base, "POST", &path, &headers, body).and_then(|r| {
-                    match (r.status, r.media_type()) {
-                        (200, media) if media == RESULT => Ok(r),
-                        (200, media) => Err(HttpProblem::Other(format!(
-                            "the server answered upload-pack with {media:?}, not {RESULT}"
-                        ))),
-                        (401 | 403, _) => Err(HttpProblem::Auth(format!(
-                            "the remote refused upload-pack (HTTP {}) after it listed the branches",
-                            r.status
-                        ))),
-                        (status, _) => Err(HttpProblem::Unreachable(format!(
-                            "the server answered upload-pack with HTTP {status}"
-                        ))),
-                    }
-                });
-            match result {
+            match upload_pack(ctx, session, body) {
                 Ok(response) => *self = Download::Streaming(response),
                 Err(problem) => {
                     let message = problem.to_string();
@@ -312,6 +301,55 @@ impl Read for Download {
             Download::Streaming(response) => response.read(buf),
             Download::Pending { .. } => Ok(0),
         }
+    }
+}
+
+/// One round of negotiation: the POST of `body`, retried with the next credential while the
+/// server answers 401 (some list branches to anyone and ask only here).
+fn upload_pack(
+    ctx: &FetchContext,
+    shared: &Mutex<Option<Session>>,
+    body: &[u8],
+) -> Result<Response, HttpProblem> {
+    let mut session = lock(shared).clone().ok_or_else(|| {
+        HttpProblem::Other("upload-pack without a session (internal error)".into())
+    })?;
+    let path = format!("{}/git-upload-pack", session.base.path);
+    loop {
+        let mut headers = vec![
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/x-git-upload-pack-request"),
+            ("Accept", RESULT),
+        ];
+        if let Some(a) = &session.authorization {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let r = send(ctx, &session.base, "POST", &path, &headers, body)?;
+        return match (r.status, r.media_type()) {
+            (200, media) if media == RESULT => {
+                *lock(shared) = Some(session);
+                Ok(r)
+            }
+            (200, media) => Err(HttpProblem::Other(format!(
+                "the server answered upload-pack with {media:?}, not {RESULT}"
+            ))),
+            (401, _) if !session.more.is_empty() => {
+                session.authorization = Some(session.more.remove(0));
+                continue;
+            }
+            (401 | 403, _) => Err(HttpProblem::Auth(format!(
+                "the remote refused upload-pack (HTTP {}) after it listed the branches{}",
+                r.status,
+                if session.authorization.is_some() {
+                    ""
+                } else {
+                    " (and no token_file is set)"
+                }
+            ))),
+            (status, _) => Err(HttpProblem::Unreachable(format!(
+                "the server answered upload-pack with HTTP {status}"
+            ))),
+        };
     }
 }
 

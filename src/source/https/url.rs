@@ -41,11 +41,13 @@ impl HttpUrl {
         if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err("the URL contains spaces or control characters".to_string());
         }
-        let rest = rest.split(['?', '#']).next().unwrap_or_default();
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        // A query or fragment ends the path, and the host: looked for only after the
+        // credentials are split off, so a `?` or `#` in a password never cuts it in two.
+        let path = path.split(['?', '#']).next().unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             // `https://@host/…` names no credentials.
             Some(("" | ":", hp)) => (None, hp),
@@ -55,9 +57,18 @@ impl HttpUrl {
             }
             None => (None, authority),
         };
+        let hostport = hostport.split(['?', '#']).next().unwrap_or_default();
         let default_port = if https { 443 } else { 80 };
-        let (host, port) = split_host_port(hostport, default_port)
-            .ok_or_else(|| format!("cannot read the host and port of {hostport:?}"))?;
+        // Quoted only without credentials: the text before an `@` may be a password.
+        let (host, port) = split_host_port(hostport, default_port).ok_or_else(|| {
+            if authority.contains('@') {
+                "cannot read the host and port after the credentials (a `/`, `?`, `#` or `@` in \
+                 them must be %-encoded)"
+                    .to_string()
+            } else {
+                format!("cannot read the host and port of {hostport:?}")
+            }
+        })?;
         Ok(HttpUrl {
             https,
             host,
@@ -126,6 +137,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
         if bytes[i] == b'%' {
             let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| "a malformed %-escape in the URL's credentials".to_string())?;
@@ -161,6 +173,23 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 80));
         assert_eq!(v6.host_header(), "[::1]");
         assert_eq!(HttpUrl::parse("https://h").unwrap().path, "");
+    }
+
+    #[test]
+    fn a_password_with_query_characters_stays_whole_and_is_never_quoted() {
+        let u = HttpUrl::parse("https://bob:hunter?2#x@git.example.org/org/app.git").unwrap();
+        assert_eq!(u.host, "git.example.org");
+        assert_eq!(u.userinfo, Some(("bob".into(), "hunter?2#x".into())));
+        assert_eq!(u.path, "/org/app.git");
+        // A port that is not one: the message says where, not what the credentials are.
+        let err = HttpUrl::parse("https://bob:s3cret@host:12x/r").unwrap_err();
+        assert!(!err.contains("s3cret") && !err.contains("bob"), "{err}");
+        assert!(
+            HttpUrl::parse("https://u:%+1@h/r").is_err(),
+            "%+1 is no escape"
+        );
+        let q = HttpUrl::parse("https://h/r.git?x=1#f").unwrap();
+        assert_eq!((q.host.as_str(), q.path.as_str()), ("h", "/r.git"));
     }
 
     #[test]
