@@ -920,6 +920,94 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
     assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
 }
 
+/// nginx takes a reload when its master handles the signal, which can be after the reload
+/// command returned: made certain here by a reload script that signals nginx 5 s later. certbot
+/// must not run before nginx serves the ACME vhost (its challenge would be answered by the old
+/// config, 404, and the failed validation count against Let's Encrypt's limits): gitmoor waits
+/// until nginx serves a probe file of the webroot for the site's name, then certbot succeeds.
+#[test]
+fn certbot_waits_until_nginx_has_taken_the_acme_vhost() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new();
+    w.start_nginx();
+    let port = echo_backend();
+    let d = w.nginx_dir();
+    let late = d.join("late-reload");
+    std::fs::write(
+        &late,
+        format!(
+            "#!/bin/sh\n( sleep 5; exec {NGINX} -p {dd} -c {dd}/nginx.conf -e {dd}/logs/error.log -s reload ) >/dev/null 2>&1 &\n",
+            dd = d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&late, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = w.gitmoor_config().replace(
+        &format!("  binary: {NGINX}\n"),
+        &format!("  binary: {NGINX}\n  reload: [\"{}\"]\n", late.display()),
+    );
+    assert!(config.contains("late-reload"), "{config}");
+    let remote = support::Remote::new();
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    let host = support::Host::new(&remote, &config);
+    let out = host.gitmoor(&["apply"]);
+    let text = support::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
+    w.wait_status(DOMAIN, 301);
+    assert!(w.https_body().contains(&format!("host: {DOMAIN}")));
+    let left: Vec<_> = std::fs::read_dir(w.webroot().join(".well-known/acme-challenge"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("gitmoor-probe-"))
+        .collect();
+    assert!(left.is_empty(), "probe files left in the webroot: {left:?}");
+}
+
+/// A reload that nginx never takes (a reload command that does nothing): certbot is never run,
+/// so no failed validation counts against the name; the apply fails saying what nginx did not
+/// serve, and the site's vhost is gone again (it was new).
+#[test]
+fn certbot_is_not_run_when_nginx_never_serves_the_acme_vhost() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new();
+    w.start_nginx();
+    let port = echo_backend();
+    let idle = w.nginx_dir().join("idle-reload");
+    std::fs::write(&idle, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&idle, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = w.gitmoor_config().replace(
+        &format!("  binary: {NGINX}\n"),
+        &format!("  binary: {NGINX}\n  reload: [\"{}\"]\n", idle.display()),
+    );
+    let remote = support::Remote::new();
+    remote.write(
+        "nginx/api.yaml",
+        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
+    );
+    remote.commit("the api site");
+    let host = support::Host::new(&remote, &config);
+    let out = host.gitmoor(&["apply"]);
+    let text = support::output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "nginx did not serve the ACME webroot for {DOMAIN}"
+        )) && text.contains("certbot was not run"),
+        "{text}"
+    );
+    assert!(w.certbot_calls().is_empty(), "{:?}", w.certbot_calls());
+    assert!(
+        !w.sites_dir().join("api.conf").exists(),
+        "the new site's vhost stayed"
+    );
+}
+
 /// One plain HTTP request for `host` on `port`: (status, its `Location` header).
 fn redirect_of(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -13,6 +13,7 @@
 //! followed by one more reload, and nginx ends on the files the folder shows.
 
 mod ctl;
+mod serves;
 mod site_file;
 
 use crate::config::nginx::NginxConfig;
@@ -94,6 +95,8 @@ pub struct NginxHost {
     /// Successful reloads so far: after one, nginx serves every certificate as it is on disk
     /// now, which the reconcile records (an outside renewal is then noticed by the next plan).
     reloads: std::sync::atomic::AtomicUsize,
+    /// The port the sites' HTTP servers listen on (where the ACME server asks).
+    http_port: u16,
 }
 
 /// A change that touches the disk: the file, what was there, what goes there.
@@ -114,11 +117,21 @@ impl NginxHost {
             include_seen: std::sync::atomic::AtomicBool::new(false),
             lock: tokio::sync::Mutex::new(()),
             reloads: std::sync::atomic::AtomicUsize::new(0),
+            http_port: cfg.http_port,
         })
     }
 
     pub fn sites_dir(&self) -> &Path {
         &self.sites_dir
+    }
+
+    /// Waits until nginx serves `webroot`'s ACME challenges for `names` (see `serves.rs`).
+    pub async fn wait_until_acme_served(
+        &self,
+        webroot: &Path,
+        names: &[&str],
+    ) -> Result<(), String> {
+        serves::wait_until_served(webroot, self.http_port, names, serves::SERVE_TIMEOUT).await
     }
 
     /// Installs one site: written, tested with the whole config, reloaded; on a failed test

@@ -129,6 +129,11 @@ async fn obtain_and_install(
     if let Err(e) = host.install(site, pending).await {
         return SiteRun::done(failed(site, e.to_string()));
     }
+    // The reload returned; nginx may not have taken it yet. certbot only once it has.
+    if let Err(e) = host.wait_until_acme_served(&cert.webroot, &names).await {
+        let message = put_previous_back(site, previous.as_deref(), host, e).await;
+        return SiteRun::done(failed(site, message));
+    }
     info!(site, names = %cert.names.join(","), "obtain certificate");
     if let Err(e) = request.run().await {
         let message = put_previous_back(site, previous.as_deref(), host, e.to_string()).await;
