@@ -920,33 +920,19 @@ fn a_lets_encrypt_site_in_the_repo_goes_live_over_https_through_gitmoor_apply() 
     assert_eq!(w.certbot_calls().len(), 1, "{:?}", w.certbot_calls());
 }
 
-/// nginx takes a reload when its master handles the signal, which can be after the reload
-/// command returned: made certain here by a reload script that signals nginx 5 s later. certbot
-/// must not run before nginx serves the ACME vhost (its challenge would be answered by the old
-/// config, 404, and the failed validation count against Let's Encrypt's limits): gitmoor waits
-/// until nginx serves a probe file of the webroot for the site's name, then certbot succeeds.
-#[test]
-fn certbot_waits_until_nginx_has_taken_the_acme_vhost() {
+/// The api site (`tls: letsencrypt`, upstream an echo backend) in a commit, and a host whose
+/// nginx is reloaded by `script` (a shell script written next to nginx's config as `name`).
+fn api_site_reloaded_by(w: &World, name: &str, script: &str) -> (support::Remote, support::Host) {
     use std::os::unix::fs::PermissionsExt;
-    let mut w = World::new();
-    w.start_nginx();
     let port = echo_backend();
-    let d = w.nginx_dir();
-    let late = d.join("late-reload");
-    std::fs::write(
-        &late,
-        format!(
-            "#!/bin/sh\n( sleep 5; exec {NGINX} -p {dd} -c {dd}/nginx.conf -e {dd}/logs/error.log -s reload ) >/dev/null 2>&1 &\n",
-            dd = d.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&late, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = w.nginx_dir().join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = w.gitmoor_config().replace(
         &format!("  binary: {NGINX}\n"),
-        &format!("  binary: {NGINX}\n  reload: [\"{}\"]\n", late.display()),
+        &format!("  binary: {NGINX}\n  reload: [\"{}\"]\n", path.display()),
     );
-    assert!(config.contains("late-reload"), "{config}");
+    assert!(config.contains(name), "{config}");
     let remote = support::Remote::new();
     remote.write(
         "nginx/api.yaml",
@@ -954,6 +940,24 @@ fn certbot_waits_until_nginx_has_taken_the_acme_vhost() {
     );
     remote.commit("the api site");
     let host = support::Host::new(&remote, &config);
+    (remote, host)
+}
+
+/// nginx takes a reload when its master handles the signal, which can be after the reload
+/// command returned: made certain here by a reload script that signals nginx 5 s later. certbot
+/// must not run before nginx serves the ACME vhost (its challenge would be answered by the old
+/// config, 404, and the failed validation count against Let's Encrypt's limits): gitmoor waits
+/// until nginx serves a probe file of the webroot for the site's name, then certbot succeeds.
+#[test]
+fn certbot_waits_until_nginx_has_taken_the_acme_vhost() {
+    let mut w = World::new();
+    w.start_nginx();
+    let d = w.nginx_dir();
+    let late = format!(
+        "#!/bin/sh\n( sleep 5; exec {NGINX} -p {dd} -c {dd}/nginx.conf -e {dd}/logs/error.log -s reload ) >/dev/null 2>&1 &\n",
+        dd = d.display()
+    );
+    let (_remote, host) = api_site_reloaded_by(&w, "late-reload", &late);
     let out = host.gitmoor(&["apply"]);
     let text = support::output_text(&out);
     assert!(out.status.success(), "{text}");
@@ -974,24 +978,9 @@ fn certbot_waits_until_nginx_has_taken_the_acme_vhost() {
 /// serve, and the site's vhost is gone again (it was new).
 #[test]
 fn certbot_is_not_run_when_nginx_never_serves_the_acme_vhost() {
-    use std::os::unix::fs::PermissionsExt;
     let mut w = World::new();
     w.start_nginx();
-    let port = echo_backend();
-    let idle = w.nginx_dir().join("idle-reload");
-    std::fs::write(&idle, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&idle, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = w.gitmoor_config().replace(
-        &format!("  binary: {NGINX}\n"),
-        &format!("  binary: {NGINX}\n  reload: [\"{}\"]\n", idle.display()),
-    );
-    let remote = support::Remote::new();
-    remote.write(
-        "nginx/api.yaml",
-        &format!("server_names: [{DOMAIN}]\nupstream: 127.0.0.1:{port}\ntls: letsencrypt\n"),
-    );
-    remote.commit("the api site");
-    let host = support::Host::new(&remote, &config);
+    let (_remote, host) = api_site_reloaded_by(&w, "idle-reload", "#!/bin/sh\nexit 0\n");
     let out = host.gitmoor(&["apply"]);
     let text = support::output_text(&out);
     assert!(!out.status.success(), "{text}");

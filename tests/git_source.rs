@@ -654,15 +654,35 @@ fn random_token() -> String {
     format!("gm_test_{nanos:x}{:x}", std::process::id())
 }
 
+/// The https remote of these tests (nginx + git http-backend, a private CA, a random token);
+/// None (the test skips) without nginx or fcgiwrap.
+fn https_server() -> Option<(Server, String)> {
+    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+        return None;
+    }
+    let token = random_token();
+    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    Some((srv, token))
+}
+
+/// The token in a file and the server's CA: what a configured https remote has.
+fn token_and_ca(srv: &Server, token: &str) -> RepoAuth {
+    let token_file = srv.path("token");
+    std::fs::write(&token_file, token).unwrap();
+    RepoAuth {
+        token_file: Some(token_file),
+        ca_file: Some(PathBuf::from(srv.var("CA"))),
+        ..RepoAuth::default()
+    }
+}
+
 /// The https cases a user meets: an unknown CA, a token right, wrong, absent or in the URL,
 /// plain http refused, a missing repository, a missing ca_file.
 #[test]
 fn https_remote_with_token_and_private_ca() {
-    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+    let Some((srv, token)) = https_server() else {
         return;
-    }
-    let token = random_token();
-    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    };
     assert_eq!(srv.var("TOKEN"), token);
     let url = srv.var("URL").to_string();
     let head = git(&srv.path("srv/repos/repo.git"), &["rev-parse", "main"]);
@@ -841,20 +861,12 @@ fn https_remote_with_token_and_private_ca() {
 /// "dumb" HTTP answer; each error names the kind of problem.
 #[test]
 fn https_redirects_and_servers_that_do_not_speak_git() {
-    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+    let Some((srv, token)) = https_server() else {
         return;
-    }
-    let token = random_token();
-    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    };
     let port = srv.var("PORT").to_string();
     let head = git(&srv.path("srv/repos/repo.git"), &["rev-parse", "main"]);
-    let token_file = srv.path("token");
-    std::fs::write(&token_file, &token).unwrap();
-    let auth = RepoAuth {
-        token_file: Some(token_file),
-        ca_file: Some(PathBuf::from(srv.var("CA"))),
-        ..RepoAuth::default()
-    };
+    let auth = token_and_ca(&srv, &token);
     let fetch = |name: &str| {
         let url = format!("https://127.0.0.1:{port}/{name}.git");
         GitSource::open(&url, auth.clone(), &srv.path(&format!("c-{name}")))?.fetch("main")
@@ -942,11 +954,9 @@ fn https_redirects_and_servers_that_do_not_speak_git() {
 /// upload-pack requests (it sends what it has in rounds), each a POST of its own over https.
 #[test]
 fn https_fetch_of_a_long_history_into_a_warm_cache() {
-    if skip_without(&["/usr/sbin/nginx", "/usr/sbin/fcgiwrap"]) {
+    let Some((srv, token)) = https_server() else {
         return;
-    }
-    let token = random_token();
-    let srv = Server::start("git_remote_https.sh", &[("TOKEN", token.clone())]);
+    };
     let bare = srv.path("srv/repos/repo.git");
     git(
         srv.tmp.path(),
@@ -973,13 +983,7 @@ fn https_fetch_of_a_long_history_into_a_warm_cache() {
         git(&work, &["push", "-q", "origin", "main"]);
         git(&work, &["rev-parse", "HEAD"])
     };
-    let token_file = srv.path("token");
-    std::fs::write(&token_file, &token).unwrap();
-    let auth = RepoAuth {
-        token_file: Some(token_file),
-        ca_file: Some(PathBuf::from(srv.var("CA"))),
-        ..RepoAuth::default()
-    };
+    let auth = token_and_ca(&srv, &token);
     let source = GitSource::open(srv.var("URL"), auth, &srv.path("cache")).unwrap();
     let first = commit_n(0, 45);
     assert_eq!(source.fetch("main").unwrap().sha, first);
