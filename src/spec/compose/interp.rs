@@ -196,6 +196,7 @@ pub(crate) fn interpolate_tree(
         vars,
         stack,
         seen: &mut seen,
+        lenient: false,
     };
     let NodeValue::Map(entries) = &root.value else {
         return it.node(root, "");
@@ -216,9 +217,11 @@ pub(crate) fn interpolate_tree(
                     let off = k == "services" && inactive.contains(ck);
                     if off {
                         it.vars = &lenient;
+                        it.lenient = true;
                     }
                     cs.push((ck.clone(), it.without_extensions(cv, &path)));
                     it.vars = vars;
+                    it.lenient = false;
                 }
                 Node::new(v.line, v.col, NodeValue::Map(cs))
             }
@@ -233,8 +236,12 @@ struct Interp<'c, 'a, 'v> {
     ctx: &'c mut Ctx<'a>,
     vars: &'v StackVars,
     stack: &'v str,
-    /// (variable, line) pairs already reported.
-    seen: &'c mut BTreeSet<(String, u64)>,
+    /// (variable, line, lenient) already reported: one report per variable and line, kept
+    /// apart for the services left out by their profiles (a warning there must not hide the
+    /// error of an active service written on the same line, as flow style allows).
+    seen: &'c mut BTreeSet<(String, u64, bool)>,
+    /// Interpolating a service left out by its profiles (`vars` is then lenient).
+    lenient: bool,
 }
 
 impl Interp<'_, '_, '_> {
@@ -288,7 +295,7 @@ impl Interp<'_, '_, '_> {
                     self.ctx.value_unchecked(node);
                 }
                 for var in done.missing {
-                    if self.seen.insert((var.clone(), node.line)) {
+                    if self.seen.insert((var.clone(), node.line, self.lenient)) {
                         missing_var(self.ctx, node, path, &var, vars, self.stack);
                     }
                 }

@@ -299,6 +299,30 @@ const PROFILES: &str = r#"services:
     depends_on: [web]
 "#;
 
+/// Flow style puts services on one line: the warning for the service left out by its profile
+/// (first) must not hide the error for the active one (after it) on the same line.
+#[test]
+fn a_profiled_out_service_on_the_same_line_does_not_hide_an_active_ones_missing_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flow = "services: {dbg: {image: \"busybox:${TAG}\", profiles: [debug]}, web: {image: \"busybox:${TAG}\"}}\n";
+    let (spec, f) = load_full(flow, &[], Some(dir.path()), &[]);
+    assert!(spec.is_none(), "web misses TAG: {:#?}", f.warnings);
+    assert!(
+        f.errors
+            .iter()
+            .any(|e| e.key.as_deref() == Some("services.web.image")),
+        "{:#?}",
+        f.errors
+    );
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.key.as_deref() == Some("services.dbg.image")),
+        "{:#?}",
+        f.warnings
+    );
+}
+
 #[test]
 fn profiles_decide_which_services_run() {
     let dir = tempfile::tempdir().expect("tempdir");
