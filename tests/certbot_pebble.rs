@@ -981,6 +981,11 @@ fn certbot_is_not_run_when_nginx_never_serves_the_acme_vhost() {
     let mut w = World::new();
     w.start_nginx();
     let (_remote, host) = api_site_reloaded_by(&w, "idle-reload", "#!/bin/sh\nexit 0\n");
+    // The probe waits as long as a reload may take: 3 s here, not the default 30.
+    host.edit_config(
+        &format!("  binary: {NGINX}\n"),
+        &format!("  binary: {NGINX}\n  test_timeout_secs: 3\n"),
+    );
     let out = host.gitmoor(&["apply"]);
     let text = support::output_text(&out);
     assert!(!out.status.success(), "{text}");

@@ -97,6 +97,9 @@ pub struct NginxHost {
     reloads: std::sync::atomic::AtomicUsize,
     /// The port the sites' HTTP servers listen on (where the ACME server asks).
     http_port: u16,
+    /// Whether to wait for nginx to serve the ACME webroot before certbot (`nginx.acme_probe`),
+    /// and for how long (the budget of a reload, `nginx.test_timeout_secs`).
+    acme_probe: Option<std::time::Duration>,
 }
 
 /// A change that touches the disk: the file, what was there, what goes there.
@@ -118,6 +121,9 @@ impl NginxHost {
             lock: tokio::sync::Mutex::new(()),
             reloads: std::sync::atomic::AtomicUsize::new(0),
             http_port: cfg.http_port,
+            acme_probe: cfg
+                .acme_probe
+                .then(|| std::time::Duration::from_secs(cfg.test_timeout_secs)),
         })
     }
 
@@ -131,7 +137,10 @@ impl NginxHost {
         webroot: &Path,
         names: &[&str],
     ) -> Result<(), String> {
-        serves::wait_until_served(webroot, self.http_port, names, serves::SERVE_TIMEOUT).await
+        match self.acme_probe {
+            Some(budget) => serves::wait_until_served(webroot, self.http_port, names, budget).await,
+            None => Ok(()),
+        }
     }
 
     /// Installs one site: written, tested with the whole config, reloaded; on a failed test

@@ -57,6 +57,15 @@ pub struct NginxConfig {
     /// not bind it).
     #[serde(default = "default_ipv6")]
     pub ipv6: bool,
+    /// Before certbot runs, wait until nginx serves a probe file of the ACME webroot for the
+    /// site's names (default on; see docs/nginx.md). Off only for a front nginx the probe
+    /// cannot reach as Let's Encrypt does (e.g. `listen 80 proxy_protocol`).
+    #[serde(default = "default_acme_probe")]
+    pub acme_probe: bool,
+}
+
+fn default_acme_probe() -> bool {
+    true
 }
 
 fn default_http_port() -> u16 {
@@ -88,6 +97,7 @@ impl Default for NginxConfig {
             conf: None,
             args: Vec::new(),
             test_timeout_secs: default_test_timeout(),
+            acme_probe: default_acme_probe(),
             reload: None,
             acme_webroot: default_acme_webroot(),
             http_port: default_http_port(),

@@ -36,7 +36,22 @@ pub(super) fn parse_remote(url: &str) -> Result<(String, RemoteKind), GitError> 
         let kind =
             match scheme.to_ascii_lowercase().as_str() {
                 "file" => RemoteKind::Local,
-                "http" | "https" => RemoteKind::Http,
+                "http" | "https" => {
+                    // `user:pa/ss@host`: an unencoded `/` in a password ends the authority
+                    // early, and the rest (password included) would be taken for the host and
+                    // the path, and shown as such. Refused without quoting it.
+                    let authority_end = rest.find('/').unwrap_or(rest.len());
+                    let before_query = rest.split(['?', '#']).next().unwrap_or_default();
+                    if !rest[..authority_end].contains('@') && before_query.contains('@') {
+                        return Err(GitError::InvalidUrl {
+                            url: format!("{scheme}://***"),
+                            reason: "it has an `@` after the host: if it carries credentials, \
+                                     %-encode a `/` in them (as %2F), or use token_file"
+                                .to_string(),
+                        });
+                    }
+                    RemoteKind::Http
+                }
                 "ssh" | "git+ssh" | "ssh+git" => {
                     let authority = rest.split('/').next().unwrap_or_default();
                     let (user, hostport) = match authority.rsplit_once('@') {
@@ -226,6 +241,17 @@ pub(super) fn strip_credentials(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_with_a_slash_is_refused_without_being_shown() {
+        let err = parse_remote("https://deploy:s3cr/et@git.example.org/r.git").unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("s3cr") && !msg.contains("deploy"), "{msg}");
+        assert!(msg.contains("%2F"), "{msg}");
+        let encoded = parse_remote("https://deploy:s3cr%2Fet@git.example.org/r.git");
+        assert!(encoded.is_ok());
+        assert!(parse_remote("https://git.example.org/r.git?at=a@b").is_ok());
+    }
 
     #[test]
     fn parses_remote_kinds() {

@@ -96,8 +96,9 @@ pub(super) fn send(
             // The certificate is the user's to fix (ca_file); anything else is the server or
             // the port (plain http on an https URL, an old TLS version).
             native_tls::HandshakeError::Failure(e) => {
-                let message = format!("TLS with {}: {e}", url.authority());
-                if message.contains("certificate") {
+                let detail = e.to_string();
+                let message = format!("TLS with {}: {detail}", url.authority());
+                if detail.contains("certificate") {
                     HttpError::Tls(message)
                 } else {
                     HttpError::Connect(message)
@@ -116,7 +117,7 @@ pub(super) fn send(
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(req.body))
         .and_then(|()| stream.flush())
-        .map_err(HttpError::Io)?;
+        .map_err(|e| HttpError::Io(said_timeout(e)))?;
     read_response(stream)
 }
 
@@ -263,7 +264,7 @@ impl Read for Conn {
     }
 }
 
-/// A blocking socket's read "would block" only when its timeout ran out: said so.
+/// A blocking socket's read or write "would block" only when its timeout ran out: said so.
 fn said_timeout(e: io::Error) -> io::Error {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(

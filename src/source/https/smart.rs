@@ -340,7 +340,7 @@ fn upload_pack(
             (401 | 403, _) => Err(HttpProblem::Auth(format!(
                 "the remote refused upload-pack (HTTP {}) after it listed the branches{}",
                 r.status,
-                if session.authorization.is_some() {
+                if session.authorization.is_some() || ctx.token.is_some() {
                     ""
                 } else {
                     " (and no token_file is set)"

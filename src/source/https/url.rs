@@ -45,6 +45,13 @@ impl HttpUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        // `user:pa/ss@host`: the `/` ended the authority early; the rest is no path.
+        let before_query = rest.split(['?', '#']).next().unwrap_or_default();
+        if !authority.contains('@') && before_query.contains('@') {
+            return Err(
+                "an `@` after the host: %-encode a `/` in credentials (as %2F)".to_string(),
+            );
+        }
         // A query or fragment ends the path, and the host: looked for only after the
         // credentials are split off, so a `?` or `#` in a password never cuts it in two.
         let path = path.split(['?', '#']).next().unwrap_or_default();
@@ -188,6 +195,10 @@ mod tests {
             HttpUrl::parse("https://u:%+1@h/r").is_err(),
             "%+1 is no escape"
         );
+        // A `/` in a password is refused before (remote_url::parse_remote); here the part
+        // before it is never quoted either.
+        let err = HttpUrl::parse("https://deploy:s3cr/et@h/r").unwrap_err();
+        assert!(!err.contains("s3cr"), "{err}");
         let q = HttpUrl::parse("https://h/r.git?x=1#f").unwrap();
         assert_eq!((q.host.as_str(), q.path.as_str()), ("h", "/r.git"));
     }
