@@ -15,7 +15,7 @@ use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -101,8 +101,7 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 
 fn create(dir: &Path, path: &Path) -> anyhow::Result<()> {
     let mut bytes = [0u8; KEY_LEN];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
+    crate::random::fill(&mut bytes)
         .context("cannot read 32 random bytes from /dev/urandom for the hash key")?;
     let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);

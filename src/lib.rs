@@ -13,6 +13,7 @@ pub mod labels;
 pub mod observe;
 pub mod plan;
 pub mod process;
+pub mod random;
 pub mod reconcile;
 pub mod redact;
 pub mod server;

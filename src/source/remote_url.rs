@@ -40,9 +40,7 @@ pub(super) fn parse_remote(url: &str) -> Result<(String, RemoteKind), GitError> 
                     // `user:pa/ss@host`: an unencoded `/` in a password ends the authority
                     // early, and the rest (password included) would be taken for the host and
                     // the path, and shown as such. Refused without quoting it.
-                    let authority_end = rest.find('/').unwrap_or(rest.len());
-                    let before_query = rest.split(['?', '#']).next().unwrap_or_default();
-                    if !rest[..authority_end].contains('@') && before_query.contains('@') {
+                    if at_after_host(rest) {
                         return Err(GitError::InvalidUrl {
                             url: format!("{scheme}://***"),
                             reason: "it has an `@` after the host: if it carries credentials, \
@@ -210,6 +208,14 @@ fn push_authority(out: &mut String, scheme: &str, authority: &str, keep: Keep) {
         Keep::SshUser | Keep::Nothing => out.push_str("***"),
     }
     out.push_str(&authority[at..]);
+}
+
+/// True when `rest` (a URL after `scheme://`) has an `@` after its host but none before: a `/`
+/// in a password ended the authority early, and the password would be read as host and path.
+pub(crate) fn at_after_host(rest: &str) -> bool {
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let before_query = rest.split(['?', '#']).next().unwrap_or_default();
+    !rest[..authority_end].contains('@') && before_query.contains('@')
 }
 
 /// `http` or `git` when the URL uses a transport with neither encryption nor authentication of

@@ -183,11 +183,8 @@ fn is_hostname(name: &str) -> bool {
 
 /// 16 random bytes as hex, from the kernel.
 fn random_token() -> Result<String, String> {
-    use std::io::Read;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    crate::random::fill(&mut bytes).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     Ok(hex::encode(bytes))
 }
 

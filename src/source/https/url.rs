@@ -1,7 +1,7 @@
 //! An http(s) remote URL split the way the transport needs it: where to connect, which path to
 //! ask for, and the `user:password@` it may carry (percent-decoded, never shown). Pure.
 
-use crate::source::remote_url::split_host_port;
+use crate::source::remote_url::{at_after_host, split_host_port};
 
 /// `http[s]://[user[:password]@]host[:port]/path`.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,8 +46,7 @@ impl HttpUrl {
             None => (rest, ""),
         };
         // `user:pa/ss@host`: the `/` ended the authority early; the rest is no path.
-        let before_query = rest.split(['?', '#']).next().unwrap_or_default();
-        if !authority.contains('@') && before_query.contains('@') {
+        if at_after_host(rest) {
             return Err(
                 "an `@` after the host: %-encode a `/` in credentials (as %2F)".to_string(),
             );
